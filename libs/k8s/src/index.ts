@@ -1,0 +1,2 @@
+/** Kubernetes resource definitions shared by the controller, the CLI and the test bed. */
+export { CRD_FILES, GATEWAY_GROUP, MCS_GROUP, POLICY_GROUP, renderCrdFiles, type CrdDefinition } from './crds/index.ts';

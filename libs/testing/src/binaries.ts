@@ -1,0 +1,111 @@
+import { spawn } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { TestbedError } from './errors.ts';
+
+/** The repository root (this file is libs/testing/src/binaries.ts). */
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+
+/** Debian puts some servers in sbin, which a non-root PATH may lack. */
+const EXTRA_DIRS = ['/usr/sbin', '/usr/local/sbin', '/sbin'];
+
+function isExecutable(file: string): boolean {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Absolute path of an executable on PATH (or in sbin), or undefined. */
+export function findOnPath(name: string): string | undefined {
+  const dirs = [...(process.env.PATH ?? '').split(path.delimiter).filter(Boolean), ...EXTRA_DIRS];
+  for (const dir of dirs) {
+    const candidate = path.join(dir, name);
+    if (isExecutable(candidate)) return candidate;
+  }
+  return undefined;
+}
+
+/** The servers the test bed runs from Debian packages, with their package names. */
+export const SYSTEM_SERVERS = {
+  'nats-server': 'nats-server',
+  'redis-server': 'redis-server',
+  prometheus: 'prometheus',
+} as const;
+
+export type SystemServer = keyof typeof SYSTEM_SERVERS;
+
+/** Path of a system server binary, or an error that says how to install it. */
+export function requireSystemServer(name: SystemServer): string {
+  const found = findOnPath(name);
+  if (found) return found;
+  throw new TestbedError(
+    'CAUSEWAY_TESTBED_BINARY_MISSING',
+    `${name} is not installed. Run 'npm test' or 'npm run env' as root on Debian/Ubuntu to install it, ` +
+      `or install it yourself (Debian: apt-get install ${SYSTEM_SERVERS[name]}).`,
+  );
+}
+
+/** Paths of the Kubernetes control-plane binaries. */
+export interface KubeBinaries {
+  readonly kubeApiserver: string;
+  readonly etcd: string;
+}
+
+let cachedKubeBinaries: Promise<KubeBinaries> | undefined;
+
+/**
+ * kube-apiserver and etcd: from KUBE_APISERVER_BIN / ETCD_BIN when set, otherwise built
+ * once from the Go module proxy by scripts/build-kube-bins.sh into a cache outside the repo.
+ * The build's progress is shown on stderr.
+ */
+export function kubeBinaries(): Promise<KubeBinaries> {
+  cachedKubeBinaries ??= resolveKubeBinaries();
+  return cachedKubeBinaries;
+}
+
+async function resolveKubeBinaries(): Promise<KubeBinaries> {
+  const fromEnvApiserver = process.env.KUBE_APISERVER_BIN;
+  const fromEnvEtcd = process.env.ETCD_BIN;
+  let built: string | undefined;
+  if (!fromEnvApiserver || !fromEnvEtcd) built = await runBuildScript();
+  const result = {
+    kubeApiserver: fromEnvApiserver || path.join(built!, 'kube-apiserver'),
+    etcd: fromEnvEtcd || path.join(built!, 'etcd'),
+  };
+  for (const [variable, file] of [
+    ['KUBE_APISERVER_BIN', result.kubeApiserver],
+    ['ETCD_BIN', result.etcd],
+  ] as const) {
+    if (!isExecutable(file)) {
+      throw new TestbedError('CAUSEWAY_TESTBED_BINARY_MISSING', `${variable}: ${file} is not an executable file`);
+    }
+  }
+  return result;
+}
+
+async function runBuildScript(): Promise<string> {
+  const script = path.join(repoRoot, 'scripts/build-kube-bins.sh');
+  return await new Promise<string>((resolve, reject) => {
+    const child = spawn('bash', [script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (out += chunk));
+    child.once('error', (error) =>
+      reject(new TestbedError('CAUSEWAY_TESTBED_BINARY_MISSING', `cannot run ${script}`, { cause: error })),
+    );
+    child.once('exit', (code) => {
+      const dir = out.trim().split('\n').pop();
+      if (code === 0 && dir) resolve(dir);
+      else
+        reject(
+          new TestbedError(
+            'CAUSEWAY_TESTBED_BINARY_MISSING',
+            `building kube-apiserver and etcd failed (exit ${code}); set KUBE_APISERVER_BIN and ETCD_BIN to use binaries you have`,
+          ),
+        );
+    });
+  });
+}

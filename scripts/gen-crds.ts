@@ -1,0 +1,12 @@
+// Writes infra/crds/*.yaml from the definitions in libs/k8s/src/crds.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { renderCrdFiles } from '@causeway/k8s';
+
+const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../infra/crds');
+await mkdir(dir, { recursive: true });
+for (const [file, text] of Object.entries(renderCrdFiles())) {
+  await writeFile(path.join(dir, file), text);
+  console.log(`wrote infra/crds/${file}`);
+}
