@@ -5,11 +5,11 @@ import {
   ApiextensionsV1Api,
   CustomObjectsApi,
   KubernetesObjectApi,
+  loadAllYaml,
   PatchStrategy,
   type KubeConfig,
   type V1CustomResourceDefinition,
 } from '@kubernetes/client-node';
-import { parseAllDocuments } from 'yaml';
 import { repoRoot } from './binaries.ts';
 import { TestbedError } from './errors.ts';
 
@@ -21,12 +21,17 @@ export async function loadCrds(dir = crdDir): Promise<V1CustomResourceDefinition
   const files = (await readdir(dir)).filter((file) => file.endsWith('.yaml')).sort();
   const crds: V1CustomResourceDefinition[] = [];
   for (const file of files) {
-    for (const document of parseAllDocuments(await readFile(path.join(dir, file), 'utf8'))) {
-      if (document.errors.length > 0) {
-        throw new TestbedError('CAUSEWAY_TESTBED_BAD_OPTION', `${file}: ${document.errors[0]!.message}`);
-      }
-      const value = document.toJS() as V1CustomResourceDefinition | null;
-      if (value?.kind === 'CustomResourceDefinition') crds.push(value);
+    let documents: Array<{ kind?: string }>;
+    try {
+      // client-node's loader returns its model classes; its serializer maps model names
+      // back to JSON (`_enum` -> `enum`, `xKubernetesListType` -> `x-kubernetes-list-type`)
+      // and would silently drop those fields from a plain parsed object.
+      documents = loadAllYaml(await readFile(path.join(dir, file), 'utf8')) as Array<{ kind?: string }>;
+    } catch (error) {
+      throw new TestbedError('CAUSEWAY_TESTBED_BAD_OPTION', `${file}: not valid YAML`, { cause: error });
+    }
+    for (const document of documents) {
+      if (document?.kind === 'CustomResourceDefinition') crds.push(document as V1CustomResourceDefinition);
     }
   }
   return crds;
