@@ -63,7 +63,9 @@ export function ensureNodeModules() {
   const installed = mtime(path.join(root, 'node_modules/.package-lock.json'));
   if (installed !== undefined && lock !== undefined && installed >= lock) return;
   say('installing npm packages (npm ci)...');
-  const result = run('npm', ['ci', '--no-audit', '--no-fund'], { env: { ...process.env, npm_config_loglevel: 'warn' } });
+  const result = run('npm', ['ci', '--no-audit', '--no-fund'], {
+    env: { ...process.env, npm_config_loglevel: 'warn' },
+  });
   if (!result.ok) fail(['npm ci failed; run it yourself to see why.']);
 }
 
@@ -99,7 +101,9 @@ export function ensureKubeBinaries() {
     cwd: root,
   });
   if (result.status !== 0) {
-    fail(['building kube-apiserver and etcd failed (see above); KUBE_APISERVER_BIN and ETCD_BIN may name binaries you have.']);
+    fail([
+      'building kube-apiserver and etcd failed (see above); KUBE_APISERVER_BIN and ETCD_BIN may name binaries you have.',
+    ]);
   }
 }
 

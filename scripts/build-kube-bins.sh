@@ -17,19 +17,20 @@ fi
 
 kube_version="$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$src/kube-apiserver/go.mod" | tr -d '\r')"
 etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$src/etcd/go.mod" | tr -d '\r')"
-key="$(cat "$src"/*/go.mod "$src"/*/go.sum "$0" | sha256sum | cut -c1-12)"
+key="$(cat "$src"/*/go.mod "$src"/*/go.sum | sha256sum | cut -c1-12)"
 cache_root="${CAUSEWAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/causeway}"
 out="$cache_root/kube-bin/$kube_version-etcd-$etcd_version-$key"
 mkdir -p "$out"
 
 build() { # name, module dir, package, ldflags
   local name="$1" dir="$2" pkg="$3" ldflags="$4"
-  if [[ -x "$out/$name" ]]; then
-    echo "causeway: $name cached at $out/$name" >&2
-    return
-  fi
+  [[ -x "$out/$name" ]] && return
   echo "causeway: building $name from $pkg (cold: 10-20 min on 2 cores; warm Go cache: ~1 min)..." >&2
   local start=$SECONDS
+  # go build prints nothing until it is done: show that it is alive.
+  (while sleep 30; do echo "causeway: ... still building $name ($((SECONDS - start)) s)" >&2; done) &
+  local ticker=$!
+  trap 'kill $ticker 2>/dev/null' RETURN
   (cd "$dir" && go build -trimpath -ldflags "$ldflags" -o "$out/$name.tmp" "$pkg")
   mv "$out/$name.tmp" "$out/$name"
   echo "causeway: built $name in $((SECONDS - start)) s" >&2

@@ -42,7 +42,16 @@ process.stderr.write(`causeway: running ${files.length} test files\n`);
 // One file at a time: integration files start real API servers and 2 cores are few.
 const result = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=1', '--test-timeout=300000', ...flags, ...files],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-reporter=spec',
+    '--test-concurrency=1',
+    '--test-timeout=300000',
+    ...flags,
+    ...files,
+  ],
   { stdio: 'inherit', cwd: root },
 );
 process.exit(result.status ?? 1);

@@ -17,6 +17,15 @@ import { eventually, findOnPath, startEnvironment, type Environment } from '@cau
 const run = promisify(execFile);
 const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1' } as const;
 
+/** A custom object as the API server returns it. */
+interface CustomObject {
+  metadata: { name: string; namespace?: string; resourceVersion?: string };
+  spec?: Record<string, unknown> & {
+    rules?: Array<{ matches?: unknown; backendRefs?: Array<{ weight?: number }> }>;
+  };
+  status?: { conditions?: Array<Record<string, string>> };
+}
+
 let env: Environment;
 let east: KubeConfig;
 let west: KubeConfig;
@@ -54,8 +63,12 @@ after(async () => {
 describe('kube test bed', () => {
   test('each cluster has its own service CIDR and allocates ClusterIPs from it', async () => {
     const [eastNs, westNs] = await Promise.all([freshNamespace(east), freshNamespace(west)]);
-    const eastSvc = await east.makeApiClient(CoreV1Api).createNamespacedService({ namespace: eastNs, body: service('web', eastNs) });
-    const westSvc = await west.makeApiClient(CoreV1Api).createNamespacedService({ namespace: westNs, body: service('web', westNs) });
+    const eastSvc = await east
+      .makeApiClient(CoreV1Api)
+      .createNamespacedService({ namespace: eastNs, body: service('web', eastNs) });
+    const westSvc = await west
+      .makeApiClient(CoreV1Api)
+      .createNamespacedService({ namespace: westNs, body: service('web', westNs) });
     assert.match(eastSvc.spec?.clusterIP ?? '', /^10\.96\./);
     assert.match(westSvc.spec?.clusterIP ?? '', /^10\.97\./);
   });
@@ -67,26 +80,44 @@ describe('kube test bed', () => {
     const bothSeen = new Promise<void>((resolve) => (resolveSeen = resolve));
     const watch = new Watch(east);
     const controllers = await Promise.all([
-      watch.watch(`/api/v1/namespaces/${namespace}/services`, {}, (phase, object) => {
-        seen.push(`${phase} Service ${object.metadata.name}`);
-        if (seen.length >= 2) resolveSeen();
-      }, () => {}),
-      watch.watch(`/apis/${MCS.group}/${MCS.version}/namespaces/${namespace}/serviceexports`, {}, (phase, object) => {
-        seen.push(`${phase} ServiceExport ${object.metadata.name}`);
-        if (seen.length >= 2) resolveSeen();
-      }, () => {}),
+      watch.watch(
+        `/api/v1/namespaces/${namespace}/services`,
+        {},
+        (phase, object) => {
+          seen.push(`${phase} Service ${object.metadata.name}`);
+          if (seen.length >= 2) resolveSeen();
+        },
+        () => {},
+      ),
+      watch.watch(
+        `/apis/${MCS.group}/${MCS.version}/namespaces/${namespace}/serviceexports`,
+        {},
+        (phase, object) => {
+          seen.push(`${phase} ServiceExport ${object.metadata.name}`);
+          if (seen.length >= 2) resolveSeen();
+        },
+        () => {},
+      ),
     ]);
     try {
-      await east.makeApiClient(CoreV1Api).createNamespacedService({ namespace, body: service('checkout', namespace) });
+      await east
+        .makeApiClient(CoreV1Api)
+        .createNamespacedService({ namespace, body: service('checkout', namespace) });
       await east.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
         ...MCS,
         namespace,
         plural: 'serviceexports',
-        body: { apiVersion: `${MCS.group}/${MCS.version}`, kind: 'ServiceExport', metadata: { name: 'checkout', namespace } },
+        body: {
+          apiVersion: `${MCS.group}/${MCS.version}`,
+          kind: 'ServiceExport',
+          metadata: { name: 'checkout', namespace },
+        },
       });
       await Promise.race([
         bothSeen,
-        new Promise((_, reject) => setTimeout(() => reject(new Error(`watch saw only: ${seen.join(', ')}`)), 10_000)),
+        new Promise((_, reject) =>
+          setTimeout(() => reject(new Error(`watch saw only: ${seen.join(', ')}`)), 10_000),
+        ),
       ]);
       assert.deepEqual(seen.sort(), ['ADDED Service checkout', 'ADDED ServiceExport checkout']);
     } finally {
@@ -102,22 +133,35 @@ describe('kube test bed', () => {
       ...MCS,
       namespace,
       plural: 'serviceexports',
-      body: { apiVersion: `${MCS.group}/${MCS.version}`, kind: 'ServiceExport', metadata: { name: 'payments', namespace } },
-    })) as Record<string, any>;
+      body: {
+        apiVersion: `${MCS.group}/${MCS.version}`,
+        kind: 'ServiceExport',
+        metadata: { name: 'payments', namespace },
+      },
+    })) as CustomObject;
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
     const conditions = [
       { type: 'Valid', status: 'True', reason: 'Valid', message: 'Service found', lastTransitionTime: now },
-      { type: 'Ready', status: 'False', reason: 'Pending', message: 'not yet synced', lastTransitionTime: now },
+      {
+        type: 'Ready',
+        status: 'False',
+        reason: 'Pending',
+        message: 'not yet synced',
+        lastTransitionTime: now,
+      },
     ];
     // A status written through the main resource is dropped by the API server...
     await custom.replaceNamespacedCustomObject({ ...target, body: { ...created, status: { conditions } } });
-    const afterMain = (await custom.getNamespacedCustomObject(target)) as Record<string, any>;
+    const afterMain = (await custom.getNamespacedCustomObject(target)) as CustomObject;
     assert.equal(afterMain.status, undefined);
     // ...and kept when written through /status.
-    await custom.replaceNamespacedCustomObjectStatus({ ...target, body: { ...afterMain, status: { conditions } } });
-    const afterStatus = (await custom.getNamespacedCustomObject(target)) as Record<string, any>;
+    await custom.replaceNamespacedCustomObjectStatus({
+      ...target,
+      body: { ...afterMain, status: { conditions } },
+    });
+    const afterStatus = (await custom.getNamespacedCustomObject(target)) as CustomObject;
     assert.deepEqual(
-      afterStatus.status.conditions.map((c: Record<string, string>) => `${c.type}=${c.status}/${c.reason}`),
+      afterStatus.status!.conditions!.map((c) => `${c.type}=${c.status}/${c.reason}`),
       ['Valid=True/Valid', 'Ready=False/Pending'],
     );
   });
@@ -128,51 +172,106 @@ describe('kube test bed', () => {
     const cases = [
       {
         what: 'ServiceImport with an unknown type',
-        group: MCS.group, version: 'v1alpha1', plural: 'serviceimports',
-        body: { kind: 'ServiceImport', metadata: { name: 'a' }, spec: { type: 'LoadBalancer', ports: [{ port: 80 }] } },
+        group: MCS.group,
+        version: 'v1alpha1',
+        plural: 'serviceimports',
+        body: {
+          kind: 'ServiceImport',
+          metadata: { name: 'a' },
+          spec: { type: 'LoadBalancer', ports: [{ port: 80 }] },
+        },
         field: 'spec.type',
       },
       {
         what: 'ServiceImport port out of range',
-        group: MCS.group, version: 'v1alpha1', plural: 'serviceimports',
-        body: { kind: 'ServiceImport', metadata: { name: 'b' }, spec: { type: 'ClusterSetIP', ports: [{ port: 70000 }] } },
+        group: MCS.group,
+        version: 'v1alpha1',
+        plural: 'serviceimports',
+        body: {
+          kind: 'ServiceImport',
+          metadata: { name: 'b' },
+          spec: { type: 'ClusterSetIP', ports: [{ port: 70000 }] },
+        },
         field: 'spec.ports[0].port',
       },
       {
         what: 'HTTPRoute with an unknown path match type',
-        group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes',
-        body: { kind: 'HTTPRoute', metadata: { name: 'c' }, spec: { rules: [{ matches: [{ path: { type: 'Glob', value: '/x' } }] }] } },
+        group: 'gateway.networking.k8s.io',
+        version: 'v1',
+        plural: 'httproutes',
+        body: {
+          kind: 'HTTPRoute',
+          metadata: { name: 'c' },
+          spec: { rules: [{ matches: [{ path: { type: 'Glob', value: '/x' } }] }] },
+        },
         field: 'spec.rules[0].matches[0].path.type',
       },
       {
         what: 'HTTPRoute backend weight above the maximum',
-        group: 'gateway.networking.k8s.io', version: 'v1', plural: 'httproutes',
-        body: { kind: 'HTTPRoute', metadata: { name: 'd' }, spec: { rules: [{ backendRefs: [{ name: 'web', port: 80, weight: 2_000_000 }] }] } },
+        group: 'gateway.networking.k8s.io',
+        version: 'v1',
+        plural: 'httproutes',
+        body: {
+          kind: 'HTTPRoute',
+          metadata: { name: 'd' },
+          spec: { rules: [{ backendRefs: [{ name: 'web', port: 80, weight: 2_000_000 }] }] },
+        },
         field: 'spec.rules[0].backendRefs[0].weight',
       },
       {
         what: 'AuthorizationPolicy without an action',
-        group: 'policy.causeway.dev', version: 'v1alpha1', plural: 'authorizationpolicies',
-        body: { kind: 'AuthorizationPolicy', metadata: { name: 'e' }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'web' }] } },
+        group: 'policy.causeway.dev',
+        version: 'v1alpha1',
+        plural: 'authorizationpolicies',
+        body: {
+          kind: 'AuthorizationPolicy',
+          metadata: { name: 'e' },
+          spec: { targetRefs: [{ group: '', kind: 'Service', name: 'web' }] },
+        },
         field: 'spec.action',
       },
       {
         what: 'TrafficPolicy with a malformed duration',
-        group: 'policy.causeway.dev', version: 'v1alpha1', plural: 'trafficpolicies',
-        body: { kind: 'TrafficPolicy', metadata: { name: 'f' }, spec: { targetRefs: [{ group: '', kind: 'Service', name: 'web' }], timeouts: { request: '5 seconds' } } },
+        group: 'policy.causeway.dev',
+        version: 'v1alpha1',
+        plural: 'trafficpolicies',
+        body: {
+          kind: 'TrafficPolicy',
+          metadata: { name: 'f' },
+          spec: {
+            targetRefs: [{ group: '', kind: 'Service', name: 'web' }],
+            timeouts: { request: '5 seconds' },
+          },
+        },
         field: 'spec.timeouts.request',
       },
     ];
     for (const c of cases) {
       const body = { apiVersion: `${c.group}/${c.version}`, ...c.body };
       const error = await custom
-        .createNamespacedCustomObject({ group: c.group, version: c.version, namespace, plural: c.plural, body })
-        .then(() => undefined, (e: unknown) => e);
+        .createNamespacedCustomObject({
+          group: c.group,
+          version: c.version,
+          namespace,
+          plural: c.plural,
+          body,
+        })
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       const status = await statusOf(error, c.what);
       assert.equal(status.code, 422, `${c.what}: expected 422, got ${status.code}`);
-      assert.ok(status.message.includes(c.field), `${c.what}: message does not name ${c.field}: ${status.message}`);
+      assert.ok(
+        status.message.includes(c.field),
+        `${c.what}: message does not name ${c.field}: ${status.message}`,
+      );
     }
-    const listed = (await custom.listNamespacedCustomObject({ ...MCS, namespace, plural: 'serviceimports' })) as { items: unknown[] };
+    const listed = (await custom.listNamespacedCustomObject({
+      ...MCS,
+      namespace,
+      plural: 'serviceimports',
+    })) as { items: unknown[] };
     assert.equal(listed.items.length, 0);
   });
 
@@ -180,27 +279,45 @@ describe('kube test bed', () => {
     const namespace = await freshNamespace(east);
     const custom = east.makeApiClient(CustomObjectsApi);
     const route = (await custom.createNamespacedCustomObject({
-      group: 'gateway.networking.k8s.io', version: 'v1', namespace, plural: 'httproutes',
+      group: 'gateway.networking.k8s.io',
+      version: 'v1',
+      namespace,
+      plural: 'httproutes',
       body: {
-        apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'web' },
-        spec: { rules: [{ backendRefs: [{ group: 'multicluster.x-k8s.io', kind: 'ServiceImport', name: 'web', port: 80 }] }] },
+        apiVersion: 'gateway.networking.k8s.io/v1',
+        kind: 'HTTPRoute',
+        metadata: { name: 'web' },
+        spec: {
+          rules: [
+            {
+              backendRefs: [{ group: 'multicluster.x-k8s.io', kind: 'ServiceImport', name: 'web', port: 80 }],
+            },
+          ],
+        },
       },
-    })) as Record<string, any>;
-    assert.deepEqual(route.spec.rules[0].matches, [{ path: { type: 'PathPrefix', value: '/' } }]);
-    assert.equal(route.spec.rules[0].backendRefs[0].weight, 1);
+    })) as CustomObject;
+    assert.deepEqual(route.spec!.rules![0]!.matches, [{ path: { type: 'PathPrefix', value: '/' } }]);
+    assert.equal(route.spec!.rules![0]!.backendRefs![0]!.weight, 1);
   });
 
   test('an object created in east is absent from west', async () => {
     const namespace = await freshNamespace(east);
-    await east.makeApiClient(CoreV1Api).createNamespacedService({ namespace, body: service('only-east', namespace) });
+    await east
+      .makeApiClient(CoreV1Api)
+      .createNamespacedService({ namespace, body: service('only-east', namespace) });
     await eventually(async () => {
-      const found = await east.makeApiClient(CoreV1Api).readNamespacedService({ name: 'only-east', namespace });
+      const found = await east
+        .makeApiClient(CoreV1Api)
+        .readNamespacedService({ name: 'only-east', namespace });
       assert.equal(found.metadata?.name, 'only-east');
     });
     const error = await west
       .makeApiClient(CoreV1Api)
       .readNamespace({ name: namespace })
-      .then(() => undefined, (e: unknown) => e);
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
     assert.equal((await statusOf(error)).code, 404);
   });
 
@@ -225,16 +342,30 @@ describe('kube test bed', () => {
   });
 
   const kubectl = findOnPath('kubectl');
-  test('kubectl reads ServiceExports with the printed kubeconfig', { skip: kubectl ? false : 'kubectl is not installed' }, async () => {
-    const namespace = await freshNamespace(west);
-    await west.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      ...MCS,
-      namespace,
-      plural: 'serviceexports',
-      body: { apiVersion: `${MCS.group}/${MCS.version}`, kind: 'ServiceExport', metadata: { name: 'ledger', namespace } },
-    });
-    const { stdout } = await run(kubectl!, ['--kubeconfig', env.clusters[1]!.kubeconfigPath, 'get', 'serviceexports', '-A']);
-    assert.match(stdout, /NAMESPACE\s+NAME\s+VALID\s+READY\s+CONFLICT\s+AGE/);
-    assert.match(stdout, new RegExp(`${namespace}\\s+ledger`));
-  });
+  test(
+    'kubectl reads ServiceExports with the printed kubeconfig',
+    { skip: kubectl ? false : 'kubectl is not installed' },
+    async () => {
+      const namespace = await freshNamespace(west);
+      await west.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+        ...MCS,
+        namespace,
+        plural: 'serviceexports',
+        body: {
+          apiVersion: `${MCS.group}/${MCS.version}`,
+          kind: 'ServiceExport',
+          metadata: { name: 'ledger', namespace },
+        },
+      });
+      const { stdout } = await run(kubectl!, [
+        '--kubeconfig',
+        env.clusters[1]!.kubeconfigPath,
+        'get',
+        'serviceexports',
+        '-A',
+      ]);
+      assert.match(stdout, /NAMESPACE\s+NAME\s+VALID\s+READY\s+CONFLICT\s+AGE/);
+      assert.match(stdout, new RegExp(`${namespace}\\s+ledger`));
+    },
+  );
 });

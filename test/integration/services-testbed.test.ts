@@ -97,7 +97,9 @@ describe('prometheus', () => {
     });
     await new Promise<void>((resolve) => exporter.listen(0, '127.0.0.1', resolve));
     const { port } = exporter.address() as AddressInfo;
-    const prometheus = await startPrometheus({ jobs: [{ jobName: 'probe', targets: [`127.0.0.1:${port}`] }] });
+    const prometheus = await startPrometheus({
+      jobs: [{ jobName: 'probe', targets: [`127.0.0.1:${port}`] }],
+    });
     try {
       const samples = await prometheus.waitForQuery(
         'sum by (source_cluster) (causeway_testbed_requests_total{job="probe"})',

@@ -1,2 +1,9 @@
 /** Kubernetes resource definitions shared by the controller, the CLI and the test bed. */
-export { CRD_FILES, GATEWAY_GROUP, MCS_GROUP, POLICY_GROUP, renderCrdFiles, type CrdDefinition } from './crds/index.ts';
+export {
+  CRD_FILES,
+  GATEWAY_GROUP,
+  MCS_GROUP,
+  POLICY_GROUP,
+  renderCrdFiles,
+  type CrdDefinition,
+} from './crds/index.ts';

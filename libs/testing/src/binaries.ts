@@ -81,7 +81,10 @@ async function resolveKubeBinaries(): Promise<KubeBinaries> {
     ['ETCD_BIN', result.etcd],
   ] as const) {
     if (!isExecutable(file)) {
-      throw new TestbedError('CAUSEWAY_TESTBED_BINARY_MISSING', `${variable}: ${file} is not an executable file`);
+      throw new TestbedError(
+        'CAUSEWAY_TESTBED_BINARY_MISSING',
+        `${variable}: ${file} is not an executable file`,
+      );
     }
   }
   return result;

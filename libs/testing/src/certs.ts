@@ -45,23 +45,53 @@ export async function makeServingCertificates(dir: string, commonName: string): 
       'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc',
     ].join('\n'),
   );
-  await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', files.caKey], dir);
+  await openssl(
+    ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', files.caKey],
+    dir,
+  );
   await openssl(
     [
-      'req', '-x509', '-new', '-key', files.caKey, '-subj', `/CN=${commonName} test CA`, '-days', '30',
-      '-addext', 'basicConstraints=critical,CA:TRUE',
-      '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
-      '-out', files.caCert,
+      'req',
+      '-x509',
+      '-new',
+      '-key',
+      files.caKey,
+      '-subj',
+      `/CN=${commonName} test CA`,
+      '-days',
+      '30',
+      '-addext',
+      'basicConstraints=critical,CA:TRUE',
+      '-addext',
+      'keyUsage=critical,keyCertSign,cRLSign',
+      '-out',
+      files.caCert,
     ],
     dir,
   );
-  await openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', files.serverKey], dir);
+  await openssl(
+    ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', files.serverKey],
+    dir,
+  );
   const csr = path.join(dir, 'server.csr');
   await openssl(['req', '-new', '-key', files.serverKey, '-subj', `/CN=${commonName}`, '-out', csr], dir);
   await openssl(
     [
-      'x509', '-req', '-in', csr, '-CA', files.caCert, '-CAkey', files.caKey, '-CAcreateserial',
-      '-days', '30', '-extfile', ext, '-out', files.serverCert,
+      'x509',
+      '-req',
+      '-in',
+      csr,
+      '-CA',
+      files.caCert,
+      '-CAkey',
+      files.caKey,
+      '-CAcreateserial',
+      '-days',
+      '30',
+      '-extfile',
+      ext,
+      '-out',
+      files.serverCert,
     ],
     dir,
   );
@@ -69,7 +99,9 @@ export async function makeServingCertificates(dir: string, commonName: string): 
 }
 
 /** An RSA key pair for signing service-account tokens (private and public PEM files). */
-export async function makeServiceAccountKeys(dir: string): Promise<{ privateKey: string; publicKey: string }> {
+export async function makeServiceAccountKeys(
+  dir: string,
+): Promise<{ privateKey: string; publicKey: string }> {
   const pair = await generateKeyPair('rsa', { modulusLength: 2048 });
   const privateKey = path.join(dir, 'sa.key');
   const publicKey = path.join(dir, 'sa.pub');

@@ -55,17 +55,26 @@ export async function installCrds(kubeConfig: KubeConfig, timeoutMs = 30_000): P
     const version = crd.spec.versions.find((v) => v.storage)!.name;
     for (;;) {
       const current = await extensions.readCustomResourceDefinition({ name });
-      const established = current.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True');
+      const established = current.status?.conditions?.some(
+        (c) => c.type === 'Established' && c.status === 'True',
+      );
       if (established) {
         try {
-          await custom.listClusterCustomObject({ group: crd.spec.group, version, plural: crd.spec.names.plural });
+          await custom.listClusterCustomObject({
+            group: crd.spec.group,
+            version,
+            plural: crd.spec.names.plural,
+          });
           break;
         } catch {
           // not served yet
         }
       }
       if (Date.now() > deadline) {
-        throw new TestbedError('CAUSEWAY_TESTBED_NOT_READY', `CRD ${name} was not established in ${timeoutMs} ms`);
+        throw new TestbedError(
+          'CAUSEWAY_TESTBED_NOT_READY',
+          `CRD ${name} was not established in ${timeoutMs} ms`,
+        );
       }
       await sleep(100);
     }

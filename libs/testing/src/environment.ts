@@ -32,11 +32,17 @@ export const MAX_CLUSTERS = 8;
 export async function startEnvironment(options: EnvironmentOptions): Promise<Environment> {
   const count = options.clusterNames?.length ?? options.clusters ?? 0;
   if (!Number.isInteger(count) || count < 0 || count > MAX_CLUSTERS) {
-    throw new TestbedError('CAUSEWAY_TESTBED_BAD_OPTION', `clusters must be an integer from 0 to ${MAX_CLUSTERS}, got ${count}`);
+    throw new TestbedError(
+      'CAUSEWAY_TESTBED_BAD_OPTION',
+      `clusters must be an integer from 0 to ${MAX_CLUSTERS}, got ${count}`,
+    );
   }
   const names = options.clusterNames ?? Array.from({ length: count }, (_, i) => `cluster-${i + 1}`);
   if (new Set(names).size !== names.length) {
-    throw new TestbedError('CAUSEWAY_TESTBED_BAD_OPTION', `cluster names must be unique: ${names.join(', ')}`);
+    throw new TestbedError(
+      'CAUSEWAY_TESTBED_BAD_OPTION',
+      `cluster names must be unique: ${names.join(', ')}`,
+    );
   }
   const progress = options.onProgress ?? (() => {});
   const disposers: Array<() => Promise<void>> = [];

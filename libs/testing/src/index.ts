@@ -5,10 +5,23 @@
 export { TestbedError, type TestbedErrorCode } from './errors.ts';
 export { freePort, freePorts } from './ports.ts';
 export { ManagedProcess } from './managed-process.ts';
-export { findOnPath, kubeBinaries, repoRoot, requireSystemServer, SYSTEM_SERVERS, type KubeBinaries } from './binaries.ts';
+export {
+  findOnPath,
+  kubeBinaries,
+  repoRoot,
+  requireSystemServer,
+  SYSTEM_SERVERS,
+  type KubeBinaries,
+} from './binaries.ts';
 export { startNats, type NatsOptions, type NatsServer } from './nats.ts';
 export { startRedis, type RedisServer } from './redis.ts';
-export { startPrometheus, type PrometheusOptions, type PrometheusServer, type PromSample, type ScrapeJob } from './prometheus.ts';
+export {
+  startPrometheus,
+  type PrometheusOptions,
+  type PrometheusServer,
+  type PromSample,
+  type ScrapeJob,
+} from './prometheus.ts';
 export {
   eventually,
   serviceCidrFor,

@@ -44,7 +44,10 @@ export interface KubeControlPlane {
 /** Starts etcd, then kube-apiserver, waits for `/readyz`, then installs the CRDs. */
 export async function startKubeControlPlane(options: KubeControlPlaneOptions): Promise<KubeControlPlane> {
   if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(options.name)) {
-    throw new TestbedError('CAUSEWAY_TESTBED_BAD_OPTION', `cluster name '${options.name}' is not a DNS label`);
+    throw new TestbedError(
+      'CAUSEWAY_TESTBED_BAD_OPTION',
+      `cluster name '${options.name}' is not a DNS label`,
+    );
   }
   const timeout = options.startTimeoutMs ?? 90_000;
   const binaries = await kubeBinaries();
@@ -53,7 +56,9 @@ export async function startKubeControlPlane(options: KubeControlPlaneOptions): P
   const saKeys = await makeServiceAccountKeys(temp.path);
   const adminToken = randomBytes(24).toString('hex');
   const tokenFile = path.join(temp.path, 'tokens.csv');
-  await writeFile(tokenFile, `${adminToken},causeway-admin,causeway-admin,"system:masters"\n`, { mode: 0o600 });
+  await writeFile(tokenFile, `${adminToken},causeway-admin,causeway-admin,"system:masters"\n`, {
+    mode: 0o600,
+  });
 
   let etcd: ManagedProcess | undefined;
   let apiserver: ManagedProcess | undefined;
@@ -196,7 +201,11 @@ export function serviceCidrFor(index: number): string {
 }
 
 /** Waits until `check` stops throwing, for eventual state in the API server. */
-export async function eventually<T>(check: () => Promise<T>, timeoutMs = 10_000, intervalMs = 100): Promise<T> {
+export async function eventually<T>(
+  check: () => Promise<T>,
+  timeoutMs = 10_000,
+  intervalMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

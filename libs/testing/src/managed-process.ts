@@ -82,9 +82,13 @@ export class ManagedProcess {
       child.once('error', (error) => {
         live.delete(child);
         reject(
-          new TestbedError('CAUSEWAY_TESTBED_START_FAILED', `${options.name}: cannot run ${options.command}`, {
-            cause: error,
-          }),
+          new TestbedError(
+            'CAUSEWAY_TESTBED_START_FAILED',
+            `${options.name}: cannot run ${options.command}`,
+            {
+              cause: error,
+            },
+          ),
         );
       });
     });

@@ -32,7 +32,12 @@ export async function httpGet(
 }
 
 /** Sends `payload` on a fresh TCP connection and resolves with what arrives first. */
-export async function tcpExchange(port: number, payload: string, host = '127.0.0.1', timeoutMs = 2_000): Promise<string> {
+export async function tcpExchange(
+  port: number,
+  payload: string,
+  host = '127.0.0.1',
+  timeoutMs = 2_000,
+): Promise<string> {
   return await new Promise<string>((resolve, reject) => {
     const socket = net.connect({ port, host });
     socket.setTimeout(timeoutMs, () => socket.destroy(new Error('timed out')));

@@ -39,7 +39,11 @@ export interface PrometheusServer {
   /** Instant query; rejects on a PromQL error with Prometheus's own message. */
   query(promql: string): Promise<PromSample[]>;
   /** Polls `query` until `accept` returns true, or fails after `timeoutMs`. */
-  waitForQuery(promql: string, accept: (samples: PromSample[]) => boolean, timeoutMs?: number): Promise<PromSample[]>;
+  waitForQuery(
+    promql: string,
+    accept: (samples: PromSample[]) => boolean,
+    timeoutMs?: number,
+  ): Promise<PromSample[]>;
   dispose(): Promise<void>;
 }
 
@@ -98,10 +102,16 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
     const response = await httpGet(`${url}/api/v1/query?query=${encodeURIComponent(promql)}`);
     const parsed = JSON.parse(response.body) as QueryResponse;
     if (parsed.status !== 'success' || !parsed.data) {
-      throw new TestbedError('CAUSEWAY_TESTBED_BAD_OPTION', `PromQL '${promql}' failed: ${parsed.error ?? response.status}`);
+      throw new TestbedError(
+        'CAUSEWAY_TESTBED_BAD_OPTION',
+        `PromQL '${promql}' failed: ${parsed.error ?? response.status}`,
+      );
     }
     if (parsed.data.resultType !== 'vector') {
-      throw new TestbedError('CAUSEWAY_TESTBED_BAD_OPTION', `PromQL '${promql}' returned a ${parsed.data.resultType}`);
+      throw new TestbedError(
+        'CAUSEWAY_TESTBED_BAD_OPTION',
+        `PromQL '${promql}' returned a ${parsed.data.resultType}`,
+      );
     }
     return parsed.data.result.map((entry) => ({ metric: entry.metric, value: Number(entry.value[1]) }));
   };

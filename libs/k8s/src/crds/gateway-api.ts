@@ -26,10 +26,17 @@ export const GATEWAY_GROUP = 'gateway.networking.k8s.io';
  * annotation. A value starting with `unapproved` is accepted and says, truthfully, that
  * this schema is Causeway's own rendering of the upstream API, not the approved manifest.
  */
-const annotations = { 'api-approved.kubernetes.io': 'unapproved, Causeway schema for the upstream Gateway API' };
+const annotations = {
+  'api-approved.kubernetes.io': 'unapproved, Causeway schema for the upstream Gateway API',
+};
 
 const controllerName = (): Schema =>
-  str({ minLength: 1, maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\/[A-Za-z0-9\\/\\-._~%!$&\'()*+,;=:]+$' });
+  str({
+    minLength: 1,
+    maxLength: 253,
+    pattern:
+      "^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\/[A-Za-z0-9\\/\\-._~%!$&'()*+,;=:]+$",
+  });
 
 /** A reference to a parent (usually a Gateway) of a route. */
 const parentReference = (): Schema =>
@@ -45,12 +52,20 @@ const parentReference = (): Schema =>
     ['name'],
   );
 
-const headerName = (): Schema => str({ minLength: 1, maxLength: 256, pattern: '^[A-Za-z0-9!#$%&\'*+\\-.^_\\x60|~]+$' });
+const headerName = (): Schema =>
+  str({ minLength: 1, maxLength: 256, pattern: "^[A-Za-z0-9!#$%&'*+\\-.^_\\x60|~]+$" });
 
 const headerModifier = (): Schema => {
-  const header = obj({ name: headerName(), value: str({ minLength: 1, maxLength: 4096 }) }, ['name', 'value']);
+  const header = obj({ name: headerName(), value: str({ minLength: 1, maxLength: 4096 }) }, [
+    'name',
+    'value',
+  ]);
   const list = arr(header, 16, { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] });
-  return obj({ set: list, add: list, remove: arr(str({ minLength: 1, maxLength: 256 }), 16, { 'x-kubernetes-list-type': 'set' }) });
+  return obj({
+    set: list,
+    add: list,
+    remove: arr(str({ minLength: 1, maxLength: 256 }), 16, { 'x-kubernetes-list-type': 'set' }),
+  });
 };
 
 const backendObjectReference = (extra: Record<string, Schema> = {}): Schema =>
@@ -86,7 +101,9 @@ const routeFilter = (types: readonly string[]): Schema =>
         {
           backendRef: backendObjectReference(),
           percent: int(0, 100),
-          fraction: obj({ numerator: int(0), denominator: int(1, undefined, { default: 100 }) }, ['numerator']),
+          fraction: obj({ numerator: int(0), denominator: int(1, undefined, { default: 100 }) }, [
+            'numerator',
+          ]),
         },
         ['backendRef'],
       ),
@@ -103,7 +120,14 @@ const routeFilter = (types: readonly string[]): Schema =>
     ['type'],
   );
 
-const HTTP_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'RequestRedirect', 'URLRewrite', 'ExtensionRef'];
+const HTTP_FILTERS = [
+  'RequestHeaderModifier',
+  'ResponseHeaderModifier',
+  'RequestMirror',
+  'RequestRedirect',
+  'URLRewrite',
+  'ExtensionRef',
+];
 const GRPC_FILTERS = ['RequestHeaderModifier', 'ResponseHeaderModifier', 'RequestMirror', 'ExtensionRef'];
 
 /** A backendRef: a Service (cluster-local) or, per GEP-1748, a ServiceImport (clusterset). */
@@ -152,7 +176,11 @@ export const gatewayClass: CrdDefinition = {
   spec: obj(
     {
       controllerName: controllerName(),
-      parametersRef: obj({ group: group(), kind: kind(), name: objectName(), namespace: dnsLabel() }, ['group', 'kind', 'name']),
+      parametersRef: obj({ group: group(), kind: kind(), name: objectName(), namespace: dnsLabel() }, [
+        'group',
+        'kind',
+        'name',
+      ]),
       description: str({ maxLength: 64 }),
     },
     ['controllerName'],
@@ -171,16 +199,28 @@ const listener = (): Schema =>
       name: sectionName(),
       hostname: hostname(),
       port: port(),
-      protocol: str({ minLength: 1, maxLength: 255, pattern: '^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\/[A-Za-z0-9]+$' }),
+      protocol: str({
+        minLength: 1,
+        maxLength: 255,
+        pattern:
+          '^[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$|[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\\/[A-Za-z0-9]+$',
+      }),
       tls: obj({
         mode: enumOf(['Terminate', 'Passthrough'], { default: 'Terminate' }),
-        certificateRefs: arr(obj({ group: group(), kind: kind(), name: objectName(), namespace: dnsLabel() }, ['name']), 64),
+        certificateRefs: arr(
+          obj({ group: group(), kind: kind(), name: objectName(), namespace: dnsLabel() }, ['name']),
+          64,
+        ),
         options: stringMap({ maxProperties: 16 }),
       }),
       allowedRoutes: obj({
         namespaces: obj({
           from: enumOf(['All', 'Selector', 'Same'], { default: 'Same' }),
-          selector: { type: 'object', 'x-kubernetes-map-type': 'atomic', 'x-kubernetes-preserve-unknown-fields': true },
+          selector: {
+            type: 'object',
+            'x-kubernetes-map-type': 'atomic',
+            'x-kubernetes-preserve-unknown-fields': true,
+          },
         }),
         kinds: arr(obj({ group: group(), kind: kind() }, ['kind']), 8),
       }),
@@ -206,7 +246,10 @@ export const gateway: CrdDefinition = {
         'x-kubernetes-list-type': 'map',
         'x-kubernetes-list-map-keys': ['name'],
       }),
-      addresses: arr(obj({ type: str({ default: 'IPAddress' }), value: str({ minLength: 1, maxLength: 253 }) }, ['value']), 16),
+      addresses: arr(
+        obj({ type: str({ default: 'IPAddress' }), value: str({ minLength: 1, maxLength: 253 }) }, ['value']),
+        16,
+      ),
     },
     ['gatewayClassName', 'listeners'],
   ),
@@ -244,8 +287,14 @@ const httpRouteMatch = (): Schema =>
       [],
       { default: { type: 'PathPrefix', value: '/' } },
     ),
-    headers: arr(valueMatch(), 16, { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }),
-    queryParams: arr(valueMatch(), 16, { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }),
+    headers: arr(valueMatch(), 16, {
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+    }),
+    queryParams: arr(valueMatch(), 16, {
+      'x-kubernetes-list-type': 'map',
+      'x-kubernetes-list-map-keys': ['name'],
+    }),
     method: enumOf(['GET', 'HEAD', 'POST', 'PUT', 'DELETE', 'CONNECT', 'OPTIONS', 'TRACE', 'PATCH']),
   });
 
@@ -298,7 +347,10 @@ export const grpcRoute: CrdDefinition = {
               service: str({ maxLength: 1024 }),
               method: str({ maxLength: 1024 }),
             }),
-            headers: arr(valueMatch(), 16, { 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'] }),
+            headers: arr(valueMatch(), 16, {
+              'x-kubernetes-list-type': 'map',
+              'x-kubernetes-list-map-keys': ['name'],
+            }),
           }),
           64,
         ),
@@ -325,12 +377,24 @@ export const referenceGrant: CrdDefinition = {
   scope: 'Namespaced',
   spec: obj(
     {
-      from: arr(obj({ group: group(), kind: kind(), namespace: dnsLabel() }, ['group', 'kind', 'namespace']), 16, { minItems: 1 }),
-      to: arr(obj({ group: group(), kind: kind(), name: objectName() }, ['group', 'kind']), 16, { minItems: 1 }),
+      from: arr(
+        obj({ group: group(), kind: kind(), namespace: dnsLabel() }, ['group', 'kind', 'namespace']),
+        16,
+        { minItems: 1 },
+      ),
+      to: arr(obj({ group: group(), kind: kind(), name: objectName() }, ['group', 'kind']), 16, {
+        minItems: 1,
+      }),
     },
     ['from', 'to'],
   ),
   requiredSpec: true,
 };
 
-export const gatewayApiCrds: readonly CrdDefinition[] = [gatewayClass, gateway, httpRoute, grpcRoute, referenceGrant];
+export const gatewayApiCrds: readonly CrdDefinition[] = [
+  gatewayClass,
+  gateway,
+  httpRoute,
+  grpcRoute,
+  referenceGrant,
+];

@@ -23,7 +23,8 @@ export function renderCrdFiles(): Record<string, string> {
   const files: Record<string, string> = {};
   for (const [file, definitions] of Object.entries(CRD_FILES)) {
     files[file] =
-      HEADER + definitions.map((definition) => '---\n' + stringify(renderCrd(definition), { lineWidth: 0 })).join('');
+      HEADER +
+      definitions.map((definition) => '---\n' + stringify(renderCrd(definition), { lineWidth: 0 })).join('');
   }
   return files;
 }

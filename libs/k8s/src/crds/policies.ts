@@ -21,9 +21,17 @@ export const POLICY_GROUP = 'policy.causeway.dev';
 
 /** Gateway API policy attachment: the objects a policy applies to. */
 const targetRefs = (): Schema =>
-  arr(obj({ group: group(), kind: kind(), name: objectName(), sectionName: sectionName() }, ['group', 'kind', 'name']), 16, {
-    minItems: 1,
-  });
+  arr(
+    obj({ group: group(), kind: kind(), name: objectName(), sectionName: sectionName() }, [
+      'group',
+      'kind',
+      'name',
+    ]),
+    16,
+    {
+      minItems: 1,
+    },
+  );
 
 /** Gateway API PolicyStatus: one entry per ancestor the policy was evaluated for. */
 const policyStatus = (): Schema =>
@@ -32,7 +40,13 @@ const policyStatus = (): Schema =>
       obj(
         {
           ancestorRef: obj(
-            { group: group(), kind: kind(), namespace: dnsLabel(), name: objectName(), sectionName: sectionName() },
+            {
+              group: group(),
+              kind: kind(),
+              namespace: dnsLabel(),
+              name: objectName(),
+              sectionName: sectionName(),
+            },
             ['name'],
           ),
           controllerName: str({ minLength: 1, maxLength: 253 }),
@@ -64,13 +78,25 @@ export const trafficPolicy: CrdDefinition = {
         attempts: int(0, 10),
         perTryTimeout: duration(),
         retryOn: arr(
-          enumOf(['5xx', 'gateway-error', 'reset', 'connect-failure', 'retriable-4xx', 'unavailable', 'cancelled', 'deadline-exceeded', 'resource-exhausted']),
+          enumOf([
+            '5xx',
+            'gateway-error',
+            'reset',
+            'connect-failure',
+            'retriable-4xx',
+            'unavailable',
+            'cancelled',
+            'deadline-exceeded',
+            'resource-exhausted',
+          ]),
           16,
         ),
         backoff: obj({ baseInterval: duration(), maxInterval: duration() }),
         budget: obj({ percent: percentage(), minRetriesPerSecond: int(0, 100_000) }),
       }),
-      loadBalancer: obj({ type: enumOf(['RoundRobin', 'LeastRequest', 'Random'], { default: 'LeastRequest' }) }),
+      loadBalancer: obj({
+        type: enumOf(['RoundRobin', 'LeastRequest', 'Random'], { default: 'LeastRequest' }),
+      }),
       outlierDetection: obj({
         consecutive5xxErrors: int(1, 1000),
         consecutiveGatewayErrors: int(1, 1000),
@@ -92,10 +118,14 @@ export const trafficPolicy: CrdDefinition = {
         failover: bool({ default: true }),
         clusterPriority: arr(clusterName(), 64),
       }),
-      clusterWeights: arr(obj({ cluster: clusterName(), weight: int(0, 1_000_000) }, ['cluster', 'weight']), 64, {
-        'x-kubernetes-list-type': 'map',
-        'x-kubernetes-list-map-keys': ['cluster'],
-      }),
+      clusterWeights: arr(
+        obj({ cluster: clusterName(), weight: int(0, 1_000_000) }, ['cluster', 'weight']),
+        64,
+        {
+          'x-kubernetes-list-type': 'map',
+          'x-kubernetes-list-map-keys': ['cluster'],
+        },
+      ),
       staleness: obj({
         withdrawAfter: duration(),
       }),
@@ -183,7 +213,14 @@ export const rateLimitPolicy: CrdDefinition = {
             descriptors: arr(
               obj(
                 {
-                  key: enumOf(['remoteAddress', 'header', 'path', 'method', 'sourceCluster', 'sourcePrincipal']),
+                  key: enumOf([
+                    'remoteAddress',
+                    'header',
+                    'path',
+                    'method',
+                    'sourceCluster',
+                    'sourcePrincipal',
+                  ]),
                   header: str({ minLength: 1, maxLength: 256 }),
                   value: str({ maxLength: 4096 }),
                 },

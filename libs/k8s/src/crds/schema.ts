@@ -24,7 +24,11 @@ export const arr = (items: Schema, maxItems?: number, extra: Schema = {}): Schem
   ...(maxItems === undefined ? {} : { maxItems }),
   ...extra,
 });
-export const obj = (properties: Record<string, Schema>, required: readonly string[] = [], extra: Schema = {}): Schema => ({
+export const obj = (
+  properties: Record<string, Schema>,
+  required: readonly string[] = [],
+  extra: Schema = {},
+): Schema => ({
   type: 'object',
   properties,
   ...(required.length > 0 ? { required: [...required] } : {}),
@@ -40,25 +44,44 @@ export const stringMap = (extra: Schema = {}): Schema => ({
 export const duration = (): Schema => str({ pattern: '^([0-9]{1,5}(h|m|s|ms)){1,4}$' });
 /** RFC 1123 DNS subdomain. */
 export const dnsSubdomain = (): Schema =>
-  str({ minLength: 1, maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' });
+  str({
+    minLength: 1,
+    maxLength: 253,
+    pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+  });
 /** RFC 1123 DNS label. */
-export const dnsLabel = (): Schema => str({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' });
+export const dnsLabel = (): Schema =>
+  str({ minLength: 1, maxLength: 63, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?$' });
 /** An API group: empty (core) or a DNS subdomain. */
 export const group = (): Schema =>
   str({ maxLength: 253, pattern: '^$|^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' });
-export const kind = (): Schema => str({ minLength: 1, maxLength: 63, pattern: '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$' });
+export const kind = (): Schema =>
+  str({ minLength: 1, maxLength: 63, pattern: '^[a-zA-Z]([-a-zA-Z0-9]*[a-zA-Z0-9])?$' });
 export const objectName = (): Schema => str({ minLength: 1, maxLength: 253 });
-export const sectionName = (): Schema => str({ minLength: 1, maxLength: 253, pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' });
+export const sectionName = (): Schema =>
+  str({
+    minLength: 1,
+    maxLength: 253,
+    pattern: '^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+  });
 export const port = (): Schema => int(1, 65535);
 /** A Gateway API hostname: DNS name, optionally with a leading `*.` wildcard label. */
 export const hostname = (): Schema =>
-  str({ minLength: 1, maxLength: 253, pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$' });
+  str({
+    minLength: 1,
+    maxLength: 253,
+    pattern: '^(\\*\\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$',
+  });
 
 /** `metav1.Condition`, as every status in these APIs uses it. */
 export const condition = (): Schema =>
   obj(
     {
-      type: str({ maxLength: 316, pattern: '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$' }),
+      type: str({
+        maxLength: 316,
+        pattern:
+          '^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$',
+      }),
       status: enumOf(['True', 'False', 'Unknown']),
       observedGeneration: { type: 'integer', format: 'int64', minimum: 0 },
       lastTransitionTime: str({ format: 'date-time' }),

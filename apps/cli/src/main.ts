@@ -1,0 +1,101 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { CAUSEWAY_VERSION } from '@causeway/runtime';
+import { envUp, MAX_CLUSTERS } from './env.ts';
+
+function clusterCount(value: string): number {
+  const count = Number(value);
+  if (!Number.isInteger(count) || count < 1 || count > MAX_CLUSTERS) {
+    throw new InvalidArgumentError(`must be a whole number from 1 to ${MAX_CLUSTERS}`);
+  }
+  return count;
+}
+
+function clusterNames(value: string): string[] {
+  const names = value.split(',').map((name) => name.trim());
+  const bad = names.find((name) => !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) || name.length > 63);
+  if (bad !== undefined)
+    throw new InvalidArgumentError(`'${bad}' is not a DNS label (lower-case letters, digits, '-')`);
+  if (new Set(names).size !== names.length) throw new InvalidArgumentError('names must be unique');
+  if (names.length > MAX_CLUSTERS) throw new InvalidArgumentError(`at most ${MAX_CLUSTERS} clusters`);
+  return names;
+}
+
+const program = new Command('causeway')
+  .description(
+    'Causeway: multi-cluster federation gateway mesh. Commands for operators and for the local environment.',
+  )
+  .version(CAUSEWAY_VERSION, '-V, --version')
+  .showHelpAfterError();
+
+program
+  .command('version')
+  .description('print the Causeway version')
+  .option('--json', 'print JSON')
+  .action((options: { json?: boolean }) => {
+    const info = {
+      version: CAUSEWAY_VERSION,
+      node: process.versions.node,
+      platform: `${process.platform}/${process.arch}`,
+    };
+    process.stdout.write(
+      options.json
+        ? `${JSON.stringify(info)}\n`
+        : `causeway ${info.version} (node ${info.node}, ${info.platform})\n`,
+    );
+  });
+
+const env = program
+  .command('env')
+  .description(
+    'a local multi-cluster environment of real servers: NATS, Redis, kube-apiserver + etcd per cluster',
+  );
+
+env
+  .command('up')
+  .description('start the environment, print how to reach it, and stop it all on Ctrl-C')
+  .addOption(
+    new Option('--clusters <n>', 'number of Kubernetes control planes').argParser(clusterCount).default(2),
+  )
+  .addOption(new Option('--names <a,b,...>', 'cluster names (sets the count)').argParser(clusterNames))
+  .option('--no-nats', 'do not start nats-server')
+  .option('--no-redis', 'do not start redis-server')
+  .option('--json', 'print one JSON object (URLs, kubeconfig paths, pids) instead of a table')
+  .action(
+    async (options: {
+      clusters: number;
+      names?: string[];
+      nats: boolean;
+      redis: boolean;
+      json?: boolean;
+    }) => {
+      process.exitCode = await envUp({
+        clusters: options.clusters,
+        names: options.names,
+        nats: options.nats,
+        redis: options.redis,
+        json: options.json ?? false,
+      });
+    },
+  );
+
+program
+  .command('demo')
+  .description(
+    'the two-cluster demo (east, west); for now it starts the demo environment and says what it started',
+  )
+  .option('--json', 'print one JSON object instead of a table')
+  .action(async (options: { json?: boolean }) => {
+    process.exitCode = await envUp({
+      names: ['east', 'west'],
+      nats: true,
+      redis: true,
+      json: options.json ?? false,
+      title: 'Causeway demo environment: clusters east and west',
+      notes: [
+        'The demo workloads (federation controllers, gateways, sidecars and sample services) are not built yet;',
+        'what runs now is the environment they will run in.',
+      ],
+    });
+  });
+
+await program.parseAsync(process.argv);

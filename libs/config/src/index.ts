@@ -1,0 +1,6 @@
+/** Configuration: one schema per app, defaults in one object, validated once at start. */
+export { z } from 'zod';
+export { ConfigError } from './errors.ts';
+export { parseConfig } from './parse.ts';
+export { envName, readEnvironment } from './env.ts';
+export { listenAddress, logLevel, splitAddress } from './address.ts';

@@ -1,0 +1,116 @@
+import { Command, InvalidArgumentError, Option } from 'commander';
+import {
+  ConfigError,
+  envName,
+  listenAddress,
+  logLevel,
+  parseConfig,
+  readEnvironment,
+  splitAddress,
+  z,
+} from '@causeway/config';
+import {
+  createLogger,
+  createRegistry,
+  onShutdownSignal,
+  startAdminServer,
+  type Logger,
+  type Readiness,
+} from '@causeway/telemetry';
+import type { Registry } from 'prom-client';
+import { CAUSEWAY_VERSION } from './version.ts';
+
+/** Settings every Causeway process has. */
+export const baseConfigSchema = z.object({
+  adminAddress: listenAddress,
+  logLevel,
+});
+export type BaseConfig = z.output<typeof baseConfigSchema>;
+
+/** What a component's own code gets once the shared parts are running. */
+export interface ComponentContext {
+  readonly config: BaseConfig;
+  readonly logger: Logger;
+  readonly registry: Registry;
+}
+
+/** A running component: its readiness and how to stop it. */
+export interface RunningComponent {
+  readiness(): Readiness;
+  stop(): Promise<void>;
+}
+
+export interface ComponentDefinition {
+  /** e.g. `sidecar`; the command is `causeway-<name>`. */
+  readonly name: string;
+  /** One paragraph for `--help`. */
+  readonly description: string;
+  /** What this build of the component does today, shown after `--help`. */
+  readonly status?: string;
+  /** Default admin listen address (each component has its own, so all fit on one host). */
+  readonly defaultAdminAddress: string;
+  readonly start: (context: ComponentContext) => Promise<RunningComponent>;
+}
+
+function checkedAddress(value: string): string {
+  const parsed = listenAddress.safeParse(value);
+  if (!parsed.success) throw new InvalidArgumentError(parsed.error.issues[0]!.message);
+  return value;
+}
+
+/**
+ * The `main` of a component: `--help`/`--version`, config from defaults < environment <
+ * flags (validated once), JSON logs, the admin port, and a graceful stop on SIGTERM/SIGINT.
+ */
+export async function runComponent(definition: ComponentDefinition, argv = process.argv): Promise<void> {
+  const defaults: BaseConfig = { adminAddress: definition.defaultAdminAddress, logLevel: 'info' };
+  const program = new Command(`causeway-${definition.name}`)
+    .description(definition.description)
+    .version(CAUSEWAY_VERSION, '-V, --version')
+    .addOption(
+      new Option(
+        '--admin-address <host:port>',
+        `admin port: /livez, /readyz, /metrics [env ${envName('adminAddress')}]`,
+      )
+        .default(defaults.adminAddress)
+        .argParser(checkedAddress),
+    )
+    .addOption(
+      new Option('--log-level <level>', `log level [env ${envName('logLevel')}]`)
+        .choices(logLevel.options)
+        .default(defaults.logLevel),
+    )
+    .addHelpText('after', definition.status ? `\nStatus: ${definition.status}` : '')
+    .showHelpAfterError()
+    .allowExcessArguments(false);
+  program.parse(argv);
+  const flags = program.opts<Partial<BaseConfig>>();
+  const fromFlags = Object.fromEntries(
+    Object.entries(flags).filter(([key]) => program.getOptionValueSource(key) === 'cli'),
+  );
+  let config: BaseConfig;
+  try {
+    config = parseConfig(
+      baseConfigSchema,
+      { ...defaults, ...readEnvironment(Object.keys(defaults)), ...fromFlags },
+      'defaults, CAUSEWAY_* environment and flags',
+    );
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`causeway-${definition.name}: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+
+  const logger = createLogger({ component: definition.name, level: config.logLevel });
+  const registry = createRegistry({ component: definition.name, version: CAUSEWAY_VERSION });
+  const running = await definition.start({ config, logger, registry });
+  const { host, port } = splitAddress(config.adminAddress);
+  const admin = await startAdminServer({ host, port, registry, readiness: () => running.readiness() });
+  logger.info({ admin: admin.url, version: CAUSEWAY_VERSION }, 'started');
+  onShutdownSignal(logger, async () => {
+    await running.stop();
+    await admin.close();
+  });
+}

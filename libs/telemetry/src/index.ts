@@ -1,0 +1,10 @@
+/** Logs, metrics and the admin port shared by every Causeway process. */
+export { createLogger, type Logger } from './logger.ts';
+export { createRegistry } from './metrics.ts';
+export {
+  startAdminServer,
+  type AdminServer,
+  type AdminServerOptions,
+  type Readiness,
+} from './admin-server.ts';
+export { onShutdownSignal } from './shutdown.ts';

@@ -1,0 +1,70 @@
+// Every app answers --help, serves its admin port, and stops cleanly on SIGTERM.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { describe, test } from 'node:test';
+import { repoRoot } from '@causeway/testing';
+
+const APPS = ['federation-controller', 'sidecar', 'ingress-gateway', 'east-west-gateway'];
+const tsx = ['--import', 'tsx'];
+
+for (const app of APPS) {
+  describe(app, () => {
+    const main = path.join(repoRoot, 'apps', app, 'src/main.ts');
+
+    test('--help names the command and its options', () => {
+      const result = spawnSync(process.execPath, [...tsx, main, '--help'], { encoding: 'utf8' });
+      assert.equal(result.status, 0, result.stderr);
+      assert.match(result.stdout, new RegExp(`^Usage: causeway-${app} \\[options\\]`));
+      assert.match(result.stdout, /--admin-address <host:port>/);
+      assert.match(result.stdout, /--log-level <level>/);
+    });
+
+    test('a bad flag value is refused, naming the option', () => {
+      const result = spawnSync(process.execPath, [...tsx, main, '--admin-address', '127.0.0.1:70000'], {
+        encoding: 'utf8',
+      });
+      assert.notEqual(result.status, 0);
+      assert.match(
+        result.stderr,
+        /--admin-address <host:port>' argument '127\.0\.0\.1:70000' is invalid\. port must be at most 65535/,
+      );
+    });
+
+    test('a bad environment value is refused, naming the field and value', () => {
+      const result = spawnSync(process.execPath, [...tsx, main], {
+        encoding: 'utf8',
+        env: { ...process.env, CAUSEWAY_LOG_LEVEL: 'loud' },
+      });
+      assert.equal(result.status, 2);
+      assert.match(result.stderr, /logLevel: .* \(got "loud"\)/);
+    });
+
+    test('serves /livez, /readyz and /metrics, then stops on SIGTERM', async () => {
+      const child = spawn(process.execPath, [...tsx, main, '--admin-address', '127.0.0.1:0'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      });
+      const lines = createInterface({ input: child.stdout });
+      const logs: Array<Record<string, unknown>> = [];
+      const started = new Promise<Record<string, unknown>>((resolve) =>
+        lines.on('line', (line) => {
+          const entry = JSON.parse(line) as Record<string, unknown>;
+          logs.push(entry);
+          if (entry.msg === 'started') resolve(entry);
+        }),
+      );
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+      const entry = await started;
+      assert.equal(entry.component, app);
+      const admin = String(entry.admin);
+      assert.equal((await fetch(`${admin}/livez`)).status, 200);
+      assert.equal((await fetch(`${admin}/readyz`)).status, 200);
+      const metrics = await (await fetch(`${admin}/metrics`)).text();
+      assert.match(metrics, new RegExp(`causeway_build_info\\{component="${app}",version="[^"]+"\\} 1`));
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0);
+      assert.ok(logs.some((log) => log.msg === 'stopped'));
+    });
+  });
+}
