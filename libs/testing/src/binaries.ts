@@ -1,11 +1,28 @@
 import { spawn } from 'node:child_process';
-import { accessSync, constants } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestbedError } from './errors.ts';
 
-/** The repository root (this file is libs/testing/src/binaries.ts). */
-export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
+/**
+ * The repository root: the nearest folder above this file whose package.json is the
+ * `causeway` workspace root (found by walking up, so it also holds for a bundled build).
+ */
+export const repoRoot = findRepoRoot(path.dirname(fileURLToPath(import.meta.url)));
+
+function findRepoRoot(start: string): string {
+  for (let dir = start; ; dir = path.dirname(dir)) {
+    try {
+      const manifest = JSON.parse(readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string };
+      if (manifest.name === 'causeway') return dir;
+    } catch {
+      // no package.json here
+    }
+    if (path.dirname(dir) === dir) {
+      throw new TestbedError('CAUSEWAY_TESTBED_BINARY_MISSING', `no causeway checkout above ${start}`);
+    }
+  }
+}
 
 /** Debian puts some servers in sbin, which a non-root PATH may lack. */
 const EXTRA_DIRS = ['/usr/sbin', '/usr/local/sbin', '/sbin'];
