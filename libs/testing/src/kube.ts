@@ -74,80 +74,74 @@ export async function startKubeControlPlane(options: KubeControlPlaneOptions): P
       const [clientPort, peerPort] = (await freePorts(2)) as [number, number];
       etcdUrl = `http://127.0.0.1:${clientPort}`;
       const peerUrl = `http://127.0.0.1:${peerPort}`;
-      const proc = await ManagedProcess.start({
-        name: `etcd[${options.name}]`,
-        command: binaries.etcd,
-        args: [
-          `--name=${options.name}`,
-          `--data-dir=${path.join(temp.path, 'etcd')}`,
-          `--listen-client-urls=${etcdUrl}`,
-          `--advertise-client-urls=${etcdUrl}`,
-          `--listen-peer-urls=${peerUrl}`,
-          `--initial-advertise-peer-urls=${peerUrl}`,
-          `--initial-cluster=${options.name}=${peerUrl}`,
-          '--unsafe-no-fsync',
-          '--watch-progress-notify-interval=5s',
-          '--log-level=warn',
-        ],
-        logFile: path.join(temp.path, 'etcd.log'),
-      });
-      etcd = proc;
-      try {
-        await proc.waitUntilReady(async () => {
+      etcd = await ManagedProcess.startReady(
+        {
+          name: `etcd[${options.name}]`,
+          command: binaries.etcd,
+          args: [
+            `--name=${options.name}`,
+            `--data-dir=${path.join(temp.path, 'etcd')}`,
+            `--listen-client-urls=${etcdUrl}`,
+            `--advertise-client-urls=${etcdUrl}`,
+            `--listen-peer-urls=${peerUrl}`,
+            `--initial-advertise-peer-urls=${peerUrl}`,
+            `--initial-cluster=${options.name}=${peerUrl}`,
+            '--unsafe-no-fsync',
+            '--watch-progress-notify-interval=5s',
+            '--log-level=warn',
+          ],
+          logFile: path.join(temp.path, 'etcd.log'),
+        },
+        async () => {
           const health = await httpGet(`${etcdUrl}/health`);
           return health.status === 200 && health.body.includes('"health":"true"');
-        }, timeout);
-      } catch (error) {
-        await proc.kill();
-        throw error;
-      }
+        },
+        timeout,
+      );
     }, looksLikePortClash);
 
     const caCertPem = await readFile(certs.caCert, 'utf8');
     await startWithPortRetry(async () => {
       [securePort] = (await freePorts(1)) as [number];
-      const proc = await ManagedProcess.start({
-        name: `kube-apiserver[${options.name}]`,
-        command: binaries.kubeApiserver,
-        args: [
-          `--etcd-servers=${etcdUrl}`,
-          `--secure-port=${securePort}`,
-          '--bind-address=127.0.0.1',
-          // No default route on a loopback-only machine: the API server cannot guess its address.
-          '--advertise-address=127.0.0.1',
-          // Keep 127.0.0.1 out of the `kubernetes` Service's endpoints.
-          '--endpoint-reconciler-type=none',
-          `--cert-dir=${path.join(temp.path, 'apiserver-certs')}`,
-          `--tls-cert-file=${certs.serverCert}`,
-          `--tls-private-key-file=${certs.serverKey}`,
-          `--client-ca-file=${certs.caCert}`,
-          `--token-auth-file=${tokenFile}`,
-          '--authorization-mode=RBAC',
-          `--service-account-issuer=https://127.0.0.1:${securePort}`,
-          `--service-account-key-file=${saKeys.publicKey}`,
-          `--service-account-signing-key-file=${saKeys.privateKey}`,
-          `--service-cluster-ip-range=${options.serviceCidr}`,
-          '--disable-admission-plugins=ServiceAccount',
-          '--allow-privileged=true',
-          '--profiling=false',
-          '--enable-priority-and-fairness=false',
-          '--v=0',
-        ],
-        logFile: path.join(temp.path, 'kube-apiserver.log'),
-      });
-      apiserver = proc;
-      try {
-        await proc.waitUntilReady(async () => {
+      apiserver = await ManagedProcess.startReady(
+        {
+          name: `kube-apiserver[${options.name}]`,
+          command: binaries.kubeApiserver,
+          args: [
+            `--etcd-servers=${etcdUrl}`,
+            `--secure-port=${securePort}`,
+            '--bind-address=127.0.0.1',
+            // No default route on a loopback-only machine: the API server cannot guess its address.
+            '--advertise-address=127.0.0.1',
+            // Keep 127.0.0.1 out of the `kubernetes` Service's endpoints.
+            '--endpoint-reconciler-type=none',
+            `--cert-dir=${path.join(temp.path, 'apiserver-certs')}`,
+            `--tls-cert-file=${certs.serverCert}`,
+            `--tls-private-key-file=${certs.serverKey}`,
+            `--client-ca-file=${certs.caCert}`,
+            `--token-auth-file=${tokenFile}`,
+            '--authorization-mode=RBAC',
+            `--service-account-issuer=https://127.0.0.1:${securePort}`,
+            `--service-account-key-file=${saKeys.publicKey}`,
+            `--service-account-signing-key-file=${saKeys.privateKey}`,
+            `--service-cluster-ip-range=${options.serviceCidr}`,
+            '--disable-admission-plugins=ServiceAccount',
+            '--allow-privileged=true',
+            '--profiling=false',
+            '--enable-priority-and-fairness=false',
+            '--v=0',
+          ],
+          logFile: path.join(temp.path, 'kube-apiserver.log'),
+        },
+        async () => {
           const ready = await httpGet(`https://127.0.0.1:${securePort}/readyz`, {
             ca: caCertPem,
             headers: { authorization: `Bearer ${adminToken}` },
           });
           return ready.status === 200;
-        }, timeout);
-      } catch (error) {
-        await proc.kill();
-        throw error;
-      }
+        },
+        timeout,
+      );
     }, looksLikePortClash);
 
     const server = `https://127.0.0.1:${securePort}`;

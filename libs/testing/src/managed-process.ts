@@ -95,6 +95,25 @@ export class ManagedProcess {
     return managed;
   }
 
+  /**
+   * Starts the process and waits until `probe` says it is ready; a process that does not
+   * become ready is killed before the error is thrown.
+   */
+  static async startReady(
+    options: ManagedProcessOptions,
+    probe: () => Promise<boolean>,
+    timeoutMs: number,
+  ): Promise<ManagedProcess> {
+    const proc = await ManagedProcess.start(options);
+    try {
+      await proc.waitUntilReady(probe, timeoutMs);
+      return proc;
+    } catch (error) {
+      await proc.kill();
+      throw error;
+    }
+  }
+
   get pid(): number | undefined {
     return this.child.pid;
   }

@@ -4,6 +4,7 @@ import { requireSystemServer } from './binaries.ts';
 import { ManagedProcess, looksLikePortClash, startWithPortRetry } from './managed-process.ts';
 import { freePorts } from './ports.ts';
 import { httpGet } from './probe.ts';
+import { RestartableServer } from './restartable-server.ts';
 import { makeTempDir, type TempDir } from './temp-dir.ts';
 
 export interface NatsOptions {
@@ -37,9 +38,7 @@ export async function startNats(options: NatsOptions = {}): Promise<NatsServer> 
   const temp: TempDir = await makeTempDir('nats');
   const timeout = options.startTimeoutMs ?? 15_000;
   let ports: number[] = [];
-  let current: ManagedProcess | undefined;
-
-  const launch = async (): Promise<void> => {
+  const server = new RestartableServer(temp, async () => {
     const [port, monitor] = ports as [number, number];
     const configFile = path.join(temp.path, 'nats.conf');
     await writeFile(
@@ -53,27 +52,21 @@ export async function startNats(options: NatsOptions = {}): Promise<NatsServer> 
         options.extraConfig ?? '',
       ].join('\n'),
     );
-    const proc = await ManagedProcess.start({
-      name: 'nats-server',
-      command: binary,
-      args: ['-c', configFile],
-      logFile: path.join(temp.path, 'nats.log'),
-    });
-    current = proc;
-    try {
-      await proc.waitUntilReady(async () => {
-        const health = await httpGet(`http://127.0.0.1:${monitor}/healthz`);
-        return health.status === 200;
-      }, timeout);
-    } catch (error) {
-      await proc.kill();
-      throw error;
-    }
-  };
+    return await ManagedProcess.startReady(
+      {
+        name: 'nats-server',
+        command: binary,
+        args: ['-c', configFile],
+        logFile: path.join(temp.path, 'nats.log'),
+      },
+      async () => (await httpGet(`http://127.0.0.1:${monitor}/healthz`)).status === 200,
+      timeout,
+    );
+  });
 
   await startWithPortRetry(async () => {
     ports = await freePorts(2);
-    await launch();
+    await server.start();
   }, looksLikePortClash);
 
   const [port, monitor] = ports as [number, number];
@@ -82,17 +75,9 @@ export async function startNats(options: NatsOptions = {}): Promise<NatsServer> 
     port,
     monitorUrl: `http://127.0.0.1:${monitor}`,
     dir: temp.path,
-    process: () => current!,
-    stop: async () => {
-      await current?.stop();
-    },
-    restart: async () => {
-      await current?.stop();
-      await launch();
-    },
-    dispose: async () => {
-      await current?.stop();
-      await temp.remove();
-    },
+    process: server.process,
+    stop: server.stop,
+    restart: server.restart,
+    dispose: server.dispose,
   };
 }

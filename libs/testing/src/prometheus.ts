@@ -73,28 +73,22 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
   let current: ManagedProcess | undefined;
   await startWithPortRetry(async () => {
     port = await freePort();
-    const proc = await ManagedProcess.start({
-      name: 'prometheus',
-      command: binary,
-      args: [
-        `--config.file=${configFile}`,
-        `--storage.tsdb.path=${path.join(temp.path, 'data')}`,
-        `--web.listen-address=127.0.0.1:${port}`,
-        '--storage.tsdb.retention.time=2h',
-        '--web.enable-lifecycle',
-      ],
-      logFile: path.join(temp.path, 'prometheus.log'),
-    });
-    current = proc;
-    try {
-      await proc.waitUntilReady(
-        async () => (await httpGet(`http://127.0.0.1:${port}/-/ready`)).status === 200,
-        options.startTimeoutMs ?? 20_000,
-      );
-    } catch (error) {
-      await proc.kill();
-      throw error;
-    }
+    current = await ManagedProcess.startReady(
+      {
+        name: 'prometheus',
+        command: binary,
+        args: [
+          `--config.file=${configFile}`,
+          `--storage.tsdb.path=${path.join(temp.path, 'data')}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+          '--storage.tsdb.retention.time=2h',
+          '--web.enable-lifecycle',
+        ],
+        logFile: path.join(temp.path, 'prometheus.log'),
+      },
+      async () => (await httpGet(`http://127.0.0.1:${port}/-/ready`)).status === 200,
+      options.startTimeoutMs ?? 20_000,
+    );
   }, looksLikePortClash);
 
   const url = `http://127.0.0.1:${port}`;
