@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CAUSEWAY_VERSION } from '@causeway/runtime';
 import { envUp, MAX_CLUSTERS } from './env.ts';
+import { trustCommand } from './trust.ts';
 
 function clusterCount(value: string): number {
   const count = Number(value);
@@ -98,4 +99,17 @@ program
     });
   });
 
-await program.parseAsync(process.argv);
+program.addCommand(trustCommand());
+
+try {
+  await program.parseAsync(process.argv);
+} catch (error) {
+  // Expected failures (bad input, refused certificates) carry a stable code: say it plainly.
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === 'string' && code.startsWith('CAUSEWAY_')) {
+    process.stderr.write(`causeway: ${(error as Error).message} (${code})\n`);
+    process.exitCode = 1;
+  } else {
+    throw error;
+  }
+}

@@ -47,3 +47,5 @@ export {
   type SignedTrustBundle,
   type TrustBundle,
 } from './bundle.ts';
+export { TrustDirectory, type TrustState, type WrittenFiles } from './trust-dir.ts';
+export { peerIdentity } from './tls-identity.ts';
