@@ -1,0 +1,18 @@
+// `npm run bench -- <name> [--json]`: on-demand benchmarks. Each prints a readable table on
+// stderr and, as the last line of stdout, one JSON object.
+import { Command } from 'commander';
+import { pkiBench } from './pki.ts';
+
+const program = new Command('bench').description(
+  'Causeway benchmarks (run on demand, not in the test suite)',
+);
+program
+  .command('pki')
+  .description('workload certificates signed per second by one controller (CSR check + issue)')
+  .option('--json', 'print the result as JSON on the last stdout line')
+  .option('--count <n>', 'certificates to sign', (v) => Number(v), 2000)
+  .option('--key-type <type>', 'ecdsa-p256 or rsa-2048', 'ecdsa-p256')
+  .action(async (options: { json?: boolean; count: number; keyType: 'ecdsa-p256' | 'rsa-2048' }) => {
+    await pkiBench(options);
+  });
+await program.parseAsync(process.argv);
