@@ -48,4 +48,4 @@ export {
   type TrustBundle,
 } from './bundle.ts';
 export { TrustDirectory, type TrustState, type WrittenFiles } from './trust-dir.ts';
-export { peerIdentity } from './tls-identity.ts';
+export { IntermediateCache, peerIdentity } from './tls-identity.ts';

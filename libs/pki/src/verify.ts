@@ -9,6 +9,8 @@ export interface VerifiedIdentity {
   /** The cluster whose intermediate CA issued the certificate (its URI SAN). */
   readonly cluster: string;
   readonly notAfter: Date;
+  /** Serial number of the leaf (hex), to tell certificates of one identity apart. */
+  readonly serialNumber: string;
   /** SHA-256 fingerprint of the trusted root the chain ends in. */
   readonly rootFingerprint: string;
 }
@@ -114,6 +116,7 @@ export function verifySvid(options: VerifyOptions): VerifiedIdentity {
     spiffeId,
     cluster: issuerId.cluster,
     notAfter: new Date(leaf.validTo),
+    serialNumber: leaf.serialNumber,
     rootFingerprint: root.fingerprint256,
   };
 }

@@ -1,0 +1,28 @@
+/**
+ * Workload identity: the controller's signing service (CSR + proof -> certificate) and the
+ * proxy-side renewer that keeps a certificate fresh.
+ */
+export { IdentityError, type IdentityErrorCode } from './errors.ts';
+export {
+  callerFromUsername,
+  JoinTokenVerifier,
+  type JoinToken,
+  type ProofVerifier,
+  type ProvenCaller,
+} from './proof.ts';
+export { TOKEN_AUDIENCE, TokenReviewVerifier } from './token-review.ts';
+export { authorizeCsr, type AuthorizedWorkload } from './authorize.ts';
+export { IssuedCertificates } from './issued-registry.ts';
+export {
+  buildSigningService,
+  type ProofMode,
+  type SignedCertificateResponse,
+  type SigningServiceOptions,
+  type TrustStatusResponse,
+} from './signing-service.ts';
+export {
+  CertificateRenewer,
+  renewalDelay,
+  type RenewerOptions,
+  type WorkloadCredentials,
+} from './renewer.ts';

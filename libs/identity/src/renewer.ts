@@ -1,0 +1,236 @@
+import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import type { PeerCertificate } from 'node:tls';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  createCsr,
+  generateKeyPair,
+  privateKeyToPem,
+  spiffeIdOf,
+  workloadSpiffeId,
+  type KeyType,
+} from '@causeway/pki';
+import type { SignedCertificateResponse, TrustStatusResponse } from './signing-service.ts';
+
+/** What a proxy holds: its key, its chain and the roots it trusts. */
+export interface WorkloadCredentials {
+  readonly spiffeId: string;
+  readonly privateKeyPem: string;
+  /** PEM, leaf then intermediate. */
+  readonly certificateChainPem: string;
+  readonly roots: readonly string[];
+  readonly bundleHash: string;
+  /** SHA-256 fingerprint of the intermediate that issued the leaf. */
+  readonly issuer: string;
+  readonly serial: string;
+  readonly receivedAt: Date;
+  readonly notAfter: Date;
+}
+
+export interface RenewerOptions {
+  /** `https://host:port` of the controller's signing service. */
+  readonly controllerUrl: string;
+  /** Roots that verify the controller's certificate at first; later, the latest bundle. */
+  readonly bootstrapRoots: readonly string[];
+  readonly trustDomain: string;
+  /** The cluster whose controller signs: its certificate must be `…/cluster/<cluster>/federation-controller`. */
+  readonly cluster: string;
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** Distinguishes replicas in the controller's records. */
+  readonly instance: string;
+  /** The proof: a service-account token or a join token. Called for each request. */
+  readonly token: () => string | Promise<string>;
+  readonly keyType?: KeyType;
+  /** Renew at 50% of the lifetime, ± this fraction of it (default 0.1). */
+  readonly jitter?: number;
+  /** How often to ask the controller whether the trust bundle or its intermediate changed. */
+  readonly trustPollMs?: number;
+  /** Called with every new set of credentials, after it is complete. */
+  readonly onCredentials: (credentials: WorkloadCredentials) => void;
+  readonly onError?: (error: Error) => void;
+}
+
+const FIRST_RETRY_MS = 200;
+const MAX_RETRY_MS = 10_000;
+
+/** When to renew: half-way through the lifetime as received, with jitter. */
+export function renewalDelay(receivedAt: Date, notAfter: Date, jitter: number, random = Math.random): number {
+  const lifetime = notAfter.getTime() - receivedAt.getTime();
+  const fraction = 0.5 + (random() * 2 - 1) * jitter;
+  return Math.max(0, lifetime * fraction);
+}
+
+/**
+ * Keeps a workload certificate fresh: obtains one at start, renews at 50% of its lifetime
+ * with jitter, renews at once when the controller's bundle or intermediate changes, and
+ * keeps the old credentials in use until new ones are complete. Failures retry with
+ * backoff while the old certificate is still valid.
+ */
+export class CertificateRenewer {
+  private credentials: WorkloadCredentials | undefined;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+
+  constructor(private readonly options: RenewerOptions) {}
+
+  current(): WorkloadCredentials | undefined {
+    return this.credentials;
+  }
+
+  /** Obtains the first certificate (retrying), then keeps renewing in the background. */
+  async start(): Promise<WorkloadCredentials> {
+    await this.renewWithRetry();
+    this.loop = this.run();
+    return this.credentials!;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.loop;
+  }
+
+  /** Renews now (e.g. when told that the trust bundle changed). */
+  async renewNow(): Promise<WorkloadCredentials> {
+    await this.renewWithRetry();
+    return this.credentials!;
+  }
+
+  private async run(): Promise<void> {
+    const pollMs = this.options.trustPollMs ?? 30_000;
+    while (!this.stopped) {
+      const current = this.credentials!;
+      const due =
+        current.receivedAt.getTime() +
+        renewalDelay(current.receivedAt, current.notAfter, this.options.jitter ?? 0.1);
+      const wait = Math.min(Math.max(0, due - Date.now()), pollMs);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, wait);
+        this.wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      if (this.stopped) return;
+      let renew = Date.now() >= due;
+      if (!renew) {
+        try {
+          const trust = await this.request<TrustStatusResponse>('GET', '/v1/trust');
+          renew = trust.intermediate !== current.issuer || trust.bundleHash !== current.bundleHash;
+        } catch (error) {
+          this.options.onError?.(error as Error);
+        }
+      }
+      if (renew) await this.renewWithRetry();
+    }
+  }
+
+  private async renewWithRetry(): Promise<void> {
+    let delay = FIRST_RETRY_MS;
+    for (;;) {
+      try {
+        await this.renewOnce();
+        return;
+      } catch (error) {
+        this.options.onError?.(error as Error);
+        if (this.stopped) throw error;
+        await sleep(delay);
+        delay = Math.min(delay * 2, MAX_RETRY_MS);
+      }
+    }
+  }
+
+  private async renewOnce(): Promise<void> {
+    const { options } = this;
+    const keys = await generateKeyPair(options.keyType);
+    const uri = workloadSpiffeId(options.trustDomain, options.namespace, options.serviceAccount);
+    const csr = createCsr({ ...keys, uri });
+    const response = await this.request<SignedCertificateResponse>('POST', '/v1/certificates', {
+      csr,
+      instance: options.instance,
+    });
+    const [leafPem, issuerPem] =
+      response.certificateChain.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ??
+      [];
+    if (!leafPem || !issuerPem) throw new Error('the controller answered without a certificate chain');
+    const leaf = new X509Certificate(leafPem);
+    if (!leaf.publicKey.equals(keys.publicKey))
+      throw new Error('the controller returned a certificate for another key');
+    const fresh: WorkloadCredentials = {
+      spiffeId: response.spiffeId,
+      privateKeyPem: privateKeyToPem(keys.privateKey),
+      certificateChainPem: response.certificateChain,
+      roots: response.trustBundle,
+      bundleHash: response.bundleHash,
+      issuer: new X509Certificate(issuerPem).fingerprint256,
+      serial: leaf.serialNumber,
+      receivedAt: new Date(),
+      notAfter: new Date(leaf.validTo),
+    };
+    // Old credentials stay in use until this point: the new set is complete.
+    this.credentials = fresh;
+    options.onCredentials(fresh);
+  }
+
+  private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
+    const { options } = this;
+    const token = await options.token();
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const roots = this.credentials?.roots ?? options.bootstrapRoots;
+    const expected = `spiffe://${options.trustDomain}/cluster/${options.cluster}/federation-controller`;
+    return await new Promise<T>((resolve, reject) => {
+      const request = https.request(
+        new URL(path, options.controllerUrl),
+        {
+          method,
+          ca: [...roots],
+          agent: false,
+          timeout: 10_000,
+          headers: {
+            authorization: `Bearer ${token}`,
+            ...(payload
+              ? { 'content-type': 'application/json', 'content-length': String(payload.length) }
+              : {}),
+          },
+          // The controller is identified by its SPIFFE ID, not a host name.
+          checkServerIdentity: (_host: string, peer: PeerCertificate) => {
+            try {
+              const id = spiffeIdOf(
+                new X509Certificate(peer.raw),
+                options.trustDomain,
+                'the controller certificate',
+              );
+              return id.uri === expected
+                ? undefined
+                : new Error(`the signing service is ${id.uri}, expected ${expected}`);
+            } catch (error) {
+              return error as Error;
+            }
+          },
+        },
+        (response) => {
+          const chunks: Buffer[] = [];
+          response.on('data', (chunk: Buffer) => chunks.push(chunk));
+          response.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            if (response.statusCode !== 200) {
+              reject(new Error(`signing service answered ${response.statusCode}: ${text}`));
+              return;
+            }
+            try {
+              resolve(JSON.parse(text) as T);
+            } catch (error) {
+              reject(error as Error);
+            }
+          });
+          response.on('error', reject);
+        },
+      );
+      request.on('timeout', () => request.destroy(new Error(`${method} ${path} timed out`)));
+      request.on('error', reject);
+      request.end(payload);
+    });
+  }
+}

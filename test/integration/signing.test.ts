@@ -1,0 +1,297 @@
+// The controller's signing service against a real kube-apiserver (TokenReview), and
+// certificate renewal under continuous mTLS traffic.
+import assert from 'node:assert/strict';
+import { X509Certificate } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { CoreV1Api } from '@kubernetes/client-node';
+import {
+  buildSigningService,
+  CertificateRenewer,
+  TokenReviewVerifier,
+  type ProofMode,
+  type WorkloadCredentials,
+} from '@causeway/identity';
+import {
+  createCsr,
+  createRootCa,
+  generateKeyPair,
+  issueComponentCertificate,
+  issueIntermediateCa,
+  loadCertificateAuthority,
+  peerIdentity,
+  privateKeyToPem,
+  verifySvid,
+  workloadSpiffeId,
+  type CertificateAuthority,
+  type TrustBundle,
+  type VerifiedIdentity,
+} from '@causeway/pki';
+import type { TLSSocket } from 'node:tls';
+import { startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
+
+const TD = 'mesh.test';
+
+interface Controller {
+  url: string;
+  root: CertificateAuthority;
+  close(): Promise<void>;
+}
+
+async function startSigning(proof: ProofMode, workloadTtlMs = 3_600_000): Promise<Controller> {
+  const root = await createRootCa({ trustDomain: TD });
+  const keys = await generateKeyPair();
+  const intermediate = loadCertificateAuthority(
+    issueIntermediateCa(root, { trustDomain: TD, cluster: 'east', publicKey: keys.publicKey }),
+    keys.privateKey,
+  );
+  const serviceKeys = await generateKeyPair();
+  const serviceCert = issueComponentCertificate(intermediate, {
+    trustDomain: TD,
+    cluster: 'east',
+    component: 'federation-controller',
+    publicKey: serviceKeys.publicKey,
+  });
+  const bundle: TrustBundle = {
+    trustDomain: TD,
+    version: 1,
+    issuedAt: new Date().toISOString(),
+    roots: [root.certificatePem],
+  };
+  const { app } = buildSigningService({
+    trustDomain: TD,
+    cluster: 'east',
+    intermediate: () => intermediate,
+    trustBundle: () => bundle,
+    proof,
+    workloadTtlMs,
+    tls: { key: privateKeyToPem(serviceKeys.privateKey), cert: serviceCert + intermediate.certificatePem },
+  });
+  await app.listen({ host: '127.0.0.1', port: 0 });
+  const { port } = app.server.address() as AddressInfo;
+  return { url: `https://127.0.0.1:${port}`, root, close: () => app.close() };
+}
+
+async function post(
+  controller: Controller,
+  token: string | undefined,
+  body: unknown,
+): Promise<{ status: number; json: Record<string, unknown> }> {
+  return await new Promise((resolve, reject) => {
+    const payload = JSON.stringify(body);
+    const request = https.request(
+      `${controller.url}/v1/certificates`,
+      {
+        method: 'POST',
+        ca: controller.root.certificatePem,
+        checkServerIdentity: () => undefined,
+        headers: {
+          'content-type': 'application/json',
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+        },
+      },
+      (response) => {
+        let text = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+        response.on('end', () =>
+          resolve({ status: response.statusCode ?? 0, json: JSON.parse(text) as Record<string, unknown> }),
+        );
+      },
+    );
+    request.on('error', reject);
+    request.end(payload);
+  });
+}
+
+async function csrFor(namespace: string, serviceAccount: string): Promise<string> {
+  const keys = await generateKeyPair();
+  return createCsr({ ...keys, uri: workloadSpiffeId(TD, namespace, serviceAccount) });
+}
+
+describe('signing service with TokenReview (real kube-apiserver)', () => {
+  let cluster: KubeControlPlane;
+  let controller: Controller;
+  let frontendToken: string;
+
+  before(async () => {
+    cluster = await startKubeControlPlane({ name: 'east', serviceCidr: '10.96.0.0/16', installCrds: false });
+    const kubeConfig = cluster.kubeConfig();
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    await core.createNamespace({ body: { metadata: { name: 'shop' } } });
+    await core.createNamespacedServiceAccount({
+      namespace: 'shop',
+      body: { metadata: { name: 'frontend' } },
+    });
+    const token = await core.createNamespacedServiceAccountToken({
+      name: 'frontend',
+      namespace: 'shop',
+      body: { spec: { audiences: ['causeway'], expirationSeconds: 600 } },
+    });
+    frontendToken = token.status!.token;
+    controller = await startSigning({ kind: 'token-review', verifier: new TokenReviewVerifier(kubeConfig) });
+  });
+  after(async () => {
+    await controller?.close();
+    await cluster?.dispose();
+  });
+
+  test('a token for shop/frontend gets a certificate for exactly that identity', async () => {
+    const { status, json } = await post(controller, frontendToken, { csr: await csrFor('shop', 'frontend') });
+    assert.equal(status, 200, JSON.stringify(json));
+    assert.equal(json.spiffeId, `spiffe://${TD}/ns/shop/sa/frontend`);
+    const chain = (json.certificateChain as string).match(
+      /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g,
+    )!;
+    const identity = verifySvid({
+      chain: chain.map((pem) => new X509Certificate(pem)),
+      roots: [controller.root.certificate],
+      trustDomain: TD,
+    });
+    assert.equal(identity.cluster, 'east');
+  });
+
+  test('refusals: another service account, a forged token, no token, a bad CSR', async () => {
+    const cases: Array<[string, string | undefined, unknown, number, string]> = [
+      [
+        'TokenReview for another service account',
+        frontendToken,
+        { csr: await csrFor('shop', 'payments') },
+        403,
+        'CAUSEWAY_IDENTITY_MISMATCH',
+      ],
+      [
+        'another namespace',
+        frontendToken,
+        { csr: await csrFor('admin', 'frontend') },
+        403,
+        'CAUSEWAY_IDENTITY_MISMATCH',
+      ],
+      [
+        'a forged token',
+        frontendToken.slice(0, -6) + 'AAAAAA',
+        { csr: await csrFor('shop', 'frontend') },
+        403,
+        'CAUSEWAY_IDENTITY_PROOF_REFUSED',
+      ],
+      ['no token', undefined, { csr: await csrFor('shop', 'frontend') }, 401, 'CAUSEWAY_IDENTITY_NO_PROOF'],
+      ['a CSR that is not one', frontendToken, { csr: 'hello' }, 400, 'CAUSEWAY_PKI_BAD_CSR'],
+      ['an unknown field', frontendToken, { csr: 'x', admin: true }, 400, 'CAUSEWAY_IDENTITY_BAD_REQUEST'],
+    ];
+    for (const [what, token, body, status, code] of cases) {
+      const answer = await post(controller, token, body);
+      assert.equal(answer.status, status, `${what}: ${JSON.stringify(answer.json)}`);
+      assert.equal(answer.json.code, code, what);
+    }
+  });
+});
+
+describe('renewal under traffic', () => {
+  test('certificates roll over on both sides while requests flow, and none fails', async () => {
+    const joinToken = 'join-me';
+    const controller = await startSigning(
+      { kind: 'join-tokens', tokens: [{ token: joinToken, namespaces: ['shop'], serviceAccounts: ['*'] }] },
+      2_000,
+    );
+    const renewerFor = (serviceAccount: string, onCredentials: (c: WorkloadCredentials) => void) =>
+      new CertificateRenewer({
+        controllerUrl: controller.url,
+        bootstrapRoots: [controller.root.certificatePem],
+        trustDomain: TD,
+        cluster: 'east',
+        namespace: 'shop',
+        serviceAccount,
+        instance: `${serviceAccount}-0`,
+        token: () => joinToken,
+        jitter: 0.1,
+        trustPollMs: 500,
+        onCredentials,
+      });
+
+    const clientSerialsSeenByServer = new Set<string>();
+    const identities = new WeakMap<object, VerifiedIdentity>();
+    let server: https.Server | undefined = undefined;
+    const serverRenewer = renewerFor('cart', (credentials) => {
+      const context = {
+        key: credentials.privateKeyPem,
+        cert: credentials.certificateChainPem,
+        ca: [...credentials.roots],
+      };
+      // Existing connections keep their context; new handshakes use the new certificate.
+      server?.setSecureContext(context);
+    });
+    const serverCredentials = await serverRenewer.start();
+    server = https.createServer(
+      {
+        key: serverCredentials.privateKeyPem,
+        cert: serverCredentials.certificateChainPem,
+        ca: [...serverCredentials.roots],
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.3',
+      },
+      (req, res) => {
+        // Verified once per connection: the peer cannot change within it.
+        let identity = identities.get(req.socket);
+        if (!identity) {
+          identity = peerIdentity(req.socket as TLSSocket, {
+            roots: serverRenewer.current()!.roots.map((pem) => new X509Certificate(pem)),
+            trustDomain: TD,
+          });
+          identities.set(req.socket, identity);
+        }
+        clientSerialsSeenByServer.add(identity.serialNumber);
+        res.end(identity.spiffeId.uri);
+      },
+    );
+    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as AddressInfo).port;
+
+    let agent: https.Agent | undefined;
+    const clientRenewer = renewerFor('frontend', (credentials) => {
+      // A new agent per certificate: new connections present it, old ones finish their work.
+      agent = new https.Agent({
+        keepAlive: true,
+        key: credentials.privateKeyPem,
+        cert: credentials.certificateChainPem,
+        ca: [...credentials.roots],
+        checkServerIdentity: () => undefined,
+      });
+    });
+    await clientRenewer.start();
+
+    let ok = 0;
+    const failures: string[] = [];
+    const deadline = Date.now() + 7_000;
+    const one = (): Promise<void> =>
+      new Promise((resolve) => {
+        const request = https.get({ host: '127.0.0.1', port, path: '/', agent }, (response) => {
+          let body = '';
+          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => {
+            if (response.statusCode === 200 && body === `spiffe://${TD}/ns/shop/sa/frontend`) ok++;
+            else failures.push(`${response.statusCode} ${body}`);
+            resolve();
+          });
+        });
+        request.on('error', (error) => {
+          failures.push(error.message);
+          resolve();
+        });
+      });
+    while (Date.now() < deadline) await Promise.all([one(), one(), one(), one()]);
+    await clientRenewer.stop();
+    await serverRenewer.stop();
+    await new Promise((resolve) => server!.close(resolve));
+    server.closeAllConnections();
+    await controller.close();
+
+    assert.deepEqual(failures, []);
+    assert.ok(ok > 200, `only ${ok} requests completed`);
+    // A 2 s TTL renewed at ~1 s: several certificates on each side in 7 s.
+    assert.ok(
+      clientSerialsSeenByServer.size >= 3,
+      `server saw ${clientSerialsSeenByServer.size} client certificates`,
+    );
+  });
+});
