@@ -13,6 +13,9 @@ import {
   type KeyType,
   type VerifiedIdentity,
 } from '@causeway/pki';
+import { connect } from '@nats-io/transport-node';
+import { bundleHash } from '@causeway/pki';
+import { NatsTrustStore, rotateRoot } from '@causeway/trust';
 import { formatTable } from './table.ts';
 
 function duration(value: string): number {
@@ -257,6 +260,69 @@ export function trustCommand(): Command {
     .action(async (options: { dir: string; json?: boolean }) => {
       const signed = await new TrustDirectory(options.dir).readBundle();
       process.stdout.write(options.json ? `${JSON.stringify(signed)}\n` : signed.bundle.roots.join(''));
+    });
+
+  trust
+    .command('publish')
+    .description(
+      'put the signed trust bundle on NATS, where every controller picks it up (they verify it first)',
+    )
+    .addOption(dirOption())
+    .requiredOption('--nats-url <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+    .option('--json', 'print JSON')
+    .action(async (options: { dir: string; natsUrl: string; json?: boolean }) => {
+      const signed = await new TrustDirectory(options.dir).readBundle();
+      const connection = await connect({ servers: options.natsUrl, name: 'causeway-trust' });
+      try {
+        const revision = await (await NatsTrustStore.open(connection)).putBundle(signed);
+        const result = {
+          version: signed.bundle.version,
+          hash: bundleHash(signed.bundle),
+          roots: signed.bundle.roots.length,
+          revision,
+        };
+        print(
+          options.json,
+          result,
+          () =>
+            `published trust bundle version ${result.version} (${result.roots} root(s), hash ${result.hash})`,
+        );
+      } finally {
+        await connection.close();
+      }
+    });
+
+  trust
+    .command('rotate')
+    .description(
+      'rotate the root: add the new root, re-issue intermediates, wait for every workload, remove the old root; resumable',
+    )
+    .addOption(dirOption())
+    .requiredOption('--nats-url <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+    .addOption(
+      new Option('--step-timeout <duration>', 'how long one step may wait')
+        .argParser(duration)
+        .default(600_000, '10m'),
+    )
+    .option('--json', 'print progress as JSON lines and the result as the last line')
+    .action(async (options: { dir: string; natsUrl: string; stepTimeout: number; json?: boolean }) => {
+      const connection = await connect({ servers: options.natsUrl, name: 'causeway-trust-rotate' });
+      try {
+        const record = await rotateRoot({
+          directory: new TrustDirectory(options.dir),
+          store: await NatsTrustStore.open(connection),
+          stepTimeoutMs: options.stepTimeout,
+          onProgress: (line) =>
+            process.stderr.write(
+              options.json
+                ? `${JSON.stringify({ time: new Date().toISOString(), progress: line })}\n`
+                : `${line}\n`,
+            ),
+        });
+        print(options.json, record, () => `rotated ${record.from} -> ${record.to}`);
+      } finally {
+        await connection.close();
+      }
     });
 
   return trust;

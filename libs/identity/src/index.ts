@@ -12,7 +12,7 @@ export {
 } from './proof.ts';
 export { TOKEN_AUDIENCE, TokenReviewVerifier } from './token-review.ts';
 export { authorizeCsr, type AuthorizedWorkload } from './authorize.ts';
-export { IssuedCertificates } from './issued-registry.ts';
+export { IssuedCertificates, type IssuedEntry } from './issued-registry.ts';
 export {
   buildSigningService,
   type ProofMode,

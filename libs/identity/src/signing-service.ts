@@ -30,6 +30,8 @@ export interface SigningServiceOptions {
   readonly registry?: Registry;
   /** TLS for the service itself: the controller's own certificate chain and key (PEM). */
   readonly tls: { key: string; cert: string };
+  /** Where issued certificates are recorded (shared with the trust status reporter). */
+  readonly issued?: IssuedCertificates;
 }
 
 /** What POST /v1/certificates answers. */
@@ -70,7 +72,7 @@ export function buildSigningService(options: SigningServiceOptions): {
     // Refuse unknown fields instead of silently dropping them.
     ajv: { customOptions: { removeAdditional: false } },
   });
-  const issued = new IssuedCertificates();
+  const issued = options.issued ?? new IssuedCertificates();
   const registers = options.registry ? [options.registry] : [];
   const issuedTotal = new Counter({
     name: 'causeway_certificates_issued_total',
@@ -151,10 +153,12 @@ export function buildSigningService(options: SigningServiceOptions): {
       const bundle = options.trustBundle();
       const root = bundle.roots
         .map((pem) => new X509Certificate(pem))
-        .find((r) => intermediate.certificate.checkIssued(r));
+        .find((r) => intermediate.certificate.checkIssued(r) && intermediate.certificate.verify(r.publicKey));
+      const hash = bundleHash(bundle);
       issued.record(request.body.instance ?? workload.uri, {
         spiffeId: workload.uri,
         rootFingerprint: root?.fingerprint256 ?? 'unknown',
+        bundleHash: hash,
         notAfter: new Date(leaf.validTo),
       });
       issuedTotal.inc();
@@ -162,7 +166,7 @@ export function buildSigningService(options: SigningServiceOptions): {
         spiffeId: workload.uri,
         certificateChain: leafPem + intermediate.certificatePem,
         trustBundle: bundle.roots,
-        bundleHash: bundleHash(bundle),
+        bundleHash: hash,
         notAfter: new Date(leaf.validTo).toISOString(),
       };
     },

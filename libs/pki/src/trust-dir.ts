@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { mkdir, readFile, writeFile, access } from 'node:fs/promises';
+import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { signTrustBundle, type SignedTrustBundle, type TrustBundle } from './bundle.ts';
 import {
@@ -18,7 +18,7 @@ export interface TrustState {
   readonly trustDomain: string;
   readonly keyType: KeyType;
   /** Roots in the order they were created; `active` signs new intermediates. */
-  readonly roots: ReadonlyArray<{ name: string; fingerprint: string; active: boolean }>;
+  readonly roots: ReadonlyArray<{ name: string; fingerprint: string; active: boolean; retired?: boolean }>;
   readonly bundleVersion: number;
 }
 
@@ -171,7 +171,9 @@ export class TrustDirectory {
   async publishBundle(signer?: CertificateAuthority): Promise<SignedTrustBundle> {
     const state = await this.state();
     const roots = await Promise.all(
-      state.roots.map(async (root) => readFile(this.rootFiles(root.name).certificate, 'utf8')),
+      state.roots
+        .filter((root) => !root.retired)
+        .map(async (root) => readFile(this.rootFiles(root.name).certificate, 'utf8')),
     );
     const bundle: TrustBundle = {
       trustDomain: state.trustDomain,
@@ -187,6 +189,78 @@ export class TrustDirectory {
 
   async readBundle(): Promise<SignedTrustBundle> {
     return JSON.parse(await readFile(this.bundleFile, 'utf8')) as SignedTrustBundle;
+  }
+
+  /** Adds a new root (not yet active, not yet in the bundle until the next publish). */
+  async addRoot(options: { ttlMs?: number } = {}): Promise<{ name: string; root: CertificateAuthority }> {
+    const state = await this.state();
+    const name = `root-${state.roots.length + 1}`;
+    const root = await createRootCa({
+      trustDomain: state.trustDomain,
+      name,
+      keyType: state.keyType,
+      ttlMs: options.ttlMs,
+    });
+    const files = this.rootFiles(name);
+    await writePrivate(files.privateKey, privateKeyToPem(root.privateKey));
+    await writePublic(files.certificate, root.certificatePem);
+    await this.saveState({
+      ...state,
+      roots: [...state.roots, { name, fingerprint: root.certificate.fingerprint256, active: false }],
+    });
+    return { name, root };
+  }
+
+  /** Makes `name` the root that signs new intermediates. */
+  async activateRoot(name: string): Promise<void> {
+    const state = await this.state();
+    await this.saveState({
+      ...state,
+      roots: state.roots.map((root) => ({ ...root, active: root.name === name })),
+    });
+  }
+
+  /** Takes a root out of future bundles (its files stay, for the record). */
+  async retireRoot(name: string): Promise<void> {
+    const state = await this.state();
+    await this.saveState({
+      ...state,
+      roots: state.roots.map((root) =>
+        root.name === name ? { ...root, active: false, retired: true } : root,
+      ),
+    });
+  }
+
+  /** Clusters that have an intermediate in this directory. */
+  async clusters(): Promise<string[]> {
+    try {
+      return (await readdir(this.file('clusters'), { withFileTypes: true }))
+        .filter((e) => e.isDirectory())
+        .map((e) => e.name)
+        .sort();
+    } catch {
+      return [];
+    }
+  }
+
+  /**
+   * Re-issues `cluster`'s intermediate for its existing key from the active root, so the
+   * controller can switch without a new private key ever leaving this directory.
+   */
+  async reissueIntermediate(cluster: string, ttlMs?: number): Promise<string> {
+    const state = await this.state();
+    const root = await this.activeRoot();
+    const current = await this.loadIntermediate(cluster);
+    const pem = issueIntermediateCa(root, {
+      trustDomain: state.trustDomain,
+      cluster,
+      publicKey: current.certificate.publicKey,
+      ttlMs,
+    });
+    const files = this.clusterFiles(cluster);
+    await writePublic(files.certificate, pem);
+    await writePublic(files.chain, pem + root.certificatePem);
+    return pem;
   }
 
   /** A new intermediate CA for `cluster`, signed by the active root (a new key each time). */

@@ -1,0 +1,211 @@
+import { createPublicKey } from 'node:crypto';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import {
+  bundleHash,
+  loadCertificateAuthority,
+  type CertificateAuthority,
+  type SignedTrustBundle,
+  type TrustBundle,
+} from '@causeway/pki';
+import { decideBundle, decideIntermediate, rootOf } from './decisions.ts';
+import { BUNDLE_KEY, intermediateKey, type ClusterTrustStatus } from './keys.ts';
+import type { NatsTrustStore, TrustEntry } from './nats-trust-store.ts';
+
+/** What the trust side of a controller needs from its surroundings. */
+export interface ControllerTrustOptions {
+  readonly cluster: string;
+  readonly trustDomain: string;
+  /** The cluster intermediate CA (certificate and key from the controller's files). */
+  readonly intermediate: CertificateAuthority;
+  /** The bundle the controller was installed with (trusted by configuration). */
+  readonly bootstrapBundle: SignedTrustBundle;
+  /** Where the last-known-good bundle and intermediate are kept across restarts. */
+  readonly stateDir: string;
+  /** Counts of issued workload certificates by root and bundle (from the signing service). */
+  readonly workloads: () => { byRoot: Record<string, number>; byBundle: Record<string, number> };
+  readonly registry?: Registry;
+  readonly log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+}
+
+interface PersistedState {
+  readonly signedBundle: SignedTrustBundle;
+  readonly intermediatePem: string;
+}
+
+/**
+ * The controller's trust state: the current bundle and intermediate, changed only by
+ * verified records from NATS, persisted so that a restart without NATS keeps them, and
+ * reported back as a status record.
+ */
+export class ControllerTrust {
+  private signedBundle: SignedTrustBundle;
+  private intermediate: CertificateAuthority;
+  private stopWatch: (() => void) | undefined;
+  private statusTimer: NodeJS.Timeout | undefined;
+  private readonly rejected: Counter;
+  private readonly version: Gauge;
+  private readonly info: Gauge;
+  private readonly listeners: Array<() => void | Promise<void>> = [];
+
+  constructor(private readonly options: ControllerTrustOptions) {
+    this.signedBundle = options.bootstrapBundle;
+    this.intermediate = options.intermediate;
+    const registers = options.registry ? [options.registry] : [];
+    this.rejected = new Counter({
+      name: 'causeway_trust_updates_rejected_total',
+      help: 'Trust records from NATS that were refused (the current ones stay), by kind and reason.',
+      labelNames: ['kind', 'reason'],
+      registers,
+    });
+    this.version = new Gauge({
+      name: 'causeway_trust_bundle_version',
+      help: 'Version of the trust bundle in use.',
+      registers,
+    });
+    this.info = new Gauge({
+      name: 'causeway_trust_bundle_info',
+      help: 'Always 1; the labels name the trust bundle in use and the intermediate that signs.',
+      labelNames: ['bundle_hash', 'intermediate'],
+      registers,
+    });
+    this.updateMetrics();
+  }
+
+  get bundle(): TrustBundle {
+    return this.signedBundle.bundle;
+  }
+
+  get signingCa(): CertificateAuthority {
+    return this.intermediate;
+  }
+
+  /** Called after the bundle or the intermediate changed. */
+  onChange(listener: () => void | Promise<void>): void {
+    this.listeners.push(listener);
+  }
+
+  /** Loads the persisted state if it is newer than the bootstrap bundle. */
+  async restore(): Promise<void> {
+    try {
+      const text = await readFile(this.stateFile(), 'utf8');
+      const state = JSON.parse(text) as PersistedState;
+      if (state.signedBundle.bundle.version >= this.bundle.version) {
+        this.signedBundle = state.signedBundle;
+        this.intermediate = loadCertificateAuthority(state.intermediatePem, this.intermediate.privateKey);
+        this.options.log?.('info', 'restored the last-known-good trust state', {
+          version: this.bundle.version,
+        });
+      }
+    } catch {
+      // nothing persisted yet
+    }
+    this.updateMetrics();
+  }
+
+  /** Watches the bundle and this cluster's intermediate; publishes status every interval. */
+  async attach(store: NatsTrustStore, statusIntervalMs: number): Promise<void> {
+    this.stopWatch = await store.watch([BUNDLE_KEY, intermediateKey(this.options.cluster)], (entry) => {
+      void this.onEntry(entry);
+    });
+    const publish = (): void => {
+      store.putStatus(this.status()).catch((error: unknown) => {
+        this.options.log?.('warn', 'could not publish trust status', { error: String(error) });
+      });
+    };
+    publish();
+    this.statusTimer = setInterval(publish, statusIntervalMs);
+  }
+
+  detach(): void {
+    this.stopWatch?.();
+    if (this.statusTimer) clearInterval(this.statusTimer);
+  }
+
+  status(): ClusterTrustStatus {
+    return {
+      cluster: this.options.cluster,
+      bundleVersion: this.bundle.version,
+      bundleHash: bundleHash(this.bundle),
+      intermediate: this.intermediate.certificate.fingerprint256,
+      intermediateRoot: rootOf(this.intermediate.certificate, this.bundle)?.fingerprint256 ?? 'unknown',
+      workloads: this.options.workloads(),
+      time: new Date().toISOString(),
+    };
+  }
+
+  /** Applies one record from NATS. Exposed for tests; the watcher calls it. */
+  async onEntry(entry: TrustEntry): Promise<void> {
+    if (entry.operation !== 'PUT') return;
+    if (entry.key === BUNDLE_KEY) {
+      const decision = decideBundle(this.bundle, entry.text, this.options.trustDomain);
+      if (!decision.accept) {
+        if (decision.reason !== 'replay') {
+          this.rejected.inc({ kind: 'bundle', reason: decision.reason });
+          this.options.log?.('warn', 'trust bundle refused; keeping the current one', {
+            reason: decision.reason,
+            detail: decision.detail,
+          });
+        }
+        return;
+      }
+      this.signedBundle = decision.value;
+      this.options.log?.('info', 'trust bundle accepted', {
+        version: this.bundle.version,
+        hash: bundleHash(this.bundle),
+      });
+    } else {
+      const decision = decideIntermediate({
+        pem: entry.text,
+        ownPublicKey: createPublicKey(this.intermediate.privateKey),
+        cluster: this.options.cluster,
+        trustDomain: this.options.trustDomain,
+        bundle: this.bundle,
+        currentFingerprint: this.intermediate.certificate.fingerprint256,
+      });
+      if (!decision.accept) {
+        if (decision.reason !== 'unchanged') {
+          this.rejected.inc({ kind: 'intermediate', reason: decision.reason });
+          this.options.log?.('warn', 'intermediate refused; keeping the current one', {
+            reason: decision.reason,
+            detail: decision.detail,
+          });
+        }
+        return;
+      }
+      this.intermediate = loadCertificateAuthority(entry.text, this.intermediate.privateKey);
+      this.options.log?.('info', 'intermediate re-issued', { fingerprint: decision.value.fingerprint256 });
+    }
+    this.updateMetrics();
+    // Serving certificates are updated before the state is persisted or reported, so that
+    // a status saying "new intermediate" means everything here uses it.
+    for (const listener of this.listeners) await listener();
+    await this.persist();
+  }
+
+  private updateMetrics(): void {
+    this.version.set(this.bundle.version);
+    this.info.reset();
+    this.info.set(
+      { bundle_hash: bundleHash(this.bundle), intermediate: this.intermediate.certificate.fingerprint256 },
+      1,
+    );
+  }
+
+  private stateFile(): string {
+    return path.join(this.options.stateDir, 'trust-state.json');
+  }
+
+  /** Write-then-rename, so that a crash never leaves half a file. */
+  private async persist(): Promise<void> {
+    const state: PersistedState = {
+      signedBundle: this.signedBundle,
+      intermediatePem: this.intermediate.certificatePem,
+    };
+    await mkdir(this.options.stateDir, { recursive: true });
+    const temporary = `${this.stateFile()}.tmp`;
+    await writeFile(temporary, JSON.stringify(state), { mode: 0o600 });
+    await rename(temporary, this.stateFile());
+  }
+}

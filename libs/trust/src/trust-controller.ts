@@ -1,0 +1,111 @@
+import { createPrivateKey, type KeyObject } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:https';
+import type { Registry } from 'prom-client';
+import { buildSigningService, IssuedCertificates, type ProofMode } from '@causeway/identity';
+import {
+  generateKeyPair,
+  issueComponentCertificate,
+  loadCertificateAuthority,
+  privateKeyToPem,
+  type CertificateAuthority,
+  type SignedTrustBundle,
+} from '@causeway/pki';
+import { ControllerTrust } from './controller-trust.ts';
+import type { NatsTrustStore } from './nats-trust-store.ts';
+
+export interface TrustControllerOptions {
+  readonly cluster: string;
+  readonly trustDomain: string;
+  readonly intermediateCertificatePem: string;
+  readonly intermediateKeyPem: string;
+  readonly bootstrapBundle: SignedTrustBundle;
+  readonly stateDir: string;
+  readonly proof: ProofMode;
+  readonly workloadTtlMs: number;
+  readonly listen: { host: string; port: number };
+  /** NATS is optional: without it the controller serves its last-known-good state. */
+  readonly store?: NatsTrustStore;
+  readonly statusIntervalMs?: number;
+  readonly registry?: Registry;
+  readonly log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
+}
+
+/** The running trust side of a federation controller. */
+export interface TrustController {
+  /** `https://host:port` of the signing service. */
+  readonly url: string;
+  readonly trust: ControllerTrust;
+  close(): Promise<void>;
+}
+
+/** The controller's own serving identity, `…/cluster/<name>/federation-controller`. */
+async function servingIdentity(
+  intermediate: CertificateAuthority,
+  trustDomain: string,
+  cluster: string,
+  keys: { privateKey: KeyObject; publicKey: KeyObject },
+): Promise<{ key: string; cert: string }> {
+  const cert = issueComponentCertificate(intermediate, {
+    trustDomain,
+    cluster,
+    component: 'federation-controller',
+    publicKey: keys.publicKey,
+  });
+  return { key: privateKeyToPem(keys.privateKey), cert: cert + intermediate.certificatePem };
+}
+
+/**
+ * Starts the signing service with the trust state behind it: certificates are signed by
+ * the current intermediate, handed out with the current bundle, recorded for rotation
+ * reports; when NATS brings a new intermediate, the service's own certificate follows.
+ */
+export async function startTrustController(options: TrustControllerOptions): Promise<TrustController> {
+  const issued = new IssuedCertificates();
+  const intermediate = loadCertificateAuthority(
+    options.intermediateCertificatePem,
+    createPrivateKey(options.intermediateKeyPem),
+  );
+  const trust = new ControllerTrust({
+    cluster: options.cluster,
+    trustDomain: options.trustDomain,
+    intermediate,
+    bootstrapBundle: options.bootstrapBundle,
+    stateDir: options.stateDir,
+    workloads: () => issued.summary(),
+    registry: options.registry,
+    log: options.log,
+  });
+  await trust.restore();
+  const servingKeys = await generateKeyPair();
+  const { app } = buildSigningService({
+    trustDomain: options.trustDomain,
+    cluster: options.cluster,
+    intermediate: () => trust.signingCa,
+    trustBundle: () => trust.bundle,
+    proof: options.proof,
+    workloadTtlMs: options.workloadTtlMs,
+    registry: options.registry,
+    issued,
+    tls: await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys),
+  });
+  let servingFor = trust.signingCa.certificate.fingerprint256;
+  trust.onChange(async () => {
+    if (trust.signingCa.certificate.fingerprint256 === servingFor) return;
+    servingFor = trust.signingCa.certificate.fingerprint256;
+    (app.server as Server).setSecureContext(
+      await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys),
+    );
+  });
+  await app.listen({ host: options.listen.host, port: options.listen.port });
+  const address = app.server.address() as AddressInfo;
+  if (options.store) await trust.attach(options.store, options.statusIntervalMs ?? 2_000);
+  return {
+    url: `https://${options.listen.host}:${address.port}`,
+    trust,
+    close: async () => {
+      trust.detach();
+      await app.close();
+    },
+  };
+}
