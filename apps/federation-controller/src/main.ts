@@ -1,11 +1,79 @@
+import { readFile } from 'node:fs/promises';
+import { KubeConfig } from '@kubernetes/client-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { splitAddress } from '@causeway/config';
+import { TokenReviewVerifier, type ProofMode } from '@causeway/identity';
+import type { SignedTrustBundle } from '@causeway/pki';
 import { runComponent } from '@causeway/runtime';
+import { NatsTrustStore, startTrustController } from '@causeway/trust';
+import { settingsSchema, type Settings } from './settings.ts';
 
-await runComponent({
+await runComponent<Settings>({
   name: 'federation-controller',
   description:
     "Per-cluster federation controller: publishes the cluster's ServiceExports to the clusterset over NATS, imports the other clusters' exports as ServiceImports, signs workload certificates and serves config to the local proxies.",
   status:
-    'this build serves the admin port only (/livez, /readyz, /metrics); the role above is not built yet.',
+    'this build signs workload certificates (POST /v1/certificates) and follows the trust bundle and intermediate over NATS; catalog sync is not built yet.',
+  settingsSchema,
+  settingsHelp:
+    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}',
   defaultAdminAddress: '127.0.0.1:15010',
-  start: async () => ({ readiness: () => ({ ready: true }), stop: async () => {} }),
+  start: async ({ settings, logger, registry }) => {
+    let proof: ProofMode;
+    if (settings.signing.kubeconfig) {
+      const kubeConfig = new KubeConfig();
+      kubeConfig.loadFromFile(settings.signing.kubeconfig);
+      proof = { kind: 'token-review', verifier: new TokenReviewVerifier(kubeConfig) };
+    } else {
+      proof = { kind: 'join-tokens', tokens: settings.signing.joinTokens! };
+    }
+    const controller = await startTrustController({
+      cluster: settings.cluster,
+      trustDomain: settings.trustDomain,
+      intermediateCertificatePem: await readFile(settings.trust.intermediateCertificate, 'utf8'),
+      intermediateKeyPem: await readFile(settings.trust.intermediateKey, 'utf8'),
+      bootstrapBundle: JSON.parse(await readFile(settings.trust.bundle, 'utf8')) as SignedTrustBundle,
+      stateDir: settings.stateDir,
+      proof,
+      workloadTtlMs: settings.signing.workloadTtl,
+      listen: splitAddress(settings.signing.address),
+      registry,
+      log: (level, message, fields) => logger[level](fields ?? {}, message),
+    });
+    logger.info(
+      { signing: controller.url, bundleVersion: controller.trust.bundle.version },
+      'signing service listening',
+    );
+
+    // NATS may be down at start: the controller serves its last-known-good trust state and
+    // attaches when the connection comes up (fail static).
+    let connection: NatsConnection | undefined;
+    let stopped = false;
+    if (settings.nats) {
+      const url = settings.nats.url;
+      void (async () => {
+        try {
+          connection = await connect({
+            servers: url,
+            name: `causeway-${settings.cluster}`,
+            waitOnFirstConnect: true,
+            maxReconnectAttempts: -1,
+          });
+          if (stopped) return void (await connection.close());
+          await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
+          logger.info({ nats: url }, 'following trust updates over NATS');
+        } catch (error) {
+          logger.error({ err: error }, 'NATS trust sync failed; serving the last-known-good trust state');
+        }
+      })();
+    }
+    return {
+      readiness: () => ({ ready: true }),
+      stop: async () => {
+        stopped = true;
+        await controller.close();
+        await connection?.drain().catch(() => {});
+      },
+    };
+  },
 });

@@ -1,4 +1,6 @@
+import { readFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { parse as parseYaml } from 'yaml';
 import {
   ConfigError,
   envName,
@@ -28,8 +30,10 @@ export const baseConfigSchema = z.object({
 export type BaseConfig = z.output<typeof baseConfigSchema>;
 
 /** What a component's own code gets once the shared parts are running. */
-export interface ComponentContext {
+export interface ComponentContext<C = undefined> {
   readonly config: BaseConfig;
+  /** The component's own settings from `--config FILE`, validated by its schema. */
+  readonly settings: C;
   readonly logger: Logger;
   readonly registry: Registry;
 }
@@ -40,7 +44,7 @@ export interface RunningComponent {
   stop(): Promise<void>;
 }
 
-export interface ComponentDefinition {
+export interface ComponentDefinition<C = undefined> {
   /** e.g. `sidecar`; the command is `causeway-<name>`. */
   readonly name: string;
   /** One paragraph for `--help`. */
@@ -49,7 +53,31 @@ export interface ComponentDefinition {
   readonly status?: string;
   /** Default admin listen address (each component has its own, so all fit on one host). */
   readonly defaultAdminAddress: string;
-  readonly start: (context: ComponentContext) => Promise<RunningComponent>;
+  /** Schema of the component's YAML config file; with it, `--config FILE` is required. */
+  readonly settingsSchema?: z.ZodType<C>;
+  /** One line for `--help` about what the config file holds. */
+  readonly settingsHelp?: string;
+  readonly start: (context: ComponentContext<C>) => Promise<RunningComponent>;
+}
+
+/** Reads and validates the YAML settings file; a bad file stops the process with exit 2. */
+async function loadSettings<C>(schema: z.ZodType<C>, file: string, name: string): Promise<C> {
+  let raw: unknown;
+  try {
+    raw = parseYaml(await readFile(file, 'utf8'));
+  } catch (error) {
+    process.stderr.write(`causeway-${name}: cannot read ${file}: ${(error as Error).message}\n`);
+    process.exit(2);
+  }
+  try {
+    return parseConfig(schema, raw, file);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`causeway-${name}: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
 }
 
 function checkedAddress(value: string): string {
@@ -62,7 +90,10 @@ function checkedAddress(value: string): string {
  * The `main` of a component: `--help`/`--version`, config from defaults < environment <
  * flags (validated once), JSON logs, the admin port, and a graceful stop on SIGTERM/SIGINT.
  */
-export async function runComponent(definition: ComponentDefinition, argv = process.argv): Promise<void> {
+export async function runComponent<C = undefined>(
+  definition: ComponentDefinition<C>,
+  argv = process.argv,
+): Promise<void> {
   const defaults: BaseConfig = { adminAddress: definition.defaultAdminAddress, logLevel: 'info' };
   const program = new Command(`causeway-${definition.name}`)
     .description(definition.description)
@@ -83,10 +114,16 @@ export async function runComponent(definition: ComponentDefinition, argv = proce
     .addHelpText('after', definition.status ? `\nStatus: ${definition.status}` : '')
     .showHelpAfterError()
     .allowExcessArguments(false);
+  if (definition.settingsSchema) {
+    program.requiredOption(
+      '--config <file>',
+      `YAML settings file${definition.settingsHelp ? `: ${definition.settingsHelp}` : ''}`,
+    );
+  }
   program.parse(argv);
-  const flags = program.opts<Partial<BaseConfig>>();
+  const flags = program.opts<Partial<BaseConfig> & { config?: string }>();
   const fromFlags = Object.fromEntries(
-    Object.entries(flags).filter(([key]) => program.getOptionValueSource(key) === 'cli'),
+    Object.entries(flags).filter(([key]) => key !== 'config' && program.getOptionValueSource(key) === 'cli'),
   );
   let config: BaseConfig;
   try {
@@ -102,10 +139,14 @@ export async function runComponent(definition: ComponentDefinition, argv = proce
     }
     throw error;
   }
+  let settings = undefined as C;
+  if (definition.settingsSchema && flags.config) {
+    settings = await loadSettings(definition.settingsSchema, flags.config, definition.name);
+  }
 
   const logger = createLogger({ component: definition.name, level: config.logLevel });
   const registry = createRegistry({ component: definition.name, version: CAUSEWAY_VERSION });
-  const running = await definition.start({ config, logger, registry });
+  const running = await definition.start({ config, settings, logger, registry });
   const { host, port } = splitAddress(config.adminAddress);
   const admin = await startAdminServer({ host, port, registry, readiness: () => running.readiness() });
   logger.info({ admin: admin.url, version: CAUSEWAY_VERSION }, 'started');

@@ -1,0 +1,69 @@
+import { listenAddress, parseDuration, z } from '@causeway/config';
+
+const duration = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((text) => {
+      try {
+        parseDuration(text);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be a duration such as 500ms, 2s, 24h')
+    .transform((text) => parseDuration(text));
+
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS label (a-z, 0-9, -)');
+
+/** The controller's YAML settings file. */
+export const settingsSchema = z
+  .object({
+    cluster: dnsLabel,
+    trustDomain: z
+      .string()
+      .regex(/^[a-z0-9._-]{1,255}$/, 'must be a SPIFFE trust domain (a-z, 0-9, ., -, _)'),
+    /** Last-known-good state survives restarts here. */
+    stateDir: z.string().min(1),
+    nats: z
+      .object({ url: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must be nats://host:port') })
+      .strict()
+      .optional(),
+    trust: z
+      .object({
+        intermediateCertificate: z.string().min(1),
+        intermediateKey: z.string().min(1),
+        /** The signed bundle (bundle.json from `causeway trust init`) this cluster starts from. */
+        bundle: z.string().min(1),
+      })
+      .strict(),
+    signing: z
+      .object({
+        address: listenAddress.default('127.0.0.1:15012'),
+        workloadTtl: duration('24h'),
+        /** File mode: tokens that proxies present, each limited to namespaces and service accounts. */
+        joinTokens: z
+          .array(
+            z
+              .object({
+                token: z.string().min(16, 'must be at least 16 characters'),
+                namespaces: z.array(z.string().min(1)).min(1),
+                serviceAccounts: z.array(z.string().min(1)).min(1),
+              })
+              .strict(),
+          )
+          .optional(),
+        /** Kubernetes mode: service-account tokens are checked with TokenReview through this kubeconfig. */
+        kubeconfig: z.string().min(1).optional(),
+      })
+      .strict()
+      .refine((signing) => (signing.joinTokens === undefined) !== (signing.kubeconfig === undefined), {
+        message: 'set exactly one of joinTokens (file mode) or kubeconfig (Kubernetes mode)',
+      }),
+    statusInterval: duration('2s'),
+  })
+  .strict();
+
+export type Settings = z.output<typeof settingsSchema>;

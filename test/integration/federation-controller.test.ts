@@ -1,0 +1,196 @@
+// The federation-controller process: signs workload certificates for its cluster and
+// follows the trust bundle over real NATS, refusing a forged one.
+import assert from 'node:assert/strict';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { connect } from '@nats-io/transport-node';
+import { stringify } from 'yaml';
+import { CertificateRenewer } from '@causeway/identity';
+import { createRootCa, signTrustBundle, TrustDirectory, verifySvid } from '@causeway/pki';
+import { repoRoot, startNats, type NatsServer } from '@causeway/testing';
+import { NatsTrustStore } from '@causeway/trust';
+
+const run = promisify(execFile);
+const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
+const main = path.join(repoRoot, 'apps/federation-controller/src/main.ts');
+const TD = 'mesh.test';
+const TOKEN = 'east-join-token-0123456789';
+
+let nats: NatsServer;
+let dir: string;
+
+function settings(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const directory = new TrustDirectory(dir);
+  const files = directory.clusterFiles('east');
+  return {
+    cluster: 'east',
+    trustDomain: TD,
+    stateDir: path.join(dir, 'state-east'),
+    nats: { url: nats.url },
+    trust: {
+      intermediateCertificate: files.certificate,
+      intermediateKey: files.privateKey,
+      bundle: directory.bundleFile,
+    },
+    signing: {
+      address: '127.0.0.1:0',
+      workloadTtl: '1h',
+      joinTokens: [{ token: TOKEN, namespaces: ['shop'], serviceAccounts: ['*'] }],
+    },
+    statusInterval: '200ms',
+    ...overrides,
+  };
+}
+
+async function writeSettings(name: string, value: Record<string, unknown>): Promise<string> {
+  const file = path.join(dir, `${name}.yaml`);
+  await writeFile(file, stringify(value));
+  return file;
+}
+
+before(async () => {
+  nats = await startNats();
+  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-controller-'));
+  await run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', TD]);
+  await run(process.execPath, [cli, 'trust', 'issue-intermediate', '--dir', dir, '--cluster', 'east']);
+  await run(process.execPath, [cli, 'trust', 'publish', '--dir', dir, '--nats-url', nats.url]);
+});
+
+after(async () => {
+  await nats?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+describe('federation-controller', () => {
+  test('signs a workload certificate, follows NATS, counts a forged bundle, stops on SIGTERM', async () => {
+    const child: ChildProcess = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        main,
+        '--config',
+        await writeSettings('east', settings()),
+        '--admin-address',
+        '127.0.0.1:0',
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const logs: Array<Record<string, unknown>> = [];
+    const waitForLog = (msg: string) =>
+      new Promise<Record<string, unknown>>((resolve, reject) => {
+        const found = logs.find((entry) => entry.msg === msg);
+        if (found) return resolve(found);
+        const timer = setTimeout(
+          () => reject(new Error(`no '${msg}' log; got ${JSON.stringify(logs)}`)),
+          15_000,
+        );
+        lines.on('line', () => {
+          const entry = logs.find((e) => e.msg === msg);
+          if (entry) {
+            clearTimeout(timer);
+            resolve(entry);
+          }
+        });
+      });
+    const lines = createInterface({ input: child.stdout! });
+    lines.on('line', (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
+    try {
+      const signing = String((await waitForLog('signing service listening')).signing);
+      const admin = String((await waitForLog('started')).admin);
+      await waitForLog('following trust updates over NATS');
+
+      const directory = new TrustDirectory(dir);
+      const root = await directory.activeRoot();
+      const renewer = new CertificateRenewer({
+        controllerUrl: signing,
+        bootstrapRoots: [root.certificatePem],
+        trustDomain: TD,
+        cluster: 'east',
+        namespace: 'shop',
+        serviceAccount: 'cart',
+        instance: 'cart-0',
+        token: () => TOKEN,
+        onCredentials: () => {},
+      });
+      const credentials = await renewer.start();
+      await renewer.stop();
+      const chain = credentials.certificateChainPem.match(
+        /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g,
+      )!;
+      const identity = verifySvid({
+        chain: chain.map((pem) => new X509Certificate(pem)),
+        roots: [root.certificate],
+        trustDomain: TD,
+      });
+      assert.equal(identity.spiffeId.uri, `spiffe://${TD}/ns/shop/sa/cart`);
+      assert.equal(identity.cluster, 'east');
+
+      // A bundle signed by a root nobody trusts, written straight into NATS.
+      const stranger = await createRootCa({ trustDomain: TD });
+      const connection = await connect({ servers: nats.url });
+      const store = await NatsTrustStore.open(connection);
+      await store.putBundle(
+        signTrustBundle(
+          {
+            trustDomain: TD,
+            version: 50,
+            issuedAt: new Date().toISOString(),
+            roots: [stranger.certificatePem],
+          },
+          stranger,
+        ),
+      );
+      let metrics = '';
+      for (let i = 0; i < 50; i++) {
+        metrics = await (await fetch(`${admin}/metrics`)).text();
+        if (
+          /causeway_trust_updates_rejected_total\{kind="bundle",reason="untrusted_signer"\} 1/.test(metrics)
+        )
+          break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(
+        metrics,
+        /causeway_trust_updates_rejected_total\{kind="bundle",reason="untrusted_signer"\} 1/,
+      );
+      assert.match(metrics, /causeway_trust_bundle_version 1/);
+      assert.match(metrics, /causeway_certificates_issued_total 1/);
+      // The status record is published every 200 ms: wait for one made after the issuance.
+      let issuedFromRoot: number | undefined;
+      for (let i = 0; i < 50 && issuedFromRoot !== 1; i++) {
+        issuedFromRoot = (await store.status('east'))?.workloads.byRoot[root.certificate.fingerprint256];
+        if (issuedFromRoot !== 1) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.equal(issuedFromRoot, 1);
+      await connection.close();
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.equal(await exited, 0);
+  });
+
+  test('a settings file with a mistake is refused, naming the field', async () => {
+    const bad = settings({ signing: { address: '127.0.0.1:0' }, cluster: 'East' });
+    const result = await run(process.execPath, [
+      '--import',
+      'tsx',
+      main,
+      '--config',
+      await writeSettings('bad', bad),
+    ]).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(result.code, 2);
+    assert.match(result.stderr, /cluster: must be a DNS label .* \(got "East"\)/);
+    assert.match(result.stderr, /signing: set exactly one of joinTokens \(file mode\) or kubeconfig/);
+  });
+});
