@@ -20,16 +20,14 @@ import {
   issueComponentCertificate,
   issueIntermediateCa,
   loadCertificateAuthority,
-  peerIdentity,
   privateKeyToPem,
   verifySvid,
   workloadSpiffeId,
   type CertificateAuthority,
   type TrustBundle,
-  type VerifiedIdentity,
 } from '@causeway/pki';
-import type { TLSSocket } from 'node:tls';
 import { startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
+import { runTraffic, WorkloadClient, WorkloadServer } from '../support/mtls-workloads.ts';
 
 const TD = 'mesh.test';
 
@@ -208,90 +206,31 @@ describe('renewal under traffic', () => {
         onCredentials,
       });
 
-    const clientSerialsSeenByServer = new Set<string>();
-    const identities = new WeakMap<object, VerifiedIdentity>();
-    let server: https.Server | undefined = undefined;
-    const serverRenewer = renewerFor('cart', (credentials) => {
-      const context = {
-        key: credentials.privateKeyPem,
-        cert: credentials.certificateChainPem,
-        ca: [...credentials.roots],
-      };
-      // Existing connections keep their context; new handshakes use the new certificate.
-      server?.setSecureContext(context);
-    });
-    const serverCredentials = await serverRenewer.start();
-    server = https.createServer(
-      {
-        key: serverCredentials.privateKeyPem,
-        cert: serverCredentials.certificateChainPem,
-        ca: [...serverCredentials.roots],
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.3',
-      },
-      (req, res) => {
-        // Verified once per connection: the peer cannot change within it.
-        let identity = identities.get(req.socket);
-        if (!identity) {
-          identity = peerIdentity(req.socket as TLSSocket, {
-            roots: serverRenewer.current()!.roots.map((pem) => new X509Certificate(pem)),
-            trustDomain: TD,
-          });
-          identities.set(req.socket, identity);
-        }
-        clientSerialsSeenByServer.add(identity.serialNumber);
-        res.end(identity.spiffeId.uri);
-      },
-    );
-    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
-
-    let agent: https.Agent | undefined;
-    const clientRenewer = renewerFor('frontend', (credentials) => {
-      // A new agent per certificate: new connections present it, old ones finish their work.
-      agent = new https.Agent({
-        keepAlive: true,
-        key: credentials.privateKeyPem,
-        cert: credentials.certificateChainPem,
-        ca: [...credentials.roots],
-        checkServerIdentity: () => undefined,
-      });
-    });
+    const server = new WorkloadServer(TD);
+    const serverRenewer = renewerFor('cart', server.onCredentials);
+    await serverRenewer.start();
+    const port = await server.listen();
+    const client = new WorkloadClient();
+    const clientRenewer = renewerFor('frontend', client.onCredentials);
     await clientRenewer.start();
 
-    let ok = 0;
-    const failures: string[] = [];
     const deadline = Date.now() + 7_000;
-    const one = (): Promise<void> =>
-      new Promise((resolve) => {
-        const request = https.get({ host: '127.0.0.1', port, path: '/', agent }, (response) => {
-          let body = '';
-          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          response.on('end', () => {
-            if (response.statusCode === 200 && body === `spiffe://${TD}/ns/shop/sa/frontend`) ok++;
-            else failures.push(`${response.statusCode} ${body}`);
-            resolve();
-          });
-        });
-        request.on('error', (error) => {
-          failures.push(error.message);
-          resolve();
-        });
-      });
-    while (Date.now() < deadline) await Promise.all([one(), one(), one(), one()]);
+    const { ok, failures } = await runTraffic({
+      client,
+      port,
+      expected: `spiffe://${TD}/ns/shop/sa/frontend via east`,
+      keepGoing: () => Date.now() < deadline,
+      concurrency: 4,
+    });
     await clientRenewer.stop();
     await serverRenewer.stop();
-    await new Promise((resolve) => server!.close(resolve));
-    server.closeAllConnections();
+    await server.close();
     await controller.close();
 
     assert.deepEqual(failures, []);
     assert.ok(ok > 200, `only ${ok} requests completed`);
     // A 2 s TTL renewed at ~1 s: several certificates on each side in 7 s.
-    assert.ok(
-      clientSerialsSeenByServer.size >= 3,
-      `server saw ${clientSerialsSeenByServer.size} client certificates`,
-    );
+    const serials = new Set(server.identities.map((identity) => identity.serialNumber));
+    assert.ok(serials.size >= 3, `server saw ${serials.size} client certificates`);
   });
 });

@@ -5,12 +5,9 @@ import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Registry } from 'prom-client';
@@ -18,14 +15,13 @@ import { CertificateRenewer, type WorkloadCredentials } from '@causeway/identity
 import {
   bundleHash,
   createRootCa,
-  peerIdentity,
   signTrustBundle,
   TrustDirectory,
   type SignedTrustBundle,
-  type VerifiedIdentity,
 } from '@causeway/pki';
 import { startNats, repoRoot, type NatsServer } from '@causeway/testing';
 import { NatsTrustStore, startTrustController, type TrustController } from '@causeway/trust';
+import { runTraffic, WorkloadClient, WorkloadServer } from '../support/mtls-workloads.ts';
 
 const run = promisify(execFile);
 const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
@@ -144,78 +140,21 @@ describe('root rotation under traffic', () => {
         onCredentials,
       });
 
-    // The server workload in west.
-    let server: https.Server | undefined = undefined;
-    const identities = new WeakMap<object, VerifiedIdentity>();
-    const seen: VerifiedIdentity[] = [];
-    const serverRenewer = renewerFor('west', 'catalog', (credentials) =>
-      server?.setSecureContext({
-        key: credentials.privateKeyPem,
-        cert: credentials.certificateChainPem,
-        ca: [...credentials.roots],
-      }),
-    );
-    const first = await serverRenewer.start();
-    server = https.createServer(
-      {
-        key: first.privateKeyPem,
-        cert: first.certificateChainPem,
-        ca: [...first.roots],
-        requestCert: true,
-        rejectUnauthorized: true,
-        minVersion: 'TLSv1.3',
-      },
-      (req, res) => {
-        let identity = identities.get(req.socket);
-        if (!identity) {
-          identity = peerIdentity(req.socket as TLSSocket, {
-            roots: serverRenewer.current()!.roots.map((pem) => new X509Certificate(pem)),
-            trustDomain: TD,
-          });
-          identities.set(req.socket, identity);
-          seen.push(identity);
-        }
-        res.end(`${identity.spiffeId.uri} via ${identity.cluster}`);
-      },
-    );
-    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve));
-    const port = (server.address() as AddressInfo).port;
-
-    // The client workload in east.
-    let agent: https.Agent | undefined;
-    const clientRenewer = renewerFor('east', 'frontend', (credentials) => {
-      agent = new https.Agent({
-        keepAlive: true,
-        key: credentials.privateKeyPem,
-        cert: credentials.certificateChainPem,
-        ca: [...credentials.roots],
-        checkServerIdentity: () => undefined,
-      });
-    });
+    const server = new WorkloadServer(TD);
+    const serverRenewer = renewerFor('west', 'catalog', server.onCredentials);
+    await serverRenewer.start();
+    const port = await server.listen();
+    const client = new WorkloadClient();
+    const clientRenewer = renewerFor('east', 'frontend', client.onCredentials);
     await clientRenewer.start();
 
-    let ok = 0;
-    const failures: string[] = [];
     let running = true;
-    const one = (): Promise<void> =>
-      new Promise((resolve) => {
-        const request = https.get({ host: '127.0.0.1', port, path: '/', agent }, (response) => {
-          let body = '';
-          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          response.on('end', () => {
-            if (response.statusCode === 200 && body === `spiffe://${TD}/ns/shop/sa/frontend via east`) ok++;
-            else failures.push(`${response.statusCode} ${body}`);
-            resolve();
-          });
-        });
-        request.on('error', (error) => {
-          failures.push(error.message);
-          resolve();
-        });
-      });
-    const traffic = (async () => {
-      while (running) await Promise.all([one(), one(), one()]);
-    })();
+    const traffic = runTraffic({
+      client,
+      port,
+      expected: `spiffe://${TD}/ns/shop/sa/frontend via east`,
+      keepGoing: () => running,
+    });
 
     const rotate = spawn(
       process.execPath,
@@ -230,11 +169,10 @@ describe('root rotation under traffic', () => {
     // Keep the traffic going a little after the old root is gone.
     await new Promise((r) => setTimeout(r, 1_000));
     running = false;
-    await traffic;
+    const { ok, failures } = await traffic;
     await clientRenewer.stop();
     await serverRenewer.stop();
-    server.closeAllConnections();
-    await new Promise((resolve) => server!.close(resolve));
+    await server.close();
 
     assert.equal(code, 0, progress);
     assert.match(
@@ -255,6 +193,6 @@ describe('root rotation under traffic', () => {
       assert.equal(new X509Certificate(controller.trust.bundle.roots[0]!).fingerprint256, newRoot);
     }
     // The last connection the server saw was made with a certificate from the new root.
-    assert.equal(seen.at(-1)!.rootFingerprint, newRoot);
+    assert.equal(server.identities.at(-1)!.rootFingerprint, newRoot);
   });
 });
