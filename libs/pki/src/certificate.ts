@@ -72,9 +72,10 @@ export function issueCertificate(
   cert.publicKey = placeholderKey;
   // Placeholder as well: the real AlgorithmIdentifier replaces it in the TBS below.
   cert.siginfo.algorithmOid = forge.pki.oids.sha256WithRSAEncryption!;
-  // 16 random bytes, top bit clear: a positive serial of at most 20 octets (RFC 5280 §4.1.2.2).
+  // 16 random bytes, first byte in 1..127: a positive serial of at most 20 octets
+  // (RFC 5280 §4.1.2.2) whose DER INTEGER is minimal (no leading zero byte).
   const serial = randomBytes(16);
-  serial[0] = serial[0]! & 0x7f;
+  serial[0] = serial[0]! & 0x7f || 0x01;
   cert.serialNumber = serial.toString('hex');
   cert.validity.notBefore = template.notBefore;
   cert.validity.notAfter = template.notAfter;

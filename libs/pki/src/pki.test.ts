@@ -281,3 +281,33 @@ test('SPIFFE IDs are parsed strictly', () => {
     assert.throws(() => parseSpiffeId(bad), refusedWith('CAUSEWAY_PKI_BAD_SPIFFE_ID'), bad);
   }
 });
+
+test('crafted subject alternative names are refused with a PkiError, never a crash', async () => {
+  const root = await createRootCa({ trustDomain: TD });
+  const east = await intermediateFor(root, 'east');
+  const keys = await generateKeyPair();
+  // Node prints such SANs quoted and escaped; a trailing backslash once broke the reader.
+  for (const uris of [
+    ['spiffe://causeway.test/ns/a/sa/b\\'],
+    ['spiffe://causeway.test/ns/a/sa/b", URI:spiffe://causeway.test/ns/x/sa/y'],
+    ['spiffe://causeway.test/ns/a/sa/b\\', 'spiffe://causeway.test/ns/x/sa/y'],
+  ]) {
+    const leaf = x509(
+      issueCertificate(
+        {
+          subjectPublicKey: keys.publicKey,
+          commonName: 'odd',
+          uris,
+          isCa: false,
+          notBefore: new Date(Date.now() - HOUR),
+          notAfter: new Date(Date.now() + HOUR),
+        },
+        east,
+      ),
+    );
+    assert.throws(
+      () => verifySvid({ chain: [leaf, east.certificate], roots: [root.certificate], trustDomain: TD }),
+      (error: unknown) => error instanceof PkiError,
+    );
+  }
+});

@@ -1,4 +1,5 @@
 import type { X509Certificate } from 'node:crypto';
+import { PkiError } from './errors.ts';
 
 /**
  * The subject alternative names of a certificate, from Node's `subjectAltName` text.
@@ -12,14 +13,20 @@ export function subjectAltNames(certificate: X509Certificate): Array<{ type: str
   let rest = text;
   while (rest.length > 0) {
     const colon = rest.indexOf(':');
-    if (colon === -1) break;
+    if (colon === -1) throw malformed(text);
     const type = rest.slice(0, colon);
     rest = rest.slice(colon + 1);
     let value: string;
     if (rest.startsWith('"')) {
+      // A JSON string: find its closing quote, skipping escaped characters (`\\`, `\"`).
       let end = 1;
-      while (end < rest.length && !(rest[end] === '"' && rest[end - 1] !== '\\')) end++;
-      value = JSON.parse(rest.slice(0, end + 1)) as string;
+      while (end < rest.length && rest[end] !== '"') end += rest[end] === '\\' ? 2 : 1;
+      if (end >= rest.length) throw malformed(text);
+      try {
+        value = JSON.parse(rest.slice(0, end + 1)) as string;
+      } catch (error) {
+        throw malformed(text, error);
+      }
       rest = rest.slice(end + 1);
     } else {
       const comma = rest.indexOf(', ');
@@ -28,8 +35,19 @@ export function subjectAltNames(certificate: X509Certificate): Array<{ type: str
     }
     entries.push({ type, value });
     if (rest.startsWith(', ')) rest = rest.slice(2);
+    else if (rest.length > 0) throw malformed(text);
   }
   return entries;
+}
+
+function malformed(text: string, cause?: unknown): PkiError {
+  return new PkiError(
+    'CAUSEWAY_PKI_NOT_SPIFFE',
+    `cannot read the subject alternative names ${JSON.stringify(text.slice(0, 200))}`,
+    {
+      cause,
+    },
+  );
 }
 
 /** The URI SANs of a certificate. */

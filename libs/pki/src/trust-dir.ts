@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { access, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { access, chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { signTrustBundle, type SignedTrustBundle, type TrustBundle } from './bundle.ts';
 import {
@@ -38,6 +38,20 @@ const exists = async (file: string): Promise<boolean> =>
 async function writePrivate(file: string, pem: string): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
   await writeFile(file, pem, { mode: 0o600 });
+  // `mode` applies only when the file is created: make sure of it for an existing file too.
+  await chmod(path.dirname(file), 0o700);
+  await chmod(file, 0o600);
+}
+
+/** Cluster, namespace and service-account names become path segments: DNS labels only. */
+function segment(what: string, value: string): string {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(value)) {
+    throw new PkiError(
+      'CAUSEWAY_PKI_BAD_INPUT',
+      `${what} '${value}' is not a DNS label (a-z, 0-9, '-', at most 63)`,
+    );
+  }
+  return value;
 }
 
 async function writePublic(file: string, text: string): Promise<void> {
@@ -57,6 +71,7 @@ export class TrustDirectory {
   }
 
   rootFiles(name: string): { certificate: string; privateKey: string } {
+    segment('root', name);
     return {
       certificate: this.file('roots', name, 'ca.crt'),
       privateKey: this.file('roots', name, 'ca.key'),
@@ -64,6 +79,7 @@ export class TrustDirectory {
   }
 
   clusterFiles(cluster: string): { certificate: string; privateKey: string; chain: string } {
+    segment('cluster', cluster);
     return {
       certificate: this.file('clusters', cluster, 'ca.crt'),
       privateKey: this.file('clusters', cluster, 'ca.key'),
@@ -76,7 +92,13 @@ export class TrustDirectory {
     namespace: string,
     serviceAccount: string,
   ): { certificate: string; privateKey: string } {
-    const dir = this.file('clusters', cluster, 'workloads', namespace, serviceAccount);
+    const dir = this.file(
+      'clusters',
+      segment('cluster', cluster),
+      'workloads',
+      segment('namespace', namespace),
+      segment('service account', serviceAccount),
+    );
     return { certificate: path.join(dir, 'cert.pem'), privateKey: path.join(dir, 'key.pem') };
   }
 
