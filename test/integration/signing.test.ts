@@ -37,15 +37,26 @@ interface Controller {
   close(): Promise<void>;
 }
 
-async function startSigning(proof: ProofMode, workloadTtlMs = 3_600_000): Promise<Controller> {
+async function startSigning(
+  proof: ProofMode,
+  workloadTtlMs = 3_600_000,
+  /** `west` plays an attacker: east's controller identity minted by west's intermediate. */
+  servingCertFrom: 'east' | 'west' = 'east',
+): Promise<Controller> {
   const root = await createRootCa({ trustDomain: TD });
   const keys = await generateKeyPair();
   const intermediate = loadCertificateAuthority(
     issueIntermediateCa(root, { trustDomain: TD, cluster: 'east', publicKey: keys.publicKey }),
     keys.privateKey,
   );
+  const westKeys = await generateKeyPair();
+  const west = loadCertificateAuthority(
+    issueIntermediateCa(root, { trustDomain: TD, cluster: 'west', publicKey: westKeys.publicKey }),
+    westKeys.privateKey,
+  );
+  const servingIssuer = servingCertFrom === 'east' ? intermediate : west;
   const serviceKeys = await generateKeyPair();
-  const serviceCert = issueComponentCertificate(intermediate, {
+  const serviceCert = issueComponentCertificate(servingIssuer, {
     trustDomain: TD,
     cluster: 'east',
     component: 'federation-controller',
@@ -64,7 +75,7 @@ async function startSigning(proof: ProofMode, workloadTtlMs = 3_600_000): Promis
     trustBundle: () => bundle,
     proof,
     workloadTtlMs,
-    tls: { key: privateKeyToPem(serviceKeys.privateKey), cert: serviceCert + intermediate.certificatePem },
+    tls: { key: privateKeyToPem(serviceKeys.privateKey), cert: serviceCert + servingIssuer.certificatePem },
   });
   await app.listen({ host: '127.0.0.1', port: 0 });
   const { port } = app.server.address() as AddressInfo;
@@ -111,6 +122,7 @@ describe('signing service with TokenReview (real kube-apiserver)', () => {
   let cluster: KubeControlPlane;
   let controller: Controller;
   let frontendToken: string;
+  let otherAudienceToken: string;
 
   before(async () => {
     cluster = await startKubeControlPlane({ name: 'east', serviceCidr: '10.96.0.0/16', installCrds: false });
@@ -127,6 +139,12 @@ describe('signing service with TokenReview (real kube-apiserver)', () => {
       body: { spec: { audiences: ['causeway'], expirationSeconds: 600 } },
     });
     frontendToken = token.status!.token;
+    const other = await core.createNamespacedServiceAccountToken({
+      name: 'frontend',
+      namespace: 'shop',
+      body: { spec: { audiences: ['someone-else'], expirationSeconds: 600 } },
+    });
+    otherAudienceToken = other.status!.token;
     controller = await startSigning({ kind: 'token-review', verifier: new TokenReviewVerifier(kubeConfig) });
   });
   after(async () => {
@@ -172,6 +190,13 @@ describe('signing service with TokenReview (real kube-apiserver)', () => {
         403,
         'CAUSEWAY_IDENTITY_PROOF_REFUSED',
       ],
+      [
+        'a token for another audience',
+        otherAudienceToken,
+        { csr: await csrFor('shop', 'frontend') },
+        403,
+        'CAUSEWAY_IDENTITY_PROOF_REFUSED',
+      ],
       ['no token', undefined, { csr: await csrFor('shop', 'frontend') }, 401, 'CAUSEWAY_IDENTITY_NO_PROOF'],
       ['a CSR that is not one', frontendToken, { csr: 'hello' }, 400, 'CAUSEWAY_PKI_BAD_CSR'],
       ['an unknown field', frontendToken, { csr: 'x', admin: true }, 400, 'CAUSEWAY_IDENTITY_BAD_REQUEST'],
@@ -181,6 +206,38 @@ describe('signing service with TokenReview (real kube-apiserver)', () => {
       assert.equal(answer.status, status, `${what}: ${JSON.stringify(answer.json)}`);
       assert.equal(answer.json.code, code, what);
     }
+  });
+});
+
+describe('the renewer', () => {
+  test("refuses a signing service whose certificate another cluster's intermediate minted", async () => {
+    const token = 'join-token-for-this-test';
+    const impostor = await startSigning(
+      { kind: 'join-tokens', tokens: [{ token, namespaces: ['*'], serviceAccounts: ['*'] }] },
+      60_000,
+      'west',
+    );
+    const errors: string[] = [];
+    let gotCertificate = false;
+    const renewer = new CertificateRenewer({
+      controllerUrl: impostor.url,
+      bootstrapRoots: [impostor.root.certificatePem],
+      trustDomain: TD,
+      cluster: 'east',
+      namespace: 'shop',
+      serviceAccount: 'cart',
+      instance: 'cart-0',
+      token: () => token,
+      onCredentials: () => (gotCertificate = true),
+      onError: (error) => errors.push(error.message),
+    });
+    const started = renewer.start().catch(() => undefined);
+    for (let i = 0; i < 50 && errors.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await renewer.stop();
+    await started;
+    await impostor.close();
+    assert.equal(gotCertificate, false);
+    assert.match(errors[0] ?? '', /scoped to cluster east but was issued by cluster west/);
   });
 });
 

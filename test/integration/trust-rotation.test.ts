@@ -15,6 +15,7 @@ import { CertificateRenewer, type WorkloadCredentials } from '@causeway/identity
 import {
   bundleHash,
   createRootCa,
+  issueCertificate,
   signTrustBundle,
   TrustDirectory,
   type SignedTrustBundle,
@@ -117,6 +118,37 @@ describe('trust bundle over NATS', () => {
     assert.equal((await rejectedCount('east')) - rejectedBefore, attempts.length);
     assert.equal(bundleHash(east.trust.bundle), bundleHash(before));
     assert.equal(east.trust.bundle.version, before.version);
+  });
+});
+
+describe('re-issued intermediates over NATS', () => {
+  test('a crafted certificate for our key, from a stranger, is refused and the controller keeps working', async () => {
+    const east = controllers.get('east')!;
+    const before = east.trust.signingCa.certificate.fingerprint256;
+    const stranger = await createRootCa({ trustDomain: TD });
+    const crafted = issueCertificate(
+      {
+        subjectPublicKey: east.trust.signingCa.certificate.publicKey,
+        commonName: 'crafted',
+        // A SAN that once broke the reader, next to the right one.
+        uris: [`spiffe://${TD}/cluster/east\\`, `spiffe://${TD}/cluster/east`],
+        isCa: true,
+        notBefore: new Date(Date.now() - 1_000),
+        notAfter: new Date(Date.now() + 3_600_000),
+      },
+      stranger,
+    );
+    const rejectedBefore = await rejectedCount('east');
+    await store.putIntermediate('east', crafted);
+    await store.putIntermediate('east', 'not a certificate');
+    for (let i = 0; i < 50 && (await rejectedCount('east')) < rejectedBefore + 2; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal((await rejectedCount('east')) - rejectedBefore, 2);
+    assert.equal(east.trust.signingCa.certificate.fingerprint256, before);
+    // Still signing: the status record keeps coming.
+    const status = await store.status('east');
+    assert.ok(status && Date.now() - new Date(status.time).getTime() < 2_000);
   });
 });
 

@@ -52,18 +52,28 @@ await runComponent<Settings>({
     if (settings.nats) {
       const url = settings.nats.url;
       void (async () => {
-        try {
-          connection = await connect({
-            servers: url,
-            name: `causeway-${settings.cluster}`,
-            waitOnFirstConnect: true,
-            maxReconnectAttempts: -1,
-          });
-          if (stopped) return void (await connection.close());
-          await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
-          logger.info({ nats: url }, 'following trust updates over NATS');
-        } catch (error) {
-          logger.error({ err: error }, 'NATS trust sync failed; serving the last-known-good trust state');
+        // Keep trying: a failure here is logged and retried with backoff, never fatal.
+        for (let delay = 500; !stopped; delay = Math.min(delay * 2, 30_000)) {
+          try {
+            connection = await connect({
+              servers: url,
+              name: `causeway-${settings.cluster}`,
+              waitOnFirstConnect: true,
+              maxReconnectAttempts: -1,
+            });
+            if (stopped) break;
+            await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
+            logger.info({ nats: url }, 'following trust updates over NATS');
+            return;
+          } catch (error) {
+            logger.error(
+              { err: error, retryInMs: delay },
+              'NATS trust sync failed; serving the last-known-good trust state',
+            );
+            await connection?.close().catch(() => {});
+            connection = undefined;
+            await new Promise((resolve) => setTimeout(resolve, delay));
+          }
         }
       })();
     }

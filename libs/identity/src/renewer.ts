@@ -1,12 +1,13 @@
 import { X509Certificate } from 'node:crypto';
 import https from 'node:https';
-import type { PeerCertificate } from 'node:tls';
+import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
   createCsr,
   generateKeyPair,
   privateKeyToPem,
-  spiffeIdOf,
+  splitPemCertificates,
+  verifySvid,
   workloadSpiffeId,
   type KeyType,
 } from '@causeway/pki';
@@ -69,6 +70,10 @@ export function renewalDelay(receivedAt: Date, notAfter: Date, jitter: number, r
  */
 export class CertificateRenewer {
   private credentials: WorkloadCredentials | undefined;
+  /** When the current credentials are due for renewal; jitter is drawn once per certificate. */
+  private renewAt = 0;
+  /** The renewal in flight, shared by the loop and renewNow() so that they never race. */
+  private renewing: Promise<void> | undefined;
   private stopped = false;
   private wake: (() => void) | undefined;
   private loop: Promise<void> | undefined;
@@ -89,7 +94,8 @@ export class CertificateRenewer {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
-    await this.loop;
+    await this.loop?.catch(() => {});
+    await this.renewing?.catch(() => {});
   }
 
   /** Renews now (e.g. when told that the trust bundle changed). */
@@ -102,9 +108,7 @@ export class CertificateRenewer {
     const pollMs = this.options.trustPollMs ?? 30_000;
     while (!this.stopped) {
       const current = this.credentials!;
-      const due =
-        current.receivedAt.getTime() +
-        renewalDelay(current.receivedAt, current.notAfter, this.options.jitter ?? 0.1);
+      const due = this.renewAt;
       const wait = Math.min(Math.max(0, due - Date.now()), pollMs);
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, wait);
@@ -127,7 +131,14 @@ export class CertificateRenewer {
     }
   }
 
-  private async renewWithRetry(): Promise<void> {
+  private renewWithRetry(): Promise<void> {
+    this.renewing ??= this.retryUntilRenewed().finally(() => {
+      this.renewing = undefined;
+    });
+    return this.renewing;
+  }
+
+  private async retryUntilRenewed(): Promise<void> {
     let delay = FIRST_RETRY_MS;
     for (;;) {
       try {
@@ -151,13 +162,25 @@ export class CertificateRenewer {
       csr,
       instance: options.instance,
     });
-    const [leafPem, issuerPem] =
-      response.certificateChain.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ??
-      [];
+    const [leafPem, issuerPem] = splitPemCertificates(response.certificateChain);
     if (!leafPem || !issuerPem) throw new Error('the controller answered without a certificate chain');
     const leaf = new X509Certificate(leafPem);
     if (!leaf.publicKey.equals(keys.publicKey))
       throw new Error('the controller returned a certificate for another key');
+    if (!Array.isArray(response.trustBundle) || response.trustBundle.length === 0) {
+      throw new Error('the controller returned an empty trust bundle');
+    }
+    // The new chain must be what was asked for, from this cluster, under the new bundle.
+    const identity = verifySvid({
+      chain: [leaf, new X509Certificate(issuerPem)],
+      roots: response.trustBundle.map((pem) => new X509Certificate(pem)),
+      trustDomain: options.trustDomain,
+    });
+    if (identity.spiffeId.uri !== uri || identity.cluster !== options.cluster) {
+      throw new Error(
+        `the controller returned ${identity.spiffeId.uri} from cluster ${identity.cluster}, not ${uri} from ${options.cluster}`,
+      );
+    }
     const fresh: WorkloadCredentials = {
       spiffeId: response.spiffeId,
       privateKeyPem: privateKeyToPem(keys.privateKey),
@@ -171,6 +194,8 @@ export class CertificateRenewer {
     };
     // Old credentials stay in use until this point: the new set is complete.
     this.credentials = fresh;
+    this.renewAt =
+      fresh.receivedAt.getTime() + renewalDelay(fresh.receivedAt, fresh.notAfter, options.jitter ?? 0.1);
     options.onCredentials(fresh);
   }
 
@@ -194,17 +219,27 @@ export class CertificateRenewer {
               ? { 'content-type': 'application/json', 'content-length': String(payload.length) }
               : {}),
           },
-          // The controller is identified by its SPIFFE ID, not a host name.
+          // The controller is identified by its SPIFFE ID and must be this cluster's: a
+          // certificate for `…/cluster/<ours>/federation-controller` minted by another
+          // cluster's intermediate is refused.
           checkServerIdentity: (_host: string, peer: PeerCertificate) => {
             try {
-              const id = spiffeIdOf(
-                new X509Certificate(peer.raw),
-                options.trustDomain,
-                'the controller certificate',
-              );
-              return id.uri === expected
-                ? undefined
-                : new Error(`the signing service is ${id.uri}, expected ${expected}`);
+              const detailed = peer as DetailedPeerCertificate;
+              const chain = [new X509Certificate(detailed.raw)];
+              if (detailed.issuerCertificate?.raw && !detailed.issuerCertificate.raw.equals(detailed.raw)) {
+                chain.push(new X509Certificate(detailed.issuerCertificate.raw));
+              }
+              const id = verifySvid({
+                chain,
+                roots: roots.map((pem) => new X509Certificate(pem)),
+                trustDomain: options.trustDomain,
+              });
+              if (id.spiffeId.uri !== expected || id.cluster !== options.cluster) {
+                return new Error(
+                  `the signing service is ${id.spiffeId.uri} from cluster ${id.cluster}, expected ${expected}`,
+                );
+              }
+              return undefined;
             } catch (error) {
               return error as Error;
             }

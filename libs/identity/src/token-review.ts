@@ -36,6 +36,15 @@ export class TokenReviewVerifier implements ProofVerifier {
         `the service-account token was refused by the API server${review.status?.error ? `: ${review.status.error}` : ''}`,
       );
     }
+    // An authenticator that ignores audiences may still say "authenticated": the token is
+    // for us only if the API server confirms our audience.
+    if (!review.status.audiences?.includes(this.audience)) {
+      throw new IdentityError(
+        'CAUSEWAY_IDENTITY_PROOF_REFUSED',
+        403,
+        `the token is not for audience '${this.audience}' (audiences: ${(review.status.audiences ?? []).join(', ') || 'none'})`,
+      );
+    }
     const caller = callerFromUsername(review.status.user?.username);
     if (!caller) {
       throw new IdentityError(

@@ -3,6 +3,7 @@ import { access, chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/prom
 import path from 'node:path';
 import { signTrustBundle, type SignedTrustBundle, type TrustBundle } from './bundle.ts';
 import {
+  BACKDATE_MS,
   createRootCa,
   issueIntermediateCa,
   issueWorkloadCertificate,
@@ -273,11 +274,14 @@ export class TrustDirectory {
     const state = await this.state();
     const root = await this.activeRoot();
     const current = await this.loadIntermediate(cluster);
+    // Controllers take only a newer intermediate (by notBefore, in whole seconds).
+    const notBeforeFloor = new Date(current.certificate.validFrom).getTime() + BACKDATE_MS + 1_000;
     const pem = issueIntermediateCa(root, {
       trustDomain: state.trustDomain,
       cluster,
       publicKey: current.certificate.publicKey,
       ttlMs,
+      now: new Date(Math.max(Date.now(), notBeforeFloor)),
     });
     const files = this.clusterFiles(cluster);
     await writePublic(files.certificate, pem);

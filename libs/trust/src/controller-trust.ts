@@ -1,15 +1,16 @@
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import {
   bundleHash,
   loadCertificateAuthority,
+  verifyTrustBundle,
   type CertificateAuthority,
   type SignedTrustBundle,
   type TrustBundle,
 } from '@causeway/pki';
-import { decideBundle, decideIntermediate, rootOf } from './decisions.ts';
+import { decideBundle, decideIntermediate, rootOf, rootsOf } from './decisions.ts';
 import { BUNDLE_KEY, intermediateKey, type ClusterTrustStatus } from './keys.ts';
 import type { NatsTrustStore, TrustEntry } from './nats-trust-store.ts';
 
@@ -36,8 +37,8 @@ interface PersistedState {
 
 /**
  * The controller's trust state: the current bundle and intermediate, changed only by
- * verified records from NATS, persisted so that a restart without NATS keeps them, and
- * reported back as a status record.
+ * verified records from NATS (one at a time, in arrival order), persisted so that a
+ * restart without NATS keeps them, and reported back as a status record.
  */
 export class ControllerTrust {
   private signedBundle: SignedTrustBundle;
@@ -48,6 +49,13 @@ export class ControllerTrust {
   private readonly version: Gauge;
   private readonly info: Gauge;
   private readonly listeners: Array<() => void | Promise<void>> = [];
+  /** Records are applied strictly one after another. */
+  private queue: Promise<void> = Promise.resolve();
+  /**
+   * An intermediate that arrived before the bundle that trusts its root (possible when
+   * state was lost); it is looked at again after every accepted bundle.
+   */
+  private waitingIntermediate: string | undefined;
 
   constructor(private readonly options: ControllerTrustOptions) {
     this.signedBundle = options.bootstrapBundle;
@@ -86,20 +94,48 @@ export class ControllerTrust {
     this.listeners.push(listener);
   }
 
-  /** Loads the persisted state if it is newer than the bootstrap bundle. */
+  /**
+   * Loads the persisted state. It is used only if its bundle verifies (signed by one of its
+   * own or the bootstrap roots), is not older than the bootstrap bundle, and its
+   * intermediate is for our key and chains to a root of the bundle in use.
+   */
   async restore(): Promise<void> {
+    let state: PersistedState;
     try {
-      const text = await readFile(this.stateFile(), 'utf8');
-      const state = JSON.parse(text) as PersistedState;
-      if (state.signedBundle.bundle.version >= this.bundle.version) {
-        this.signedBundle = state.signedBundle;
-        this.intermediate = loadCertificateAuthority(state.intermediatePem, this.intermediate.privateKey);
-        this.options.log?.('info', 'restored the last-known-good trust state', {
-          version: this.bundle.version,
-        });
+      state = JSON.parse(await readFile(this.stateFile(), 'utf8')) as PersistedState;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
+        this.options.log?.(
+          'warn',
+          'the persisted trust state is unreadable; starting from the configured bundle',
+          {
+            error: String(error),
+          },
+        );
       }
-    } catch {
-      // nothing persisted yet
+      return;
+    }
+    try {
+      const candidates = [...rootsOf(state.signedBundle.bundle), ...rootsOf(this.bundle)];
+      const persisted = verifyTrustBundle(state.signedBundle, candidates, this.options.trustDomain);
+      if (persisted.version >= this.bundle.version) this.signedBundle = state.signedBundle;
+      const intermediate = new X509Certificate(state.intermediatePem);
+      const ours = intermediate.publicKey.equals(createPublicKey(this.intermediate.privateKey));
+      const newer = new Date(intermediate.validFrom) >= new Date(this.intermediate.certificate.validFrom);
+      if (ours && newer && rootOf(intermediate, this.bundle)) {
+        this.intermediate = loadCertificateAuthority(state.intermediatePem, this.intermediate.privateKey);
+      }
+      this.options.log?.('info', 'restored the last-known-good trust state', {
+        version: this.bundle.version,
+      });
+    } catch (error) {
+      this.options.log?.(
+        'warn',
+        'the persisted trust state does not verify; starting from the configured bundle',
+        {
+          error: String(error),
+        },
+      );
     }
     this.updateMetrics();
   }
@@ -135,53 +171,93 @@ export class ControllerTrust {
     };
   }
 
-  /** Applies one record from NATS. Exposed for tests; the watcher calls it. */
-  async onEntry(entry: TrustEntry): Promise<void> {
+  /**
+   * Queues one record from NATS. Records are applied one at a time; a failure is logged
+   * and counted, never thrown (the watcher must keep running).
+   */
+  onEntry(entry: TrustEntry): Promise<void> {
+    this.queue = this.queue.then(() =>
+      this.apply(entry).catch((error: unknown) => {
+        this.rejected.inc({ kind: entry.key === BUNDLE_KEY ? 'bundle' : 'intermediate', reason: 'error' });
+        this.options.log?.('warn', 'a trust record could not be applied; keeping the current state', {
+          key: entry.key,
+          error: String(error),
+        });
+      }),
+    );
+    return this.queue;
+  }
+
+  private async apply(entry: TrustEntry): Promise<void> {
     if (entry.operation !== 'PUT') return;
+    let changed = false;
     if (entry.key === BUNDLE_KEY) {
-      const decision = decideBundle(this.bundle, entry.text, this.options.trustDomain);
-      if (!decision.accept) {
-        if (decision.reason !== 'replay') {
-          this.rejected.inc({ kind: 'bundle', reason: decision.reason });
-          this.options.log?.('warn', 'trust bundle refused; keeping the current one', {
-            reason: decision.reason,
-            detail: decision.detail,
-          });
-        }
-        return;
-      }
-      this.signedBundle = decision.value;
-      this.options.log?.('info', 'trust bundle accepted', {
-        version: this.bundle.version,
-        hash: bundleHash(this.bundle),
-      });
+      changed = this.applyBundle(entry.text);
+      if (changed && this.waitingIntermediate) this.applyIntermediate(this.waitingIntermediate);
     } else {
-      const decision = decideIntermediate({
-        pem: entry.text,
-        ownPublicKey: createPublicKey(this.intermediate.privateKey),
-        cluster: this.options.cluster,
-        trustDomain: this.options.trustDomain,
-        bundle: this.bundle,
-        currentFingerprint: this.intermediate.certificate.fingerprint256,
-      });
-      if (!decision.accept) {
-        if (decision.reason !== 'unchanged') {
-          this.rejected.inc({ kind: 'intermediate', reason: decision.reason });
-          this.options.log?.('warn', 'intermediate refused; keeping the current one', {
-            reason: decision.reason,
-            detail: decision.detail,
-          });
-        }
-        return;
-      }
-      this.intermediate = loadCertificateAuthority(entry.text, this.intermediate.privateKey);
-      this.options.log?.('info', 'intermediate re-issued', { fingerprint: decision.value.fingerprint256 });
+      changed = this.applyIntermediate(entry.text);
     }
+    if (!changed) return;
     this.updateMetrics();
     // Serving certificates are updated before the state is persisted or reported, so that
     // a status saying "new intermediate" means everything here uses it.
     for (const listener of this.listeners) await listener();
     await this.persist();
+  }
+
+  private applyBundle(text: string): boolean {
+    const decision = decideBundle(this.bundle, text, this.options.trustDomain);
+    if (!decision.accept) {
+      if (decision.reason !== 'replay') {
+        this.rejected.inc({ kind: 'bundle', reason: decision.reason });
+        this.options.log?.('warn', 'trust bundle refused; keeping the current one', {
+          reason: decision.reason,
+          detail: decision.detail,
+        });
+      }
+      return false;
+    }
+    this.signedBundle = decision.value;
+    this.options.log?.('info', 'trust bundle accepted', {
+      version: this.bundle.version,
+      hash: bundleHash(this.bundle),
+    });
+    if (!rootOf(this.intermediate.certificate, this.bundle)) {
+      this.options.log?.(
+        'warn',
+        'the accepted bundle no longer holds the root of this cluster’s intermediate',
+        {
+          intermediate: this.intermediate.certificate.fingerprint256,
+        },
+      );
+    }
+    return true;
+  }
+
+  private applyIntermediate(pem: string): boolean {
+    const decision = decideIntermediate({
+      pem,
+      ownPublicKey: createPublicKey(this.intermediate.privateKey),
+      cluster: this.options.cluster,
+      trustDomain: this.options.trustDomain,
+      bundle: this.bundle,
+      current: this.intermediate.certificate,
+    });
+    if (!decision.accept) {
+      if (decision.reason === 'untrusted_signer') this.waitingIntermediate = pem;
+      if (decision.reason !== 'unchanged') {
+        this.rejected.inc({ kind: 'intermediate', reason: decision.reason });
+        this.options.log?.('warn', 'intermediate refused; keeping the current one', {
+          reason: decision.reason,
+          detail: decision.detail,
+        });
+      }
+      return false;
+    }
+    this.waitingIntermediate = undefined;
+    this.intermediate = loadCertificateAuthority(pem, this.intermediate.privateKey);
+    this.options.log?.('info', 'intermediate re-issued', { fingerprint: decision.value.fingerprint256 });
+    return true;
   }
 
   private updateMetrics(): void {
@@ -204,7 +280,7 @@ export class ControllerTrust {
       intermediatePem: this.intermediate.certificatePem,
     };
     await mkdir(this.options.stateDir, { recursive: true });
-    const temporary = `${this.stateFile()}.tmp`;
+    const temporary = `${this.stateFile()}.${process.pid}.tmp`;
     await writeFile(temporary, JSON.stringify(state), { mode: 0o600 });
     await rename(temporary, this.stateFile());
   }

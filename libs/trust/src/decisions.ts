@@ -61,7 +61,8 @@ export function decideIntermediate(options: {
   cluster: string;
   trustDomain: string;
   bundle: TrustBundle;
-  currentFingerprint: string;
+  /** The intermediate in use: a candidate must be newer (a replayed older one is refused). */
+  current: X509Certificate;
   now?: Date;
 }): Decision<X509Certificate> {
   let certificate: X509Certificate;
@@ -70,8 +71,11 @@ export function decideIntermediate(options: {
   } catch {
     return { accept: false, reason: 'malformed', detail: 'not a certificate' };
   }
-  if (certificate.fingerprint256 === options.currentFingerprint) {
+  if (certificate.fingerprint256 === options.current.fingerprint256) {
     return { accept: false, reason: 'unchanged', detail: 'already in use' };
+  }
+  if (new Date(certificate.validFrom) <= new Date(options.current.validFrom)) {
+    return { accept: false, reason: 'replay', detail: 'it is not newer than the intermediate in use' };
   }
   if (!certificate.publicKey.equals(options.ownPublicKey)) {
     return {
@@ -81,7 +85,12 @@ export function decideIntermediate(options: {
     };
   }
   const expected = clusterSpiffeId(options.trustDomain, options.cluster);
-  const uris = uriSans(certificate);
+  let uris: string[];
+  try {
+    uris = uriSans(certificate);
+  } catch (error) {
+    return { accept: false, reason: 'invalid', detail: (error as Error).message };
+  }
   if (!certificate.ca || uris.length !== 1 || uris[0] !== expected) {
     return { accept: false, reason: 'invalid', detail: `not a CA certificate for ${expected}` };
   }

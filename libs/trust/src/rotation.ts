@@ -54,10 +54,22 @@ export async function rotateRoot(options: RotationOptions): Promise<RotationReco
     onProgress(`resuming the rotation ${record.from} -> ${record.to} at step '${record.step}'`);
   } catch {
     const state = await directory.state();
-    const from = state.roots.find((root) => root.active)!.name;
+    const active = state.roots.find((root) => root.active);
+    if (!active) throw new RotationError(`${directory.dir} has no active root to rotate from (trust.json)`);
+    // The record is written before the new root exists, so that a crash in between resumes
+    // with the same name instead of leaving an orphan root behind.
+    record = await save({
+      from: active.name,
+      to: `root-${state.roots.length + 1}`,
+      step: 'started',
+      startedAt: new Date().toISOString(),
+    });
+    onProgress(`rotation ${record.from} -> ${record.to} started`);
+  }
+  if (!(await directory.state()).roots.some((root) => root.name === record.to)) {
     const { name } = await directory.addRoot();
-    record = await save({ from, to: name, step: 'started', startedAt: new Date().toISOString() });
-    onProgress(`rotation ${from} -> ${name} started`);
+    if (name !== record.to)
+      throw new RotationError(`expected to create ${record.to}, created ${name}; check ${recordFile}`);
   }
   const clusters = await directory.clusters();
   if (clusters.length === 0)
@@ -138,15 +150,14 @@ export async function rotateRoot(options: RotationOptions): Promise<RotationReco
     record = await save({ ...record, step: 'workloads-moved' });
   }
   if (record.step === 'workloads-moved') {
-    // Checked again right before the removal: a workload that came back with an old
-    // certificate in the meantime must not lose its trust.
-    for (const cluster of clusters) {
-      const left = (await store.status(cluster))?.workloads.byRoot[oldRoot] ?? 0;
-      if (left > 0)
-        throw new RotationError(
-          `refusing to remove ${record.from}: ${left} workload(s) in ${cluster} depend on it`,
-        );
-    }
+    // Checked again right before the removal, on reports made after this moment: a
+    // workload that came back with an old certificate must not lose its trust.
+    await waitFor('4/4 pre-check', new Date(), (status) => {
+      if (status.intermediateRoot !== newRoot)
+        return `signing with an intermediate of root ${short(status.intermediateRoot)}`;
+      const left = status.workloads.byRoot[oldRoot] ?? 0;
+      return left === 0 ? true : `refusing to remove ${record.from}: ${left} workload(s) depend on it`;
+    });
     onProgress(`step 4/4: remove ${record.from} from the bundle (signed by ${record.to})`);
     await directory.retireRoot(record.from);
     const since = new Date();

@@ -1,5 +1,6 @@
 import { createPrivateKey, type KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import path from 'node:path';
 import type { Server } from 'node:https';
 import type { Registry } from 'prom-client';
 import { buildSigningService, IssuedCertificates, type ProofMode } from '@causeway/identity';
@@ -61,7 +62,8 @@ async function servingIdentity(
  * reports; when NATS brings a new intermediate, the service's own certificate follows.
  */
 export async function startTrustController(options: TrustControllerOptions): Promise<TrustController> {
-  const issued = new IssuedCertificates();
+  const issued = new IssuedCertificates(path.join(options.stateDir, 'issued-certificates.json'));
+  await issued.load();
   const intermediate = loadCertificateAuthority(
     options.intermediateCertificatePem,
     createPrivateKey(options.intermediateKeyPem),
@@ -106,6 +108,7 @@ export async function startTrustController(options: TrustControllerOptions): Pro
     close: async () => {
       trust.detach();
       await app.close();
+      await issued.flush().catch(() => {});
     },
   };
 }
