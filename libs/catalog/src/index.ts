@@ -13,3 +13,14 @@ export type {
 } from './types.ts';
 export { byPrecedence, mergeCatalog, mergeService } from './merge.ts';
 export { conflictCondition, type ConditionValue } from './conditions.ts';
+export {
+  canonicalRecordBytes,
+  signExportRecord,
+  verifyExportRecord,
+  verifySigner,
+  type ExportRecord,
+  type RecordRefusal,
+  type SignedExportRecord,
+  type VerifiedSigner,
+} from './records.ts';
+export { CatalogState, recordKey, type ApplyOutcome } from './state.ts';
