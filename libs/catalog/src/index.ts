@@ -24,3 +24,4 @@ export {
   type VerifiedSigner,
 } from './records.ts';
 export { CatalogState, recordKey, type ApplyOutcome } from './state.ts';
+export { CATALOG_BUCKET, CatalogBus, CatalogSync, exportKey, signerKey } from './catalog-sync.ts';

@@ -1,0 +1,151 @@
+import { X509Certificate } from 'node:crypto';
+import { Kvm, type KV } from '@nats-io/kv';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { Counter, type Registry } from 'prom-client';
+import { splitPemCertificates } from '@causeway/pki';
+import { mergeCatalog } from './merge.ts';
+import { verifyExportRecord, verifySigner, type SignedExportRecord, type VerifiedSigner } from './records.ts';
+import { CatalogState, type ApplyOutcome } from './state.ts';
+import type { MergedService } from './types.ts';
+
+/** The JetStream KV bucket of the federated catalog. */
+export const CATALOG_BUCKET = 'causeway-catalog';
+/** `export.<cluster>.<namespace>.<service>`: namespaces and names are DNS labels, no dots. */
+export const exportKey = (cluster: string, namespace: string, name: string): string =>
+  `export.${cluster}.${namespace}.${name}`;
+/** `signer.<cluster>`: the PEM chain of the cluster controller's signing certificate. */
+export const signerKey = (cluster: string): string => `signer.${cluster}`;
+
+/** The catalog bucket: the only code that touches NATS for catalog records. */
+export class CatalogBus {
+  private constructor(private readonly kv: KV) {}
+
+  static async open(connection: NatsConnection): Promise<CatalogBus> {
+    return new CatalogBus(await new Kvm(connection).create(CATALOG_BUCKET, { history: 5 }));
+  }
+
+  async putSigner(cluster: string, chainPem: string): Promise<number> {
+    return await this.kv.put(signerKey(cluster), chainPem);
+  }
+
+  async putRecord(signed: SignedExportRecord): Promise<number> {
+    const { cluster, namespace, name } = signed.record;
+    return await this.kv.put(exportKey(cluster, namespace, name), JSON.stringify(signed));
+  }
+
+  /** Writes raw text under a key (tests use it to play an attacker). */
+  async putRaw(key: string, text: string): Promise<number> {
+    return await this.kv.put(key, text);
+  }
+
+  /** Current values, then every change, of the signer and export keys. */
+  async watch(onEntry: (key: string, text: string) => void): Promise<() => void> {
+    // One watcher per key family: several filter subjects need nats-server 2.10.
+    const watchers = await Promise.all(['signer.>', 'export.>'].map((key) => this.kv.watch({ key })));
+    for (const watcher of watchers) {
+      void (async () => {
+        for await (const entry of watcher) {
+          if (entry.operation === 'PUT') onEntry(entry.key, entry.string());
+        }
+      })();
+    }
+    return () => {
+      for (const watcher of watchers) watcher.stop();
+    };
+  }
+}
+
+/**
+ * Follows the catalog bucket: verifies signers against the trust bundle, verifies every
+ * record against its cluster's signer, applies records in revision order, and hands the
+ * merged catalog to `onCatalog` after each change. Refusals are counted and never change
+ * the catalog. A record that arrives before its cluster's signer waits for it.
+ */
+export class CatalogSync {
+  readonly state = new CatalogState();
+  private readonly signers = new Map<string, VerifiedSigner>();
+  private readonly waiting = new Map<string, string>();
+  private readonly refused: Counter;
+  private stop: (() => void) | undefined;
+
+  constructor(
+    private readonly options: {
+      trustDomain: string;
+      roots: () => readonly X509Certificate[];
+      onCatalog: (catalog: Map<string, MergedService>) => void;
+      registry?: Registry;
+    },
+  ) {
+    this.refused = new Counter({
+      name: 'causeway_catalog_records_refused_total',
+      help: 'Catalog records and signers from NATS that were refused, by reason.',
+      labelNames: ['reason'],
+      registers: options.registry ? [options.registry] : [],
+    });
+  }
+
+  async attach(bus: CatalogBus): Promise<void> {
+    this.stop = await bus.watch((key, text) => this.onEntry(key, text));
+  }
+
+  detach(): void {
+    this.stop?.();
+  }
+
+  /** Refusal counts by reason (for tests and `causeway status`). */
+  async refusals(): Promise<Record<string, number>> {
+    const metric = await this.refused.get();
+    return Object.fromEntries(metric.values.map((value) => [String(value.labels.reason), value.value]));
+  }
+
+  onEntry(key: string, text: string): ApplyOutcome | undefined {
+    if (key.startsWith('signer.')) {
+      this.acceptSigner(key.slice('signer.'.length), text);
+      return undefined;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      this.refused.inc({ reason: 'malformed' });
+      return undefined;
+    }
+    const verdict = verifyExportRecord(parsed, this.signerIndex());
+    if (!verdict.ok) {
+      if (verdict.reason === 'unknown_signer') this.waiting.set(key, text);
+      else this.refused.inc({ reason: verdict.reason });
+      return undefined;
+    }
+    const keyCluster = key.split('.')[1];
+    if (keyCluster !== verdict.record.cluster) {
+      this.refused.inc({ reason: 'wrong_cluster' });
+      return undefined;
+    }
+    const outcome = this.state.apply(verdict.record);
+    if (!outcome.applied) this.refused.inc({ reason: outcome.reason });
+    else this.options.onCatalog(mergeCatalog(this.state.live()));
+    return outcome;
+  }
+
+  private acceptSigner(cluster: string, chainPem: string): void {
+    try {
+      const chain = splitPemCertificates(chainPem).map((pem) => new X509Certificate(pem));
+      const signer = verifySigner(chain, this.options.roots(), this.options.trustDomain);
+      if (signer.cluster !== cluster)
+        throw new Error(`a signer for ${signer.cluster} under signer.${cluster}`);
+      for (const [fingerprint, known] of this.signers)
+        if (known.cluster === cluster) this.signers.delete(fingerprint);
+      this.signers.set(signer.fingerprint, signer);
+    } catch {
+      this.refused.inc({ reason: 'bad_signer' });
+      return;
+    }
+    const pending = [...this.waiting];
+    this.waiting.clear();
+    for (const [key, text] of pending) this.onEntry(key, text);
+  }
+
+  private signerIndex(): ReadonlyMap<string, VerifiedSigner> {
+    return this.signers;
+  }
+}

@@ -1,0 +1,129 @@
+// Catalog records travel over real NATS: exports from two clusters merge in a third;
+// a record signed by another cluster, an unsigned one and a replayed older revision are
+// refused and leave the catalog unchanged; only an explicit unexport removes a cluster.
+import assert from 'node:assert/strict';
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  createRootCa,
+  generateKeyPair,
+  issueComponentCertificate,
+  issueIntermediateCa,
+  loadCertificateAuthority,
+  type CertificateAuthority,
+} from '@causeway/pki';
+import {
+  CatalogBus,
+  CatalogSync,
+  exportKey,
+  signExportRecord,
+  type ExportRecord,
+  type MergedService,
+} from '@causeway/catalog';
+import { startNats, type NatsServer } from '@causeway/testing';
+
+const TD = 'mesh.test';
+
+let nats: NatsServer;
+let connection: NatsConnection;
+let bus: CatalogBus;
+let root: CertificateAuthority;
+const controllers = new Map<string, { certificate: X509Certificate; privateKey: KeyObject }>();
+
+function record(cluster: string, overrides: Partial<ExportRecord> = {}): ExportRecord {
+  return {
+    cluster,
+    namespace: 'shop',
+    name: 'cart',
+    type: 'ClusterSetIP',
+    sessionAffinity: 'None',
+    exportCreatedAt: cluster === 'east' ? '2026-11-01T10:00:00Z' : '2026-11-02T10:00:00Z',
+    ports: [{ name: 'http', protocol: 'TCP', port: 80 }],
+    revision: 1,
+    gatewayAddresses: [`${cluster}.gateway.test:15443`],
+    readyEndpoints: 1,
+    identities: [`spiffe://${TD}/ns/shop/sa/cart`],
+    ...overrides,
+  };
+}
+
+before(async () => {
+  nats = await startNats();
+  connection = await connect({ servers: nats.url });
+  bus = await CatalogBus.open(connection);
+  root = await createRootCa({ trustDomain: TD });
+  for (const cluster of ['east', 'west']) {
+    const keys = await generateKeyPair();
+    const intermediate = loadCertificateAuthority(
+      issueIntermediateCa(root, { trustDomain: TD, cluster, publicKey: keys.publicKey }),
+      keys.privateKey,
+    );
+    const controllerKeys = await generateKeyPair();
+    const pem = issueComponentCertificate(intermediate, {
+      trustDomain: TD,
+      cluster,
+      component: 'federation-controller',
+      publicKey: controllerKeys.publicKey,
+    });
+    controllers.set(cluster, {
+      certificate: new X509Certificate(pem),
+      privateKey: controllerKeys.privateKey,
+    });
+    await bus.putSigner(cluster, pem + intermediate.certificatePem);
+  }
+});
+
+after(async () => {
+  await connection?.close();
+  await nats?.dispose();
+});
+
+test('exports merge across clusters over NATS; forged, unsigned and replayed records are refused; unexport removes', async () => {
+  let latest = new Map<string, MergedService>();
+  const sync = new CatalogSync({
+    trustDomain: TD,
+    roots: () => [root.certificate],
+    onCatalog: (catalog) => (latest = catalog),
+  });
+  await sync.attach(bus);
+  const eventually = async (what: string, check: () => boolean | Promise<boolean>): Promise<void> => {
+    for (let i = 0; i < 100 && !(await check()); i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(await check(), what);
+  };
+
+  await bus.putRecord(signExportRecord(record('east', { revision: 2 }), controllers.get('east')!));
+  await bus.putRecord(signExportRecord(record('west'), controllers.get('west')!));
+  await eventually('both clusters imported', () => latest.get('shop/cart')?.clusters.length === 2);
+  const before = JSON.stringify([...latest]);
+
+  // West's controller signs a record that claims to be east's.
+  await bus.putRecord(
+    signExportRecord(
+      record('east', { revision: 9, readyEndpoints: 0, gatewayAddresses: ['evil:1'] }),
+      controllers.get('west')!,
+    ),
+  );
+  // No signature at all.
+  await bus.putRaw(
+    exportKey('east', 'shop', 'cart'),
+    JSON.stringify({ record: record('east', { revision: 10 }) }),
+  );
+  // A replay of east's older revision.
+  await bus.putRecord(
+    signExportRecord(record('east', { revision: 1, readyEndpoints: 7 }), controllers.get('east')!),
+  );
+  await eventually(
+    'three refusals counted',
+    async () => Object.values(await sync.refusals()).reduce((a, b) => a + b, 0) >= 3,
+  );
+  assert.deepEqual(await sync.refusals(), { wrong_cluster: 1, malformed: 1, stale_revision: 1 });
+  assert.equal(JSON.stringify([...latest]), before, 'the catalog changed');
+
+  // Only an explicit unexport (a tombstone) removes east.
+  await bus.putRecord(
+    signExportRecord(record('east', { revision: 3, tombstone: true }), controllers.get('east')!),
+  );
+  await eventually('east unexported', () => JSON.stringify(latest.get('shop/cart')?.clusters) === '["west"]');
+  sync.detach();
+});
