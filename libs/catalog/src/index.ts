@@ -25,3 +25,10 @@ export {
 } from './records.ts';
 export { CatalogState, recordKey, type ApplyOutcome } from './state.ts';
 export { CATALOG_BUCKET, CatalogBus, CatalogSync, exportKey, signerKey } from './catalog-sync.ts';
+export {
+  deriveLocalExport,
+  type EndpointSliceView,
+  type LocalExport,
+  type ServiceExportView,
+  type ServiceView,
+} from './local-export.ts';

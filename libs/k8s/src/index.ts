@@ -7,3 +7,4 @@ export {
   renderCrdFiles,
   type CrdDefinition,
 } from './crds/index.ts';
+export { describeEvent, ExportReconciler, type LocalExportEvent } from './export-reconciler.ts';
