@@ -175,7 +175,7 @@ export class ExportReconciler {
   }
 
   /** Sets one condition through /status, keeping lastTransitionTime when the status holds. */
-  private async writeCondition(namespace: string, name: string, condition: ConditionValue): Promise<void> {
+  async writeCondition(namespace: string, name: string, condition: ConditionValue): Promise<void> {
     const custom = this.options.kubeConfig.makeApiClient(CustomObjectsApi);
     for (let attempt = 0; attempt < 3; attempt++) {
       let current: ServiceExportObject;

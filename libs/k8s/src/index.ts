@@ -8,3 +8,4 @@ export {
   type CrdDefinition,
 } from './crds/index.ts';
 export { describeEvent, ExportReconciler, type LocalExportEvent } from './export-reconciler.ts';
+export { ImportWriter, SERVICE_NAME_LABEL, SOURCE_CLUSTER_LABEL } from './import-writer.ts';

@@ -1,0 +1,224 @@
+import {
+  CoreV1Api,
+  CustomObjectsApi,
+  DiscoveryV1Api,
+  type KubeConfig,
+  type V1EndpointSlice,
+} from '@kubernetes/client-node';
+import type { ExportRecord, MergedService } from '@causeway/catalog';
+
+const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceimports' } as const;
+export const SERVICE_NAME_LABEL = 'multicluster.kubernetes.io/service-name';
+export const SOURCE_CLUSTER_LABEL = 'multicluster.kubernetes.io/source-cluster';
+const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
+const MANAGED_BY = 'causeway.dev';
+
+const code = (error: unknown): number | undefined => (error as { code?: number }).code;
+
+/**
+ * Writes the merged catalog into the local API server: one ServiceImport per service
+ * (spec from the merge, `status.clusters`) and one EndpointSlice per source cluster,
+ * labelled with the MCS labels, whose endpoint is that cluster's east-west gateway.
+ * Only what the catalog no longer holds (an explicit unexport) is deleted.
+ */
+export class ImportWriter {
+  private readonly written = new Map<string, Set<string>>();
+  private latest:
+    { catalog: ReadonlyMap<string, MergedService>; records: readonly ExportRecord[] } | undefined;
+  private running: Promise<void> | undefined;
+  private retryTimer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly kubeConfig: KubeConfig,
+    private readonly onError: (error: unknown) => void = () => {},
+  ) {}
+
+  /**
+   * Hands over the newest catalog. Writes run one at a time with the newest catalog
+   * only; a failed write (API server busy or gone) is retried with backoff until it
+   * succeeds or a newer catalog replaces it.
+   */
+  submit(catalog: ReadonlyMap<string, MergedService>, records: readonly ExportRecord[]): void {
+    this.latest = { catalog, records };
+    if (this.retryTimer) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
+    }
+    this.running ??= this.drain(250).finally(() => {
+      this.running = undefined;
+    });
+  }
+
+  private async drain(retryMs: number): Promise<void> {
+    while (this.latest) {
+      const { catalog, records } = this.latest;
+      this.latest = undefined;
+      try {
+        await this.apply(catalog, records);
+      } catch (error) {
+        this.onError(error);
+        this.latest ??= { catalog, records };
+        const pending = this.latest;
+        this.retryTimer = setTimeout(() => {
+          this.retryTimer = undefined;
+          if (this.latest === pending) this.submit(pending.catalog, pending.records);
+        }, retryMs);
+        this.retryTimer.unref();
+        return;
+      }
+    }
+  }
+
+  /** Stops retrying. */
+  close(): void {
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.latest = undefined;
+  }
+
+  async apply(catalog: ReadonlyMap<string, MergedService>, records: readonly ExportRecord[]): Promise<void> {
+    for (const [key, service] of catalog) {
+      const sources = records.filter(
+        (r) =>
+          r.namespace === service.namespace &&
+          r.name === service.name &&
+          service.clusters.includes(r.cluster),
+      );
+      await this.writeService(service, sources);
+      const previous = this.written.get(key) ?? new Set<string>();
+      for (const cluster of previous) {
+        if (!service.clusters.includes(cluster))
+          await this.deleteSlice(service.namespace, service.name, cluster);
+      }
+      this.written.set(key, new Set(service.clusters));
+    }
+    for (const [key, clusters] of [...this.written]) {
+      if (catalog.has(key)) continue;
+      const [namespace, name] = key.split('/') as [string, string];
+      for (const cluster of clusters) await this.deleteSlice(namespace, name, cluster);
+      await this.kubeConfig
+        .makeApiClient(CustomObjectsApi)
+        .deleteNamespacedCustomObject({ ...MCS, namespace, name })
+        .catch((error: unknown) => {
+          if (code(error) !== 404) throw error;
+        });
+      this.written.delete(key);
+    }
+  }
+
+  private async writeService(service: MergedService, sources: readonly ExportRecord[]): Promise<void> {
+    const core = this.kubeConfig.makeApiClient(CoreV1Api);
+    await core
+      .createNamespace({ body: { metadata: { name: service.namespace } } })
+      .catch((error: unknown) => {
+        if (code(error) !== 409) throw error;
+      });
+    const custom = this.kubeConfig.makeApiClient(CustomObjectsApi);
+    const spec = {
+      type: service.type,
+      sessionAffinity: service.sessionAffinity,
+      ports: service.ports.map((p) => ({
+        ...(p.name ? { name: p.name } : {}),
+        protocol: p.protocol,
+        port: p.port,
+        ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
+      })),
+    };
+    let current: { metadata: { resourceVersion?: string }; spec?: unknown; status?: unknown } | undefined;
+    try {
+      current = (await custom.getNamespacedCustomObject({
+        ...MCS,
+        namespace: service.namespace,
+        name: service.name,
+      })) as typeof current;
+    } catch (error) {
+      if (code(error) !== 404) throw error;
+    }
+    const body = {
+      apiVersion: `${MCS.group}/${MCS.version}`,
+      kind: 'ServiceImport',
+      metadata: {
+        name: service.name,
+        namespace: service.namespace,
+        ...(current ? { resourceVersion: current.metadata.resourceVersion } : {}),
+      },
+      spec,
+    };
+    const saved = (
+      current
+        ? await custom.replaceNamespacedCustomObject({
+            ...MCS,
+            namespace: service.namespace,
+            name: service.name,
+            body,
+          })
+        : await custom.createNamespacedCustomObject({ ...MCS, namespace: service.namespace, body })
+    ) as { metadata: { resourceVersion?: string } };
+    await custom.replaceNamespacedCustomObjectStatus({
+      ...MCS,
+      namespace: service.namespace,
+      name: service.name,
+      body: {
+        ...body,
+        metadata: { ...body.metadata, resourceVersion: saved.metadata.resourceVersion },
+        status: { clusters: service.clusters.map((cluster) => ({ cluster })) },
+      },
+    });
+    for (const record of sources) await this.writeSlice(record);
+  }
+
+  private sliceName(name: string, cluster: string): string {
+    return `${name}-${cluster}`.slice(0, 253);
+  }
+
+  private async writeSlice(record: ExportRecord): Promise<void> {
+    const discovery = this.kubeConfig.makeApiClient(DiscoveryV1Api);
+    const gateways = record.gatewayAddresses.map((address) => {
+      const colon = address.lastIndexOf(':');
+      return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
+    });
+    // The API server refuses loopback IPs in EndpointSlices; a gateway on loopback (every
+    // cluster on one machine) is written as an FQDN slice, as a hostname gateway would be.
+    const isIp = gateways.every((g) => /^\d{1,3}(\.\d{1,3}){3}$/.test(g.host) && !g.host.startsWith('127.'));
+    const name = this.sliceName(record.name, record.cluster);
+    const body: V1EndpointSlice = {
+      metadata: {
+        name,
+        namespace: record.namespace,
+        labels: {
+          [SERVICE_NAME_LABEL]: record.name,
+          [SOURCE_CLUSTER_LABEL]: record.cluster,
+          [MANAGED_BY_LABEL]: MANAGED_BY,
+        },
+      },
+      addressType: isIp ? 'IPv4' : 'FQDN',
+      endpoints: gateways.map((g) => ({
+        addresses: [g.host],
+        conditions: { ready: record.readyEndpoints > 0 },
+      })),
+      ports: [{ name: 'east-west', port: gateways[0]?.port ?? 15443, protocol: 'TCP' }],
+    };
+    try {
+      const existing = await discovery.readNamespacedEndpointSlice({ name, namespace: record.namespace });
+      await discovery.replaceNamespacedEndpointSlice({
+        name,
+        namespace: record.namespace,
+        body: {
+          ...body,
+          metadata: { ...body.metadata, resourceVersion: existing.metadata?.resourceVersion },
+        },
+      });
+    } catch (error) {
+      if (code(error) !== 404) throw error;
+      await discovery.createNamespacedEndpointSlice({ namespace: record.namespace, body });
+    }
+  }
+
+  private async deleteSlice(namespace: string, name: string, cluster: string): Promise<void> {
+    await this.kubeConfig
+      .makeApiClient(DiscoveryV1Api)
+      .deleteNamespacedEndpointSlice({ name: this.sliceName(name, cluster), namespace })
+      .catch((error: unknown) => {
+        if (code(error) !== 404) throw error;
+      });
+  }
+}

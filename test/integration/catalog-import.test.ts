@@ -1,0 +1,276 @@
+// Three real API servers and real NATS: an export in one cluster appears as a ServiceImport
+// and labelled EndpointSlices in the others, conflicts give the MCS outcome everywhere, and
+// an unexport removes the import.
+import assert from 'node:assert/strict';
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import { after, before, test } from 'node:test';
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  CatalogBus,
+  CatalogSync,
+  conflictCondition,
+  signExportRecord,
+  type ExportRecord,
+  type MergedService,
+} from '@causeway/catalog';
+import { ExportReconciler, ImportWriter } from '@causeway/k8s';
+import {
+  createRootCa,
+  generateKeyPair,
+  issueComponentCertificate,
+  issueIntermediateCa,
+  loadCertificateAuthority,
+} from '@causeway/pki';
+import { startEnvironment, type Environment } from '@causeway/testing';
+
+const TD = 'mesh.test';
+const CLUSTERS = ['east', 'west', 'north'] as const;
+const SE = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceexports' } as const;
+const SI = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceimports' } as const;
+
+let env: Environment;
+const connections: NatsConnection[] = [];
+const stops: Array<() => Promise<void> | void> = [];
+const kube = new Map<string, KubeConfig>();
+const errors: string[] = [];
+
+/** The catalog half of a federation controller, wired as the controller will wire it. */
+async function startCatalogController(
+  cluster: string,
+  index: number,
+  signer: { certificate: X509Certificate; privateKey: KeyObject },
+  chainPem: string,
+  root: X509Certificate,
+) {
+  const kubeConfig = kube.get(cluster)!;
+  const connection = await connect({ servers: env.nats!.url });
+  connections.push(connection);
+  const bus = await CatalogBus.open(connection);
+  await bus.putSigner(cluster, chainPem);
+  const writer = new ImportWriter(kubeConfig, (error) => errors.push(`${cluster}: ${String(error)}`));
+  const last = new Map<string, ExportRecord>();
+  let conditions = Promise.resolve();
+  const reconciler = new ExportReconciler({
+    kubeConfig,
+    cluster,
+    gatewayAddresses: [`127.0.0.${index + 1}:15443`],
+    onError: (error) => errors.push(`${cluster}: ${String(error)}`),
+    onEvent: (event) => {
+      if (event.kind === 'ServiceExported') {
+        last.set(`${event.record.namespace}/${event.record.name}`, event.record);
+        void bus.putRecord(signExportRecord(event.record, signer));
+      } else {
+        const previous = last.get(`${event.namespace}/${event.name}`);
+        if (previous)
+          void bus.putRecord(
+            signExportRecord(
+              { ...previous, revision: Math.max(previous.revision + 1, Date.now()), tombstone: true },
+              signer,
+            ),
+          );
+      }
+    },
+  });
+  const sync = new CatalogSync({
+    trustDomain: TD,
+    roots: () => [root],
+    onCatalog: (catalog: Map<string, MergedService>) => {
+      writer.submit(catalog, sync.state.live());
+      // Each cluster writes the Conflict condition of its own exports.
+      conditions = conditions
+        .then(async () => {
+          for (const service of catalog.values()) {
+            const verdict = service.verdicts.find((v) => v.cluster === cluster);
+            if (verdict)
+              await reconciler.writeCondition(service.namespace, service.name, conflictCondition(verdict));
+          }
+        })
+        .catch((error: unknown) => {
+          errors.push(`${cluster}: ${String(error)}`);
+        });
+    },
+  });
+  await sync.attach(bus);
+  await reconciler.start();
+  stops.push(
+    () => reconciler.stop(),
+    () => sync.detach(),
+  );
+}
+
+before(async () => {
+  env = await startEnvironment({ clusterNames: [...CLUSTERS], nats: true });
+  const root = await createRootCa({ trustDomain: TD });
+  for (const [index, cluster] of CLUSTERS.entries()) {
+    kube.set(cluster, env.clusters[index]!.kubeConfig());
+    const keys = await generateKeyPair();
+    const intermediate = loadCertificateAuthority(
+      issueIntermediateCa(root, { trustDomain: TD, cluster, publicKey: keys.publicKey }),
+      keys.privateKey,
+    );
+    const controllerKeys = await generateKeyPair();
+    const pem = issueComponentCertificate(intermediate, {
+      trustDomain: TD,
+      cluster,
+      component: 'federation-controller',
+      publicKey: controllerKeys.publicKey,
+    });
+    await startCatalogController(
+      cluster,
+      index,
+      { certificate: new X509Certificate(pem), privateKey: controllerKeys.privateKey },
+      pem + intermediate.certificatePem,
+      root.certificate,
+    );
+  }
+});
+
+after(async () => {
+  for (const stop of stops) await stop();
+  for (const connection of connections) await connection.close();
+  await env?.dispose();
+});
+
+async function eventually<T>(what: string, check: () => Promise<T | undefined>): Promise<T> {
+  let last: unknown;
+  for (let i = 0; i < 150; i++) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (error) {
+      last = error;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(
+    `timed out waiting for ${what}; last error: ${String(last)}; errors: ${errors.join(' | ')}`,
+  );
+}
+
+async function exportFrom(
+  cluster: string,
+  name: string,
+  ports: Array<{ name: string; port: number }>,
+): Promise<void> {
+  const kubeConfig = kube.get(cluster)!;
+  await kubeConfig
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name: 'shop' } } })
+    .catch(() => undefined);
+  await kubeConfig.makeApiClient(CoreV1Api).createNamespacedService({
+    namespace: 'shop',
+    body: {
+      metadata: { name },
+      spec: { ports: ports.map((p) => ({ ...p, protocol: 'TCP' })), selector: { app: name } },
+    },
+  });
+  await kubeConfig.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+    ...SE,
+    namespace: 'shop',
+    body: { apiVersion: 'multicluster.x-k8s.io/v1alpha1', kind: 'ServiceExport', metadata: { name } },
+  });
+}
+
+type ServiceImportObject = {
+  spec: { type: string; ports: Array<{ name?: string; port: number }> };
+  status?: { clusters?: Array<{ cluster: string }> };
+};
+
+const serviceImport = async (cluster: string, name: string): Promise<ServiceImportObject | undefined> => {
+  try {
+    return (await kube
+      .get(cluster)!
+      .makeApiClient(CustomObjectsApi)
+      .getNamespacedCustomObject({ ...SI, namespace: 'shop', name })) as ServiceImportObject;
+  } catch (error) {
+    if ((error as { code?: number }).code === 404) return undefined;
+    throw error;
+  }
+};
+
+const condition = async (cluster: string, name: string, type: string) => {
+  const object = (await kube
+    .get(cluster)!
+    .makeApiClient(CustomObjectsApi)
+    .getNamespacedCustomObject({ ...SE, namespace: 'shop', name })) as {
+    status?: { conditions?: Array<{ type: string; status: string; reason: string }> };
+  };
+  const found = object.status?.conditions?.find((c) => c.type === type);
+  return found ? `${found.status}/${found.reason}` : undefined;
+};
+
+test('an export in east appears as a ServiceImport and a labelled EndpointSlice in west and north', async () => {
+  await exportFrom('east', 'cart', [{ name: 'http', port: 80 }]);
+  for (const cluster of ['west', 'north']) {
+    const imported = await eventually(`ServiceImport in ${cluster}`, async () => {
+      const si = await serviceImport(cluster, 'cart');
+      return si?.status?.clusters?.length ? si : undefined;
+    });
+    assert.equal(imported.spec.type, 'ClusterSetIP');
+    assert.deepEqual(imported.spec.ports, [{ name: 'http', protocol: 'TCP', port: 80 }]);
+    assert.deepEqual(imported.status?.clusters, [{ cluster: 'east' }]);
+    const slices = await kube.get(cluster)!.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({
+      namespace: 'shop',
+      labelSelector:
+        'multicluster.kubernetes.io/service-name=cart,multicluster.kubernetes.io/source-cluster=east',
+    });
+    assert.equal(slices.items.length, 1);
+    assert.deepEqual(
+      slices.items[0]!.endpoints.map((e) => e.addresses),
+      [['127.0.0.1']],
+    );
+  }
+  assert.equal(await eventually('Valid on east', () => condition('east', 'cart', 'Valid')), 'True/Valid');
+  assert.equal(
+    await eventually('Conflict on east', () => condition('east', 'cart', 'Conflict')),
+    'False/NoConflicts',
+  );
+});
+
+test('conflicting ports give the MCS outcome on every cluster, and the newer export gets PortConflict', async () => {
+  await exportFrom('west', 'pay', [{ name: 'http', port: 80 }]);
+  await new Promise((r) => setTimeout(r, 1_100)); // creationTimestamps have one-second resolution
+  await exportFrom('north', 'pay', [
+    { name: 'web', port: 80 },
+    { name: 'admin', port: 8081 },
+  ]);
+  for (const cluster of CLUSTERS) {
+    const imported = await eventually(`pay merged in ${cluster}`, async () => {
+      const si = await serviceImport(cluster, 'pay');
+      return si?.status?.clusters?.length === 2 ? si : undefined;
+    });
+    assert.deepEqual(imported.spec.ports, [
+      { name: 'http', protocol: 'TCP', port: 80 },
+      { name: 'admin', protocol: 'TCP', port: 8081 },
+    ]);
+    assert.deepEqual(imported.status?.clusters, [{ cluster: 'north' }, { cluster: 'west' }]);
+  }
+  assert.equal(
+    await eventually('Conflict on north', async () =>
+      (await condition('north', 'pay', 'Conflict')) === 'True/PortConflict' ? 'yes' : undefined,
+    ),
+    'yes',
+  );
+  assert.equal(
+    await eventually('no Conflict on west', () => condition('west', 'pay', 'Conflict')),
+    'False/NoConflicts',
+  );
+});
+
+test('unexporting removes the ServiceImport and its slices elsewhere', async () => {
+  await kube
+    .get('east')!
+    .makeApiClient(CustomObjectsApi)
+    .deleteNamespacedCustomObject({ ...SE, namespace: 'shop', name: 'cart' });
+  for (const cluster of ['west', 'north']) {
+    await eventually(`cart gone from ${cluster}`, async () =>
+      (await serviceImport(cluster, 'cart')) === undefined ? true : undefined,
+    );
+    const slices = await kube.get(cluster)!.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({
+      namespace: 'shop',
+      labelSelector: 'multicluster.kubernetes.io/service-name=cart',
+    });
+    assert.equal(slices.items.length, 0);
+  }
+});
