@@ -6,15 +6,8 @@ import { X509Certificate, type KeyObject } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import {
-  CatalogBus,
-  CatalogSync,
-  conflictCondition,
-  signExportRecord,
-  type ExportRecord,
-  type MergedService,
-} from '@causeway/catalog';
-import { ExportReconciler, ImportWriter } from '@causeway/k8s';
+import { CatalogBus } from '@causeway/catalog';
+import { startCatalogController } from '@causeway/k8s';
 import {
   createRootCa,
   generateKeyPair,
@@ -35,68 +28,25 @@ const stops: Array<() => Promise<void> | void> = [];
 const kube = new Map<string, KubeConfig>();
 const errors: string[] = [];
 
-/** The catalog half of a federation controller, wired as the controller will wire it. */
-async function startCatalogController(
+async function startCatalog(
   cluster: string,
   index: number,
-  signer: { certificate: X509Certificate; privateKey: KeyObject },
-  chainPem: string,
+  identity: { certificate: X509Certificate; privateKey: KeyObject; chainPem: string },
   root: X509Certificate,
-) {
-  const kubeConfig = kube.get(cluster)!;
+): Promise<void> {
   const connection = await connect({ servers: env.nats!.url });
   connections.push(connection);
-  const bus = await CatalogBus.open(connection);
-  await bus.putSigner(cluster, chainPem);
-  const writer = new ImportWriter(kubeConfig, (error) => errors.push(`${cluster}: ${String(error)}`));
-  const last = new Map<string, ExportRecord>();
-  let conditions = Promise.resolve();
-  const reconciler = new ExportReconciler({
-    kubeConfig,
+  const controller = await startCatalogController({
+    kubeConfig: kube.get(cluster)!,
     cluster,
+    trustDomain: TD,
+    bus: await CatalogBus.open(connection),
+    identity: () => identity,
+    roots: () => [root],
     gatewayAddresses: [`127.0.0.${index + 1}:15443`],
     onError: (error) => errors.push(`${cluster}: ${String(error)}`),
-    onEvent: (event) => {
-      if (event.kind === 'ServiceExported') {
-        last.set(`${event.record.namespace}/${event.record.name}`, event.record);
-        void bus.putRecord(signExportRecord(event.record, signer));
-      } else {
-        const previous = last.get(`${event.namespace}/${event.name}`);
-        if (previous)
-          void bus.putRecord(
-            signExportRecord(
-              { ...previous, revision: Math.max(previous.revision + 1, Date.now()), tombstone: true },
-              signer,
-            ),
-          );
-      }
-    },
   });
-  const sync = new CatalogSync({
-    trustDomain: TD,
-    roots: () => [root],
-    onCatalog: (catalog: Map<string, MergedService>) => {
-      writer.submit(catalog, sync.state.live());
-      // Each cluster writes the Conflict condition of its own exports.
-      conditions = conditions
-        .then(async () => {
-          for (const service of catalog.values()) {
-            const verdict = service.verdicts.find((v) => v.cluster === cluster);
-            if (verdict)
-              await reconciler.writeCondition(service.namespace, service.name, conflictCondition(verdict));
-          }
-        })
-        .catch((error: unknown) => {
-          errors.push(`${cluster}: ${String(error)}`);
-        });
-    },
-  });
-  await sync.attach(bus);
-  await reconciler.start();
-  stops.push(
-    () => reconciler.stop(),
-    () => sync.detach(),
-  );
+  stops.push(() => controller.stop());
 }
 
 before(async () => {
@@ -116,11 +66,14 @@ before(async () => {
       component: 'federation-controller',
       publicKey: controllerKeys.publicKey,
     });
-    await startCatalogController(
+    await startCatalog(
       cluster,
       index,
-      { certificate: new X509Certificate(pem), privateKey: controllerKeys.privateKey },
-      pem + intermediate.certificatePem,
+      {
+        certificate: new X509Certificate(pem),
+        privateKey: controllerKeys.privateKey,
+        chainPem: pem + intermediate.certificatePem,
+      },
       root.certificate,
     );
   }

@@ -13,7 +13,9 @@ import { connect } from '@nats-io/transport-node';
 import { stringify } from 'yaml';
 import { CertificateRenewer } from '@causeway/identity';
 import { createRootCa, signTrustBundle, TrustDirectory, verifySvid } from '@causeway/pki';
-import { repoRoot, startNats, type NatsServer } from '@causeway/testing';
+import { repoRoot, startKubeControlPlane, startNats, type NatsServer } from '@causeway/testing';
+import { CatalogBus, CatalogSync, type MergedService } from '@causeway/catalog';
+import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { NatsTrustStore } from '@causeway/trust';
 
 const run = promisify(execFile);
@@ -175,6 +177,76 @@ describe('federation-controller', () => {
       child.kill('SIGTERM');
     }
     assert.equal(await exited, 0);
+  });
+
+  test('with a catalog section, a ServiceExport becomes a signed record on NATS that other clusters accept', async () => {
+    const cluster = await startKubeControlPlane({ name: 'east', serviceCidr: '10.96.0.0/16' });
+    const kubeConfig = cluster.kubeConfig();
+    await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'shop' } } });
+    await kubeConfig.makeApiClient(CoreV1Api).createNamespacedService({
+      namespace: 'shop',
+      body: {
+        metadata: { name: 'cart' },
+        spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP' }], selector: { app: 'cart' } },
+      },
+    });
+    await kubeConfig.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      group: 'multicluster.x-k8s.io',
+      version: 'v1alpha1',
+      plural: 'serviceexports',
+      namespace: 'shop',
+      body: {
+        apiVersion: 'multicluster.x-k8s.io/v1alpha1',
+        kind: 'ServiceExport',
+        metadata: { name: 'cart' },
+      },
+    });
+    const config = settings({
+      stateDir: path.join(dir, 'state-catalog'),
+      signing: {
+        address: '127.0.0.1:0',
+        workloadTtl: '1h',
+        joinTokens: [{ token: TOKEN, namespaces: ['*'], serviceAccounts: ['*'] }],
+      },
+      catalog: { kubeconfig: cluster.kubeconfigPath, gatewayAddresses: ['127.0.0.1:15443'] },
+    });
+    const child = spawn(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        main,
+        '--config',
+        await writeSettings('catalog', config),
+        '--admin-address',
+        '127.0.0.1:0',
+      ],
+      {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      },
+    );
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    const connection = await connect({ servers: nats.url });
+    try {
+      const root = await new TrustDirectory(dir).activeRoot();
+      let accepted: MergedService | undefined;
+      const sync = new CatalogSync({
+        trustDomain: TD,
+        roots: () => [root.certificate],
+        onCatalog: (catalog) => (accepted = catalog.get('shop/cart')),
+      });
+      await sync.attach(await CatalogBus.open(connection));
+      for (let i = 0; i < 200 && !accepted; i++) await new Promise((r) => setTimeout(r, 100));
+      sync.detach();
+      assert.ok(accepted, 'no accepted record for shop/cart');
+      assert.deepEqual(accepted.clusters, ['east']);
+      assert.deepEqual(accepted.ports, [{ name: 'http', protocol: 'TCP', port: 80 }]);
+    } finally {
+      child.kill('SIGTERM');
+      await connection.close();
+    }
+    assert.equal(await exited, 0);
+    await cluster.dispose();
   });
 
   test('a settings file with a mistake is refused, naming the field', async () => {

@@ -1,9 +1,12 @@
+import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import { KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { splitAddress } from '@causeway/config';
 import { TokenReviewVerifier, type ProofMode } from '@causeway/identity';
 import type { SignedTrustBundle } from '@causeway/pki';
+import { CatalogBus } from '@causeway/catalog';
+import { startCatalogController, type CatalogController } from '@causeway/k8s';
 import { runComponent } from '@causeway/runtime';
 import { NatsTrustStore, startTrustController } from '@causeway/trust';
 import { settingsSchema, type Settings } from './settings.ts';
@@ -13,10 +16,10 @@ await runComponent<Settings>({
   description:
     "Per-cluster federation controller: publishes the cluster's ServiceExports to the clusterset over NATS, imports the other clusters' exports as ServiceImports, signs workload certificates and serves config to the local proxies.",
   status:
-    'this build signs workload certificates (POST /v1/certificates) and follows the trust bundle and intermediate over NATS; catalog sync is not built yet.',
+    "this build signs workload certificates (POST /v1/certificates), follows the trust bundle over NATS, and with a catalog section publishes ServiceExports and writes ServiceImports; heartbeats, persistence of the catalog and the proxies' discovery API are not built yet.",
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}',
+    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, catalog.{kubeconfig,gatewayAddresses}',
   defaultAdminAddress: '127.0.0.1:15010',
   start: async ({ settings, logger, registry }) => {
     let proof: ProofMode;
@@ -48,6 +51,7 @@ await runComponent<Settings>({
     // NATS may be down at start: the controller serves its last-known-good trust state and
     // attaches when the connection comes up (fail static).
     let connection: NatsConnection | undefined;
+    let catalog: CatalogController | undefined;
     let stopped = false;
     if (settings.nats) {
       const url = settings.nats.url;
@@ -64,6 +68,25 @@ await runComponent<Settings>({
             if (stopped) break;
             await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
             logger.info({ nats: url }, 'following trust updates over NATS');
+            if (settings.catalog) {
+              const kubeConfig = new KubeConfig();
+              kubeConfig.loadFromFile(settings.catalog.kubeconfig);
+              catalog = await startCatalogController({
+                kubeConfig,
+                cluster: settings.cluster,
+                trustDomain: settings.trustDomain,
+                bus: await CatalogBus.open(connection),
+                identity: () => controller.identity(),
+                roots: () => controller.trust.bundle.roots.map((pem) => new X509Certificate(pem)),
+                gatewayAddresses: settings.catalog.gatewayAddresses,
+                registry,
+                onError: (error) => logger.warn({ err: error }, 'catalog sync error (retried)'),
+                log: (message, fields) => logger.info(fields ?? {}, message),
+              });
+              // A new intermediate means a new controller certificate: announce it.
+              controller.trust.onChange(() => catalog?.announceSigner());
+              logger.info({ gateways: settings.catalog.gatewayAddresses }, 'catalog sync running');
+            }
             return;
           } catch (error) {
             logger.error(
@@ -81,6 +104,7 @@ await runComponent<Settings>({
       readiness: () => ({ ready: true }),
       stop: async () => {
         stopped = true;
+        await catalog?.stop();
         await controller.close();
         await connection?.drain().catch(() => {});
       },

@@ -63,7 +63,19 @@ export const settingsSchema = z
         message: 'set exactly one of joinTokens (file mode) or kubeconfig (Kubernetes mode)',
       }),
     statusInterval: duration('2s'),
+    /** Catalog sync (needs `nats`): this cluster's API server and east-west gateway address(es). */
+    catalog: z
+      .object({
+        kubeconfig: z.string().min(1),
+        gatewayAddresses: z.array(z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port')).min(1),
+      })
+      .strict()
+      .optional(),
   })
-  .strict();
+  .strict()
+  .refine((settings) => !settings.catalog || settings.nats, {
+    message: 'catalog needs nats.url',
+    path: ['catalog'],
+  });
 
 export type Settings = z.output<typeof settingsSchema>;

@@ -9,3 +9,8 @@ export {
 } from './crds/index.ts';
 export { describeEvent, ExportReconciler, type LocalExportEvent } from './export-reconciler.ts';
 export { ImportWriter, SERVICE_NAME_LABEL, SOURCE_CLUSTER_LABEL } from './import-writer.ts';
+export {
+  startCatalogController,
+  type CatalogController,
+  type CatalogControllerOptions,
+} from './catalog-controller.ts';

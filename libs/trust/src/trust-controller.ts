@@ -1,4 +1,4 @@
-import { createPrivateKey, type KeyObject } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Server } from 'node:https';
@@ -32,11 +32,21 @@ export interface TrustControllerOptions {
   readonly log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
 }
 
+/** The controller's own identity: it serves the signing API and signs catalog records. */
+export interface ControllerIdentity {
+  readonly certificate: X509Certificate;
+  readonly privateKey: KeyObject;
+  /** PEM: the controller certificate, then the cluster intermediate. */
+  readonly chainPem: string;
+}
+
 /** The running trust side of a federation controller. */
 export interface TrustController {
   /** `https://host:port` of the signing service. */
   readonly url: string;
   readonly trust: ControllerTrust;
+  /** The current controller identity (re-issued when the intermediate changes). */
+  identity(): ControllerIdentity;
   close(): Promise<void>;
 }
 
@@ -80,6 +90,7 @@ export async function startTrustController(options: TrustControllerOptions): Pro
   });
   await trust.restore();
   const servingKeys = await generateKeyPair();
+  let serving = await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys);
   const { app } = buildSigningService({
     trustDomain: options.trustDomain,
     cluster: options.cluster,
@@ -89,15 +100,14 @@ export async function startTrustController(options: TrustControllerOptions): Pro
     workloadTtlMs: options.workloadTtlMs,
     registry: options.registry,
     issued,
-    tls: await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys),
+    tls: serving,
   });
   let servingFor = trust.signingCa.certificate.fingerprint256;
   trust.onChange(async () => {
     if (trust.signingCa.certificate.fingerprint256 === servingFor) return;
     servingFor = trust.signingCa.certificate.fingerprint256;
-    (app.server as Server).setSecureContext(
-      await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys),
-    );
+    serving = await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys);
+    (app.server as Server).setSecureContext(serving);
   });
   await app.listen({ host: options.listen.host, port: options.listen.port });
   const address = app.server.address() as AddressInfo;
@@ -105,6 +115,11 @@ export async function startTrustController(options: TrustControllerOptions): Pro
   return {
     url: `https://${options.listen.host}:${address.port}`,
     trust,
+    identity: () => ({
+      certificate: new X509Certificate(serving.cert),
+      privateKey: servingKeys.privateKey,
+      chainPem: serving.cert,
+    }),
     close: async () => {
       trust.detach();
       await app.close();
