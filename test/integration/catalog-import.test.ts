@@ -2,20 +2,16 @@
 // and labelled EndpointSlices in the others, conflicts give the MCS outcome everywhere, and
 // an unexport removes the import.
 import assert from 'node:assert/strict';
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
+import { type KeyObject } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CatalogBus } from '@causeway/catalog';
 import { startCatalogController } from '@causeway/k8s';
-import {
-  createRootCa,
-  generateKeyPair,
-  issueComponentCertificate,
-  issueIntermediateCa,
-  loadCertificateAuthority,
-} from '@causeway/pki';
+import { createRootCa } from '@causeway/pki';
 import { startEnvironment, type Environment } from '@causeway/testing';
+import { controllerIdentity } from '../support/controller-identity.ts';
 
 const TD = 'mesh.test';
 const CLUSTERS = ['east', 'west', 'north'] as const;
@@ -54,28 +50,7 @@ before(async () => {
   const root = await createRootCa({ trustDomain: TD });
   for (const [index, cluster] of CLUSTERS.entries()) {
     kube.set(cluster, env.clusters[index]!.kubeConfig());
-    const keys = await generateKeyPair();
-    const intermediate = loadCertificateAuthority(
-      issueIntermediateCa(root, { trustDomain: TD, cluster, publicKey: keys.publicKey }),
-      keys.privateKey,
-    );
-    const controllerKeys = await generateKeyPair();
-    const pem = issueComponentCertificate(intermediate, {
-      trustDomain: TD,
-      cluster,
-      component: 'federation-controller',
-      publicKey: controllerKeys.publicKey,
-    });
-    await startCatalog(
-      cluster,
-      index,
-      {
-        certificate: new X509Certificate(pem),
-        privateKey: controllerKeys.privateKey,
-        chainPem: pem + intermediate.certificatePem,
-      },
-      root.certificate,
-    );
+    await startCatalog(cluster, index, await controllerIdentity(root, TD, cluster), root.certificate);
   }
 });
 

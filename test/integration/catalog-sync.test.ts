@@ -2,17 +2,10 @@
 // a record signed by another cluster, an unsigned one and a replayed older revision are
 // refused and leave the catalog unchanged; only an explicit unexport removes a cluster.
 import assert from 'node:assert/strict';
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import {
-  createRootCa,
-  generateKeyPair,
-  issueComponentCertificate,
-  issueIntermediateCa,
-  loadCertificateAuthority,
-  type CertificateAuthority,
-} from '@causeway/pki';
+import { createRootCa, type CertificateAuthority } from '@causeway/pki';
 import {
   CatalogBus,
   CatalogSync,
@@ -22,6 +15,7 @@ import {
   type MergedService,
 } from '@causeway/catalog';
 import { startNats, type NatsServer } from '@causeway/testing';
+import { controllerIdentity } from '../support/controller-identity.ts';
 
 const TD = 'mesh.test';
 
@@ -54,23 +48,9 @@ before(async () => {
   bus = await CatalogBus.open(connection);
   root = await createRootCa({ trustDomain: TD });
   for (const cluster of ['east', 'west']) {
-    const keys = await generateKeyPair();
-    const intermediate = loadCertificateAuthority(
-      issueIntermediateCa(root, { trustDomain: TD, cluster, publicKey: keys.publicKey }),
-      keys.privateKey,
-    );
-    const controllerKeys = await generateKeyPair();
-    const pem = issueComponentCertificate(intermediate, {
-      trustDomain: TD,
-      cluster,
-      component: 'federation-controller',
-      publicKey: controllerKeys.publicKey,
-    });
-    controllers.set(cluster, {
-      certificate: new X509Certificate(pem),
-      privateKey: controllerKeys.privateKey,
-    });
-    await bus.putSigner(cluster, pem + intermediate.certificatePem);
+    const identity = await controllerIdentity(root, TD, cluster);
+    controllers.set(cluster, identity);
+    await bus.putSigner(cluster, identity.chainPem);
   }
 });
 
