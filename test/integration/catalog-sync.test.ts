@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
+import { Registry } from 'prom-client';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { createRootCa, type CertificateAuthority } from '@causeway/pki';
 import {
@@ -11,6 +12,7 @@ import {
   CatalogSync,
   exportKey,
   signExportRecord,
+  signHeartbeat,
   type ExportRecord,
   type MergedService,
 } from '@causeway/catalog';
@@ -105,5 +107,53 @@ test('exports merge across clusters over NATS; forged, unsigned and replayed rec
     signExportRecord(record('east', { revision: 3, tombstone: true }), controllers.get('east')!),
   );
   await eventually('east unexported', () => JSON.stringify(latest.get('shop/cart')?.clusters) === '["west"]');
+  sync.detach();
+});
+
+test('heartbeats age on silence and delete nothing', async () => {
+  const registry = new Registry();
+  const sync = new CatalogSync({
+    trustDomain: TD,
+    roots: () => [root.certificate],
+    onCatalog: () => {},
+    registry,
+  });
+  await sync.attach(bus);
+  const beat = (cluster: string, sequence: number) =>
+    bus.putHeartbeat(
+      signHeartbeat(
+        {
+          cluster,
+          sequence,
+          time: new Date().toISOString(),
+          gatewayAddresses: [`${cluster}.gateway.test:15443`],
+        },
+        controllers.get(cluster)!,
+      ),
+    );
+  await beat('east', 1);
+  await beat('west', 1);
+  for (let i = 0; i < 50 && sync.peerStatus().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(
+    sync.peerStatus().map((p) => p.cluster),
+    ['east', 'west'],
+  );
+  // West falls silent; east keeps beating.
+  for (let sequence = 2; sequence <= 6; sequence++) {
+    await new Promise((r) => setTimeout(r, 250));
+    await beat('east', sequence);
+  }
+  await new Promise((r) => setTimeout(r, 100));
+  const ages = Object.fromEntries(sync.peerStatus().map((p) => [p.cluster, p.ageSeconds]));
+  assert.ok(ages.west! > 1.2, `west age ${ages.west}`);
+  assert.ok(ages.east! < 0.5, `east age ${ages.east}`);
+  const metrics = await registry.metrics();
+  assert.match(metrics, /causeway_catalog_peer_heartbeat_age_seconds\{cluster="west"\} 1\.\d+/);
+  // West's export (from the first test) is still in the catalog: silence deletes nothing.
+  assert.match(metrics, /causeway_catalog_exports\{cluster="west"\} 1/);
+  // A replayed heartbeat does not make west look alive.
+  await beat('west', 1);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(sync.peerStatus().find((p) => p.cluster === 'west')!.ageSeconds > 1.2);
   sync.detach();
 });

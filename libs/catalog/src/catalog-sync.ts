@@ -1,10 +1,17 @@
 import { X509Certificate } from 'node:crypto';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
 import { splitPemCertificates } from '@causeway/pki';
 import { mergeCatalog } from './merge.ts';
-import { verifyExportRecord, verifySigner, type SignedExportRecord, type VerifiedSigner } from './records.ts';
+import {
+  verifyExportRecord,
+  verifyHeartbeat,
+  verifySigner,
+  type SignedExportRecord,
+  type SignedHeartbeat,
+  type VerifiedSigner,
+} from './records.ts';
 import { CatalogState, type ApplyOutcome } from './state.ts';
 import type { MergedService } from './types.ts';
 
@@ -13,6 +20,8 @@ export const CATALOG_BUCKET = 'causeway-catalog';
 /** `export.<cluster>.<namespace>.<service>`: namespaces and names are DNS labels, no dots. */
 export const exportKey = (cluster: string, namespace: string, name: string): string =>
   `export.${cluster}.${namespace}.${name}`;
+/** `heartbeat.<cluster>`: the cluster controller's signed sign of life. */
+export const heartbeatKey = (cluster: string): string => `heartbeat.${cluster}`;
 /** `signer.<cluster>`: the PEM chain of the cluster controller's signing certificate. */
 export const signerKey = (cluster: string): string => `signer.${cluster}`;
 
@@ -28,6 +37,10 @@ export class CatalogBus {
     return await this.kv.put(signerKey(cluster), chainPem);
   }
 
+  async putHeartbeat(signed: SignedHeartbeat): Promise<number> {
+    return await this.kv.put(heartbeatKey(signed.heartbeat.cluster), JSON.stringify(signed));
+  }
+
   async putRecord(signed: SignedExportRecord): Promise<number> {
     const { cluster, namespace, name } = signed.record;
     return await this.kv.put(exportKey(cluster, namespace, name), JSON.stringify(signed));
@@ -41,7 +54,9 @@ export class CatalogBus {
   /** Current values, then every change, of the signer and export keys. */
   async watch(onEntry: (key: string, text: string) => void): Promise<() => void> {
     // One watcher per key family: several filter subjects need nats-server 2.10.
-    const watchers = await Promise.all(['signer.>', 'export.>'].map((key) => this.kv.watch({ key })));
+    const watchers = await Promise.all(
+      ['signer.>', 'export.>', 'heartbeat.>'].map((key) => this.kv.watch({ key })),
+    );
     for (const watcher of watchers) {
       void (async () => {
         for await (const entry of watcher) {
@@ -66,6 +81,10 @@ export class CatalogSync {
   private readonly signers = new Map<string, VerifiedSigner>();
   private readonly waiting = new Map<string, string>();
   private readonly refused: Counter;
+  private readonly peers = new Map<
+    string,
+    { sequence: number; receivedAt: number; gatewayAddresses: readonly string[] }
+  >();
   private stop: (() => void) | undefined;
 
   constructor(
@@ -82,6 +101,41 @@ export class CatalogSync {
       labelNames: ['reason'],
       registers: options.registry ? [options.registry] : [],
     });
+    const peers = this.peers;
+    const state = this.state;
+    new Gauge({
+      name: 'causeway_catalog_peer_heartbeat_age_seconds',
+      help: 'Seconds since the last verified heartbeat of each cluster (silence never deletes endpoints).',
+      labelNames: ['cluster'],
+      registers: options.registry ? [options.registry] : [],
+      collect() {
+        this.reset();
+        for (const [cluster, peer] of peers) this.set({ cluster }, (Date.now() - peer.receivedAt) / 1000);
+      },
+    });
+    new Gauge({
+      name: 'causeway_catalog_exports',
+      help: 'Exported services in the federated catalog, by source cluster.',
+      labelNames: ['cluster'],
+      registers: options.registry ? [options.registry] : [],
+      collect() {
+        this.reset();
+        const counts = new Map<string, number>();
+        for (const record of state.live()) counts.set(record.cluster, (counts.get(record.cluster) ?? 0) + 1);
+        for (const [cluster, count] of counts) this.set({ cluster }, count);
+      },
+    });
+  }
+
+  /** What each cluster's heartbeats say: age in seconds and gateways. */
+  peerStatus(now = Date.now()): PeerStatus[] {
+    return [...this.peers]
+      .map(([cluster, peer]) => ({
+        cluster,
+        ageSeconds: (now - peer.receivedAt) / 1000,
+        gatewayAddresses: peer.gatewayAddresses,
+      }))
+      .sort((a, b) => a.cluster.localeCompare(b.cluster));
   }
 
   async attach(bus: CatalogBus): Promise<void> {
@@ -101,6 +155,10 @@ export class CatalogSync {
   onEntry(key: string, text: string): ApplyOutcome | undefined {
     if (key.startsWith('signer.')) {
       this.acceptSigner(key.slice('signer.'.length), text);
+      return undefined;
+    }
+    if (key.startsWith('heartbeat.')) {
+      this.acceptHeartbeat(key, text);
       return undefined;
     }
     let parsed: unknown;
@@ -127,6 +185,38 @@ export class CatalogSync {
     return outcome;
   }
 
+  private acceptHeartbeat(key: string, text: string): void {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      this.refused.inc({ reason: 'malformed' });
+      return;
+    }
+    const verdict = verifyHeartbeat(parsed, this.signers);
+    if (!verdict.ok) {
+      if (verdict.reason === 'unknown_signer') this.waiting.set(key, text);
+      else this.refused.inc({ reason: verdict.reason });
+      return;
+    }
+    const { heartbeat } = verdict;
+    if (key !== `heartbeat.${heartbeat.cluster}`) {
+      this.refused.inc({ reason: 'wrong_cluster' });
+      return;
+    }
+    const previous = this.peers.get(heartbeat.cluster);
+    if (previous && heartbeat.sequence <= previous.sequence) {
+      this.refused.inc({ reason: 'stale_revision' });
+      return;
+    }
+    // Age is measured on our own clock, from when the heartbeat arrived.
+    this.peers.set(heartbeat.cluster, {
+      sequence: heartbeat.sequence,
+      receivedAt: Date.now(),
+      gatewayAddresses: heartbeat.gatewayAddresses,
+    });
+  }
+
   private acceptSigner(cluster: string, chainPem: string): void {
     try {
       const chain = splitPemCertificates(chainPem).map((pem) => new X509Certificate(pem));
@@ -148,4 +238,11 @@ export class CatalogSync {
   private signerIndex(): ReadonlyMap<string, VerifiedSigner> {
     return this.signers;
   }
+}
+
+/** A peer cluster as its heartbeats show it. */
+export interface PeerStatus {
+  readonly cluster: string;
+  readonly ageSeconds: number;
+  readonly gatewayAddresses: readonly string[];
 }

@@ -16,15 +16,27 @@ export { conflictCondition, type ConditionValue } from './conditions.ts';
 export {
   canonicalRecordBytes,
   signExportRecord,
+  signHeartbeat,
   verifyExportRecord,
+  verifyHeartbeat,
   verifySigner,
   type ExportRecord,
+  type Heartbeat,
   type RecordRefusal,
+  type SignedHeartbeat,
   type SignedExportRecord,
   type VerifiedSigner,
 } from './records.ts';
 export { CatalogState, recordKey, type ApplyOutcome } from './state.ts';
-export { CATALOG_BUCKET, CatalogBus, CatalogSync, exportKey, signerKey } from './catalog-sync.ts';
+export {
+  CATALOG_BUCKET,
+  CatalogBus,
+  CatalogSync,
+  exportKey,
+  heartbeatKey,
+  signerKey,
+  type PeerStatus,
+} from './catalog-sync.ts';
 export {
   deriveLocalExport,
   type EndpointSliceView,

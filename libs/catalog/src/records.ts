@@ -49,15 +49,19 @@ export function canonicalRecordBytes(record: ExportRecord): Buffer {
   );
 }
 
-export function signExportRecord(
-  record: ExportRecord,
-  signer: { certificate: X509Certificate; privateKey: KeyObject },
-): SignedExportRecord {
+/** Who signs catalog data: a controller certificate and its key. */
+type CatalogSigner = { certificate: X509Certificate; privateKey: KeyObject };
+
+/** The detached signature fields shared by records and heartbeats. */
+function signatureOf(bytes: Buffer, signer: CatalogSigner): { signer: string; signature: string } {
   return {
-    record,
     signer: signer.certificate.fingerprint256,
-    signature: sign('sha256', canonicalRecordBytes(record), signer.privateKey).toString('base64'),
+    signature: sign('sha256', bytes, signer.privateKey).toString('base64'),
   };
+}
+
+export function signExportRecord(record: ExportRecord, signer: CatalogSigner): SignedExportRecord {
+  return { record, ...signatureOf(canonicalRecordBytes(record), signer) };
 }
 
 /** A controller certificate chain checked once: who it is and its key. */
@@ -163,4 +167,64 @@ function isExportRecord(value: unknown): value is ExportRecord {
     Array.isArray(r.identities) &&
     r.identities.every(isString)
   );
+}
+
+/** A cluster's periodic sign of life. Silence never deletes anything; it only ages. */
+export interface Heartbeat {
+  readonly cluster: string;
+  /** Grows with every heartbeat of this cluster (replays are ignored). */
+  readonly sequence: number;
+  readonly time: string;
+  readonly gatewayAddresses: readonly string[];
+}
+
+export interface SignedHeartbeat {
+  readonly heartbeat: Heartbeat;
+  readonly signer: string;
+  readonly signature: string;
+}
+
+const heartbeatBytes = (heartbeat: Heartbeat): Buffer =>
+  Buffer.from(
+    JSON.stringify([
+      'heartbeat',
+      heartbeat.cluster,
+      heartbeat.sequence,
+      heartbeat.time,
+      heartbeat.gatewayAddresses,
+    ]),
+  );
+
+export function signHeartbeat(heartbeat: Heartbeat, signer: CatalogSigner): SignedHeartbeat {
+  return { heartbeat, ...signatureOf(heartbeatBytes(heartbeat), signer) };
+}
+
+/** Like records: a known signer of the heartbeat's own cluster, and a valid signature. */
+export function verifyHeartbeat(
+  signed: unknown,
+  signers: ReadonlyMap<string, VerifiedSigner>,
+): { ok: true; heartbeat: Heartbeat } | { ok: false; reason: RecordRefusal } {
+  const candidate = signed as Partial<SignedHeartbeat> | null;
+  const heartbeat = candidate?.heartbeat;
+  if (
+    !heartbeat ||
+    typeof candidate.signer !== 'string' ||
+    typeof candidate.signature !== 'string' ||
+    !isString(heartbeat.cluster) ||
+    !Number.isSafeInteger(heartbeat.sequence) ||
+    !isString(heartbeat.time) ||
+    !Array.isArray(heartbeat.gatewayAddresses) ||
+    !heartbeat.gatewayAddresses.every(isString)
+  ) {
+    return { ok: false, reason: 'malformed' };
+  }
+  const signer = signers.get(candidate.signer);
+  if (!signer) return { ok: false, reason: 'unknown_signer' };
+  if (signer.cluster !== heartbeat.cluster) return { ok: false, reason: 'wrong_cluster' };
+  if (
+    !verify('sha256', heartbeatBytes(heartbeat), signer.publicKey, Buffer.from(candidate.signature, 'base64'))
+  ) {
+    return { ok: false, reason: 'bad_signature' };
+  }
+  return { ok: true, heartbeat };
 }

@@ -5,6 +5,7 @@ import {
   CatalogSync,
   conflictCondition,
   signExportRecord,
+  signHeartbeat,
   type CatalogBus,
   type ExportRecord,
 } from '@causeway/catalog';
@@ -23,6 +24,8 @@ export interface CatalogControllerOptions {
   /** `host:port` of this cluster's east-west gateway(s), published with every export. */
   readonly gatewayAddresses: readonly string[];
   readonly registry?: Registry;
+  /** How often this cluster's heartbeat is published (default 5 s). */
+  readonly heartbeatIntervalMs?: number;
   readonly onError?: (error: unknown) => void;
   readonly log?: (message: string, fields?: Record<string, unknown>) => void;
 }
@@ -93,10 +96,24 @@ export async function startCatalogController(options: CatalogControllerOptions):
   });
   await sync.attach(options.bus);
   await reconciler.start();
+  let sequence = 0;
+  const beat = (): void => {
+    sequence = Math.max(sequence + 1, Date.now());
+    const heartbeat = {
+      cluster: options.cluster,
+      sequence,
+      time: new Date().toISOString(),
+      gatewayAddresses: options.gatewayAddresses,
+    };
+    options.bus.putHeartbeat(signHeartbeat(heartbeat, options.identity())).catch(onError);
+  };
+  beat();
+  const heartbeats = setInterval(beat, options.heartbeatIntervalMs ?? 5_000);
   return {
     sync,
     announceSigner,
     stop: async () => {
+      clearInterval(heartbeats);
       await reconciler.stop();
       sync.detach();
       writer.close();
