@@ -112,6 +112,8 @@ export class ImportWriter {
       .catch((error: unknown) => {
         if (code(error) !== 409) throw error;
       });
+    // Endpoints first: whoever sees the ServiceImport's clusters finds their slices.
+    for (const record of sources) await this.writeSlice(record);
     const custom = this.kubeConfig.makeApiClient(CustomObjectsApi);
     const spec = {
       type: service.type,
@@ -163,7 +165,6 @@ export class ImportWriter {
         status: { clusters: service.clusters.map((cluster) => ({ cluster })) },
       },
     });
-    for (const record of sources) await this.writeSlice(record);
   }
 
   private sliceName(name: string, cluster: string): string {
