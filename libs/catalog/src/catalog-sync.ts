@@ -168,7 +168,7 @@ export class CatalogSync {
       this.refused.inc({ reason: 'malformed' });
       return undefined;
     }
-    const verdict = verifyExportRecord(parsed, this.signerIndex());
+    const verdict = verifyExportRecord(parsed, this.signers);
     if (!verdict.ok) {
       if (verdict.reason === 'unknown_signer') this.waiting.set(key, text);
       else this.refused.inc({ reason: verdict.reason });
@@ -233,10 +233,6 @@ export class CatalogSync {
     const pending = [...this.waiting];
     this.waiting.clear();
     for (const [key, text] of pending) this.onEntry(key, text);
-  }
-
-  private signerIndex(): ReadonlyMap<string, VerifiedSigner> {
-    return this.signers;
   }
 }
 

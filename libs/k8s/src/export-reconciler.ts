@@ -55,6 +55,7 @@ export class ExportReconciler {
   private readonly serviceExports;
   private readonly services;
   private readonly slices;
+  private readonly custom: CustomObjectsApi;
 
   constructor(
     private readonly options: {
@@ -67,6 +68,7 @@ export class ExportReconciler {
   ) {
     const { kubeConfig } = options;
     const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.custom = custom;
     const core = kubeConfig.makeApiClient(CoreV1Api);
     const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
     this.serviceExports = makeInformer<ServiceExportObject>(
@@ -176,7 +178,7 @@ export class ExportReconciler {
 
   /** Sets one condition through /status, keeping lastTransitionTime when the status holds. */
   async writeCondition(namespace: string, name: string, condition: ConditionValue): Promise<void> {
-    const custom = this.options.kubeConfig.makeApiClient(CustomObjectsApi);
+    const custom = this.custom;
     for (let attempt = 0; attempt < 3; attempt++) {
       let current: ServiceExportObject;
       try {

@@ -28,10 +28,18 @@ export class ImportWriter {
   private running: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
 
+  private readonly core: CoreV1Api;
+  private readonly custom: CustomObjectsApi;
+  private readonly discovery: DiscoveryV1Api;
+
   constructor(
-    private readonly kubeConfig: KubeConfig,
+    kubeConfig: KubeConfig,
     private readonly onError: (error: unknown) => void = () => {},
-  ) {}
+  ) {
+    this.core = kubeConfig.makeApiClient(CoreV1Api);
+    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
+  }
 
   /**
    * Hands over the newest catalog. Writes run one at a time with the newest catalog
@@ -95,18 +103,15 @@ export class ImportWriter {
       if (catalog.has(key)) continue;
       const [namespace, name] = key.split('/') as [string, string];
       for (const cluster of clusters) await this.deleteSlice(namespace, name, cluster);
-      await this.kubeConfig
-        .makeApiClient(CustomObjectsApi)
-        .deleteNamespacedCustomObject({ ...MCS, namespace, name })
-        .catch((error: unknown) => {
-          if (code(error) !== 404) throw error;
-        });
+      await this.custom.deleteNamespacedCustomObject({ ...MCS, namespace, name }).catch((error: unknown) => {
+        if (code(error) !== 404) throw error;
+      });
       this.written.delete(key);
     }
   }
 
   private async writeService(service: MergedService, sources: readonly ExportRecord[]): Promise<void> {
-    const core = this.kubeConfig.makeApiClient(CoreV1Api);
+    const core = this.core;
     await core
       .createNamespace({ body: { metadata: { name: service.namespace } } })
       .catch((error: unknown) => {
@@ -114,7 +119,7 @@ export class ImportWriter {
       });
     // Endpoints first: whoever sees the ServiceImport's clusters finds their slices.
     for (const record of sources) await this.writeSlice(record);
-    const custom = this.kubeConfig.makeApiClient(CustomObjectsApi);
+    const custom = this.custom;
     const spec = {
       type: service.type,
       sessionAffinity: service.sessionAffinity,
@@ -172,7 +177,7 @@ export class ImportWriter {
   }
 
   private async writeSlice(record: ExportRecord): Promise<void> {
-    const discovery = this.kubeConfig.makeApiClient(DiscoveryV1Api);
+    const discovery = this.discovery;
     const gateways = record.gatewayAddresses.map((address) => {
       const colon = address.lastIndexOf(':');
       return { host: address.slice(0, colon), port: Number(address.slice(colon + 1)) };
@@ -215,8 +220,7 @@ export class ImportWriter {
   }
 
   private async deleteSlice(namespace: string, name: string, cluster: string): Promise<void> {
-    await this.kubeConfig
-      .makeApiClient(DiscoveryV1Api)
+    await this.discovery
       .deleteNamespacedEndpointSlice({ name: this.sliceName(name, cluster), namespace })
       .catch((error: unknown) => {
         if (code(error) !== 404) throw error;
