@@ -1,5 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { StateFile } from '@causeway/config';
 
 /** Where a proxy instance's latest certificate stands, for rotation progress. */
 export interface IssuedEntry {
@@ -19,22 +18,18 @@ export interface IssuedEntry {
 export class IssuedCertificates {
   static readonly MAX_INSTANCES = 10_000;
   private readonly latest = new Map<string, IssuedEntry>();
-  private saving: Promise<void> = Promise.resolve();
+  private readonly file:
+    StateFile<Array<[string, Omit<IssuedEntry, 'notAfter'> & { notAfter: string }]>> | undefined;
 
   /** With a file, entries survive a controller restart (a rotation must not forget them). */
-  constructor(private readonly file?: string) {}
+  constructor(file?: string) {
+    this.file = file ? new StateFile(file) : undefined;
+  }
 
   async load(): Promise<void> {
-    if (!this.file) return;
-    let text: string;
-    try {
-      text = await readFile(this.file, 'utf8');
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw error;
-    }
-    const saved = JSON.parse(text) as Array<[string, Omit<IssuedEntry, 'notAfter'> & { notAfter: string }]>;
-    for (const [key, entry] of saved) this.latest.set(key, { ...entry, notAfter: new Date(entry.notAfter) });
+    const saved = await this.file?.read();
+    for (const [key, entry] of saved ?? [])
+      this.latest.set(key, { ...entry, notAfter: new Date(entry.notAfter) });
   }
 
   record(instance: string, entry: IssuedEntry): void {
@@ -49,30 +44,15 @@ export class IssuedCertificates {
     this.save();
   }
 
-  /** Writes are chained (never two at once) and go through a temporary file. */
   private save(): void {
-    const file = this.file;
-    if (!file) return;
-    const snapshot = JSON.stringify([...this.latest]);
-    this.saving = this.saving
-      .then(async () => {
-        await mkdir(path.dirname(file), { recursive: true });
-        await writeFile(`${file}.tmp`, snapshot, { mode: 0o600 });
-        await rename(`${file}.tmp`, file);
-        this.saveError = undefined;
-      })
-      // Kept, not thrown: the next write retries, and flush() reports it.
-      .catch((error: unknown) => {
-        this.saveError = error;
-      });
+    this.file?.write(
+      [...this.latest].map(([key, entry]) => [key, { ...entry, notAfter: entry.notAfter.toISOString() }]),
+    );
   }
-
-  private saveError: unknown;
 
   /** Resolves once every pending write is on disk; rejects if the last one failed. */
   async flush(): Promise<void> {
-    await this.saving;
-    if (this.saveError) throw this.saveError;
+    await this.file?.flush();
   }
 
   /** Unexpired latest certificates, counted by root and by bundle hash. */

@@ -1,7 +1,7 @@
 import { createPublicKey, X509Certificate } from 'node:crypto';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { StateFile } from '@causeway/config';
 import {
   bundleHash,
   loadCertificateAuthority,
@@ -56,8 +56,10 @@ export class ControllerTrust {
    * state was lost); it is looked at again after every accepted bundle.
    */
   private waitingIntermediate: string | undefined;
+  private readonly stateFile: StateFile<PersistedState>;
 
   constructor(private readonly options: ControllerTrustOptions) {
+    this.stateFile = new StateFile(path.join(options.stateDir, 'trust-state.json'));
     this.signedBundle = options.bootstrapBundle;
     this.intermediate = options.intermediate;
     const registers = options.registry ? [options.registry] : [];
@@ -100,21 +102,19 @@ export class ControllerTrust {
    * intermediate is for our key and chains to a root of the bundle in use.
    */
   async restore(): Promise<void> {
-    let state: PersistedState;
+    let state: PersistedState | undefined;
     try {
-      state = JSON.parse(await readFile(this.stateFile(), 'utf8')) as PersistedState;
+      state = await this.stateFile.read();
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        this.options.log?.(
-          'warn',
-          'the persisted trust state is unreadable; starting from the configured bundle',
-          {
-            error: String(error),
-          },
-        );
-      }
-      return;
+      this.options.log?.(
+        'warn',
+        'the persisted trust state is unreadable; starting from the configured bundle',
+        {
+          error: String(error),
+        },
+      );
     }
+    if (!state) return;
     try {
       const candidates = [...rootsOf(state.signedBundle.bundle), ...rootsOf(this.bundle)];
       const persisted = verifyTrustBundle(state.signedBundle, candidates, this.options.trustDomain);
@@ -269,19 +269,11 @@ export class ControllerTrust {
     );
   }
 
-  private stateFile(): string {
-    return path.join(this.options.stateDir, 'trust-state.json');
-  }
-
-  /** Write-then-rename, so that a crash never leaves half a file. */
   private async persist(): Promise<void> {
-    const state: PersistedState = {
+    this.stateFile.write({
       signedBundle: this.signedBundle,
       intermediatePem: this.intermediate.certificatePem,
-    };
-    await mkdir(this.options.stateDir, { recursive: true });
-    const temporary = `${this.stateFile()}.${process.pid}.tmp`;
-    await writeFile(temporary, JSON.stringify(state), { mode: 0o600 });
-    await rename(temporary, this.stateFile());
+    });
+    await this.stateFile.flush();
   }
 }
