@@ -1,7 +1,8 @@
 import { X509Certificate } from 'node:crypto';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { StateFile } from '@causeway/config';
 import { splitPemCertificates } from '@causeway/pki';
 import { mergeCatalog } from './merge.ts';
 import {
@@ -81,10 +82,16 @@ export class CatalogSync {
   private readonly signers = new Map<string, VerifiedSigner>();
   private readonly waiting = new Map<string, string>();
   private readonly refused: Counter;
-  private readonly peers = new Map<
-    string,
-    { sequence: number; receivedAt: number; gatewayAddresses: readonly string[] }
-  >();
+  private readonly lag: Histogram;
+  private readonly peers = new Map<string, PeerRecord>();
+  /** The accepted text of every signer and record, as persisted. */
+  private readonly accepted = { signers: new Map<string, string>(), records: new Map<string, string>() };
+  private readonly stateFile: StateFile<PersistedCatalog> | undefined;
+  private readonly startedAt = Date.now();
+  private merged = new Map<string, MergedService>();
+  /** Per cluster, the lag of its last applied record (ms, publisher clock to ours). */
+  private readonly lastLagMs = new Map<string, number>();
+  private restoring = false;
   private stop: (() => void) | undefined;
 
   constructor(
@@ -93,8 +100,19 @@ export class CatalogSync {
       roots: () => readonly X509Certificate[];
       onCatalog: (catalog: Map<string, MergedService>) => void;
       registry?: Registry;
+      /** Where the last-known-good catalog is kept (restored by `restore()`). */
+      statePath?: string;
+      /** A cluster whose last heartbeat is older than this is stale (default 30 s). */
+      staleAfterMs?: number;
     },
   ) {
+    this.stateFile = options.statePath ? new StateFile(options.statePath) : undefined;
+    this.lag = new Histogram({
+      name: 'causeway_catalog_sync_lag_seconds',
+      help: "Seconds from a record's revision (its publisher's clock, in ms) to its application here.",
+      buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: options.registry ? [options.registry] : [],
+    });
     this.refused = new Counter({
       name: 'causeway_catalog_records_refused_total',
       help: 'Catalog records and signers from NATS that were refused, by reason.',
@@ -113,6 +131,17 @@ export class CatalogSync {
         for (const [cluster, peer] of peers) this.set({ cluster }, (Date.now() - peer.receivedAt) / 1000);
       },
     });
+    const peerStatus = () => this.peerStatus();
+    new Gauge({
+      name: 'causeway_catalog_peer_stale',
+      help: 'Whether a cluster is stale (1): no verified heartbeat within the stale-after window.',
+      labelNames: ['cluster'],
+      registers: options.registry ? [options.registry] : [],
+      collect() {
+        this.reset();
+        for (const peer of peerStatus()) this.set({ cluster: peer.cluster }, peer.stale ? 1 : 0);
+      },
+    });
     new Gauge({
       name: 'causeway_catalog_exports',
       help: 'Exported services in the federated catalog, by source cluster.',
@@ -127,15 +156,79 @@ export class CatalogSync {
     });
   }
 
-  /** What each cluster's heartbeats say: age in seconds and gateways. */
+  /**
+   * Every cluster known from heartbeats or records: heartbeat age in seconds (a cluster
+   * never heard from counts from when this sync started), staleness and gateways.
+   */
   peerStatus(now = Date.now()): PeerStatus[] {
-    return [...this.peers]
-      .map(([cluster, peer]) => ({
-        cluster,
-        ageSeconds: (now - peer.receivedAt) / 1000,
-        gatewayAddresses: peer.gatewayAddresses,
-      }))
+    const staleAfter = this.options.staleAfterMs ?? 30_000;
+    const clusters = new Set([...this.peers.keys(), ...this.state.live().map((record) => record.cluster)]);
+    return [...clusters]
+      .map((cluster) => {
+        const peer = this.peers.get(cluster);
+        const age = now - (peer?.receivedAt ?? this.startedAt);
+        return {
+          cluster,
+          ageSeconds: age / 1000,
+          stale: age > staleAfter,
+          heartbeatSeen: peer !== undefined,
+          ...(peer ? { lastHeartbeat: new Date(peer.receivedAt).toISOString() } : {}),
+          ...(this.lastLagMs.has(cluster) ? { syncLagSeconds: this.lastLagMs.get(cluster)! / 1000 } : {}),
+          gatewayAddresses: peer?.gatewayAddresses ?? [],
+        };
+      })
       .sort((a, b) => a.cluster.localeCompare(b.cluster));
+  }
+
+  /** The merged catalog now. */
+  catalog(): ReadonlyMap<string, MergedService> {
+    return this.merged;
+  }
+
+  /**
+   * Loads the persisted catalog, verifying every signer and record again against the
+   * current roots, then hands the merged catalog over once. Unreadable state is
+   * reported and ignored (NATS brings everything back).
+   */
+  async restore(): Promise<{ records: number } | undefined> {
+    const saved = await this.stateFile?.read();
+    if (!saved) return undefined;
+    this.restoring = true;
+    try {
+      for (const [cluster, pem] of Object.entries(saved.signers)) this.acceptSigner(cluster, pem);
+      for (const [key, text] of Object.entries(saved.records)) this.onEntry(key, text);
+      for (const [cluster, peer] of Object.entries(saved.peers)) {
+        if (Number.isSafeInteger(peer.sequence) && Number.isFinite(peer.receivedAt))
+          this.peers.set(cluster, peer);
+      }
+    } finally {
+      this.restoring = false;
+    }
+    this.changed();
+    return { records: this.accepted.records.size };
+  }
+
+  /** Resolves once the catalog is on disk. */
+  async flush(): Promise<void> {
+    await this.stateFile?.flush();
+  }
+
+  private changed(): void {
+    this.merged = mergeCatalog(this.state.live());
+    this.persist();
+    this.options.onCatalog(this.merged);
+  }
+
+  private persistedAt = 0;
+
+  private persist(): void {
+    this.persistedAt = Date.now();
+    this.stateFile?.write({
+      version: 1,
+      signers: Object.fromEntries(this.accepted.signers),
+      records: Object.fromEntries(this.accepted.records),
+      peers: Object.fromEntries(this.peers),
+    });
   }
 
   async attach(bus: CatalogBus): Promise<void> {
@@ -180,8 +273,17 @@ export class CatalogSync {
       return undefined;
     }
     const outcome = this.state.apply(verdict.record);
-    if (!outcome.applied) this.refused.inc({ reason: outcome.reason });
-    else this.options.onCatalog(mergeCatalog(this.state.live()));
+    if (!outcome.applied) {
+      if (!this.restoring) this.refused.inc({ reason: outcome.reason });
+      return outcome;
+    }
+    this.accepted.records.set(key, text);
+    if (!this.restoring) {
+      const lag = Math.max(0, Date.now() - verdict.record.revision);
+      this.lag.observe(lag / 1000);
+      this.lastLagMs.set(verdict.record.cluster, lag);
+      this.changed();
+    }
     return outcome;
   }
 
@@ -209,12 +311,14 @@ export class CatalogSync {
       this.refused.inc({ reason: 'stale_revision' });
       return;
     }
-    // Age is measured on our own clock, from when the heartbeat arrived.
+    // Age is measured on our own clock, from when the heartbeat arrived. Heartbeats are
+    // persisted at most every 10 s (a restart keeps each peer's age roughly right).
     this.peers.set(heartbeat.cluster, {
       sequence: heartbeat.sequence,
       receivedAt: Date.now(),
       gatewayAddresses: heartbeat.gatewayAddresses,
     });
+    if (!this.restoring && Date.now() - this.persistedAt > 10_000) this.persist();
   }
 
   private acceptSigner(cluster: string, chainPem: string): void {
@@ -226,6 +330,7 @@ export class CatalogSync {
       for (const [fingerprint, known] of this.signers)
         if (known.cluster === cluster) this.signers.delete(fingerprint);
       this.signers.set(signer.fingerprint, signer);
+      this.accepted.signers.set(cluster, chainPem);
     } catch {
       this.refused.inc({ reason: 'bad_signer' });
       return;
@@ -240,5 +345,26 @@ export class CatalogSync {
 export interface PeerStatus {
   readonly cluster: string;
   readonly ageSeconds: number;
+  readonly stale: boolean;
+  readonly heartbeatSeen: boolean;
+  /** When the last verified heartbeat arrived (our clock). */
+  readonly lastHeartbeat?: string;
+  /** Lag of the last record applied from this cluster (its revision clock to ours). */
+  readonly syncLagSeconds?: number;
   readonly gatewayAddresses: readonly string[];
+}
+
+interface PeerRecord {
+  sequence: number;
+  /** Our clock, ms. */
+  receivedAt: number;
+  gatewayAddresses: readonly string[];
+}
+
+/** The last-known-good catalog on disk: the accepted texts, verified again on restore. */
+interface PersistedCatalog {
+  version: 1;
+  signers: Record<string, string>;
+  records: Record<string, string>;
+  peers: Record<string, PeerRecord>;
 }

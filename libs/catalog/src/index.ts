@@ -44,3 +44,11 @@ export {
   type ServiceExportView,
   type ServiceView,
 } from './local-export.ts';
+export {
+  buildClusterset,
+  withdrawals,
+  type Backend,
+  type ClustersetService,
+  type LocalEndpoint,
+  type Withdrawals,
+} from './clusterset.ts';
