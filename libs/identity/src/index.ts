@@ -22,6 +22,7 @@ export {
 } from './signing-service.ts';
 export {
   CertificateRenewer,
+  checkControllerIdentity,
   renewalDelay,
   type RenewerOptions,
   type WorkloadCredentials,

@@ -52,6 +52,41 @@ export interface RenewerOptions {
   readonly onError?: (error: Error) => void;
 }
 
+/**
+ * A `checkServerIdentity` for TLS connections to a federation controller: it is identified
+ * by its SPIFFE ID and must be this cluster's. A certificate for
+ * `…/cluster/<ours>/federation-controller` minted by another cluster's intermediate is refused.
+ */
+export function checkControllerIdentity(options: {
+  trustDomain: string;
+  cluster: string;
+  roots: readonly string[];
+}): (host: string, peer: PeerCertificate) => Error | undefined {
+  const expected = `spiffe://${options.trustDomain}/cluster/${options.cluster}/federation-controller`;
+  return (_host, peer) => {
+    try {
+      const detailed = peer as DetailedPeerCertificate;
+      const chain = [new X509Certificate(detailed.raw)];
+      if (detailed.issuerCertificate?.raw && !detailed.issuerCertificate.raw.equals(detailed.raw)) {
+        chain.push(new X509Certificate(detailed.issuerCertificate.raw));
+      }
+      const id = verifySvid({
+        chain,
+        roots: options.roots.map((pem) => new X509Certificate(pem)),
+        trustDomain: options.trustDomain,
+      });
+      if (id.spiffeId.uri !== expected || id.cluster !== options.cluster) {
+        return new Error(
+          `the controller is ${id.spiffeId.uri} from cluster ${id.cluster}, expected ${expected}`,
+        );
+      }
+      return undefined;
+    } catch (error) {
+      return error as Error;
+    }
+  };
+}
+
 const FIRST_RETRY_MS = 200;
 const MAX_RETRY_MS = 10_000;
 
@@ -204,7 +239,6 @@ export class CertificateRenewer {
     const token = await options.token();
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const roots = this.credentials?.roots ?? options.bootstrapRoots;
-    const expected = `spiffe://${options.trustDomain}/cluster/${options.cluster}/federation-controller`;
     return await new Promise<T>((resolve, reject) => {
       const request = https.request(
         new URL(path, options.controllerUrl),
@@ -219,31 +253,11 @@ export class CertificateRenewer {
               ? { 'content-type': 'application/json', 'content-length': String(payload.length) }
               : {}),
           },
-          // The controller is identified by its SPIFFE ID and must be this cluster's: a
-          // certificate for `…/cluster/<ours>/federation-controller` minted by another
-          // cluster's intermediate is refused.
-          checkServerIdentity: (_host: string, peer: PeerCertificate) => {
-            try {
-              const detailed = peer as DetailedPeerCertificate;
-              const chain = [new X509Certificate(detailed.raw)];
-              if (detailed.issuerCertificate?.raw && !detailed.issuerCertificate.raw.equals(detailed.raw)) {
-                chain.push(new X509Certificate(detailed.issuerCertificate.raw));
-              }
-              const id = verifySvid({
-                chain,
-                roots: roots.map((pem) => new X509Certificate(pem)),
-                trustDomain: options.trustDomain,
-              });
-              if (id.spiffeId.uri !== expected || id.cluster !== options.cluster) {
-                return new Error(
-                  `the signing service is ${id.spiffeId.uri} from cluster ${id.cluster}, expected ${expected}`,
-                );
-              }
-              return undefined;
-            } catch (error) {
-              return error as Error;
-            }
-          },
+          checkServerIdentity: checkControllerIdentity({
+            trustDomain: options.trustDomain,
+            cluster: options.cluster,
+            roots,
+          }),
         },
         (response) => {
           const chunks: Buffer[] = [];

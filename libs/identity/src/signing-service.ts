@@ -30,6 +30,11 @@ export interface SigningServiceOptions {
   readonly registry?: Registry;
   /** TLS for the service itself: the controller's own certificate chain and key (PEM). */
   readonly tls: { key: string; cert: string };
+  /**
+   * Ask clients for a certificate (mTLS) without requiring one: routes added beside the
+   * signing API (the discovery API) verify the peer's SPIFFE identity per request.
+   */
+  readonly requestClientCertificates?: boolean;
   /** Where issued certificates are recorded (shared with the trust status reporter). */
   readonly issued?: IssuedCertificates;
 }
@@ -66,7 +71,9 @@ export function buildSigningService(options: SigningServiceOptions): {
   issued: IssuedCertificates;
 } {
   const app = Fastify({
-    https: options.tls,
+    https: options.requestClientCertificates
+      ? { ...options.tls, requestCert: true, rejectUnauthorized: false }
+      : options.tls,
     bodyLimit: MAX_CSR_BYTES * 2,
     logger: false,
     // Refuse unknown fields instead of silently dropping them.
@@ -88,7 +95,7 @@ export function buildSigningService(options: SigningServiceOptions): {
   const joinTokens =
     options.proof.kind === 'join-tokens' ? new JoinTokenVerifier(options.proof.tokens) : undefined;
 
-  app.setErrorHandler((error, _request, reply) => {
+  app.setErrorHandler((error, request, reply) => {
     if (error instanceof IdentityError) {
       refusedTotal.inc({ reason: error.code });
       return reply.code(error.status).send({ code: error.code, message: error.message });
@@ -98,8 +105,14 @@ export function buildSigningService(options: SigningServiceOptions): {
       return reply.code(400).send({ code: error.code, message: error.message });
     }
     const status = (error as { statusCode?: number }).statusCode ?? 500;
+    const code = (error as { code?: unknown }).code;
+    // Routes added beside the signing API throw errors with their own CAUSEWAY_ code.
+    if (status < 500 && typeof code === 'string' && code.startsWith('CAUSEWAY_')) {
+      return reply.code(status).send({ code, message: (error as Error).message });
+    }
     if (status < 500) {
-      refusedTotal.inc({ reason: 'CAUSEWAY_IDENTITY_BAD_REQUEST' });
+      if (request.url.startsWith('/v1/certificates'))
+        refusedTotal.inc({ reason: 'CAUSEWAY_IDENTITY_BAD_REQUEST' });
       return reply
         .code(status)
         .send({ code: 'CAUSEWAY_IDENTITY_BAD_REQUEST', message: (error as Error).message });

@@ -2,21 +2,24 @@ import type { KeyObject, X509Certificate } from 'node:crypto';
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Registry } from 'prom-client';
 import {
+  buildClusterset,
   CatalogSync,
   conflictCondition,
   signExportRecord,
   signHeartbeat,
+  withdrawals,
   type CatalogBus,
+  type ClustersetService,
   type ExportRecord,
 } from '@causeway/catalog';
 import { ExportReconciler } from './export-reconciler.ts';
 import { ImportWriter } from './import-writer.ts';
+import { StalenessPolicies } from './staleness-policies.ts';
 
 export interface CatalogControllerOptions {
   readonly kubeConfig: KubeConfig;
   readonly cluster: string;
   readonly trustDomain: string;
-  readonly bus: CatalogBus;
   /** The controller's current identity: it signs this cluster's records. */
   readonly identity: () => { certificate: X509Certificate; privateKey: KeyObject; chainPem: string };
   /** The trusted roots now (signers of other clusters are checked against them). */
@@ -24,37 +27,99 @@ export interface CatalogControllerOptions {
   /** `host:port` of this cluster's east-west gateway(s), published with every export. */
   readonly gatewayAddresses: readonly string[];
   readonly registry?: Registry;
-  /** How often this cluster's heartbeat is published (default 5 s). */
+  /** Where the last-known-good catalog is persisted (a restart without NATS serves it). */
+  readonly statePath?: string;
+  /** How often this cluster's heartbeat is published and liveness re-evaluated (default 5 s). */
   readonly heartbeatIntervalMs?: number;
+  /** A peer without a heartbeat for this long is stale (default 30 s). */
+  readonly staleAfterMs?: number;
+  /** Called after anything proxies see has changed (catalog, local endpoints, liveness). */
+  readonly onChange?: () => void;
   readonly onError?: (error: unknown) => void;
   readonly log?: (message: string, fields?: Record<string, unknown>) => void;
+}
+
+/** One of this cluster's exports and whether it has reached NATS. */
+export interface LocalExportStatus {
+  readonly record: ExportRecord;
+  readonly published: boolean;
 }
 
 /** The catalog half of a federation controller, running. */
 export interface CatalogController {
   readonly sync: CatalogSync;
+  /** Starts publishing to and following the NATS catalog bucket. */
+  attach(bus: CatalogBus): Promise<void>;
   /** Publishes the controller's certificate chain again (after its identity changed). */
   announceSigner(): Promise<void>;
+  /** The clusterset as local proxies need it. */
+  clusterset(): ClustersetService[];
+  /** This cluster's exports (tombstones included) and whether each reached NATS. */
+  localExports(): LocalExportStatus[];
   stop(): Promise<void>;
 }
 
 /**
  * Local ServiceExports -> signed records on NATS; every cluster's records -> verified,
- * merged catalog -> ServiceImports and EndpointSlices here, and the Conflict condition of
- * this cluster's own exports.
+ * merged catalog -> ServiceImports and EndpointSlices here, the `Ready` and `Conflict`
+ * conditions of this cluster's own exports, and the clusterset view for local proxies.
+ * Without NATS it runs on the persisted catalog; records that could not be published
+ * are retried on every heartbeat tick.
  */
 export async function startCatalogController(options: CatalogControllerOptions): Promise<CatalogController> {
   const onError = options.onError ?? (() => {});
-  const announceSigner = async (): Promise<void> => {
-    await options.bus.putSigner(options.cluster, options.identity().chainPem);
-  };
-  await announceSigner();
+  const onChange = options.onChange ?? (() => {});
   const writer = new ImportWriter(options.kubeConfig, onError);
   const published = new Map<string, ExportRecord>();
+  const unpublished = new Set<string>();
+  let bus: CatalogBus | undefined;
+  let flushing: Promise<void> | undefined;
+
+  const flush = (): Promise<void> =>
+    (flushing ??= (async () => {
+      for (const key of [...unpublished]) {
+        const record = published.get(key);
+        if (!bus || !record) return;
+        try {
+          await bus.putRecord(signExportRecord(record, options.identity()));
+        } catch (error) {
+          onError(error);
+          return;
+        }
+        if (published.get(key) !== record) continue;
+        unpublished.delete(key);
+        if (!record.tombstone) {
+          await reconciler
+            .writeCondition(record.namespace, record.name, {
+              type: 'Ready',
+              status: 'True',
+              reason: 'Exported',
+              message: `published to the clusterset at revision ${record.revision}`,
+            })
+            .catch(onError);
+        }
+      }
+    })().finally(() => {
+      flushing = undefined;
+    }));
+
   const publish = (record: ExportRecord): void => {
-    published.set(`${record.namespace}/${record.name}`, record);
-    options.bus.putRecord(signExportRecord(record, options.identity())).catch(onError);
+    const key = `${record.namespace}/${record.name}`;
+    published.set(key, record);
+    unpublished.add(key);
+    if (!record.tombstone && !bus) {
+      reconciler
+        .writeCondition(record.namespace, record.name, {
+          type: 'Ready',
+          status: 'False',
+          reason: 'Pending',
+          message: 'waiting to publish to the clusterset (NATS not connected yet)',
+        })
+        .catch(onError);
+    }
+    void flush();
   };
+
   const reconciler = new ExportReconciler({
     kubeConfig: options.kubeConfig,
     cluster: options.cluster,
@@ -67,22 +132,28 @@ export async function startCatalogController(options: CatalogControllerOptions):
           revision: event.record.revision,
         });
         publish(event.record);
-        return;
+      } else {
+        const previous = published.get(`${event.namespace}/${event.name}`);
+        if (!previous) return;
+        options.log?.('ServiceUnexported', { service: `${event.namespace}/${event.name}` });
+        // The explicit unexport: a tombstone with a newer revision.
+        publish({ ...previous, revision: Math.max(previous.revision + 1, Date.now()), tombstone: true });
       }
-      const previous = published.get(`${event.namespace}/${event.name}`);
-      if (!previous) return;
-      options.log?.('ServiceUnexported', { service: `${event.namespace}/${event.name}` });
-      // The explicit unexport: a tombstone with a newer revision.
-      publish({ ...previous, revision: Math.max(previous.revision + 1, Date.now()), tombstone: true });
+      onChange();
     },
   });
+
+  const policies = new StalenessPolicies(options.kubeConfig, () => refresh(), onError);
   let conditions = Promise.resolve();
+  let lastWithdrawals = '';
   const sync = new CatalogSync({
     trustDomain: options.trustDomain,
     roots: options.roots,
     registry: options.registry,
+    statePath: options.statePath,
+    staleAfterMs: options.staleAfterMs,
     onCatalog: (catalog) => {
-      writer.submit(catalog, sync.state.live());
+      refresh();
       conditions = conditions
         .then(async () => {
           for (const service of catalog.values()) {
@@ -94,10 +165,58 @@ export async function startCatalogController(options: CatalogControllerOptions):
         .catch(onError);
     },
   });
-  await sync.attach(options.bus);
+
+  const withdrawnNow = () =>
+    withdrawals(policies.withdrawAfter(), sync.catalog(), sync.peerStatus(), options.cluster);
+
+  /** Re-plans the imports and tells proxies; the writer skips services that did not change. */
+  function refresh(): void {
+    const withdrawn = withdrawnNow();
+    lastWithdrawals = JSON.stringify([...withdrawn].map(([key, set]) => [key, [...set]]));
+    writer.submit({
+      catalog: sync.catalog(),
+      records: sync.state.live(),
+      peers: sync.peerStatus(),
+      withdrawn,
+    });
+    onChange();
+  }
+
+  const restored = await sync.restore().catch((error: unknown) => {
+    onError(error);
+    return undefined;
+  });
+  if (restored) options.log?.('restored the last-known-good catalog', restored);
+  await policies.start();
   await reconciler.start();
+  await reconciler.idle();
+
+  /**
+   * A ServiceExport deleted while this controller was down leaves its record in the
+   * catalog with nobody to unexport it: once the local exports are known, any record of
+   * this cluster that no ServiceExport backs any more gets its tombstone.
+   */
+  const sweepOrphans = (): void => {
+    for (const record of sync.state.live()) {
+      if (record.cluster !== options.cluster || published.has(`${record.namespace}/${record.name}`)) continue;
+      options.log?.('ServiceUnexported', { service: `${record.namespace}/${record.name}`, orphan: true });
+      publish({ ...record, revision: Math.max(record.revision + 1, Date.now()), tombstone: true });
+    }
+  };
+
   let sequence = 0;
-  const beat = (): void => {
+  let lastStale = '';
+  const tick = (): void => {
+    // Liveness changes (a peer going stale, a withdrawal) re-plan the imports.
+    const stale = JSON.stringify(sync.peerStatus().map((peer) => [peer.cluster, peer.stale]));
+    const withdrawn = JSON.stringify([...withdrawnNow()].map(([key, set]) => [key, [...set]]));
+    if (stale !== lastStale || withdrawn !== lastWithdrawals) {
+      lastStale = stale;
+      refresh();
+    }
+    if (!bus) return;
+    sweepOrphans();
+    void flush();
     sequence = Math.max(sequence + 1, Date.now());
     const heartbeat = {
       cluster: options.cluster,
@@ -105,19 +224,45 @@ export async function startCatalogController(options: CatalogControllerOptions):
       time: new Date().toISOString(),
       gatewayAddresses: options.gatewayAddresses,
     };
-    options.bus.putHeartbeat(signHeartbeat(heartbeat, options.identity())).catch(onError);
+    bus.putHeartbeat(signHeartbeat(heartbeat, options.identity())).catch(onError);
   };
-  beat();
-  const heartbeats = setInterval(beat, options.heartbeatIntervalMs ?? 5_000);
+  const timer = setInterval(tick, options.heartbeatIntervalMs ?? 5_000);
+  let stopWatch: (() => void) | undefined;
+
+  const announceSigner = async (): Promise<void> => {
+    await bus?.putSigner(options.cluster, options.identity().chainPem);
+  };
+
   return {
     sync,
+    attach: async (catalogBus) => {
+      bus = catalogBus;
+      await announceSigner();
+      await sync.attach(catalogBus);
+      stopWatch = () => sync.detach();
+      tick();
+    },
     announceSigner,
+    clusterset: () =>
+      buildClusterset({
+        cluster: options.cluster,
+        catalog: sync.catalog(),
+        records: sync.state.live(),
+        peers: sync.peerStatus(),
+        withdrawn: withdrawnNow(),
+        localEndpoints: (namespace, name) => reconciler.localEndpoints(namespace, name),
+      }),
+    localExports: () =>
+      [...published.entries()].map(([key, record]) => ({ record, published: !unpublished.has(key) })),
     stop: async () => {
-      clearInterval(heartbeats);
+      clearInterval(timer);
       await reconciler.stop();
-      sync.detach();
+      policies.stop();
+      stopWatch?.();
       writer.close();
       await conditions;
+      await flushing;
+      await sync.flush().catch(onError);
     },
   };
 }

@@ -12,6 +12,7 @@ import {
   deriveLocalExport,
   type ConditionValue,
   type ExportRecord,
+  type LocalEndpoint,
   type ServiceExportView,
 } from '@causeway/catalog';
 
@@ -122,6 +123,34 @@ export class ExportReconciler {
     await this.running;
   }
 
+  /**
+   * The ready and not-ready endpoints of a local Service, from its EndpointSlices: what
+   * local proxies route to (and the east-west gateway forwards to).
+   */
+  localEndpoints(namespace: string, name: string): LocalEndpoint[] {
+    const endpoints: LocalEndpoint[] = [];
+    for (const slice of this.slices.list(namespace)) {
+      if (slice.metadata?.labels?.[SERVICE_NAME_LABEL] !== name) continue;
+      if (slice.addressType === 'FQDN') continue;
+      const ports = (slice.ports ?? []).map((port) => ({
+        name: port.name ?? '',
+        port: port.port ?? 0,
+        protocol: port.protocol ?? 'TCP',
+      }));
+      for (const endpoint of slice.endpoints ?? []) {
+        for (const address of endpoint.addresses) {
+          endpoints.push({
+            address,
+            ready: endpoint.conditions?.ready !== false,
+            ports,
+            ...(endpoint.zone ? { zone: endpoint.zone } : {}),
+          });
+        }
+      }
+    }
+    return endpoints.sort((a, b) => a.address.localeCompare(b.address));
+  }
+
   /** Resolves once every queued key has been handled. */
   async idle(): Promise<void> {
     while (this.running) await this.running;
@@ -168,6 +197,14 @@ export class ExportReconciler {
       revision: this.revision,
     });
     await this.writeCondition(namespace, name, derived.valid);
+    if (!derived.record) {
+      await this.writeCondition(namespace, name, {
+        type: 'Ready',
+        status: 'False',
+        reason: 'Failed',
+        message: `not exported: ${derived.valid.message}`,
+      });
+    }
     if (derived.record) {
       this.exported.add(key);
       this.options.onEvent({ kind: 'ServiceExported', record: derived.record });

@@ -5,7 +5,7 @@ import {
   type KubeConfig,
   type V1EndpointSlice,
 } from '@kubernetes/client-node';
-import type { ExportRecord, MergedService } from '@causeway/catalog';
+import type { ConditionValue, ExportRecord, MergedService, PeerStatus, Withdrawals } from '@causeway/catalog';
 
 const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceimports' } as const;
 export const SERVICE_NAME_LABEL = 'multicluster.kubernetes.io/service-name';
@@ -13,7 +13,78 @@ export const SOURCE_CLUSTER_LABEL = 'multicluster.kubernetes.io/source-cluster';
 const MANAGED_BY_LABEL = 'endpointslice.kubernetes.io/managed-by';
 const MANAGED_BY = 'causeway.dev';
 
+/** The ServiceImport condition that says a source cluster has gone silent. */
+export const STALE_CONDITION = 'causeway.dev/Stale';
+
 const code = (error: unknown): number | undefined => (error as { code?: number }).code;
+
+/** What the writer writes: the merged catalog, the records behind it, and liveness. */
+export interface ImportPlan {
+  readonly catalog: ReadonlyMap<string, MergedService>;
+  readonly records: readonly ExportRecord[];
+  readonly peers: readonly PeerStatus[];
+  readonly withdrawn: Withdrawals;
+}
+
+type Condition = ConditionValue & { lastTransitionTime: string };
+
+/** Conditions with their transition time kept when the status did not change. */
+export function withTransitionTimes(
+  next: readonly ConditionValue[],
+  previous: readonly Condition[] | undefined,
+  now = new Date(),
+): Condition[] {
+  const stamp = now.toISOString().replace(/\.\d+Z$/, 'Z');
+  return next.map((condition) => {
+    const before = previous?.find((c) => c.type === condition.type);
+    return {
+      ...condition,
+      lastTransitionTime: before && before.status === condition.status ? before.lastTransitionTime : stamp,
+    };
+  });
+}
+
+/** The ServiceImport's `Ready` and staleness conditions. */
+export function importConditions(
+  service: MergedService,
+  clusters: readonly string[],
+  peers: readonly PeerStatus[],
+  withdrawn: ReadonlySet<string>,
+): ConditionValue[] {
+  const silent = peers.filter((peer) => peer.stale && service.clusters.includes(peer.cluster));
+  return [
+    {
+      type: 'Ready',
+      status: 'True',
+      reason: 'Ready',
+      message:
+        clusters.length > 0
+          ? `imported from ${clusters.length} cluster(s): ${clusters.join(', ')}`
+          : 'imported; every source cluster is withdrawn',
+    },
+    silent.length === 0
+      ? {
+          type: STALE_CONDITION,
+          status: 'False',
+          reason: 'HeartbeatsCurrent',
+          message: 'every source cluster has a current heartbeat',
+        }
+      : {
+          type: STALE_CONDITION,
+          status: 'True',
+          reason: 'HeartbeatMissing',
+          message: silent
+            .map(
+              (peer) =>
+                `${peer.cluster}: ${peer.lastHeartbeat ? `no heartbeat since ${peer.lastHeartbeat}` : 'no heartbeat received yet'}` +
+                (withdrawn.has(peer.cluster)
+                  ? ' (withdrawn by TrafficPolicy staleness)'
+                  : ' (endpoints kept)'),
+            )
+            .join('; '),
+        },
+  ];
+}
 
 /**
  * Writes the merged catalog into the local API server: one ServiceImport per service
@@ -23,8 +94,9 @@ const code = (error: unknown): number | undefined => (error as { code?: number }
  */
 export class ImportWriter {
   private readonly written = new Map<string, Set<string>>();
-  private latest:
-    { catalog: ReadonlyMap<string, MergedService>; records: readonly ExportRecord[] } | undefined;
+  /** What was last written per service, so that an unchanged service is not written again. */
+  private readonly writtenState = new Map<string, string>();
+  private latest: ImportPlan | undefined;
   private running: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
 
@@ -46,8 +118,8 @@ export class ImportWriter {
    * only; a failed write (API server busy or gone) is retried with backoff until it
    * succeeds or a newer catalog replaces it.
    */
-  submit(catalog: ReadonlyMap<string, MergedService>, records: readonly ExportRecord[]): void {
-    this.latest = { catalog, records };
+  submit(plan: ImportPlan): void {
+    this.latest = plan;
     if (this.retryTimer) {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
@@ -59,17 +131,17 @@ export class ImportWriter {
 
   private async drain(retryMs: number): Promise<void> {
     while (this.latest) {
-      const { catalog, records } = this.latest;
+      const plan = this.latest;
       this.latest = undefined;
       try {
-        await this.apply(catalog, records);
+        await this.apply(plan);
       } catch (error) {
         this.onError(error);
-        this.latest ??= { catalog, records };
+        this.latest ??= plan;
         const pending = this.latest;
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
-          if (this.latest === pending) this.submit(pending.catalog, pending.records);
+          if (this.latest === pending) this.submit(pending);
         }, retryMs);
         this.retryTimer.unref();
         return;
@@ -83,21 +155,24 @@ export class ImportWriter {
     this.latest = undefined;
   }
 
-  async apply(catalog: ReadonlyMap<string, MergedService>, records: readonly ExportRecord[]): Promise<void> {
+  async apply(plan: ImportPlan): Promise<void> {
+    const { catalog, records } = plan;
     for (const [key, service] of catalog) {
+      const withdrawn = plan.withdrawn.get(key) ?? new Set<string>();
+      const clusters = service.clusters.filter((cluster) => !withdrawn.has(cluster));
       const sources = records.filter(
-        (r) =>
-          r.namespace === service.namespace &&
-          r.name === service.name &&
-          service.clusters.includes(r.cluster),
+        (r) => r.namespace === service.namespace && r.name === service.name && clusters.includes(r.cluster),
       );
-      await this.writeService(service, sources);
+      const conditions = importConditions(service, clusters, plan.peers, withdrawn);
+      const state = JSON.stringify([service, clusters, sources, conditions]);
+      if (this.writtenState.get(key) === state) continue;
+      await this.writeService(service, clusters, sources, conditions);
+      this.writtenState.set(key, state);
       const previous = this.written.get(key) ?? new Set<string>();
       for (const cluster of previous) {
-        if (!service.clusters.includes(cluster))
-          await this.deleteSlice(service.namespace, service.name, cluster);
+        if (!clusters.includes(cluster)) await this.deleteSlice(service.namespace, service.name, cluster);
       }
-      this.written.set(key, new Set(service.clusters));
+      this.written.set(key, new Set(clusters));
     }
     for (const [key, clusters] of [...this.written]) {
       if (catalog.has(key)) continue;
@@ -107,10 +182,16 @@ export class ImportWriter {
         if (code(error) !== 404) throw error;
       });
       this.written.delete(key);
+      this.writtenState.delete(key);
     }
   }
 
-  private async writeService(service: MergedService, sources: readonly ExportRecord[]): Promise<void> {
+  private async writeService(
+    service: MergedService,
+    clusters: readonly string[],
+    sources: readonly ExportRecord[],
+    conditions: readonly ConditionValue[],
+  ): Promise<void> {
     const core = this.core;
     await core
       .createNamespace({ body: { metadata: { name: service.namespace } } })
@@ -130,7 +211,9 @@ export class ImportWriter {
         ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}),
       })),
     };
-    let current: { metadata: { resourceVersion?: string }; spec?: unknown; status?: unknown } | undefined;
+    let current:
+      | { metadata: { resourceVersion?: string }; spec?: unknown; status?: { conditions?: Condition[] } }
+      | undefined;
     try {
       current = (await custom.getNamespacedCustomObject({
         ...MCS,
@@ -167,7 +250,10 @@ export class ImportWriter {
       body: {
         ...body,
         metadata: { ...body.metadata, resourceVersion: saved.metadata.resourceVersion },
-        status: { clusters: service.clusters.map((cluster) => ({ cluster })) },
+        status: {
+          clusters: clusters.map((cluster) => ({ cluster })),
+          conditions: withTransitionTimes(conditions, current?.status?.conditions),
+        },
       },
     });
   }

@@ -16,6 +16,7 @@ import {
   createRegistry,
   onShutdownSignal,
   startAdminServer,
+  type DebugPages,
   type Logger,
   type Readiness,
 } from '@causeway/telemetry';
@@ -42,6 +43,8 @@ export interface ComponentContext<C = undefined> {
 export interface RunningComponent {
   readiness(): Readiness;
   stop(): Promise<void>;
+  /** JSON pages under `/debug/` on the admin port (e.g. `config`, `catalog`). */
+  readonly debug?: DebugPages;
 }
 
 export interface ComponentDefinition<C = undefined> {
@@ -148,7 +151,13 @@ export async function runComponent<C = undefined>(
   const registry = createRegistry({ component: definition.name, version: CAUSEWAY_VERSION });
   const running = await definition.start({ config, settings, logger, registry });
   const { host, port } = splitAddress(config.adminAddress);
-  const admin = await startAdminServer({ host, port, registry, readiness: () => running.readiness() });
+  const admin = await startAdminServer({
+    host,
+    port,
+    registry,
+    readiness: () => running.readiness(),
+    debug: running.debug,
+  });
   logger.info({ admin: admin.url, version: CAUSEWAY_VERSION }, 'started');
   onShutdownSignal(logger, async () => {
     await running.stop();

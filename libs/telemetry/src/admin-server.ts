@@ -5,11 +5,22 @@ import type { Registry } from 'prom-client';
 /** What `/readyz` reports: ready, or not with the reason a person can act on. */
 export type Readiness = { ready: true } | { ready: false; reason: string };
 
+/**
+ * JSON pages under `/debug/<name>`: each gets the query string and answers a value, or
+ * undefined for 404.
+ */
+export type DebugPages = Readonly<Record<string, (query: URLSearchParams) => unknown | Promise<unknown>>>;
+
 export interface AdminServerOptions {
   readonly host: string;
   readonly port: number;
   readonly registry: Registry;
   readonly readiness: () => Readiness;
+  readonly debug?: DebugPages;
+}
+
+function sendJson(res: http.ServerResponse, status: number, value: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(value, null, 2)}\n`);
 }
 
 /** The admin port of every Causeway process: `/livez`, `/readyz`, `/metrics`. */
@@ -21,7 +32,8 @@ export interface AdminServer {
 
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
       return;
@@ -39,10 +51,22 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
         (error: unknown) =>
           res.writeHead(500, { 'content-type': 'text/plain' }).end(`metrics failed: ${String(error)}\n`),
       );
+    } else if (path.startsWith('/debug/') && options.debug && Object.hasOwn(options.debug, path.slice(7))) {
+      const page = options.debug[path.slice(7)]!;
+      Promise.resolve()
+        .then(() => page(url.searchParams))
+        .then(
+          (value) =>
+            value === undefined
+              ? sendJson(res, 404, { error: `nothing found for ${url.search || path}` })
+              : sendJson(res, 200, value),
+          (error: unknown) => sendJson(res, 400, { error: (error as Error).message }),
+        );
     } else {
+      const pages = Object.keys(options.debug ?? {}).map((name) => `/debug/${name}`);
       res
         .writeHead(404, { 'content-type': 'text/plain' })
-        .end('not found: try /livez, /readyz or /metrics\n');
+        .end(`not found: try ${['/livez', '/readyz', '/metrics', ...pages].join(', ')}\n`);
     }
   });
   server.keepAliveTimeout = 5_000;

@@ -5,6 +5,7 @@ export {
   startAdminServer,
   type AdminServer,
   type AdminServerOptions,
+  type DebugPages,
   type Readiness,
 } from './admin-server.ts';
 export { onShutdownSignal } from './shutdown.ts';

@@ -2,6 +2,7 @@ import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Server } from 'node:https';
+import type { FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { buildSigningService, IssuedCertificates, type ProofMode } from '@causeway/identity';
 import {
@@ -29,6 +30,8 @@ export interface TrustControllerOptions {
   readonly store?: NatsTrustStore;
   readonly statusIntervalMs?: number;
   readonly registry?: Registry;
+  /** More routes on the same HTTPS listener (clients are asked for, not required to send, a certificate). */
+  readonly routes?: (app: FastifyInstance) => void;
   readonly log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -101,7 +104,9 @@ export async function startTrustController(options: TrustControllerOptions): Pro
     registry: options.registry,
     issued,
     tls: serving,
+    requestClientCertificates: options.routes !== undefined,
   });
+  options.routes?.(app);
   let servingFor = trust.signingCa.certificate.fingerprint256;
   trust.onChange(async () => {
     if (trust.signingCa.certificate.fingerprint256 === servingFor) return;
