@@ -1,0 +1,342 @@
+import type { X509Certificate } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { peerIdentity } from '@causeway/pki';
+import {
+  compileSnapshot,
+  PROXY_KINDS,
+  type DiscoveryInput,
+  type ProxyConfig,
+  type ProxyKind,
+  type Registration,
+} from './snapshot.ts';
+
+/** How often an idle stream carries an empty line, so both ends notice a dead connection. */
+export const KEEPALIVE_MS = 15_000;
+/** Configs kept per proxy, so that `/debug/config` can show the acknowledged one. */
+const KEPT_VERSIONS = 4;
+/** Disconnected proxies kept in the table (for `causeway explain`), oldest dropped first. */
+const MAX_DISCONNECTED = 1_000;
+
+/** What the controller knows about one proxy. */
+export interface ProxyStatus {
+  readonly proxy: string;
+  readonly kind: ProxyKind;
+  readonly spiffeId: string;
+  readonly connected: boolean;
+  readonly connectedAt: string;
+  readonly sentVersion?: number;
+  readonly ackedVersion?: number;
+  readonly ackedAt?: string;
+  /** Services (`ns/name`) in the acknowledged config. */
+  readonly ackedServices: readonly string[];
+}
+
+interface ProxyEntry {
+  registration: Registration;
+  spiffeId: string;
+  connectedAt: Date;
+  stream: ServerResponse | undefined;
+  keepalive: NodeJS.Timeout | undefined;
+  sentJson: string | undefined;
+  sent: Array<{ version: number; at: number; config: ProxyConfig }>;
+  acked: { version: number; at: Date } | undefined;
+}
+
+/** A refusal of the discovery API: the HTTP status and a stable code. */
+class DiscoveryError extends Error {
+  constructor(
+    readonly statusCode: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const proxyIdPattern = '^[A-Za-z0-9][A-Za-z0-9._~-]{0,252}$';
+
+/**
+ * The controller side of the discovery API. Proxies connect over mTLS with their mesh
+ * certificate (this cluster's only), register, and receive a stream of complete, versioned
+ * snapshots (newline-delimited JSON), one whenever what they need changes; they
+ * acknowledge each version they applied.
+ *
+ * - `POST /v1/discovery/stream` `{proxy, kind, version?}` -> `application/x-ndjson`
+ * - `POST /v1/discovery/ack` `{proxy, version}` -> 204
+ */
+export class DiscoveryServer {
+  private readonly proxiesById = new Map<string, ProxyEntry>();
+  private lastVersion = 0;
+  private scheduled = false;
+  private readonly pushes: Counter;
+  private readonly pushLatency: Histogram;
+  private readonly ackedVersion: Gauge;
+
+  constructor(
+    private readonly options: {
+      cluster: string;
+      trustDomain: string;
+      roots: () => readonly X509Certificate[];
+      input: () => DiscoveryInput;
+      registry?: Registry;
+      log?: (message: string, fields?: Record<string, unknown>) => void;
+    },
+  ) {
+    const registers = options.registry ? [options.registry] : [];
+    const proxies = this.proxiesById;
+    new Gauge({
+      name: 'causeway_discovery_proxies',
+      help: 'Proxies connected to this controller, by kind.',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const kind of PROXY_KINDS) this.set({ kind }, 0);
+        for (const entry of proxies.values()) if (entry.stream) this.inc({ kind: entry.registration.kind });
+      },
+    });
+    this.pushes = new Counter({
+      name: 'causeway_discovery_pushes_total',
+      help: 'Config snapshots sent to proxies.',
+      labelNames: ['kind'],
+      registers,
+    });
+    this.pushLatency = new Histogram({
+      name: 'causeway_discovery_push_seconds',
+      help: 'Seconds from sending a config snapshot to the proxy acknowledging it.',
+      labelNames: ['kind'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    });
+    this.ackedVersion = new Gauge({
+      name: 'causeway_discovery_config_version',
+      help: 'The config version each proxy last acknowledged.',
+      labelNames: ['proxy', 'kind'],
+      registers,
+    });
+  }
+
+  /** Adds the discovery routes to the controller's HTTPS app (which asks for client certificates). */
+  routes(app: FastifyInstance): void {
+    const proxy = { type: 'string', pattern: proxyIdPattern };
+    const version = { type: 'integer', minimum: 1 };
+    app.post<{ Body: Registration }>(
+      '/v1/discovery/stream',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['proxy', 'kind'],
+            additionalProperties: false,
+            properties: { proxy, kind: { type: 'string', enum: [...PROXY_KINDS] }, version },
+          },
+        },
+      },
+      async (request, reply) => {
+        const spiffeId = this.authenticate(request);
+        const registration = request.body;
+        const existing = this.proxiesById.get(registration.proxy);
+        if (existing && existing.spiffeId !== spiffeId) {
+          throw new DiscoveryError(
+            409,
+            'CAUSEWAY_DISCOVERY_PROXY_TAKEN',
+            `proxy ${registration.proxy} is registered by ${existing.spiffeId}`,
+          );
+        }
+        if (existing) this.closeStream(existing);
+        const entry: ProxyEntry = existing ?? {
+          registration,
+          spiffeId,
+          connectedAt: new Date(),
+          stream: undefined,
+          keepalive: undefined,
+          sentJson: undefined,
+          sent: [],
+          acked: undefined,
+        };
+        entry.registration = registration;
+        entry.connectedAt = new Date();
+        entry.sentJson = undefined;
+        this.proxiesById.set(registration.proxy, entry);
+        this.trimDisconnected();
+        reply.hijack();
+        const stream = reply.raw;
+        stream.writeHead(200, {
+          'content-type': 'application/x-ndjson',
+          'cache-control': 'no-store',
+        });
+        entry.stream = stream;
+        entry.keepalive = setInterval(() => stream.write('\n'), KEEPALIVE_MS);
+        const closed = (): void => {
+          if (entry.stream !== stream) return;
+          this.closeStream(entry);
+          this.options.log?.('proxy disconnected', { proxy: registration.proxy });
+        };
+        request.raw.socket.once('close', closed);
+        stream.once('close', closed);
+        this.options.log?.('proxy connected', {
+          proxy: registration.proxy,
+          kind: registration.kind,
+          spiffeId,
+          hasVersion: registration.version ?? null,
+        });
+        this.push(entry, this.options.input());
+      },
+    );
+    app.post<{ Body: { proxy: string; version: number } }>(
+      '/v1/discovery/ack',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            required: ['proxy', 'version'],
+            additionalProperties: false,
+            properties: { proxy, version },
+          },
+        },
+      },
+      async (request, reply) => {
+        const spiffeId = this.authenticate(request);
+        const entry = this.proxiesById.get(request.body.proxy);
+        if (!entry || entry.spiffeId !== spiffeId) {
+          throw new DiscoveryError(
+            404,
+            'CAUSEWAY_DISCOVERY_UNKNOWN_PROXY',
+            `no proxy ${request.body.proxy} is registered by ${spiffeId}`,
+          );
+        }
+        const sent = entry.sent.find((item) => item.version === request.body.version);
+        if (!sent) {
+          throw new DiscoveryError(
+            409,
+            'CAUSEWAY_DISCOVERY_UNKNOWN_VERSION',
+            `version ${request.body.version} was not sent to ${request.body.proxy}`,
+          );
+        }
+        if (!entry.acked || entry.acked.version < sent.version) {
+          entry.acked = { version: sent.version, at: new Date() };
+          this.pushLatency.observe({ kind: entry.registration.kind }, (Date.now() - sent.at) / 1000);
+          this.ackedVersion.set(
+            { proxy: entry.registration.proxy, kind: entry.registration.kind },
+            sent.version,
+          );
+        }
+        return reply.code(204).send();
+      },
+    );
+  }
+
+  /**
+   * Recompiles every connected proxy's snapshot soon (changes in one turn of the event loop
+   * are pushed together) and sends those that changed.
+   */
+  update(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      const input = this.options.input();
+      for (const entry of this.proxiesById.values()) if (entry.stream) this.push(entry, input);
+    });
+  }
+
+  /** Every proxy this controller knows, connected or not, sorted by id. */
+  proxies(): ProxyStatus[] {
+    return [...this.proxiesById.values()]
+      .map((entry) => {
+        const acked = entry.acked && entry.sent.find((item) => item.version === entry.acked!.version);
+        return {
+          proxy: entry.registration.proxy,
+          kind: entry.registration.kind,
+          spiffeId: entry.spiffeId,
+          connected: entry.stream !== undefined,
+          connectedAt: entry.connectedAt.toISOString(),
+          ...(entry.sent.length > 0 ? { sentVersion: entry.sent.at(-1)!.version } : {}),
+          ...(entry.acked
+            ? { ackedVersion: entry.acked.version, ackedAt: entry.acked.at.toISOString() }
+            : {}),
+          ackedServices: acked ? acked.config.services.map((s) => `${s.namespace}/${s.name}`) : [],
+        };
+      })
+      .sort((a, b) => a.proxy.localeCompare(b.proxy));
+  }
+
+  /** What `/debug/config?proxy=ID` shows: the proxy's state and the config it acknowledged. */
+  debugConfig(proxy: string): Record<string, unknown> | undefined {
+    const entry = this.proxiesById.get(proxy);
+    if (!entry) return undefined;
+    const status = this.proxies().find((item) => item.proxy === proxy)!;
+    const acked = entry.acked && entry.sent.find((item) => item.version === entry.acked!.version);
+    const latest = entry.sent.at(-1);
+    return {
+      ...status,
+      ackedConfig: acked?.config ?? null,
+      pendingConfig: latest && latest !== acked ? latest.config : null,
+    };
+  }
+
+  /** Ends every stream (proxies reconnect to the next controller). */
+  close(): void {
+    for (const entry of this.proxiesById.values()) {
+      const stream = entry.stream;
+      this.closeStream(entry);
+      stream?.end();
+    }
+  }
+
+  private push(entry: ProxyEntry, input: DiscoveryInput): void {
+    const config = compileSnapshot(input, entry.registration);
+    const json = JSON.stringify(config);
+    if (json === entry.sentJson || !entry.stream) return;
+    const version = (this.lastVersion = Math.max(this.lastVersion + 1, Date.now()));
+    entry.sentJson = json;
+    entry.sent.push({ version, at: Date.now(), config });
+    if (entry.sent.length > KEPT_VERSIONS) entry.sent.shift();
+    entry.stream.write(`{"version":${version},"config":${json}}\n`);
+    this.pushes.inc({ kind: entry.registration.kind });
+  }
+
+  private closeStream(entry: ProxyEntry): void {
+    if (entry.keepalive) clearInterval(entry.keepalive);
+    entry.keepalive = undefined;
+    entry.stream = undefined;
+  }
+
+  private trimDisconnected(): void {
+    const disconnected = [...this.proxiesById.values()].filter((entry) => !entry.stream);
+    for (const entry of disconnected.slice(0, Math.max(0, disconnected.length - MAX_DISCONNECTED))) {
+      this.proxiesById.delete(entry.registration.proxy);
+      this.ackedVersion.remove({ proxy: entry.registration.proxy, kind: entry.registration.kind });
+    }
+  }
+
+  /** The caller's SPIFFE ID: a mesh certificate issued in this cluster, or a refusal. */
+  private authenticate(request: FastifyRequest): string {
+    let identity;
+    try {
+      identity = peerIdentity(request.raw.socket as TLSSocket, {
+        roots: this.options.roots(),
+        trustDomain: this.options.trustDomain,
+      });
+    } catch (error) {
+      throw new DiscoveryError(
+        401,
+        'CAUSEWAY_DISCOVERY_UNAUTHENTICATED',
+        `a mesh client certificate is required: ${(error as Error).message}`,
+      );
+    }
+    if (identity.cluster !== this.options.cluster) {
+      throw new DiscoveryError(
+        403,
+        'CAUSEWAY_DISCOVERY_WRONG_CLUSTER',
+        `${identity.spiffeId.uri} was issued in cluster ${identity.cluster}; this controller serves ${this.options.cluster}`,
+      );
+    }
+    return identity.spiffeId.uri;
+  }
+}
+
+export { DiscoveryError };

@@ -1,0 +1,132 @@
+import type { ClustersetService } from '@causeway/catalog';
+import { z } from '@causeway/config';
+
+/** The kinds of proxy a controller serves; each receives only what it needs. */
+export const PROXY_KINDS = ['sidecar', 'east-west-gateway', 'ingress-gateway'] as const;
+export type ProxyKind = (typeof PROXY_KINDS)[number];
+
+/** What a proxy says about itself when it connects. */
+export interface Registration {
+  /** Unique per proxy in its cluster, e.g. `sidecar~shop~cart-0`. */
+  readonly proxy: string;
+  readonly kind: ProxyKind;
+  /** The version the proxy already has, if any (after a reconnect). */
+  readonly version?: number;
+}
+
+/** Everything a proxy is configured from, compiled from the controller's state. */
+export interface DiscoveryInput {
+  readonly cluster: string;
+  readonly trustDomain: string;
+  readonly trust: {
+    readonly bundleVersion: number;
+    readonly bundleHash: string;
+    readonly roots: readonly string[];
+  };
+  readonly services: readonly ClustersetService[];
+}
+
+/** One versioned config snapshot for one proxy: complete, never partial. */
+export interface ProxyConfig {
+  readonly cluster: string;
+  readonly trustDomain: string;
+  readonly proxy: string;
+  readonly kind: ProxyKind;
+  readonly trust: DiscoveryInput['trust'];
+  readonly services: readonly ClustersetService[];
+  /** Compiled HTTPRoute/GRPCRoute rules (empty until route sources are configured). */
+  readonly routes: readonly unknown[];
+  /** Compiled policies (empty until policy sources are configured). */
+  readonly policies: readonly unknown[];
+}
+
+/**
+ * Compiles the snapshot for one proxy. A sidecar or an ingress gateway gets every
+ * clusterset service with its backends; an east-west gateway gets only this cluster's own
+ * exports, with their local endpoints (what its SNI routing maps to).
+ */
+export function compileSnapshot(input: DiscoveryInput, registration: Registration): ProxyConfig {
+  const services =
+    registration.kind === 'east-west-gateway'
+      ? input.services.flatMap((service) => {
+          const local = service.backends.filter((backend) => backend.kind === 'local');
+          return local.length > 0 ? [{ ...service, backends: local }] : [];
+        })
+      : input.services;
+  return {
+    cluster: input.cluster,
+    trustDomain: input.trustDomain,
+    proxy: registration.proxy,
+    kind: registration.kind,
+    trust: input.trust,
+    services,
+    routes: [],
+    policies: [],
+  };
+}
+
+const port = z.number().int().min(0).max(65_535);
+const endpoint = z.object({
+  address: z.string().min(1),
+  ready: z.boolean(),
+  ports: z.array(z.object({ name: z.string(), port, protocol: z.string() })),
+  zone: z.string().optional(),
+});
+const backend = z.discriminatedUnion('kind', [
+  z.object({
+    kind: z.literal('local'),
+    cluster: z.string().min(1),
+    endpoints: z.array(endpoint),
+    identities: z.array(z.string()),
+  }),
+  z.object({
+    kind: z.literal('remote'),
+    cluster: z.string().min(1),
+    gatewayAddresses: z.array(z.string().min(1)),
+    identities: z.array(z.string()),
+    readyEndpoints: z.number().int().min(0),
+    locality: z.object({ region: z.string().optional(), zone: z.string().optional() }).optional(),
+    stale: z.boolean(),
+  }),
+]);
+
+/** What a proxy checks before it uses a snapshot: every field, so nothing partial is served. */
+export const proxyConfigSchema = z.object({
+  cluster: z.string().min(1),
+  trustDomain: z.string().min(1),
+  proxy: z.string().min(1),
+  kind: z.enum(PROXY_KINDS),
+  trust: z.object({
+    bundleVersion: z.number().int(),
+    bundleHash: z.string().min(1),
+    roots: z.array(z.string().min(1)).min(1),
+  }),
+  services: z.array(
+    z.object({
+      namespace: z.string().min(1),
+      name: z.string().min(1),
+      hostname: z.string().min(1),
+      type: z.enum(['ClusterSetIP', 'Headless']),
+      ports: z.array(
+        z.object({
+          name: z.string().optional(),
+          protocol: z.enum(['TCP', 'UDP', 'SCTP']),
+          port,
+          appProtocol: z.string().optional(),
+        }),
+      ),
+      backends: z.array(backend),
+      withdrawn: z.array(z.string()),
+    }),
+  ),
+  routes: z.array(z.unknown()),
+  policies: z.array(z.unknown()),
+});
+
+/** One line of the discovery stream. */
+export const snapshotMessageSchema = z.object({
+  version: z.number().int().positive(),
+  config: proxyConfigSchema,
+});
+
+export type SnapshotMessage = { readonly version: number; readonly config: ProxyConfig };

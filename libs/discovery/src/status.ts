@@ -1,0 +1,29 @@
+import type { ClustersetService, ExportVerdict, PeerStatus } from '@causeway/catalog';
+import type { ProxyStatus } from './server.ts';
+
+/**
+ * What a federation controller reports at `/debug/catalog` on its admin port, and what
+ * `causeway status` and `causeway explain` read.
+ */
+export interface ControllerStatus {
+  readonly cluster: string;
+  readonly trustDomain: string;
+  readonly time: string;
+  readonly natsConnected: boolean;
+  readonly catalogRunning: boolean;
+  readonly peers: readonly PeerStatus[];
+  /** This cluster's exports as published (tombstones included). */
+  readonly exports: ReadonlyArray<{
+    readonly namespace: string;
+    readonly name: string;
+    readonly revision: number;
+    readonly published: boolean;
+    readonly tombstone: boolean;
+    readonly readyEndpoints: number;
+  }>;
+  /** Every clusterset service: the merge verdicts and the backends proxies get. */
+  readonly services: ReadonlyArray<ClustersetService & { readonly verdicts: readonly ExportVerdict[] }>;
+  /** Records and signers refused, by reason. */
+  readonly refusals: Readonly<Record<string, number>>;
+  readonly proxies: readonly ProxyStatus[];
+}
