@@ -36,12 +36,12 @@ async function startCatalog(
     kubeConfig: kube.get(cluster)!,
     cluster,
     trustDomain: TD,
-    bus: await CatalogBus.open(connection),
     identity: () => identity,
     roots: () => [root],
     gatewayAddresses: [`127.0.0.${index + 1}:15443`],
     onError: (error) => errors.push(`${cluster}: ${String(error)}`),
   });
+  await controller.attach(await CatalogBus.open(connection));
   stops.push(() => controller.stop());
 }
 

@@ -105,7 +105,7 @@ describe('federation-controller', () => {
     const lines = createInterface({ input: child.stdout! });
     lines.on('line', (line) => logs.push(JSON.parse(line) as Record<string, unknown>));
     try {
-      const signing = String((await waitForLog('signing service listening')).signing);
+      const signing = String((await waitForLog('signing and discovery service listening')).signing);
       const admin = String((await waitForLog('started')).admin);
       await waitForLog('following trust updates over NATS');
 

@@ -1,25 +1,28 @@
 import { X509Certificate } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { splitAddress } from '@causeway/config';
+import { DiscoveryServer } from '@causeway/discovery';
 import { TokenReviewVerifier, type ProofMode } from '@causeway/identity';
-import type { SignedTrustBundle } from '@causeway/pki';
+import { bundleHash, type SignedTrustBundle } from '@causeway/pki';
 import { CatalogBus } from '@causeway/catalog';
 import { startCatalogController, type CatalogController } from '@causeway/k8s';
 import { runComponent } from '@causeway/runtime';
 import { NatsTrustStore, startTrustController } from '@causeway/trust';
 import { settingsSchema, type Settings } from './settings.ts';
+import { catalogStatus } from './status.ts';
 
 await runComponent<Settings>({
   name: 'federation-controller',
   description:
     "Per-cluster federation controller: publishes the cluster's ServiceExports to the clusterset over NATS, imports the other clusters' exports as ServiceImports, signs workload certificates and serves config to the local proxies.",
   status:
-    "this build signs workload certificates (POST /v1/certificates), follows the trust bundle over NATS, and with a catalog section publishes ServiceExports and writes ServiceImports; heartbeats, persistence of the catalog and the proxies' discovery API are not built yet.",
+    'this build signs workload certificates (POST /v1/certificates), follows the trust bundle over NATS, with a catalog section publishes ServiceExports, writes ServiceImports and keeps the last-known-good catalog, and streams config snapshots to proxies (POST /v1/discovery/stream). Route and policy sources and file mode are not built yet.',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, catalog.{kubeconfig,gatewayAddresses}',
+    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, catalog.{kubeconfig,gatewayAddresses,heartbeatInterval,staleAfter}',
   defaultAdminAddress: '127.0.0.1:15010',
   start: async ({ settings, logger, registry }) => {
     let proof: ProofMode;
@@ -30,6 +33,26 @@ await runComponent<Settings>({
     } else {
       proof = { kind: 'join-tokens', tokens: settings.signing.joinTokens! };
     }
+    let catalog: CatalogController | undefined;
+    let roots: X509Certificate[] = [];
+    // The discovery API shares the signing service's HTTPS listener.
+    const discovery: DiscoveryServer = new DiscoveryServer({
+      cluster: settings.cluster,
+      trustDomain: settings.trustDomain,
+      roots: () => roots,
+      input: () => ({
+        cluster: settings.cluster,
+        trustDomain: settings.trustDomain,
+        trust: {
+          bundleVersion: controller.trust.bundle.version,
+          bundleHash: bundleHash(controller.trust.bundle),
+          roots: controller.trust.bundle.roots,
+        },
+        services: catalog?.clusterset() ?? [],
+      }),
+      registry,
+      log: (message, fields) => logger.info(fields ?? {}, message),
+    });
     const controller = await startTrustController({
       cluster: settings.cluster,
       trustDomain: settings.trustDomain,
@@ -41,69 +64,116 @@ await runComponent<Settings>({
       workloadTtlMs: settings.signing.workloadTtl,
       listen: splitAddress(settings.signing.address),
       registry,
+      routes: (app) => discovery.routes(app),
       log: (level, message, fields) => logger[level](fields ?? {}, message),
+    });
+    const readRoots = (): void => {
+      roots = controller.trust.bundle.roots.map((pem) => new X509Certificate(pem));
+    };
+    readRoots();
+    controller.trust.onChange(() => {
+      readRoots();
+      discovery.update();
     });
     logger.info(
       { signing: controller.url, bundleVersion: controller.trust.bundle.version },
-      'signing service listening',
+      'signing and discovery service listening',
     );
 
-    // NATS may be down at start: the controller serves its last-known-good trust state and
-    // attaches when the connection comes up (fail static).
-    let connection: NatsConnection | undefined;
-    let catalog: CatalogController | undefined;
     let stopped = false;
+    const retrying = async (what: string, attempt: () => Promise<void>): Promise<void> => {
+      // A failure here is logged and retried with backoff, never fatal (fail static).
+      for (let delay = 500; !stopped; delay = Math.min(delay * 2, 30_000)) {
+        try {
+          await attempt();
+          return;
+        } catch (error) {
+          logger.error({ err: error, retryInMs: delay }, `${what} failed; retrying`);
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
+      }
+    };
+
+    // The catalog runs from the persisted last-known-good state and the local API server
+    // alone; NATS is attached when it is reachable.
+    const catalogStarted = settings.catalog
+      ? retrying('starting the catalog', async () => {
+          const catalogSettings = settings.catalog!;
+          const kubeConfig = new KubeConfig();
+          kubeConfig.loadFromFile(catalogSettings.kubeconfig);
+          catalog = await startCatalogController({
+            kubeConfig,
+            cluster: settings.cluster,
+            trustDomain: settings.trustDomain,
+            identity: () => controller.identity(),
+            roots: () => roots,
+            gatewayAddresses: catalogSettings.gatewayAddresses,
+            statePath: path.join(settings.stateDir, 'catalog.json'),
+            heartbeatIntervalMs: catalogSettings.heartbeatInterval,
+            staleAfterMs: catalogSettings.staleAfter,
+            registry,
+            onChange: () => discovery.update(),
+            onError: (error) => logger.warn({ err: error }, 'catalog sync error (retried)'),
+            log: (message, fields) => logger.info(fields ?? {}, message),
+          });
+          // A new intermediate means a new controller certificate: announce it.
+          controller.trust.onChange(() => catalog?.announceSigner());
+          discovery.update();
+          logger.info(
+            { gateways: catalogSettings.gatewayAddresses, services: catalog.clusterset().length },
+            'catalog running',
+          );
+        })
+      : Promise.resolve();
+
+    let connection: NatsConnection | undefined;
     if (settings.nats) {
       const url = settings.nats.url;
-      void (async () => {
-        // Keep trying: a failure here is logged and retried with backoff, never fatal.
-        for (let delay = 500; !stopped; delay = Math.min(delay * 2, 30_000)) {
-          try {
-            connection = await connect({
-              servers: url,
-              name: `causeway-${settings.cluster}`,
-              waitOnFirstConnect: true,
-              maxReconnectAttempts: -1,
-            });
-            if (stopped) break;
-            await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
-            logger.info({ nats: url }, 'following trust updates over NATS');
-            if (settings.catalog) {
-              const kubeConfig = new KubeConfig();
-              kubeConfig.loadFromFile(settings.catalog.kubeconfig);
-              catalog = await startCatalogController({
-                kubeConfig,
-                cluster: settings.cluster,
-                trustDomain: settings.trustDomain,
-                bus: await CatalogBus.open(connection),
-                identity: () => controller.identity(),
-                roots: () => controller.trust.bundle.roots.map((pem) => new X509Certificate(pem)),
-                gatewayAddresses: settings.catalog.gatewayAddresses,
-                registry,
-                onError: (error) => logger.warn({ err: error }, 'catalog sync error (retried)'),
-                log: (message, fields) => logger.info(fields ?? {}, message),
-              });
-              // A new intermediate means a new controller certificate: announce it.
-              controller.trust.onChange(() => catalog?.announceSigner());
-              logger.info({ gateways: settings.catalog.gatewayAddresses }, 'catalog sync running');
-            }
-            return;
-          } catch (error) {
-            logger.error(
-              { err: error, retryInMs: delay },
-              'NATS trust sync failed; serving the last-known-good trust state',
-            );
-            await connection?.close().catch(() => {});
-            connection = undefined;
-            await new Promise((resolve) => setTimeout(resolve, delay));
+      void retrying('attaching to NATS', async () => {
+        try {
+          connection = await connect({
+            servers: url,
+            name: `causeway-${settings.cluster}`,
+            waitOnFirstConnect: true,
+            maxReconnectAttempts: -1,
+          });
+          await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
+          logger.info({ nats: url }, 'following trust updates over NATS');
+          await catalogStarted;
+          if (catalog && !stopped) {
+            await catalog.attach(await CatalogBus.open(connection));
+            logger.info({ nats: url }, 'catalog attached to NATS');
           }
+        } catch (error) {
+          controller.trust.detach();
+          await connection?.close().catch(() => {});
+          connection = undefined;
+          throw error;
         }
-      })();
+      });
     }
     return {
-      readiness: () => ({ ready: true }),
+      readiness: () =>
+        settings.catalog && !catalog
+          ? { ready: false, reason: 'the catalog is not running yet' }
+          : { ready: true },
+      debug: {
+        config: (query) => {
+          const proxy = query.get('proxy');
+          return proxy ? discovery.debugConfig(proxy) : { proxies: discovery.proxies() };
+        },
+        catalog: () =>
+          catalogStatus({
+            cluster: settings.cluster,
+            trustDomain: settings.trustDomain,
+            natsConnected: connection !== undefined && !connection.isClosed(),
+            catalog,
+            proxies: discovery.proxies(),
+          }),
+      },
       stop: async () => {
         stopped = true;
+        discovery.close();
         await catalog?.stop();
         await controller.close();
         await connection?.drain().catch(() => {});

@@ -68,6 +68,10 @@ export const settingsSchema = z
       .object({
         kubeconfig: z.string().min(1),
         gatewayAddresses: z.array(z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port')).min(1),
+        /** How often the heartbeat is published and liveness is re-evaluated. */
+        heartbeatInterval: duration('5s'),
+        /** A cluster without a heartbeat for this long is reported stale (its endpoints stay). */
+        staleAfter: duration('30s'),
       })
       .strict()
       .optional(),
@@ -76,6 +80,13 @@ export const settingsSchema = z
   .refine((settings) => !settings.catalog || settings.nats, {
     message: 'catalog needs nats.url',
     path: ['catalog'],
-  });
+  })
+  .refine(
+    (settings) => !settings.catalog || settings.catalog.staleAfter > settings.catalog.heartbeatInterval,
+    {
+      message: 'staleAfter must be longer than heartbeatInterval',
+      path: ['catalog', 'staleAfter'],
+    },
+  );
 
 export type Settings = z.output<typeof settingsSchema>;

@@ -1,0 +1,38 @@
+import type { ControllerStatus, ProxyStatus } from '@causeway/discovery';
+import type { CatalogController } from '@causeway/k8s';
+
+/** The controller's state for `/debug/catalog` (read by `causeway status` and `explain`). */
+export async function catalogStatus(input: {
+  cluster: string;
+  trustDomain: string;
+  natsConnected: boolean;
+  catalog: CatalogController | undefined;
+  proxies: readonly ProxyStatus[];
+}): Promise<ControllerStatus> {
+  const { catalog } = input;
+  const merged = catalog?.sync.catalog();
+  return {
+    cluster: input.cluster,
+    trustDomain: input.trustDomain,
+    time: new Date().toISOString(),
+    natsConnected: input.natsConnected,
+    catalogRunning: catalog !== undefined,
+    peers: catalog?.sync.peerStatus() ?? [],
+    exports: (catalog?.localExports() ?? [])
+      .map(({ record, published }) => ({
+        namespace: record.namespace,
+        name: record.name,
+        revision: record.revision,
+        published,
+        tombstone: record.tombstone === true,
+        readyEndpoints: record.readyEndpoints,
+      }))
+      .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
+    services: (catalog?.clusterset() ?? []).map((service) => ({
+      ...service,
+      verdicts: merged?.get(`${service.namespace}/${service.name}`)?.verdicts ?? [],
+    })),
+    refusals: (await catalog?.sync.refusals()) ?? {},
+    proxies: input.proxies,
+  };
+}

@@ -1,0 +1,279 @@
+// Fail static with real processes: two federation-controller processes (east, west), two
+// real API servers, real NATS, and a proxy on west's discovery API. NATS restarts delete
+// nothing and changes made meanwhile catch up; a silent cluster is marked stale, never
+// removed; west's controller killed with SIGKILL and restarted while NATS is down still
+// serves the last catalog to the proxy.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
+import { DiscoveryClient, type SnapshotMessage } from '@causeway/discovery';
+import { TrustDirectory } from '@causeway/pki';
+import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
+import {
+  startControllerProcess,
+  workloadCredentials,
+  writeYaml,
+  type ControllerProcess,
+} from '../support/controller-process.ts';
+
+const run = promisify(execFile);
+const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
+const TD = 'mesh.test';
+const TOKEN = 'fail-static-join-token-0123';
+const SE = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceexports' } as const;
+const SI = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceimports' } as const;
+
+let env: Environment;
+let dir: string;
+const controllers = new Map<string, ControllerProcess>();
+const kube = new Map<string, KubeConfig>();
+
+async function settingsFile(cluster: string, index: number): Promise<string> {
+  const directory = new TrustDirectory(dir);
+  const files = directory.clusterFiles(cluster);
+  return await writeYaml(path.join(dir, `${cluster}.yaml`), {
+    cluster,
+    trustDomain: TD,
+    stateDir: path.join(dir, `state-${cluster}`),
+    nats: { url: env.nats!.url },
+    trust: {
+      intermediateCertificate: files.certificate,
+      intermediateKey: files.privateKey,
+      bundle: directory.bundleFile,
+    },
+    signing: {
+      address: '127.0.0.1:0',
+      workloadTtl: '1h',
+      joinTokens: [{ token: TOKEN, namespaces: ['*'], serviceAccounts: ['*'] }],
+    },
+    statusInterval: '500ms',
+    catalog: {
+      kubeconfig: env.clusters[index]!.kubeconfigPath,
+      gatewayAddresses: [`127.0.0.${index + 1}:15443`],
+      heartbeatInterval: '300ms',
+      staleAfter: '2s',
+    },
+  });
+}
+
+async function startController(cluster: string, index: number): Promise<ControllerProcess> {
+  const controller = await startControllerProcess(await settingsFile(cluster, index));
+  controllers.set(cluster, controller);
+  return controller;
+}
+
+before(async () => {
+  env = await startEnvironment({ clusterNames: ['east', 'west'], nats: true });
+  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-fail-static-'));
+  await run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', TD]);
+  for (const cluster of ['east', 'west'])
+    await run(process.execPath, [cli, 'trust', 'issue-intermediate', '--dir', dir, '--cluster', cluster]);
+  await run(process.execPath, [cli, 'trust', 'publish', '--dir', dir, '--nats-url', env.nats!.url]);
+  for (const [index, cluster] of ['east', 'west'].entries()) {
+    kube.set(cluster, env.clusters[index]!.kubeConfig());
+    await startController(cluster, index);
+  }
+});
+
+after(async () => {
+  for (const controller of controllers.values()) await controller.stop();
+  await env?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function exportCart(ports: Array<{ name: string; port: number }>): Promise<void> {
+  const config = kube.get('east')!;
+  const core = config.makeApiClient(CoreV1Api);
+  await core.createNamespace({ body: { metadata: { name: 'shop' } } }).catch(() => {});
+  const spec = { ports: ports.map((p) => ({ ...p, protocol: 'TCP' })), selector: { app: 'cart' } };
+  try {
+    const current = await core.readNamespacedService({ name: 'cart', namespace: 'shop' });
+    await core.replaceNamespacedService({
+      name: 'cart',
+      namespace: 'shop',
+      body: { ...current, spec: { ...current.spec, ports: spec.ports } },
+    });
+  } catch {
+    await core.createNamespacedService({ namespace: 'shop', body: { metadata: { name: 'cart' }, spec } });
+    await config.makeApiClient(DiscoveryV1Api).createNamespacedEndpointSlice({
+      namespace: 'shop',
+      body: {
+        metadata: { name: 'cart-1', labels: { 'kubernetes.io/service-name': 'cart' } },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: ['10.1.0.7'], conditions: { ready: true } }],
+        ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+      },
+    });
+    await config.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
+      ...SE,
+      namespace: 'shop',
+      body: { apiVersion: `${SE.group}/${SE.version}`, kind: 'ServiceExport', metadata: { name: 'cart' } },
+    });
+  }
+}
+
+type Condition = { type: string; status: string; reason: string; message: string };
+type ImportObject = {
+  spec: { ports: Array<{ port: number }> };
+  status?: { clusters?: Array<{ cluster: string }>; conditions?: Condition[] };
+};
+
+const readImport = async (cluster: string): Promise<ImportObject> =>
+  (await kube
+    .get(cluster)!
+    .makeApiClient(CustomObjectsApi)
+    .getNamespacedCustomObject({ ...SI, namespace: 'shop', name: 'cart' })) as ImportObject;
+
+const conditionOf = (conditions: Condition[] | undefined, type: string): Condition | undefined =>
+  conditions?.find((c) => c.type === type);
+
+const metric = async (controller: ControllerProcess, pattern: RegExp): Promise<string | undefined> =>
+  pattern.exec(await (await fetch(`${controller.adminUrl}/metrics`)).text())?.[1];
+
+test('an export reaches a proxy in another cluster; NATS restarts and a controller SIGKILL delete nothing', async () => {
+  await exportCart([{ name: 'http', port: 80 }]);
+  const east = controllers.get('east')!;
+
+  // The ServiceExport in east: Valid, Ready (published), no conflict.
+  await eventually(async () => {
+    const se = (await kube
+      .get('east')!
+      .makeApiClient(CustomObjectsApi)
+      .getNamespacedCustomObject({ ...SE, namespace: 'shop', name: 'cart' })) as {
+      status?: { conditions?: Condition[] };
+    };
+    const conditions = se.status?.conditions;
+    assert.equal(conditionOf(conditions, 'Valid')?.status, 'True');
+    assert.equal(conditionOf(conditions, 'Ready')?.reason, 'Exported');
+    assert.equal(conditionOf(conditions, 'Ready')?.status, 'True');
+    assert.equal(conditionOf(conditions, 'Conflict')?.reason, 'NoConflicts');
+  }, 30_000);
+  const imported = await eventually(() => readImport('west'), 30_000);
+  assert.deepEqual(imported.status?.clusters, [{ cluster: 'east' }]);
+  assert.equal(conditionOf(imported.status?.conditions, 'Ready')?.status, 'True');
+  assert.equal(conditionOf(imported.status?.conditions, 'causeway.dev/Stale')?.status, 'False');
+
+  // A sidecar in west, on west's discovery API with its mesh certificate.
+  const west = controllers.get('west')!;
+  const root = await new TrustDirectory(dir).activeRoot();
+  const credentials = await workloadCredentials({
+    signingUrl: west.signingUrl,
+    rootPem: root.certificatePem,
+    trustDomain: TD,
+    cluster: 'west',
+    namespace: 'shop',
+    serviceAccount: 'web',
+    token: TOKEN,
+  });
+  const received: SnapshotMessage[] = [];
+  let controllerUrl = west.signingUrl;
+  const proxy = new DiscoveryClient({
+    get controllerUrl() {
+      return controllerUrl;
+    },
+    trustDomain: TD,
+    cluster: 'west',
+    proxy: 'sidecar~shop~web-0',
+    kind: 'sidecar',
+    credentials: () => credentials,
+    onConfig: (message) => {
+      received.push(message);
+    },
+  });
+  await proxy.start();
+  try {
+    const cartIn = (message: SnapshotMessage | undefined) =>
+      message?.config.services.find((s) => s.namespace === 'shop' && s.name === 'cart');
+    const first = await eventually(async () => {
+      const cart = cartIn(proxy.current());
+      assert.ok(cart, 'the proxy has no shop/cart yet');
+      return cart;
+    }, 30_000);
+    assert.equal(first.hostname, 'cart.shop.svc.clusterset.local');
+    assert.deepEqual(
+      first.backends.map((b) => [b.kind, b.cluster]),
+      [['remote', 'east']],
+    );
+    const backend = first.backends[0]!;
+    assert.deepEqual(backend.kind === 'remote' && backend.gatewayAddresses, ['127.0.0.1:15443']);
+
+    // The controller shows what the proxy acknowledged.
+    const debug = await eventually(async () => {
+      const page = (await (await fetch(`${west.adminUrl}/debug/config?proxy=sidecar~shop~web-0`)).json()) as {
+        ackedVersion?: number;
+        spiffeId: string;
+        ackedConfig: { services: Array<{ name: string }> } | null;
+      };
+      assert.equal(page.ackedVersion, proxy.current()!.version);
+      return page;
+    }, 10_000);
+    assert.equal(debug.spiffeId, `spiffe://${TD}/ns/shop/sa/web`);
+    assert.deepEqual(
+      debug.ackedConfig?.services.map((s) => s.name),
+      ['cart'],
+    );
+    assert.equal((await fetch(`${west.adminUrl}/debug/config?proxy=nobody`)).status, 404);
+
+    // NATS goes away. East changes its export meanwhile; west keeps everything and, once
+    // east's heartbeat is older than staleAfter, says east is stale.
+    await env.nats!.stop();
+    await exportCart([
+      { name: 'http', port: 80 },
+      { name: 'admin', port: 9090 },
+    ]);
+    await eventually(async () => {
+      const stale = conditionOf((await readImport('west')).status?.conditions, 'causeway.dev/Stale');
+      assert.equal(stale?.status, 'True');
+      assert.match(stale!.message, /east: no heartbeat since .* \(endpoints kept\)/);
+    }, 30_000);
+    assert.equal(await metric(west, /causeway_catalog_peer_stale\{[^}]*cluster="east"[^}]*\} (\d)/), '1');
+    assert.deepEqual((await readImport('west')).status?.clusters, [{ cluster: 'east' }]);
+    assert.ok(cartIn(proxy.current()), 'the proxy lost shop/cart while NATS was down');
+    const staleBackend = cartIn(proxy.current())!.backends[0]!;
+    assert.equal(staleBackend.kind === 'remote' && staleBackend.stale, true);
+
+    // NATS is back (same store): the change made meanwhile arrives, staleness clears.
+    await env.nats!.restart();
+    await eventually(async () => {
+      const si = await readImport('west');
+      assert.deepEqual(
+        si.spec.ports.map((p) => p.port),
+        [80, 9090],
+      );
+      assert.equal(conditionOf(si.status?.conditions, 'causeway.dev/Stale')?.status, 'False');
+    }, 60_000);
+    await eventually(async () => {
+      assert.deepEqual(
+        cartIn(proxy.current())!.ports.map((p) => p.port),
+        [80, 9090],
+      );
+    }, 10_000);
+
+    // West's controller is killed outright, NATS is down, and west comes back: it serves
+    // the persisted catalog to the proxy, which reconnects by itself.
+    const versionBefore = proxy.current()!.version;
+    assert.equal(await west.stop('SIGKILL'), null);
+    await env.nats!.stop();
+    const restarted = await startController('west', 1);
+    controllerUrl = restarted.signingUrl;
+    await restarted.waitForLog('restored the last-known-good catalog');
+    await eventually(async () => {
+      const message = proxy.current()!;
+      assert.ok(message.version > versionBefore, 'no snapshot from the restarted controller yet');
+      assert.deepEqual(
+        cartIn(message)!.ports.map((p) => p.port),
+        [80, 9090],
+      );
+    }, 30_000);
+    assert.deepEqual((await readImport('west')).status?.clusters, [{ cluster: 'east' }]);
+    assert.ok(east.child.exitCode === null, 'east must still be running');
+    await env.nats!.restart();
+  } finally {
+    await proxy.stop();
+  }
+});
