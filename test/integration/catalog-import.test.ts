@@ -29,7 +29,7 @@ async function startCatalog(
   index: number,
   identity: { certificate: X509Certificate; privateKey: KeyObject; chainPem: string },
   root: X509Certificate,
-): Promise<void> {
+): Promise<() => Promise<void>> {
   const connection = await connect({ servers: env.nats!.url });
   connections.push(connection);
   const controller = await startCatalogController({
@@ -39,18 +39,30 @@ async function startCatalog(
     identity: () => identity,
     roots: () => [root],
     gatewayAddresses: [`127.0.0.${index + 1}:15443`],
+    heartbeatIntervalMs: 300,
+    staleAfterMs: 1_500,
     onError: (error) => errors.push(`${cluster}: ${String(error)}`),
   });
   await controller.attach(await CatalogBus.open(connection));
-  stops.push(() => controller.stop());
+  const stop = () => controller.stop();
+  stops.push(stop);
+  return stop;
 }
+
+const identities = new Map<
+  string,
+  { certificate: X509Certificate; privateKey: KeyObject; chainPem: string }
+>();
+let rootCertificate: X509Certificate;
 
 before(async () => {
   env = await startEnvironment({ clusterNames: [...CLUSTERS], nats: true });
   const root = await createRootCa({ trustDomain: TD });
+  rootCertificate = root.certificate;
   for (const [index, cluster] of CLUSTERS.entries()) {
     kube.set(cluster, env.clusters[index]!.kubeConfig());
-    await startCatalog(cluster, index, await controllerIdentity(root, TD, cluster), root.certificate);
+    identities.set(cluster, await controllerIdentity(root, TD, cluster));
+    await startCatalog(cluster, index, identities.get(cluster)!, root.certificate);
   }
 });
 
@@ -80,6 +92,7 @@ async function exportFrom(
   cluster: string,
   name: string,
   ports: Array<{ name: string; port: number }>,
+  headless = false,
 ): Promise<void> {
   const kubeConfig = kube.get(cluster)!;
   await kubeConfig
@@ -90,7 +103,11 @@ async function exportFrom(
     namespace: 'shop',
     body: {
       metadata: { name },
-      spec: { ports: ports.map((p) => ({ ...p, protocol: 'TCP' })), selector: { app: name } },
+      spec: {
+        ports: ports.map((p) => ({ ...p, protocol: 'TCP' })),
+        selector: { app: name },
+        ...(headless ? { clusterIP: 'None' } : {}),
+      },
     },
   });
   await kubeConfig.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
@@ -102,7 +119,10 @@ async function exportFrom(
 
 type ServiceImportObject = {
   spec: { type: string; ports: Array<{ name?: string; port: number }> };
-  status?: { clusters?: Array<{ cluster: string }> };
+  status?: {
+    clusters?: Array<{ cluster: string }>;
+    conditions?: Array<{ type: string; status: string; reason: string; message: string }>;
+  };
 };
 
 const serviceImport = async (cluster: string, name: string): Promise<ServiceImportObject | undefined> => {
@@ -201,4 +221,92 @@ test('unexporting removes the ServiceImport and its slices elsewhere', async () 
     });
     assert.equal(slices.items.length, 0);
   }
+});
+
+test('conflicting types: the oldest export wins everywhere, the newer one gets TypeConflict and is left out', async () => {
+  await exportFrom('east', 'search', [{ name: 'http', port: 80 }]);
+  await new Promise((r) => setTimeout(r, 1_100));
+  await exportFrom('west', 'search', [{ name: 'http', port: 80 }], true);
+  for (const cluster of CLUSTERS) {
+    const imported = await eventually(`search in ${cluster}`, async () => {
+      const si = await serviceImport(cluster, 'search');
+      return si?.status?.clusters?.length ? si : undefined;
+    });
+    assert.equal(imported.spec.type, 'ClusterSetIP');
+    assert.deepEqual(imported.status?.clusters, [{ cluster: 'east' }]);
+  }
+  assert.equal(
+    await eventually('TypeConflict on west', async () =>
+      (await condition('west', 'search', 'Conflict')) === 'True/TypeConflict' ? 'yes' : undefined,
+    ),
+    'yes',
+  );
+  assert.equal(await condition('east', 'search', 'Conflict'), 'False/NoConflicts');
+  const slices = await kube.get('north')!.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({
+    namespace: 'shop',
+    labelSelector: 'multicluster.kubernetes.io/service-name=search',
+  });
+  assert.deepEqual(
+    slices.items.map((slice) => slice.metadata?.labels?.['multicluster.kubernetes.io/source-cluster']),
+    ['east'],
+  );
+});
+
+test('a silent cluster is stale everywhere; only a TrafficPolicy withdrawAfter withdraws it, and it returns', async () => {
+  await exportFrom('north', 'stock', [{ name: 'http', port: 80 }]);
+  await kube
+    .get('west')!
+    .makeApiClient(CustomObjectsApi)
+    .createNamespacedCustomObject({
+      group: 'policy.causeway.dev',
+      version: 'v1alpha1',
+      plural: 'trafficpolicies',
+      namespace: 'shop',
+      body: {
+        apiVersion: 'policy.causeway.dev/v1alpha1',
+        kind: 'TrafficPolicy',
+        metadata: { name: 'stock-staleness' },
+        spec: {
+          targetRefs: [{ group: 'multicluster.x-k8s.io', kind: 'ServiceImport', name: 'stock' }],
+          staleness: { withdrawAfter: '3s' },
+        },
+      },
+    });
+  for (const cluster of ['east', 'west'])
+    await eventually(`stock in ${cluster}`, async () =>
+      (await serviceImport(cluster, 'stock'))?.status?.clusters?.length === 1 ? true : undefined,
+    );
+
+  // North's controller stops: no more heartbeats.
+  const northIndex = CLUSTERS.indexOf('north');
+  await stops.splice(northIndex, 1)[0]!();
+  const staleOf = (si: ServiceImportObject | undefined) =>
+    si?.status?.conditions?.find((c) => c.type === 'causeway.dev/Stale');
+  const withdrawn = await eventually('stock withdrawn in west', async () => {
+    const si = await serviceImport('west', 'stock');
+    return si?.status?.clusters?.length === 0 ? si : undefined;
+  });
+  assert.match(
+    staleOf(withdrawn)!.message,
+    /north: no heartbeat since .* \(withdrawn by TrafficPolicy staleness\)/,
+  );
+  const westSlices = await kube.get('west')!.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({
+    namespace: 'shop',
+    labelSelector: 'multicluster.kubernetes.io/service-name=stock',
+  });
+  assert.equal(westSlices.items.length, 0);
+  // East has no such policy: north is stale there, and its endpoints stay.
+  const kept = await eventually('stock stale in east', async () => {
+    const si = await serviceImport('east', 'stock');
+    return staleOf(si)?.status === 'True' ? si : undefined;
+  });
+  assert.deepEqual(kept.status?.clusters, [{ cluster: 'north' }]);
+  assert.match(staleOf(kept)!.message, /\(endpoints kept\)/);
+
+  // North comes back: the withdrawal ends by itself.
+  await startCatalog('north', northIndex, identities.get('north')!, rootCertificate);
+  await eventually('stock back in west', async () => {
+    const si = await serviceImport('west', 'stock');
+    return si?.status?.clusters?.length === 1 && staleOf(si)?.status === 'False' ? true : undefined;
+  });
 });
