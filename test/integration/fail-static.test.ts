@@ -219,6 +219,84 @@ test('an export reaches a proxy in another cluster; NATS restarts and a controll
     );
     assert.equal((await fetch(`${west.adminUrl}/debug/config?proxy=nobody`)).status, 404);
 
+    // The operator's view: `causeway status` over both controllers, `causeway explain`.
+    const statusJson = JSON.parse(
+      (
+        await run(process.execPath, [
+          cli,
+          'status',
+          '--controller',
+          west.adminUrl,
+          '--controller',
+          east.adminUrl,
+          '--json',
+        ])
+      ).stdout,
+    ) as Array<{
+      cluster: string;
+      peers: Array<{ cluster: string; stale: boolean }>;
+      exports: Array<{ name: string; published: boolean; revision: number }>;
+      proxies: Array<{ proxy: string; connected: boolean }>;
+    }>;
+    assert.deepEqual(
+      statusJson.map((s) => s.cluster),
+      ['west', 'east'],
+    );
+    assert.deepEqual(
+      statusJson[0]!.peers.map((p) => [p.cluster, p.stale]),
+      [
+        ['east', false],
+        ['west', false],
+      ],
+    );
+    assert.deepEqual(statusJson[1]!.exports, [
+      {
+        namespace: 'shop',
+        name: 'cart',
+        revision: statusJson[1]!.exports[0]!.revision,
+        published: true,
+        tombstone: false,
+        readyEndpoints: 1,
+      },
+    ]);
+    assert.deepEqual(
+      statusJson[0]!.proxies.map((p) => [p.proxy, p.connected]),
+      [['sidecar~shop~web-0', true]],
+    );
+    const table = (await run(process.execPath, [cli, 'status', '--controller', west.adminUrl])).stdout;
+    assert.match(
+      table,
+      /^Cluster west .* NATS connected, catalog running, 1 proxies connected, 1 on the latest config/,
+    );
+    assert.match(table, /shop\/cart\s+ClusterSetIP\s+80\/TCP \(http\)\s+east\s+-/);
+    const explained = (
+      await run(process.execPath, [cli, 'explain', 'cart.shop', '--controller', west.adminUrl])
+    ).stdout;
+    assert.match(explained, /^cart\.shop\.svc\.clusterset\.local \(ClusterSetIP\), seen from cluster west/);
+    assert.match(
+      explained,
+      /east\s+east-west gateway 127\.0\.0\.1:15443\s+1 ready\s+exported there; heartbeat current/,
+    );
+    assert.match(
+      explained,
+      /sidecar~shop~web-0\s+sidecar\s+spiffe:\/\/mesh\.test\/ns\/shop\/sa\/web\s+\d+\s+yes/,
+    );
+    const unknown = await run(process.execPath, [
+      cli,
+      'explain',
+      'nope.shop',
+      '--controller',
+      west.adminUrl,
+    ]).then(
+      () => ({ code: 0, stderr: '' }),
+      (error: { code: number; stderr: string }) => error,
+    );
+    assert.equal(unknown.code, 1);
+    assert.match(
+      unknown.stderr,
+      /nope\.shop is not in cluster west's clusterset catalog \(it has: cart\.shop\)/,
+    );
+
     // NATS goes away. East changes its export meanwhile; west keeps everything and, once
     // east's heartbeat is older than staleAfter, says east is stale.
     await env.nats!.stop();

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CAUSEWAY_VERSION } from '@causeway/runtime';
 import { envUp, MAX_CLUSTERS } from './env.ts';
+import { statusCommands } from './status.ts';
 import { trustCommand } from './trust.ts';
 
 function clusterCount(value: string): number {
@@ -100,6 +101,7 @@ program
   });
 
 program.addCommand(trustCommand());
+for (const command of statusCommands()) program.addCommand(command);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,0 +1,233 @@
+import { Command, InvalidArgumentError } from 'commander';
+import type { ControllerStatus } from '@causeway/discovery';
+import { formatTable } from './table.ts';
+
+const DEFAULT_CONTROLLER = 'http://127.0.0.1:15010';
+
+class StatusError extends Error {
+  readonly code = 'CAUSEWAY_CLI_STATUS';
+}
+
+function adminUrl(value: string): string {
+  try {
+    const url = new URL(value);
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
+    return url.origin;
+  } catch {
+    throw new InvalidArgumentError(`'${value}' is not an http(s) URL of a controller's admin port`);
+  }
+}
+
+const collect = (value: string, previous: string[] | undefined): string[] => [
+  ...(previous ?? []),
+  adminUrl(value),
+];
+
+/** Reads `/debug/catalog` from a controller's admin port. */
+export async function fetchStatus(controller: string): Promise<ControllerStatus> {
+  let response: Response;
+  try {
+    response = await fetch(`${controller}/debug/catalog`, { signal: AbortSignal.timeout(5_000) });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
+    throw new StatusError(
+      `cannot reach the federation controller's admin port at ${controller} (${cause}); pass --controller URL`,
+    );
+  }
+  if (!response.ok)
+    throw new StatusError(
+      `${controller}/debug/catalog answered ${response.status}: is it a federation controller?`,
+    );
+  return (await response.json()) as ControllerStatus;
+}
+
+const seconds = (value: number | undefined): string =>
+  value === undefined ? '-' : value < 1 ? `${Math.round(value * 1000)}ms` : `${value.toFixed(1)}s`;
+
+const portsOf = (ports: ControllerStatus['services'][number]['ports']): string =>
+  ports.map((p) => `${p.port}/${p.protocol}${p.name ? ` (${p.name})` : ''}`).join(', ') || '-';
+
+/** The readable form of one controller's status. */
+export function renderStatus(status: ControllerStatus): string {
+  const sections: string[] = [];
+  const connected = status.proxies.filter((p) => p.connected);
+  const current = connected.filter((p) => p.ackedVersion !== undefined && p.ackedVersion === p.sentVersion);
+  sections.push(
+    `Cluster ${status.cluster} (trust domain ${status.trustDomain}): NATS ${status.natsConnected ? 'connected' : 'NOT connected'}, catalog ${status.catalogRunning ? 'running' : 'NOT running'}, ${connected.length} proxies connected, ${current.length} on the latest config`,
+  );
+  sections.push(
+    formatTable(
+      ['cluster', 'heartbeat age', 'stale', 'sync lag', 'gateways'],
+      status.peers.map((peer) => [
+        peer.cluster + (peer.cluster === status.cluster ? ' (this)' : ''),
+        peer.heartbeatSeen ? seconds(peer.ageSeconds) : 'never',
+        peer.stale ? 'STALE' : 'no',
+        seconds(peer.syncLagSeconds),
+        peer.gatewayAddresses.join(', ') || '-',
+      ]),
+    ),
+  );
+  sections.push(
+    `Exports of ${status.cluster}:\n` +
+      (status.exports.length === 0
+        ? '  none'
+        : formatTable(
+            ['service', 'revision', 'published', 'ready endpoints'],
+            status.exports.map((e) => [
+              `${e.namespace}/${e.name}`,
+              String(e.revision),
+              e.tombstone ? 'unexported' : e.published ? 'yes' : 'PENDING',
+              e.tombstone ? '-' : String(e.readyEndpoints),
+            ]),
+          )),
+  );
+  sections.push(
+    'Clusterset services:\n' +
+      (status.services.length === 0
+        ? '  none'
+        : formatTable(
+            ['service', 'type', 'ports', 'clusters', 'conflicts'],
+            status.services.map((s) => [
+              `${s.namespace}/${s.name}`,
+              s.type,
+              portsOf(s.ports),
+              s.backends
+                .map((b) => b.cluster + (b.kind === 'remote' && b.stale ? ' (stale)' : ''))
+                .join(', ') + (s.withdrawn.length > 0 ? `; withdrawn: ${s.withdrawn.join(', ')}` : ''),
+              s.verdicts
+                .filter((v) => v.conflicts.length > 0)
+                .map((v) => `${v.cluster}: ${v.conflicts.map((c) => c.reason).join('+')}`)
+                .join('; ') || '-',
+            ]),
+          )),
+  );
+  const refused = Object.entries(status.refusals).filter(([, count]) => count > 0);
+  if (refused.length > 0)
+    sections.push(`Refused from NATS: ${refused.map(([reason, count]) => `${reason} ${count}`).join(', ')}`);
+  return `${sections.join('\n\n')}\n`;
+}
+
+/** The readable explanation of one service: where it is served from and why. */
+export function renderExplain(status: ControllerStatus, namespace: string, name: string): string | undefined {
+  const service = status.services.find((s) => s.namespace === namespace && s.name === name);
+  if (!service) return undefined;
+  const lines: string[] = [];
+  lines.push(`${service.hostname} (${service.type}), seen from cluster ${status.cluster}`);
+  lines.push(`ports: ${portsOf(service.ports)}`);
+  lines.push('');
+  const backendRows = service.backends.map((backend) => {
+    if (backend.kind === 'local') {
+      const ready = backend.endpoints.filter((e) => e.ready).length;
+      return [
+        backend.cluster,
+        'local endpoints',
+        `${ready}/${backend.endpoints.length} ready`,
+        'this cluster exports it; proxies here prefer it',
+      ];
+    }
+    return [
+      backend.cluster,
+      `east-west gateway ${backend.gatewayAddresses.join(', ')}`,
+      `${backend.readyEndpoints} ready`,
+      backend.stale ? 'STALE: no recent heartbeat; kept (fail static)' : 'exported there; heartbeat current',
+    ];
+  });
+  for (const cluster of service.withdrawn)
+    backendRows.push([cluster, '-', '-', 'WITHDRAWN: silent past the TrafficPolicy staleness.withdrawAfter']);
+  for (const verdict of service.verdicts.filter((v) => !v.included))
+    backendRows.push([
+      verdict.cluster,
+      '-',
+      '-',
+      `left out: ${verdict.conflicts.map((c) => `${c.reason} (${c.message})`).join('; ')}`,
+    ]);
+  lines.push(formatTable(['cluster', 'reached through', 'endpoints', 'why'], backendRows));
+  lines.push('');
+  lines.push('Conflict conditions of the exports:');
+  lines.push(
+    formatTable(
+      ['cluster', 'conflict', 'reason', 'message'],
+      service.verdicts.map((v) => [
+        v.cluster,
+        v.conflicts.length > 0 ? 'True' : 'False',
+        v.conflicts[0]?.reason ?? 'NoConflicts',
+        v.conflicts.map((c) => c.message).join('; ') || 'no conflicts with other clusters',
+      ]),
+    ),
+  );
+  const key = `${namespace}/${name}`;
+  const proxies = status.proxies.filter((p) => p.connected);
+  const acked = proxies.filter((p) => p.ackedServices.includes(key));
+  lines.push('');
+  lines.push(`Proxies with it in their acknowledged config: ${acked.length} of ${proxies.length} connected`);
+  if (proxies.length > 0)
+    lines.push(
+      formatTable(
+        ['proxy', 'kind', 'identity', 'acked version', 'has it'],
+        proxies.map((p) => [
+          p.proxy,
+          p.kind,
+          p.spiffeId,
+          p.ackedVersion === undefined ? '-' : String(p.ackedVersion),
+          p.ackedServices.includes(key) ? 'yes' : 'no',
+        ]),
+      ),
+    );
+  return `${lines.join('\n')}\n`;
+}
+
+/** `causeway status` and `causeway explain`. */
+export function statusCommands(): Command[] {
+  const status = new Command('status')
+    .description(
+      'the federation as controllers see it: clusters and heartbeat age, exports, clusterset services, conflicts, sync lag, proxies',
+    )
+    .option(
+      '--controller <url>',
+      `admin URL of a federation controller; repeat for several clusters (default ${DEFAULT_CONTROLLER})`,
+      collect,
+    )
+    .option('--json', 'print JSON (an array, one object per controller)')
+    .action(async (options: { controller?: string[]; json?: boolean }) => {
+      const statuses = await Promise.all((options.controller ?? [DEFAULT_CONTROLLER]).map(fetchStatus));
+      process.stdout.write(
+        options.json ? `${JSON.stringify(statuses)}\n` : statuses.map(renderStatus).join('\n'),
+      );
+    });
+  const explain = new Command('explain')
+    .description('which clusters serve a service and why, its conditions, and which proxies have it')
+    .argument('<service>', 'the service as <name>.<namespace>')
+    .option(
+      '--controller <url>',
+      `admin URL of the federation controller (default ${DEFAULT_CONTROLLER})`,
+      adminUrl,
+    )
+    .option('--json', 'print the service, its verdicts and the proxies as JSON')
+    .action(async (target: string, options: { controller?: string; json?: boolean }) => {
+      const match = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/.exec(target);
+      if (!match) throw new StatusError(`'${target}' is not <name>.<namespace> (for example: cart.shop)`);
+      const [name, namespace] = [match[1]!, match[3]!];
+      const status = await fetchStatus(options.controller ?? DEFAULT_CONTROLLER);
+      const service = status.services.find((s) => s.namespace === namespace && s.name === name);
+      if (!service) {
+        const known = status.services.map((s) => `${s.name}.${s.namespace}`);
+        throw new StatusError(
+          `${name}.${namespace} is not in cluster ${status.cluster}'s clusterset catalog` +
+            (known.length > 0 ? ` (it has: ${known.join(', ')})` : ' (it is empty)'),
+        );
+      }
+      if (options.json) {
+        const key = `${namespace}/${name}`;
+        process.stdout.write(
+          `${JSON.stringify({
+            cluster: status.cluster,
+            service,
+            proxies: status.proxies.map((p) => ({ ...p, hasService: p.ackedServices.includes(key) })),
+          })}\n`,
+        );
+      } else {
+        process.stdout.write(renderExplain(status, namespace, name)!);
+      }
+    });
+  return [status, explain];
+}
