@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { StateFile } from '@causeway/config';
 import { splitPemCertificates } from '@causeway/pki';
-import { mergeCatalog } from './merge.ts';
+import { mergeCatalog, mergeService } from './merge.ts';
 import {
   verifyExportRecord,
   verifyHeartbeat,
@@ -15,6 +15,11 @@ import {
 } from './records.ts';
 import { CatalogState, type ApplyOutcome } from './state.ts';
 import type { MergedService } from './types.ts';
+
+/** Least time between two `onCatalog` calls during a burst of records. */
+const NOTIFY_MS = 100;
+/** Most time between a change and its write to the state file. */
+const PERSIST_MS = 500;
 
 /** The JetStream KV bucket of the federated catalog. */
 export const CATALOG_BUCKET = 'causeway-catalog';
@@ -208,15 +213,57 @@ export class CatalogSync {
     return { records: this.accepted.records.size };
   }
 
-  /** Resolves once the catalog is on disk. */
+  /** Writes any pending state now and resolves once it is on disk. */
   async flush(): Promise<void> {
+    if (this.persistTimer) {
+      clearTimeout(this.persistTimer);
+      this.persistTimer = undefined;
+      this.persist();
+    }
     await this.stateFile?.flush();
   }
 
-  private changed(): void {
-    this.merged = mergeCatalog(this.state.live());
-    this.persist();
-    this.options.onCatalog(this.merged);
+  /**
+   * After a change: re-merges one service (or everything, after a restore), schedules a
+   * write of the state, and tells `onCatalog` — at once when it was quiet, otherwise at
+   * most every NOTIFY_MS, so a burst (a cold sync of many records) costs a few
+   * notifications, not one per record.
+   */
+  private changed(serviceKey?: string): void {
+    if (serviceKey === undefined) {
+      this.merged = mergeCatalog(this.state.live());
+    } else {
+      const records = this.state.forService(serviceKey);
+      if (records.length === 0) this.merged.delete(serviceKey);
+      else this.merged.set(serviceKey, mergeService(records));
+    }
+    this.schedulePersist();
+    if (this.notifyTimer) return;
+    const wait = this.notifiedAt + NOTIFY_MS - Date.now();
+    if (wait <= 0) {
+      this.notifiedAt = Date.now();
+      this.options.onCatalog(this.merged);
+      return;
+    }
+    this.notifyTimer = setTimeout(() => {
+      this.notifyTimer = undefined;
+      this.notifiedAt = Date.now();
+      this.options.onCatalog(this.merged);
+    }, wait);
+  }
+
+  private notifiedAt = 0;
+  private notifyTimer: NodeJS.Timeout | undefined;
+  private persistTimer: NodeJS.Timeout | undefined;
+
+  /** The state is written at most every PERSIST_MS (NATS brings back anything newer). */
+  private schedulePersist(): void {
+    if (!this.stateFile || this.persistTimer) return;
+    this.persistTimer = setTimeout(() => {
+      this.persistTimer = undefined;
+      this.persist();
+    }, PERSIST_MS);
+    this.persistTimer.unref();
   }
 
   private persistedAt = 0;
@@ -237,6 +284,8 @@ export class CatalogSync {
 
   detach(): void {
     this.stop?.();
+    if (this.notifyTimer) clearTimeout(this.notifyTimer);
+    this.notifyTimer = undefined;
   }
 
   /** Refusal counts by reason (for tests and `causeway status`). */
@@ -282,7 +331,7 @@ export class CatalogSync {
       const lag = Math.max(0, Date.now() - verdict.record.revision);
       this.lag.observe(lag / 1000);
       this.lastLagMs.set(verdict.record.cluster, lag);
-      this.changed();
+      this.changed(`${verdict.record.namespace}/${verdict.record.name}`);
     }
     return outcome;
   }
@@ -318,7 +367,8 @@ export class CatalogSync {
       receivedAt: Date.now(),
       gatewayAddresses: heartbeat.gatewayAddresses,
     });
-    if (!this.restoring && Date.now() - this.persistedAt > 10_000) this.persist();
+    // Heartbeats alone are written rarely: a restart needs each peer's age only roughly.
+    if (!this.restoring && Date.now() - this.persistedAt > 10_000) this.schedulePersist();
   }
 
   private acceptSigner(cluster: string, chainPem: string): void {

@@ -87,7 +87,8 @@ export function buildClusterset(input: {
   const records = new Map(input.records.map((r) => [`${r.cluster}/${r.namespace}/${r.name}`, r]));
   const stale = new Set(input.peers.filter((peer) => peer.stale).map((peer) => peer.cluster));
   const services: ClustersetService[] = [];
-  for (const [key, service] of input.catalog) {
+  for (const key of [...input.catalog.keys()].sort()) {
+    const service = input.catalog.get(key)!;
     const withdrawn = input.withdrawn.get(key) ?? new Set<string>();
     const backends: Backend[] = [];
     for (const cluster of service.clusters) {

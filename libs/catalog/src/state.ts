@@ -16,6 +16,8 @@ export const recordKey = (record: Pick<ExportRecord, 'cluster' | 'namespace' | '
  */
 export class CatalogState {
   private readonly records = new Map<string, ExportRecord>();
+  /** Live records by `namespace/name`, then by cluster: what one service's merge reads. */
+  private readonly byService = new Map<string, Map<string, ExportRecord>>();
 
   /** Applies a verified record if it is newer than what we hold for its key. */
   apply(record: ExportRecord): ApplyOutcome {
@@ -23,8 +25,22 @@ export class CatalogState {
     const current = this.records.get(key);
     if (current && record.revision <= current.revision) return { applied: false, reason: 'stale_revision' };
     this.records.set(key, record);
+    const serviceKey = `${record.namespace}/${record.name}`;
+    let clusters = this.byService.get(serviceKey);
+    if (record.tombstone) {
+      clusters?.delete(record.cluster);
+      if (clusters?.size === 0) this.byService.delete(serviceKey);
+    } else {
+      if (!clusters) this.byService.set(serviceKey, (clusters = new Map()));
+      clusters.set(record.cluster, record);
+    }
     if (record.tombstone) return { applied: true, change: 'unexported' };
     return { applied: true, change: current && !current.tombstone ? 'updated' : 'exported' };
+  }
+
+  /** The live records of one service (`namespace/name`). */
+  forService(serviceKey: string): ExportRecord[] {
+    return [...(this.byService.get(serviceKey)?.values() ?? [])];
   }
 
   /** Live (not unexported) records, for the merge. */
