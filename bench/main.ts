@@ -1,6 +1,7 @@
 // `npm run bench -- <name> [--json]`: on-demand benchmarks. Each prints a readable table on
 // stderr and, as the last line of stdout, one JSON object.
 import { Command } from 'commander';
+import { convergenceBench } from './convergence.ts';
 import { pkiBench } from './pki.ts';
 
 const program = new Command('bench').description(
@@ -14,5 +15,15 @@ program
   .option('--key-type <type>', 'ecdsa-p256 or rsa-2048', 'ecdsa-p256')
   .action(async (options: { json?: boolean; count: number; keyType: 'ecdsa-p256' | 'rsa-2048' }) => {
     await pkiBench(options);
+  });
+program
+  .command('convergence')
+  .description(
+    'ServiceExport in east -> ServiceImport in west, and -> a proxy in west acking it (real API servers, NATS, controllers)',
+  )
+  .option('--json', 'print the result as JSON on the last stdout line')
+  .option('--trials <n>', 'exports to time', (v) => Number(v), 100)
+  .action(async (options: { json?: boolean; trials: number }) => {
+    await convergenceBench(options);
   });
 await program.parseAsync(process.argv);

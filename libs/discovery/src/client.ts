@@ -25,6 +25,8 @@ export interface DiscoveryClientOptions {
   readonly credentials: () => ClientCredentials | undefined;
   /** Applies a complete snapshot; if it throws, the version is not acknowledged. */
   readonly onConfig: (message: SnapshotMessage) => void | Promise<void>;
+  /** Called after the controller accepted the acknowledgement of a version. */
+  readonly onAcked?: (version: number) => void;
   /** Where the last applied snapshot is kept, so a restarted proxy starts from it. */
   readonly statePath?: string;
   readonly onError?: (error: Error) => void;
@@ -214,7 +216,10 @@ export class DiscoveryClient {
       }
       this.latest = message;
       this.stateFile?.write(message);
-      await this.ack(message.version).catch((error: unknown) => this.options.onError?.(error as Error));
+      await this.ack(message.version).then(
+        () => this.options.onAcked?.(message.version),
+        (error: unknown) => this.options.onError?.(error as Error),
+      );
     });
   }
 

@@ -103,6 +103,9 @@ export async function startCatalogController(options: CatalogControllerOptions):
       flushing = undefined;
     }));
 
+  /** The Conflict condition last written per own export. */
+  const conflictWritten = new Map<string, string>();
+
   const publish = (record: ExportRecord): void => {
     const key = `${record.namespace}/${record.name}`;
     published.set(key, record);
@@ -136,6 +139,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
         const previous = published.get(`${event.namespace}/${event.name}`);
         if (!previous) return;
         options.log?.('ServiceUnexported', { service: `${event.namespace}/${event.name}` });
+        conflictWritten.delete(`${event.namespace}/${event.name}`);
         // The explicit unexport: a tombstone with a newer revision.
         publish({ ...previous, revision: Math.max(previous.revision + 1, Date.now()), tombstone: true });
       }
@@ -156,10 +160,16 @@ export async function startCatalogController(options: CatalogControllerOptions):
       refresh();
       conditions = conditions
         .then(async () => {
-          for (const service of catalog.values()) {
-            const verdict = service.verdicts.find((v) => v.cluster === options.cluster);
-            if (verdict)
-              await reconciler.writeCondition(service.namespace, service.name, conflictCondition(verdict));
+          // Only our own exports carry a Conflict condition, written when it changes.
+          for (const key of published.keys()) {
+            const verdict = catalog.get(key)?.verdicts.find((v) => v.cluster === options.cluster);
+            if (!verdict) continue;
+            const condition = conflictCondition(verdict);
+            const text = JSON.stringify(condition);
+            if (conflictWritten.get(key) === text) continue;
+            const [namespace, name] = key.split('/') as [string, string];
+            await reconciler.writeCondition(namespace, name, condition);
+            conflictWritten.set(key, text);
           }
         })
         .catch(onError);

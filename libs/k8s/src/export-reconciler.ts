@@ -49,7 +49,8 @@ interface ServiceExportObject extends KubernetesObject, ServiceExportView {
 export class ExportReconciler {
   private readonly queue = new Set<string>();
   private running: Promise<void> | undefined;
-  private readonly exported = new Set<string>();
+  /** What was last reported per exported service (the record without its revision). */
+  private readonly exported = new Map<string, string>();
   private revision = Date.now();
   private readonly informers: Array<{ start(): Promise<void>; stop(): void }> = [];
   private stopped = false;
@@ -196,17 +197,31 @@ export class ExportReconciler {
       identities: [],
       revision: this.revision,
     });
-    await this.writeCondition(namespace, name, derived.valid);
-    if (!derived.record) {
-      await this.writeCondition(namespace, name, {
+    const conditions: ConditionValue[] = [derived.valid];
+    if (!derived.record)
+      conditions.push({
         type: 'Ready',
         status: 'False',
         reason: 'Failed',
         message: `not exported: ${derived.valid.message}`,
       });
+    for (const condition of conditions) {
+      // The informer's copy says whether a write is needed at all.
+      const current = serviceExport.status?.conditions?.find((c) => c.type === condition.type);
+      if (
+        current?.status !== condition.status ||
+        current.reason !== condition.reason ||
+        current.message !== condition.message
+      )
+        await this.writeCondition(namespace, name, condition);
     }
     if (derived.record) {
-      this.exported.add(key);
+      // Status writes (ours included) and unrelated changes come back as watch events: only
+      // a real change of what is exported makes a new revision.
+      const { revision: _revision, ...content } = derived.record;
+      const signature = JSON.stringify(content);
+      if (this.exported.get(key) === signature) return;
+      this.exported.set(key, signature);
       this.options.onEvent({ kind: 'ServiceExported', record: derived.record });
     } else if (this.exported.delete(key)) {
       this.options.onEvent({ kind: 'ServiceUnexported', namespace, name });
