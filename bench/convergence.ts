@@ -186,7 +186,10 @@ export async function convergenceBench(options: { json?: boolean; trials: number
       ]);
       const baselineStart = performance.now();
       const seen = configMaps.until(`cm-${i}`);
-      await westCore.createNamespacedConfigMap({ namespace: 'bench', body: { metadata: { name: `cm-${i}` } } });
+      await westCore.createNamespacedConfigMap({
+        namespace: 'bench',
+        body: { metadata: { name: `cm-${i}` } },
+      });
       await seen;
       baselineMs.push(performance.now() - baselineStart);
       if ((i + 1) % 10 === 0) process.stderr.write(`  ${i + 1}/${options.trials} trials\n`);

@@ -1,6 +1,7 @@
 // `npm run bench -- <name> [--json]`: on-demand benchmarks. Each prints a readable table on
 // stderr and, as the last line of stdout, one JSON object.
 import { Command } from 'commander';
+import { catalogScaleBench } from './catalog-scale.ts';
 import { convergenceBench } from './convergence.ts';
 import { pkiBench } from './pki.ts';
 
@@ -26,4 +27,25 @@ program
   .action(async (options: { json?: boolean; trials: number }) => {
     await convergenceBench(options);
   });
+program
+  .command('catalog-scale')
+  .description(
+    'N clusters x M services of signed records in NATS cold-synced into one controller, then sustained updates',
+  )
+  .option('--json', 'print the result as JSON on the last stdout line')
+  .option('--clusters <n>', 'simulated clusters', (v) => Number(v), 100)
+  .option('--services <n>', 'exported services per cluster', (v) => Number(v), 1000)
+  .option('--rate <n>', 'record updates per second after the cold sync', (v) => Number(v), 1000)
+  .option('--seconds <n>', 'how long the updates run', (v) => Number(v), 10)
+  .action(
+    async (options: {
+      json?: boolean;
+      clusters: number;
+      services: number;
+      rate: number;
+      seconds: number;
+    }) => {
+      await catalogScaleBench(options);
+    },
+  );
 await program.parseAsync(process.argv);

@@ -153,8 +153,12 @@ test('an export reaches a proxy in another cluster; NATS restarts and a controll
     assert.equal(conditionOf(conditions, 'Ready')?.status, 'True');
     assert.equal(conditionOf(conditions, 'Conflict')?.reason, 'NoConflicts');
   }, 30_000);
-  const imported = await eventually(() => readImport('west'), 30_000);
-  assert.deepEqual(imported.status?.clusters, [{ cluster: 'east' }]);
+  // The ServiceImport is created, then its status is written: wait for both.
+  const imported = await eventually(async () => {
+    const si = await readImport('west');
+    assert.deepEqual(si.status?.clusters, [{ cluster: 'east' }]);
+    return si;
+  }, 30_000);
   assert.equal(conditionOf(imported.status?.conditions, 'Ready')?.status, 'True');
   assert.equal(conditionOf(imported.status?.conditions, 'causeway.dev/Stale')?.status, 'False');
 

@@ -2,7 +2,6 @@ import { X509Certificate } from 'node:crypto';
 import { Kvm, type KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { StateFile } from '@causeway/config';
 import { splitPemCertificates } from '@causeway/pki';
 import { mergeCatalog, mergeService } from './merge.ts';
 import {
@@ -13,13 +12,14 @@ import {
   type SignedHeartbeat,
   type VerifiedSigner,
 } from './records.ts';
+import { CatalogJournal, type PeerRecord } from './journal.ts';
 import { CatalogState, type ApplyOutcome } from './state.ts';
 import type { MergedService } from './types.ts';
 
 /** Least time between two `onCatalog` calls during a burst of records. */
 const NOTIFY_MS = 100;
-/** Most time between a change and its write to the state file. */
-const PERSIST_MS = 500;
+/** A watcher that delivered nothing this long while the bucket moved on is replaced. */
+const STALL_MS = 10_000;
 
 /** The JetStream KV bucket of the federated catalog. */
 export const CATALOG_BUCKET = 'causeway-catalog';
@@ -33,6 +33,9 @@ export const signerKey = (cluster: string): string => `signer.${cluster}`;
 
 /** The catalog bucket: the only code that touches NATS for catalog records. */
 export class CatalogBus {
+  /** How often a stopped or stalled watcher was replaced. */
+  watcherRestarts = 0;
+
   private constructor(private readonly kv: KV) {}
 
   static async open(connection: NatsConnection): Promise<CatalogBus> {
@@ -57,21 +60,68 @@ export class CatalogBus {
     return await this.kv.put(key, text);
   }
 
-  /** Current values, then every change, of the signer and export keys. */
+  /**
+   * Current values, then every change, of every key. One watcher (one sequence order for
+   * the whole bucket) with a watchdog: if the watcher ends, or the bucket holds records
+   * newer than the last one delivered while nothing arrived for STALL_MS, a new watcher
+   * resumes right after the last delivered sequence.
+   */
   async watch(onEntry: (key: string, text: string) => void): Promise<() => void> {
-    // One watcher per key family: several filter subjects need nats-server 2.10.
-    const watchers = await Promise.all(
-      ['signer.>', 'export.>', 'heartbeat.>'].map((key) => this.kv.watch({ key })),
-    );
-    for (const watcher of watchers) {
+    let stopped = false;
+    let lastSequence = 0;
+    let lastEntryAt = Date.now();
+    let current: Awaited<ReturnType<KV['watch']>> | undefined;
+    const start = async (): Promise<void> => {
+      const watcher = await this.kv.watch({
+        key: '>',
+        ...(lastSequence > 0 ? { resumeFromRevision: lastSequence + 1 } : {}),
+      });
+      current = watcher;
       void (async () => {
-        for await (const entry of watcher) {
-          if (entry.operation === 'PUT') onEntry(entry.key, entry.string());
+        try {
+          for await (const entry of watcher) {
+            lastSequence = Math.max(lastSequence, entry.revision);
+            lastEntryAt = Date.now();
+            if (entry.operation === 'PUT') onEntry(entry.key, entry.string());
+          }
+        } catch {
+          // Handled below: a watcher that stops is replaced.
         }
+        if (!stopped && current === watcher) restart();
       })();
-    }
+    };
+    let restarting = false;
+    const restart = (): void => {
+      if (restarting || stopped) return;
+      restarting = true;
+      this.watcherRestarts++;
+      current?.stop();
+      current = undefined;
+      setTimeout(() => {
+        start()
+          .catch(() => {})
+          .finally(() => {
+            restarting = false;
+          });
+      }, 500).unref();
+    };
+    await start();
+    const watchdog = setInterval(() => {
+      if (Date.now() - lastEntryAt < STALL_MS) return;
+      this.kv
+        .status()
+        .then((status) => {
+          if (status.streamInfo.state.last_seq > lastSequence && Date.now() - lastEntryAt >= STALL_MS)
+            restart();
+          else if (!current) restart();
+        })
+        .catch(() => {});
+    }, STALL_MS / 2);
+    watchdog.unref();
     return () => {
-      for (const watcher of watchers) watcher.stop();
+      stopped = true;
+      clearInterval(watchdog);
+      current?.stop();
     };
   }
 }
@@ -89,9 +139,14 @@ export class CatalogSync {
   private readonly refused: Counter;
   private readonly lag: Histogram;
   private readonly peers = new Map<string, PeerRecord>();
-  /** The accepted text of every signer and record, as persisted. */
-  private readonly accepted = { signers: new Map<string, string>(), records: new Map<string, string>() };
-  private readonly stateFile: StateFile<PersistedCatalog> | undefined;
+  /** The accepted signers (PEM) and signed records (sharing the state's record objects), as persisted. */
+  private readonly accepted = {
+    signers: new Map<string, string>(),
+    records: new Map<string, SignedExportRecord>(),
+  };
+  /** Services whose merge is due (merged lazily: once per notification, not per record). */
+  private readonly dirty = new Set<string>();
+  private readonly journal: CatalogJournal | undefined;
   private readonly startedAt = Date.now();
   private merged = new Map<string, MergedService>();
   /** Per cluster, the lag of its last applied record (ms, publisher clock to ours). */
@@ -111,7 +166,7 @@ export class CatalogSync {
       staleAfterMs?: number;
     },
   ) {
-    this.stateFile = options.statePath ? new StateFile(options.statePath) : undefined;
+    this.journal = options.statePath ? new CatalogJournal(options.statePath) : undefined;
     this.lag = new Histogram({
       name: 'causeway_catalog_sync_lag_seconds',
       help: "Seconds from a record's revision (its publisher's clock, in ms) to its application here.",
@@ -187,7 +242,17 @@ export class CatalogSync {
 
   /** The merged catalog now. */
   catalog(): ReadonlyMap<string, MergedService> {
+    this.mergeDirty();
     return this.merged;
+  }
+
+  private mergeDirty(): void {
+    for (const key of this.dirty) {
+      const records = this.state.forService(key);
+      if (records.length === 0) this.merged.delete(key);
+      else this.merged.set(key, mergeService(records));
+    }
+    this.dirty.clear();
   }
 
   /**
@@ -196,15 +261,18 @@ export class CatalogSync {
    * reported and ignored (NATS brings everything back).
    */
   async restore(): Promise<{ records: number } | undefined> {
-    const saved = await this.stateFile?.read();
-    if (!saved) return undefined;
+    const saved = await this.journal?.load();
+    if (!saved || (!saved.snapshot && saved.entries.length === 0)) return undefined;
     this.restoring = true;
     try {
-      for (const [cluster, pem] of Object.entries(saved.signers)) this.acceptSigner(cluster, pem);
-      for (const [key, text] of Object.entries(saved.records)) this.onEntry(key, text);
-      for (const [cluster, peer] of Object.entries(saved.peers)) {
-        if (Number.isSafeInteger(peer.sequence) && Number.isFinite(peer.receivedAt))
-          this.peers.set(cluster, peer);
+      const { snapshot } = saved;
+      for (const [cluster, pem] of Object.entries(snapshot?.signers ?? {})) this.acceptSigner(cluster, pem);
+      for (const [key, signed] of Object.entries(snapshot?.records ?? {})) this.applySigned(key, signed);
+      for (const [cluster, peer] of Object.entries(snapshot?.peers ?? {})) this.restorePeer(cluster, peer);
+      for (const entry of saved.entries) {
+        if (entry.t === 'signer') this.acceptSigner(entry.cluster, entry.pem);
+        else if (entry.t === 'record') this.applySigned(entry.key, entry.signed);
+        else this.restorePeer(entry.cluster, entry.peer);
       }
     } finally {
       this.restoring = false;
@@ -213,69 +281,62 @@ export class CatalogSync {
     return { records: this.accepted.records.size };
   }
 
-  /** Writes any pending state now and resolves once it is on disk. */
+  private restorePeer(cluster: string, peer: PeerRecord): void {
+    if (Number.isSafeInteger(peer?.sequence) && Number.isFinite(peer?.receivedAt))
+      this.peers.set(cluster, peer);
+  }
+
+  /** Resolves once every accepted change is on disk. */
   async flush(): Promise<void> {
-    if (this.persistTimer) {
-      clearTimeout(this.persistTimer);
-      this.persistTimer = undefined;
-      this.persist();
-    }
-    await this.stateFile?.flush();
+    await this.journal?.flush();
   }
 
   /**
-   * After a change: re-merges one service (or everything, after a restore), schedules a
-   * write of the state, and tells `onCatalog` — at once when it was quiet, otherwise at
+   * After a change: marks the service for merging (or merges everything, after a restore)
+   * and tells `onCatalog` once the change is on disk — at once when it was quiet, otherwise at
    * most every NOTIFY_MS, so a burst (a cold sync of many records) costs a few
    * notifications, not one per record.
    */
   private changed(serviceKey?: string): void {
     if (serviceKey === undefined) {
+      this.dirty.clear();
       this.merged = mergeCatalog(this.state.live());
     } else {
-      const records = this.state.forService(serviceKey);
-      if (records.length === 0) this.merged.delete(serviceKey);
-      else this.merged.set(serviceKey, mergeService(records));
+      this.dirty.add(serviceKey);
     }
-    this.schedulePersist();
-    if (this.notifyTimer) return;
-    const wait = this.notifiedAt + NOTIFY_MS - Date.now();
-    if (wait <= 0) {
-      this.notifiedAt = Date.now();
-      this.options.onCatalog(this.merged);
-      return;
-    }
-    this.notifyTimer = setTimeout(() => {
+    if (this.notifyPending) return;
+    this.notifyPending = true;
+    // Proxies hear of a change only once it is on disk: a controller restarted without
+    // NATS never serves them anything older than what they had.
+    const notify = (): void => {
       this.notifyTimer = undefined;
-      this.notifiedAt = Date.now();
-      this.options.onCatalog(this.merged);
-    }, wait);
+      void (this.journal?.commit() ?? Promise.resolve()).then(() => {
+        this.notifyPending = false;
+        this.notifiedAt = Date.now();
+        this.options.onCatalog(this.catalog() as Map<string, MergedService>);
+        this.maybeCompact();
+      });
+    };
+    const wait = this.notifiedAt + NOTIFY_MS - Date.now();
+    if (wait <= 0) notify();
+    else this.notifyTimer = setTimeout(notify, wait);
   }
 
   private notifiedAt = 0;
+  private notifyPending = false;
   private notifyTimer: NodeJS.Timeout | undefined;
-  private persistTimer: NodeJS.Timeout | undefined;
+  private peersJournaledAt = 0;
 
-  /** The state is written at most every PERSIST_MS (NATS brings back anything newer). */
-  private schedulePersist(): void {
-    if (!this.stateFile || this.persistTimer) return;
-    this.persistTimer = setTimeout(() => {
-      this.persistTimer = undefined;
-      this.persist();
-    }, PERSIST_MS);
-    this.persistTimer.unref();
-  }
-
-  private persistedAt = 0;
-
-  private persist(): void {
-    this.persistedAt = Date.now();
-    this.stateFile?.write({
+  /** A journal longer than the catalog (and than 10,000 lines) becomes a new snapshot. */
+  private maybeCompact(): void {
+    const journal = this.journal;
+    if (!journal || journal.length < Math.max(10_000, 2 * this.accepted.records.size)) return;
+    void journal.compact(() => ({
       version: 1,
       signers: Object.fromEntries(this.accepted.signers),
       records: Object.fromEntries(this.accepted.records),
       peers: Object.fromEntries(this.peers),
-    });
+    }));
   }
 
   async attach(bus: CatalogBus): Promise<void> {
@@ -286,6 +347,7 @@ export class CatalogSync {
     this.stop?.();
     if (this.notifyTimer) clearTimeout(this.notifyTimer);
     this.notifyTimer = undefined;
+    this.notifyPending = false;
   }
 
   /** Refusal counts by reason (for tests and `causeway status`). */
@@ -310,9 +372,14 @@ export class CatalogSync {
       this.refused.inc({ reason: 'malformed' });
       return undefined;
     }
+    return this.applySigned(key, parsed, text);
+  }
+
+  /** Verifies and applies one signed record (from NATS, or from the state file). */
+  private applySigned(key: string, parsed: unknown, text?: string): ApplyOutcome | undefined {
     const verdict = verifyExportRecord(parsed, this.signers);
     if (!verdict.ok) {
-      if (verdict.reason === 'unknown_signer') this.waiting.set(key, text);
+      if (verdict.reason === 'unknown_signer') this.waiting.set(key, text ?? JSON.stringify(parsed));
       else this.refused.inc({ reason: verdict.reason });
       return undefined;
     }
@@ -326,7 +393,10 @@ export class CatalogSync {
       if (!this.restoring) this.refused.inc({ reason: outcome.reason });
       return outcome;
     }
-    this.accepted.records.set(key, text);
+    const { signer, signature } = parsed as SignedExportRecord;
+    const signed = { record: verdict.record, signer, signature };
+    this.accepted.records.set(key, signed);
+    if (!this.restoring) this.journal?.append({ t: 'record', key, signed });
     if (!this.restoring) {
       const lag = Math.max(0, Date.now() - verdict.record.revision);
       this.lag.observe(lag / 1000);
@@ -361,14 +431,18 @@ export class CatalogSync {
       return;
     }
     // Age is measured on our own clock, from when the heartbeat arrived. Heartbeats are
-    // persisted at most every 10 s (a restart keeps each peer's age roughly right).
+    // journaled at most every 10 s (a restart keeps each peer's age roughly right).
     this.peers.set(heartbeat.cluster, {
       sequence: heartbeat.sequence,
       receivedAt: Date.now(),
       gatewayAddresses: heartbeat.gatewayAddresses,
     });
     // Heartbeats alone are written rarely: a restart needs each peer's age only roughly.
-    if (!this.restoring && Date.now() - this.persistedAt > 10_000) this.schedulePersist();
+    if (!this.restoring && this.journal && Date.now() - this.peersJournaledAt > 10_000) {
+      this.peersJournaledAt = Date.now();
+      for (const [cluster, peer] of this.peers) this.journal.append({ t: 'peer', cluster, peer });
+      void this.journal.commit();
+    }
   }
 
   private acceptSigner(cluster: string, chainPem: string): void {
@@ -380,6 +454,8 @@ export class CatalogSync {
       for (const [fingerprint, known] of this.signers)
         if (known.cluster === cluster) this.signers.delete(fingerprint);
       this.signers.set(signer.fingerprint, signer);
+      if (this.accepted.signers.get(cluster) !== chainPem && !this.restoring)
+        this.journal?.append({ t: 'signer', cluster, pem: chainPem });
       this.accepted.signers.set(cluster, chainPem);
     } catch {
       this.refused.inc({ reason: 'bad_signer' });
@@ -402,19 +478,4 @@ export interface PeerStatus {
   /** Lag of the last record applied from this cluster (its revision clock to ours). */
   readonly syncLagSeconds?: number;
   readonly gatewayAddresses: readonly string[];
-}
-
-interface PeerRecord {
-  sequence: number;
-  /** Our clock, ms. */
-  receivedAt: number;
-  gatewayAddresses: readonly string[];
-}
-
-/** The last-known-good catalog on disk: the accepted texts, verified again on restore. */
-interface PersistedCatalog {
-  version: 1;
-  signers: Record<string, string>;
-  records: Record<string, string>;
-  peers: Record<string, PeerRecord>;
 }

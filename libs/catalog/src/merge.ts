@@ -29,7 +29,11 @@ export function byPrecedence(a: ExportedService, b: ExportedService): number {
  */
 export function mergeService(exports: readonly ExportedService[]): MergedService {
   if (exports.length === 0) throw new Error('mergeService needs at least one export');
-  const ordered = [...exports].sort(byPrecedence);
+  // Creation times parsed once, not in every comparison.
+  const times = new Map(exports.map((e) => [e, Date.parse(e.exportCreatedAt)]));
+  const ordered = [...exports].sort(
+    (a, b) => times.get(a)! - times.get(b)! || (a.cluster < b.cluster ? -1 : a.cluster > b.cluster ? 1 : 0),
+  );
   const oldest = ordered[0]!;
   const ports = new Map<string, ExportedPort>();
   const portNames = new Map<string, string>();

@@ -1,0 +1,124 @@
+import { open, readFile, truncate } from 'node:fs/promises';
+import { StateFile } from '@causeway/config';
+import type { SignedExportRecord } from './records.ts';
+
+/** A peer's liveness as persisted (our clock). */
+export interface PeerRecord {
+  sequence: number;
+  /** Our clock, ms. */
+  receivedAt: number;
+  gatewayAddresses: readonly string[];
+}
+
+/** The whole catalog at one point: signers and signed records, verified again on restore. */
+export interface CatalogSnapshot {
+  version: 1;
+  signers: Record<string, string>;
+  records: Record<string, SignedExportRecord>;
+  peers: Record<string, PeerRecord>;
+}
+
+/** One change, appended to the journal in the order it was accepted. */
+export type JournalEntry =
+  | { readonly t: 'signer'; readonly cluster: string; readonly pem: string }
+  | { readonly t: 'record'; readonly key: string; readonly signed: SignedExportRecord }
+  | { readonly t: 'peer'; readonly cluster: string; readonly peer: PeerRecord };
+
+/**
+ * The last-known-good catalog on disk: a snapshot (`<file>`) plus a journal of every change
+ * since (`<file>.journal`, one JSON line per change). Appending costs one small write per
+ * batch, whatever the catalog's size, so changes are on disk before proxies hear of them.
+ * When the journal outgrows the catalog, a new snapshot replaces both. A process killed in
+ * the middle of an append leaves at most a torn last line, which restore skips.
+ */
+export class CatalogJournal {
+  private readonly snapshotFile: StateFile<CatalogSnapshot>;
+  private readonly journalFile: string;
+  private buffer: string[] = [];
+  private lines = 0;
+  private chain: Promise<void> = Promise.resolve();
+  private lastError: unknown;
+
+  constructor(file: string) {
+    this.snapshotFile = new StateFile(file);
+    this.journalFile = `${file}.journal`;
+  }
+
+  /** The snapshot and the journal entries after it, oldest first. */
+  async load(): Promise<{ snapshot: CatalogSnapshot | undefined; entries: JournalEntry[] }> {
+    const snapshot = await this.snapshotFile.read();
+    let text = '';
+    try {
+      text = await readFile(this.journalFile, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
+    const entries: JournalEntry[] = [];
+    for (const line of text.split('\n')) {
+      if (line === '') continue;
+      try {
+        entries.push(JSON.parse(line) as JournalEntry);
+      } catch {
+        // A torn line from a crash mid-append: everything before it stands.
+      }
+    }
+    this.lines = entries.length;
+    return { snapshot, entries };
+  }
+
+  append(entry: JournalEntry): void {
+    this.buffer.push(JSON.stringify(entry));
+  }
+
+  /** Writes what was appended so far; resolves once it is in the file. */
+  commit(): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      if (this.buffer.length === 0) return;
+      const batch = this.buffer;
+      this.buffer = [];
+      try {
+        const handle = await open(this.journalFile, 'a', 0o600);
+        try {
+          await handle.appendFile(`${batch.join('\n')}\n`);
+        } finally {
+          await handle.close();
+        }
+        this.lines += batch.length;
+        this.lastError = undefined;
+      } catch (error) {
+        // Kept for the next commit; the catalog in memory is unaffected.
+        this.buffer = [...batch, ...this.buffer];
+        this.lastError = error;
+      }
+    });
+    return this.chain;
+  }
+
+  /** Journal lines on disk since the last snapshot. */
+  get length(): number {
+    return this.lines;
+  }
+
+  /** Replaces snapshot and journal with one new snapshot (after pending appends). */
+  compact(snapshot: () => CatalogSnapshot): Promise<void> {
+    this.chain = this.chain.then(async () => {
+      this.snapshotFile.write(snapshot());
+      try {
+        await this.snapshotFile.flush();
+        await truncate(this.journalFile, 0).catch((error: unknown) => {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+        });
+        this.lines = 0;
+      } catch (error) {
+        this.lastError = error;
+      }
+    });
+    return this.chain;
+  }
+
+  /** Resolves when everything appended is written; rejects with the last failure. */
+  async flush(): Promise<void> {
+    await this.commit();
+    if (this.lastError) throw this.lastError;
+  }
+}
