@@ -103,14 +103,12 @@ test('a Service with a ServiceExport is exported with Valid=True, its ports and 
   });
   // Its own status write comes back as a watch event; that, and a label change on the
   // ServiceExport, export nothing new: only a real change makes a new revision.
-  await kubeConfig
-    .makeApiClient(CustomObjectsApi)
-    .patchNamespacedCustomObject({
-      ...MCS,
-      namespace: 'shop',
-      name: 'cart',
-      body: [{ op: 'add', path: '/metadata/labels', value: { team: 'a' } }],
-    });
+  await kubeConfig.makeApiClient(CustomObjectsApi).patchNamespacedCustomObject({
+    ...MCS,
+    namespace: 'shop',
+    name: 'cart',
+    body: [{ op: 'add', path: '/metadata/labels', value: { team: 'a' } }],
+  });
   await new Promise((r) => setTimeout(r, 1_000));
   await reconciler.idle();
   assert.equal(events.filter((e) => e.kind === 'ServiceExported' && e.record.name === 'cart').length, 1);

@@ -1,6 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CAUSEWAY_VERSION } from '@causeway/runtime';
 import { envUp, MAX_CLUSTERS } from './env.ts';
+import { natsConfigCommand } from './nats-config.ts';
 import { statusCommands } from './status.ts';
 import { trustCommand } from './trust.ts';
 
@@ -101,6 +102,7 @@ program
   });
 
 program.addCommand(trustCommand());
+program.addCommand(natsConfigCommand());
 for (const command of statusCommands()) program.addCommand(command);
 
 try {

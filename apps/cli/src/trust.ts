@@ -13,7 +13,7 @@ import {
   type KeyType,
   type VerifiedIdentity,
 } from '@causeway/pki';
-import { connect } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { bundleHash } from '@causeway/pki';
 import { NatsTrustStore, rotateRoot } from '@causeway/trust';
 import { formatTable } from './table.ts';
@@ -81,6 +81,30 @@ function summaryTable(summaries: CertificateSummary[]): string {
 }
 
 /** `causeway trust …`: the federation's root, intermediates and bundle, offline. */
+interface NatsOptions {
+  natsUrl: string;
+  natsUser?: string;
+  natsPasswordFile?: string;
+}
+
+class NatsConnectError extends Error {
+  readonly code = 'CAUSEWAY_CLI_NATS';
+}
+
+/** Connects (a first failure is not retried: a person is waiting) and says plainly why it could not. */
+async function natsConnect(options: NatsOptions, name: string): Promise<NatsConnection> {
+  if ((options.natsUser === undefined) !== (options.natsPasswordFile === undefined))
+    throw new NatsConnectError('give both --nats-user and --nats-password-file, or neither');
+  const auth = options.natsUser
+    ? { user: options.natsUser, pass: (await readFile(options.natsPasswordFile!, 'utf8')).trim() }
+    : {};
+  try {
+    return await connect({ servers: options.natsUrl, name, ...auth });
+  } catch (error) {
+    throw new NatsConnectError(`cannot connect to NATS at ${options.natsUrl}: ${(error as Error).message}`);
+  }
+}
+
 export function trustCommand(): Command {
   const trust = new Command('trust').description(
     'the federation trust root: create it, issue cluster intermediates and workload certificates, inspect, bundle',
@@ -269,12 +293,20 @@ export function trustCommand(): Command {
     )
     .addOption(dirOption())
     .requiredOption('--nats-url <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+    .option('--nats-user <name>', 'NATS user (the operator user of `causeway nats-config`)')
+    .option('--nats-password-file <file>', 'file holding the NATS password')
     .option('--json', 'print JSON')
-    .action(async (options: { dir: string; natsUrl: string; json?: boolean }) => {
+    .action(async (options: NatsOptions & { dir: string; json?: boolean }) => {
       const signed = await new TrustDirectory(options.dir).readBundle();
-      const connection = await connect({ servers: options.natsUrl, name: 'causeway-trust' });
+      const connection = await natsConnect(options, 'causeway-trust');
       try {
-        const revision = await (await NatsTrustStore.open(connection)).putBundle(signed);
+        const revision = await (
+          await NatsTrustStore.open(connection)
+        )
+          .putBundle(signed)
+          .catch((error: unknown) => {
+            throw new NatsConnectError(`NATS refused the bundle: ${(error as Error).message}`);
+          });
         const result = {
           version: signed.bundle.version,
           hash: bundleHash(signed.bundle),
@@ -299,14 +331,16 @@ export function trustCommand(): Command {
     )
     .addOption(dirOption())
     .requiredOption('--nats-url <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+    .option('--nats-user <name>', 'NATS user (the operator user of `causeway nats-config`)')
+    .option('--nats-password-file <file>', 'file holding the NATS password')
     .addOption(
       new Option('--step-timeout <duration>', 'how long one step may wait')
         .argParser(duration)
         .default(600_000, '10m'),
     )
     .option('--json', 'print progress as JSON lines and the result as the last line')
-    .action(async (options: { dir: string; natsUrl: string; stepTimeout: number; json?: boolean }) => {
-      const connection = await connect({ servers: options.natsUrl, name: 'causeway-trust-rotate' });
+    .action(async (options: NatsOptions & { dir: string; stepTimeout: number; json?: boolean }) => {
+      const connection = await natsConnect(options, 'causeway-trust-rotate');
       try {
         const record = await rotateRoot({
           directory: new TrustDirectory(options.dir),

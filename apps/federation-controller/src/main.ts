@@ -133,6 +133,12 @@ await runComponent<Settings>({
         try {
           connection = await connect({
             servers: url,
+            ...(settings.nats!.user
+              ? {
+                  user: settings.nats!.user,
+                  pass: (await readFile(settings.nats!.passwordFile!, 'utf8')).trim(),
+                }
+              : {}),
             name: `causeway-${settings.cluster}`,
             waitOnFirstConnect: true,
             maxReconnectAttempts: -1,

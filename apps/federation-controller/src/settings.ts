@@ -28,8 +28,16 @@ export const settingsSchema = z
     /** Last-known-good state survives restarts here. */
     stateDir: z.string().min(1),
     nats: z
-      .object({ url: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must be nats://host:port') })
+      .object({
+        url: z.string().regex(/^(nats|tls):\/\/\S+$/, 'must be nats://host:port'),
+        /** This cluster's NATS user (see `causeway nats-config`) and the file holding its password. */
+        user: z.string().min(1).optional(),
+        passwordFile: z.string().min(1).optional(),
+      })
       .strict()
+      .refine((nats) => (nats.user === undefined) === (nats.passwordFile === undefined), {
+        message: 'set both user and passwordFile, or neither',
+      })
       .optional(),
     trust: z
       .object({
