@@ -21,6 +21,7 @@ before(async () => {
   reconciler = new ExportReconciler({
     kubeConfig,
     cluster: 'east',
+    trustDomain: 'mesh.test',
     gatewayAddresses: ['127.0.0.1:15443'],
     onEvent: (event) => events.push(event),
     onError: (error) => errors.push(error),
@@ -64,7 +65,16 @@ async function exportService(name: string): Promise<void> {
 
 const core = () => kubeConfig.makeApiClient(CoreV1Api);
 
-test('a Service with a ServiceExport is exported with Valid=True, its ports and ready endpoints', async () => {
+test('a Service with a ServiceExport is exported with Valid=True, its ports, ready endpoints and serving identities', async () => {
+  // The pod behind an endpoint gives the identity that serves it (its service account).
+  await core().createNamespacedServiceAccount({ namespace: 'shop', body: { metadata: { name: 'cart' } } });
+  await core().createNamespacedPod({
+    namespace: 'shop',
+    body: {
+      metadata: { name: 'cart-0', labels: { app: 'cart' } },
+      spec: { serviceAccountName: 'cart', containers: [{ name: 'app', image: 'example.invalid/cart:1' }] },
+    },
+  });
   await core().createNamespacedService({
     namespace: 'shop',
     body: {
@@ -81,7 +91,11 @@ test('a Service with a ServiceExport is exported with Valid=True, its ports and 
       metadata: { name: 'cart-1', labels: { 'kubernetes.io/service-name': 'cart' } },
       addressType: 'IPv4',
       endpoints: [
-        { addresses: ['10.244.0.1'], conditions: { ready: true } },
+        {
+          addresses: ['10.244.0.1'],
+          conditions: { ready: true },
+          targetRef: { kind: 'Pod', name: 'cart-0' },
+        },
         { addresses: ['10.244.0.2'], conditions: { ready: true } },
         { addresses: ['10.244.0.3'], conditions: { ready: false } },
       ],
@@ -97,6 +111,7 @@ test('a Service with a ServiceExport is exported with Valid=True, its ports and 
   assert.ok(exported.kind === 'ServiceExported');
   assert.deepEqual(exported.record.ports, [{ name: 'http', protocol: 'TCP', port: 80, appProtocol: 'http' }]);
   assert.equal(exported.record.type, 'ClusterSetIP');
+  assert.deepEqual(exported.record.identities, ['spiffe://mesh.test/ns/shop/sa/cart']);
   assert.deepEqual(await eventually('Valid=True', () => validCondition('cart')), {
     status: 'True',
     reason: 'Valid',

@@ -126,6 +126,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
   const reconciler = new ExportReconciler({
     kubeConfig: options.kubeConfig,
     cluster: options.cluster,
+    trustDomain: options.trustDomain,
     gatewayAddresses: options.gatewayAddresses,
     onError,
     onEvent: (event) => {

@@ -6,6 +6,7 @@ import {
   type KubeConfig,
   type KubernetesObject,
   type V1EndpointSlice,
+  type V1Pod,
   type V1Service,
 } from '@kubernetes/client-node';
 import {
@@ -57,12 +58,15 @@ export class ExportReconciler {
   private readonly serviceExports;
   private readonly services;
   private readonly slices;
+  private readonly pods;
   private readonly custom: CustomObjectsApi;
 
   constructor(
     private readonly options: {
       kubeConfig: KubeConfig;
       cluster: string;
+      /** Serving identities are `spiffe://<trustDomain>/ns/<ns>/sa/<pod's service account>`. */
+      trustDomain: string;
       gatewayAddresses: readonly string[];
       onEvent: (event: LocalExportEvent) => void;
       onError?: (error: unknown) => void;
@@ -88,6 +92,22 @@ export class ExportReconciler {
     this.slices = makeInformer<V1EndpointSlice>(kubeConfig, '/apis/discovery.k8s.io/v1/endpointslices', () =>
       discovery.listEndpointSliceForAllNamespaces(),
     );
+    this.pods = makeInformer<V1Pod>(kubeConfig, '/api/v1/pods', () => core.listPodForAllNamespaces());
+    // A pod's service account never changes; a pod that appears after its slice names it
+    // re-reconciles the services whose slices point at it.
+    const enqueuePod = (pod: V1Pod): void => {
+      const namespace = pod.metadata?.namespace;
+      for (const slice of this.slices.list(namespace)) {
+        const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
+        if (
+          service &&
+          slice.endpoints?.some((e) => e.targetRef?.kind === 'Pod' && e.targetRef.name === pod.metadata?.name)
+        )
+          this.enqueue(`${namespace}/${service}`);
+      }
+    };
+    this.pods.on('add', enqueuePod);
+    this.pods.on('delete', enqueuePod);
     const enqueueObject = (object: KubernetesObject): void =>
       this.enqueue(`${object.metadata?.namespace}/${object.metadata?.name}`);
     const enqueueSlice = (slice: V1EndpointSlice): void => {
@@ -99,7 +119,7 @@ export class ExportReconciler {
       this.services.on(verb, enqueueObject);
       this.slices.on(verb, enqueueSlice);
     }
-    for (const informer of [this.serviceExports, this.services, this.slices]) {
+    for (const informer of [this.serviceExports, this.services, this.slices, this.pods]) {
       // Scenario: the API server restarts or the watch breaks. The informer stops; it is
       // restarted after a pause and re-lists, and the re-list enqueues everything again.
       informer.on('error', (error: unknown) => {
@@ -152,6 +172,19 @@ export class ExportReconciler {
     return endpoints.sort((a, b) => a.address.localeCompare(b.address));
   }
 
+  /** The SPIFFE IDs of the pods behind a service's endpoints, sorted, each once. */
+  private servingIdentities(namespace: string, slices: readonly V1EndpointSlice[]): string[] {
+    const identities = new Set<string>();
+    for (const endpoint of slices.flatMap((slice) => slice.endpoints ?? [])) {
+      if (endpoint.targetRef?.kind !== 'Pod' || !endpoint.targetRef.name) continue;
+      const pod = this.pods.get(endpoint.targetRef.name, namespace);
+      if (!pod) continue;
+      const account = pod.spec?.serviceAccountName || 'default';
+      identities.add(`spiffe://${this.options.trustDomain}/ns/${namespace}/sa/${account}`);
+    }
+    return [...identities].sort();
+  }
+
   /** Resolves once every queued key has been handled. */
   async idle(): Promise<void> {
     while (this.running) await this.running;
@@ -194,7 +227,7 @@ export class ExportReconciler {
       service: service as Parameters<typeof deriveLocalExport>[0]['service'],
       slices: slices as Parameters<typeof deriveLocalExport>[0]['slices'],
       gatewayAddresses: this.options.gatewayAddresses,
-      identities: [],
+      identities: this.servingIdentities(namespace, slices),
       revision: this.revision,
     });
     const conditions: ConditionValue[] = [derived.valid];
