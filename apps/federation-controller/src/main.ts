@@ -49,6 +49,8 @@ await runComponent<Settings>({
           roots: controller.trust.bundle.roots,
         },
         services: catalog?.clusterset() ?? [],
+        routes: catalog?.routes() ?? [],
+        policies: catalog?.policies() ?? [],
       }),
       registry,
       log: (message, fields) => logger.info(fields ?? {}, message),

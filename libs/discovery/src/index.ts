@@ -16,3 +16,13 @@ export {
 export { DiscoveryError, DiscoveryServer, KEEPALIVE_MS, type ProxyStatus } from './server.ts';
 export { DiscoveryClient, type ClientCredentials, type DiscoveryClientOptions } from './client.ts';
 export type { ControllerStatus } from './status.ts';
+export {
+  compileRoutes,
+  CONTROLLER_NAME,
+  type CompiledRoute,
+  type ParentReference,
+  type PolicyView,
+  type RefKind,
+  type RouteParentStatus,
+  type RouteView,
+} from './routes.ts';

@@ -28,6 +28,8 @@ const input: DiscoveryInput = {
   trustDomain: 'mesh',
   trust: { bundleVersion: 1, bundleHash: 'abc', roots: ['PEM'] },
   services: [service('cart', true), service('pay', false)],
+  routes: [],
+  policies: [],
 };
 
 test('a sidecar gets every clusterset service with every backend', () => {

@@ -1,5 +1,6 @@
 import type { ClustersetService } from '@causeway/catalog';
 import { z } from '@causeway/config';
+import type { CompiledRoute, PolicyView } from './routes.ts';
 
 /** The kinds of proxy a controller serves; each receives only what it needs. */
 export const PROXY_KINDS = ['sidecar', 'east-west-gateway', 'ingress-gateway'] as const;
@@ -24,6 +25,8 @@ export interface DiscoveryInput {
     readonly roots: readonly string[];
   };
   readonly services: readonly ClustersetService[];
+  readonly routes: readonly CompiledRoute[];
+  readonly policies: readonly PolicyView[];
 }
 
 /** One versioned config snapshot for one proxy: complete, never partial. */
@@ -34,16 +37,18 @@ export interface ProxyConfig {
   readonly kind: ProxyKind;
   readonly trust: DiscoveryInput['trust'];
   readonly services: readonly ClustersetService[];
-  /** Compiled HTTPRoute/GRPCRoute rules (empty until route sources are configured). */
-  readonly routes: readonly unknown[];
-  /** Compiled policies (empty until policy sources are configured). */
-  readonly policies: readonly unknown[];
+  /** HTTPRoutes/GRPCRoutes attached to what this proxy serves (mesh parents or Gateways). */
+  readonly routes: readonly CompiledRoute[];
+  /** Causeway policies (TrafficPolicy, AuthorizationPolicy, RateLimitPolicy). */
+  readonly policies: readonly PolicyView[];
 }
 
 /**
  * Compiles the snapshot for one proxy. A sidecar or an ingress gateway gets every
  * clusterset service with its backends; an east-west gateway gets only this cluster's own
- * exports, with their local endpoints (what its SNI routing maps to).
+ * exports, with their local endpoints (what its SNI routing maps to). A sidecar gets the
+ * mesh routes (parents that are Services or ServiceImports), an ingress gateway the routes
+ * attached to Gateways; both get the policies.
  */
 export function compileSnapshot(input: DiscoveryInput, registration: Registration): ProxyConfig {
   const services =
@@ -60,8 +65,14 @@ export function compileSnapshot(input: DiscoveryInput, registration: Registratio
     kind: registration.kind,
     trust: input.trust,
     services,
-    routes: [],
-    policies: [],
+    routes: input.routes.filter((route) =>
+      registration.kind === 'sidecar'
+        ? route.parents.some((parent) => parent.kind !== 'Gateway')
+        : registration.kind === 'ingress-gateway'
+          ? route.parents.some((parent) => parent.kind === 'Gateway')
+          : false,
+    ),
+    policies: registration.kind === 'east-west-gateway' ? [] : input.policies,
   };
 }
 
@@ -119,8 +130,52 @@ export const proxyConfigSchema = z.object({
       withdrawn: z.array(z.string()),
     }),
   ),
-  routes: z.array(z.unknown()),
-  policies: z.array(z.unknown()),
+  routes: z.array(
+    z.object({
+      kind: z.enum(['HTTPRoute', 'GRPCRoute']),
+      namespace: z.string().min(1),
+      name: z.string().min(1),
+      hostnames: z.array(z.string()),
+      parents: z.array(
+        z
+          .object({
+            kind: z.enum(['Gateway', 'Service', 'ServiceImport']),
+            namespace: z.string(),
+            name: z.string(),
+          })
+          .passthrough(),
+      ),
+      rules: z.array(
+        z
+          .object({
+            matches: z.array(z.unknown()),
+            filters: z.array(z.unknown()),
+            backends: z.array(
+              z
+                .object({
+                  kind: z.enum(['Service', 'ServiceImport']),
+                  namespace: z.string(),
+                  name: z.string(),
+                  port: port.optional(),
+                  weight: z.number().int().min(0),
+                  resolved: z.boolean(),
+                  filters: z.array(z.unknown()),
+                })
+                .passthrough(),
+            ),
+          })
+          .passthrough(),
+      ),
+    }),
+  ),
+  policies: z.array(
+    z.object({
+      kind: z.enum(['TrafficPolicy', 'AuthorizationPolicy', 'RateLimitPolicy']),
+      namespace: z.string().min(1),
+      name: z.string().min(1),
+      spec: z.unknown(),
+    }),
+  ),
 });
 
 /** One line of the discovery stream. */

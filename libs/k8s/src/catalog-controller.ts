@@ -12,8 +12,10 @@ import {
   type ClustersetService,
   type ExportRecord,
 } from '@causeway/catalog';
+import type { CompiledRoute, PolicyView } from '@causeway/discovery';
 import { ExportReconciler } from './export-reconciler.ts';
 import { ImportWriter } from './import-writer.ts';
+import { RouteSource } from './route-source.ts';
 import { StalenessPolicies } from './staleness-policies.ts';
 
 export interface CatalogControllerOptions {
@@ -56,6 +58,10 @@ export interface CatalogController {
   clusterset(): ClustersetService[];
   /** This cluster's exports (tombstones included) and whether each reached NATS. */
   localExports(): LocalExportStatus[];
+  /** HTTPRoutes and GRPCRoutes compiled for proxies. */
+  routes(): CompiledRoute[];
+  /** The cluster's Causeway policies, for proxies. */
+  policies(): PolicyView[];
   stop(): Promise<void>;
 }
 
@@ -149,6 +155,18 @@ export async function startCatalogController(options: CatalogControllerOptions):
   });
 
   const policies = new StalenessPolicies(options.kubeConfig, () => refresh(), onError);
+  const routeSource = new RouteSource(options.kubeConfig, {
+    exists: (kind, namespace, name) =>
+      kind === 'Service'
+        ? reconciler.hasService(namespace, name)
+        : sync.catalog().has(`${namespace}/${name}`),
+    trafficPolicies: () => policies.list(),
+    onChange: () => {
+      routeSource.recompile();
+      onChange();
+    },
+    onError,
+  });
   let conditions = Promise.resolve();
   let lastWithdrawals = '';
   const sync = new CatalogSync({
@@ -182,6 +200,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
 
   /** Re-plans the imports and tells proxies; the writer skips services that did not change. */
   function refresh(): void {
+    routeSource.recompile();
     const withdrawn = withdrawnNow();
     lastWithdrawals = JSON.stringify([...withdrawn].map(([key, set]) => [key, [...set]]));
     writer.submit({
@@ -201,6 +220,8 @@ export async function startCatalogController(options: CatalogControllerOptions):
   await policies.start();
   await reconciler.start();
   await reconciler.idle();
+  await routeSource.start();
+  routeSource.recompile();
 
   /**
    * A ServiceExport deleted while this controller was down leaves its record in the
@@ -218,6 +239,9 @@ export async function startCatalogController(options: CatalogControllerOptions):
   let sequence = 0;
   let lastStale = '';
   const tick = (): void => {
+    // Services that appeared since (route backends) are seen at the latest here.
+    const routesBefore = JSON.stringify(routeSource.current());
+    if (JSON.stringify(routeSource.recompile()) !== routesBefore) onChange();
     // Liveness changes (a peer going stale, a withdrawal) re-plan the imports.
     const stale = JSON.stringify(sync.peerStatus().map((peer) => [peer.cluster, peer.stale]));
     const withdrawn = JSON.stringify([...withdrawnNow()].map(([key, set]) => [key, [...set]]));
@@ -263,12 +287,15 @@ export async function startCatalogController(options: CatalogControllerOptions):
         withdrawn: withdrawnNow(),
         localEndpoints: (namespace, name) => reconciler.localEndpoints(namespace, name),
       }),
+    routes: () => routeSource.current(),
+    policies: () => routeSource.policyViews(),
     localExports: () =>
       [...published.entries()].map(([key, record]) => ({ record, published: !unpublished.has(key) })),
     stop: async () => {
       clearInterval(timer);
       await reconciler.stop();
       policies.stop();
+      routeSource.stop();
       stopWatch?.();
       writer.close();
       await conditions;

@@ -172,6 +172,11 @@ export class ExportReconciler {
     return endpoints.sort((a, b) => a.address.localeCompare(b.address));
   }
 
+  /** Whether a Service exists in the local API server (informer cache). */
+  hasService(namespace: string, name: string): boolean {
+    return this.services.get(name, namespace) !== undefined;
+  }
+
   /** The SPIFFE IDs of the pods behind a service's endpoints, sorted, each once. */
   private servingIdentities(namespace: string, slices: readonly V1EndpointSlice[]): string[] {
     const identities = new Set<string>();

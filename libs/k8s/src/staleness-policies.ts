@@ -1,16 +1,11 @@
-import {
-  CustomObjectsApi,
-  makeInformer,
-  type KubeConfig,
-  type KubernetesObject,
-} from '@kubernetes/client-node';
+import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { parseDuration } from '@causeway/config';
 import { MCS_GROUP, POLICY_GROUP } from './crds/index.ts';
+import { ResourceWatch } from './resource-watch.ts';
 
 const TRAFFIC_POLICIES = { group: POLICY_GROUP, version: 'v1alpha1', plural: 'trafficpolicies' } as const;
-const RESTART_MS = 1_000;
 
-interface TrafficPolicyObject extends KubernetesObject {
+export interface TrafficPolicyObject extends KubernetesObject {
   metadata: { name: string; namespace: string };
   spec?: {
     targetRefs?: Array<{ group?: string; kind?: string; name?: string }>;
@@ -24,47 +19,33 @@ interface TrafficPolicyObject extends KubernetesObject {
  * objects are read; nothing from another cluster becomes a policy input.
  */
 export class StalenessPolicies {
-  private readonly informer;
-  private stopped = false;
+  private readonly watch: ResourceWatch<TrafficPolicyObject>;
 
   constructor(
     kubeConfig: KubeConfig,
-    private readonly onChange: () => void,
+    onChange: () => void,
     private readonly onError: (error: unknown) => void,
   ) {
-    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.informer = makeInformer<TrafficPolicyObject>(
-      kubeConfig,
-      `/apis/${TRAFFIC_POLICIES.group}/${TRAFFIC_POLICIES.version}/${TRAFFIC_POLICIES.plural}`,
-      async () =>
-        (await custom.listClusterCustomObject(TRAFFIC_POLICIES)) as {
-          items: TrafficPolicyObject[];
-          metadata?: { resourceVersion?: string };
-        },
-    );
-    for (const verb of ['add', 'update', 'delete'] as const) this.informer.on(verb, () => this.onChange());
-    this.informer.on('error', (error: unknown) => {
-      onError(error);
-      if (this.stopped) return;
-      setTimeout(() => {
-        if (!this.stopped) this.informer.start().catch(onError);
-      }, RESTART_MS);
-    });
+    this.watch = new ResourceWatch(kubeConfig, TRAFFIC_POLICIES, onChange, onError);
   }
 
   async start(): Promise<void> {
-    await this.informer.start();
+    await this.watch.start();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.informer.stop();
+    this.watch.stop();
+  }
+
+  /** Every TrafficPolicy (for proxy config). */
+  list(): readonly TrafficPolicyObject[] {
+    return this.watch.list();
   }
 
   /** `namespace/name` of each ServiceImport with a withdrawal TTL -> the shortest TTL in ms. */
   withdrawAfter(): Map<string, number> {
     const result = new Map<string, number>();
-    for (const policy of this.informer.list()) {
+    for (const policy of this.watch.list()) {
       const text = policy.spec?.staleness?.withdrawAfter;
       if (!text) continue;
       let ms: number;

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { compileRoutes, type RefKind, type RouteView } from './routes.ts';
+
+const known = new Set(['Service/shop/cart', 'ServiceImport/shop/pay', 'Gateway/edge/public']);
+const exists = (kind: RefKind, namespace: string, name: string) => known.has(`${kind}/${namespace}/${name}`);
+
+const route = (spec: RouteView['spec'], kind: RouteView['kind'] = 'HTTPRoute'): RouteView => ({
+  kind,
+  metadata: { namespace: 'shop', name: 'r' },
+  spec,
+});
+
+const conditions = (statuses: ReturnType<typeof compileRoutes>['statuses'], key = 'HTTPRoute/shop/r') =>
+  statuses.get(key)!.map((parent) => parent.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`));
+
+test('a mesh route on a Service with resolvable backends is accepted, with defaults filled in', () => {
+  const { routes, statuses } = compileRoutes(
+    [
+      route({
+        parentRefs: [{ group: '', kind: 'Service', name: 'cart' }],
+        rules: [
+          {
+            backendRefs: [
+              { name: 'cart', port: 80 },
+              { group: 'multicluster.x-k8s.io', kind: 'ServiceImport', name: 'pay', port: 80, weight: 3 },
+            ],
+          },
+        ],
+      }),
+    ],
+    exists,
+  );
+  assert.deepEqual(conditions(statuses), [['Accepted=True/Accepted', 'ResolvedRefs=True/ResolvedRefs']]);
+  assert.deepEqual(routes[0]!.parents, [{ kind: 'Service', namespace: 'shop', name: 'cart' }]);
+  assert.deepEqual(
+    routes[0]!.rules[0]!.backends.map((b) => [b.kind, b.name, b.weight, b.resolved]),
+    [
+      ['Service', 'cart', 1, true],
+      ['ServiceImport', 'pay', 3, true],
+    ],
+  );
+});
+
+test('missing, foreign-namespace and wrong-kind backends are named in ResolvedRefs and kept unresolved', () => {
+  for (const [ref, reason] of [
+    [{ name: 'ghost' }, 'BackendNotFound'],
+    [{ name: 'cart', namespace: 'other' }, 'RefNotPermitted'],
+    [{ group: 'example.com', kind: 'Bucket', name: 'cart' }, 'InvalidKind'],
+  ] as const) {
+    const { routes, statuses } = compileRoutes(
+      [route({ parentRefs: [{ name: 'public', namespace: 'edge' }], rules: [{ backendRefs: [ref] }] })],
+      exists,
+    );
+    assert.deepEqual(conditions(statuses), [['Accepted=True/Accepted', `ResolvedRefs=False/${reason}`]]);
+    assert.equal(routes[0]!.rules[0]!.backends[0]!.resolved, false);
+  }
+});
+
+test('a route whose parent does not exist or is not supported is not compiled', () => {
+  const { routes, statuses } = compileRoutes(
+    [
+      route(
+        {
+          parentRefs: [{ name: 'nowhere' }, { group: 'example.com', kind: 'Mesh', name: 'm' }],
+          rules: [{ backendRefs: [{ name: 'cart' }] }],
+        },
+        'GRPCRoute',
+      ),
+    ],
+    exists,
+  );
+  assert.deepEqual(routes, []);
+  assert.deepEqual(conditions(statuses, 'GRPCRoute/shop/r'), [
+    ['Accepted=False/NoMatchingParent', 'ResolvedRefs=True/ResolvedRefs'],
+    ['Accepted=False/UnsupportedValue', 'ResolvedRefs=True/ResolvedRefs'],
+  ]);
+});

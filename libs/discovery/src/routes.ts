@@ -1,0 +1,230 @@
+import type { ConditionValue } from '@causeway/catalog';
+
+/** The name Causeway writes in route status (`status.parents[].controllerName`). */
+export const CONTROLLER_NAME = 'causeway.dev/federation-controller';
+
+const GATEWAY_GROUP = 'gateway.networking.k8s.io';
+const MCS_GROUP = 'multicluster.x-k8s.io';
+
+export interface ParentReference {
+  readonly group?: string;
+  readonly kind?: string;
+  readonly namespace?: string;
+  readonly name: string;
+  readonly port?: number;
+  readonly sectionName?: string;
+}
+
+interface BackendReference {
+  readonly group?: string;
+  readonly kind?: string;
+  readonly namespace?: string;
+  readonly name: string;
+  readonly port?: number;
+  readonly weight?: number;
+  readonly filters?: readonly unknown[];
+}
+
+/** The fields of an HTTPRoute or GRPCRoute that are compiled. */
+export interface RouteView {
+  readonly kind: 'HTTPRoute' | 'GRPCRoute';
+  readonly metadata: { readonly namespace: string; readonly name: string; readonly generation?: number };
+  readonly spec?: {
+    readonly parentRefs?: readonly ParentReference[];
+    readonly hostnames?: readonly string[];
+    readonly rules?: ReadonlyArray<{
+      readonly name?: string;
+      readonly matches?: readonly unknown[];
+      readonly filters?: readonly unknown[];
+      readonly backendRefs?: readonly BackendReference[];
+      readonly timeouts?: unknown;
+    }>;
+  };
+}
+
+/** What a parent or backend reference may point at. */
+export type RefKind = 'Gateway' | 'Service' | 'ServiceImport';
+
+/** One route as proxies get it: defaults filled in, references resolved. */
+export interface CompiledRoute {
+  readonly kind: 'HTTPRoute' | 'GRPCRoute';
+  readonly namespace: string;
+  readonly name: string;
+  readonly hostnames: readonly string[];
+  /** Accepted parents: Gateways (ingress) or Services/ServiceImports (mesh, GAMMA). */
+  readonly parents: ReadonlyArray<{
+    readonly kind: RefKind;
+    readonly namespace: string;
+    readonly name: string;
+    readonly port?: number;
+    readonly sectionName?: string;
+  }>;
+  readonly rules: ReadonlyArray<{
+    readonly name?: string;
+    readonly matches: readonly unknown[];
+    readonly filters: readonly unknown[];
+    readonly timeouts?: unknown;
+    /** A backend that did not resolve keeps its weight share, so proxies answer 500 for it. */
+    readonly backends: ReadonlyArray<{
+      readonly kind: 'Service' | 'ServiceImport';
+      readonly namespace: string;
+      readonly name: string;
+      readonly port?: number;
+      readonly weight: number;
+      readonly resolved: boolean;
+      readonly filters: readonly unknown[];
+    }>;
+  }>;
+}
+
+/** Our entry in one parent's `status.parents`. */
+export interface RouteParentStatus {
+  readonly parentRef: ParentReference;
+  readonly controllerName: string;
+  readonly conditions: readonly ConditionValue[];
+}
+
+const kindOf = (
+  group: string | undefined,
+  kind: string | undefined,
+  fallback: RefKind,
+): RefKind | undefined => {
+  const g = group ?? (fallback === 'Service' ? '' : GATEWAY_GROUP);
+  const k = kind ?? fallback;
+  if (g === GATEWAY_GROUP && k === 'Gateway') return 'Gateway';
+  if (g === '' && k === 'Service') return 'Service';
+  if (g === MCS_GROUP && k === 'ServiceImport') return 'ServiceImport';
+  return undefined;
+};
+
+/**
+ * Compiles routes for proxies and says, per parent, what the Gateway API status should
+ * be: `Accepted` (the parent exists and is a kind Causeway serves) and `ResolvedRefs`
+ * (every backend is a Service or ServiceImport that exists, in the route's namespace: a
+ * reference to another namespace needs a ReferenceGrant, which is not read yet, so it is
+ * refused with `RefNotPermitted`).
+ */
+export function compileRoutes(
+  routes: readonly RouteView[],
+  exists: (kind: RefKind, namespace: string, name: string) => boolean,
+): { routes: CompiledRoute[]; statuses: Map<string, RouteParentStatus[]> } {
+  const compiled: CompiledRoute[] = [];
+  const statuses = new Map<string, RouteParentStatus[]>();
+  const sorted = [...routes].sort((a, b) =>
+    `${a.kind}/${a.metadata.namespace}/${a.metadata.name}`.localeCompare(
+      `${b.kind}/${b.metadata.namespace}/${b.metadata.name}`,
+    ),
+  );
+  for (const route of sorted) {
+    const namespace = route.metadata.namespace;
+    const problems: ConditionValue[] = [];
+    const rules = (route.spec?.rules ?? [{}]).map((rule) => ({
+      ...(rule.name ? { name: rule.name } : {}),
+      matches: rule.matches ?? [],
+      filters: rule.filters ?? [],
+      ...(rule.timeouts ? { timeouts: rule.timeouts } : {}),
+      backends: (rule.backendRefs ?? []).map((ref) => {
+        const kind = kindOf(ref.group, ref.kind, 'Service');
+        const target = ref.namespace ?? namespace;
+        let resolved = true;
+        if (kind !== 'Service' && kind !== 'ServiceImport') {
+          resolved = false;
+          problems.push({
+            type: 'ResolvedRefs',
+            status: 'False',
+            reason: 'InvalidKind',
+            message: `backendRef ${ref.group ?? ''}/${ref.kind ?? 'Service'} ${ref.name} is not a Service or ServiceImport`,
+          });
+        } else if (target !== namespace) {
+          resolved = false;
+          problems.push({
+            type: 'ResolvedRefs',
+            status: 'False',
+            reason: 'RefNotPermitted',
+            message: `backendRef ${kind} ${target}/${ref.name} is in another namespace (ReferenceGrant is not supported yet)`,
+          });
+        } else if (!exists(kind, target, ref.name)) {
+          resolved = false;
+          problems.push({
+            type: 'ResolvedRefs',
+            status: 'False',
+            reason: 'BackendNotFound',
+            message: `${kind} ${target}/${ref.name} does not exist`,
+          });
+        }
+        return {
+          kind: (kind === 'ServiceImport' ? 'ServiceImport' : 'Service') as 'Service' | 'ServiceImport',
+          namespace: target,
+          name: ref.name,
+          ...(ref.port !== undefined ? { port: ref.port } : {}),
+          weight: ref.weight ?? 1,
+          resolved,
+          filters: ref.filters ?? [],
+        };
+      }),
+    }));
+    const resolvedRefs: ConditionValue = problems[0]
+      ? { ...problems[0], message: problems.map((p) => p.message).join('; ') }
+      : { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'all references resolved' };
+    const parents: Array<CompiledRoute['parents'][number]> = [];
+    const parentStatuses: RouteParentStatus[] = [];
+    for (const ref of route.spec?.parentRefs ?? []) {
+      const kind = kindOf(ref.group, ref.kind, 'Gateway');
+      const target = ref.namespace ?? namespace;
+      let accepted: ConditionValue;
+      if (!kind) {
+        accepted = {
+          type: 'Accepted',
+          status: 'False',
+          reason: 'UnsupportedValue',
+          message: `parentRef ${ref.group ?? GATEWAY_GROUP}/${ref.kind ?? 'Gateway'} is not a Gateway, Service or ServiceImport`,
+        };
+      } else if (!exists(kind, target, ref.name)) {
+        accepted = {
+          type: 'Accepted',
+          status: 'False',
+          reason: 'NoMatchingParent',
+          message: `${kind} ${target}/${ref.name} does not exist`,
+        };
+      } else {
+        accepted = {
+          type: 'Accepted',
+          status: 'True',
+          reason: 'Accepted',
+          message: `accepted by ${kind} ${target}/${ref.name}`,
+        };
+        parents.push({
+          kind,
+          namespace: target,
+          name: ref.name,
+          ...(ref.port !== undefined ? { port: ref.port } : {}),
+          ...(ref.sectionName ? { sectionName: ref.sectionName } : {}),
+        });
+      }
+      parentStatuses.push({
+        parentRef: ref,
+        controllerName: CONTROLLER_NAME,
+        conditions: [accepted, resolvedRefs],
+      });
+    }
+    statuses.set(`${route.kind}/${namespace}/${route.metadata.name}`, parentStatuses);
+    if (parents.length > 0)
+      compiled.push({
+        kind: route.kind,
+        namespace,
+        name: route.metadata.name,
+        hostnames: route.spec?.hostnames ?? [],
+        parents,
+        rules,
+      });
+  }
+  return { routes: compiled, statuses };
+}
+
+/** A Causeway policy as proxies get it (validated by its CRD schema in the API server). */
+export interface PolicyView {
+  readonly kind: 'TrafficPolicy' | 'AuthorizationPolicy' | 'RateLimitPolicy';
+  readonly namespace: string;
+  readonly name: string;
+  readonly spec: unknown;
+}

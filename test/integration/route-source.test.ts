@@ -1,0 +1,161 @@
+// HTTPRoutes, GRPCRoutes and policies in a real kube-apiserver: compiled for proxies by the
+// catalog controller, with Accepted/ResolvedRefs written back to each route's status.
+import assert from 'node:assert/strict';
+import { after, before, test } from 'node:test';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { createRootCa } from '@causeway/pki';
+import { startCatalogController, type CatalogController } from '@causeway/k8s';
+import { eventually, startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
+import { controllerIdentity } from '../support/controller-identity.ts';
+
+const TD = 'mesh.test';
+const GW = { group: 'gateway.networking.k8s.io', version: 'v1' } as const;
+
+let cluster: KubeControlPlane;
+let kubeConfig: KubeConfig;
+let controller: CatalogController;
+let changes = 0;
+
+before(async () => {
+  cluster = await startKubeControlPlane({ name: 'east', serviceCidr: '10.96.0.0/16' });
+  kubeConfig = cluster.kubeConfig();
+  const core = kubeConfig.makeApiClient(CoreV1Api);
+  await core.createNamespace({ body: { metadata: { name: 'shop' } } });
+  await core.createNamespacedService({
+    namespace: 'shop',
+    body: { metadata: { name: 'cart' }, spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } },
+  });
+  const root = await createRootCa({ trustDomain: TD });
+  const identity = await controllerIdentity(root, TD, 'east');
+  // No NATS: the Kubernetes side runs on its own.
+  controller = await startCatalogController({
+    kubeConfig,
+    cluster: 'east',
+    trustDomain: TD,
+    identity: () => identity,
+    roots: () => [root.certificate],
+    gatewayAddresses: ['127.0.0.1:15443'],
+    heartbeatIntervalMs: 300,
+    onChange: () => changes++,
+  });
+});
+
+after(async () => {
+  await controller?.stop();
+  await cluster?.dispose();
+});
+
+const create = (
+  plural: string,
+  body: Record<string, unknown>,
+  group: string = GW.group,
+  version: string = GW.version,
+) =>
+  kubeConfig
+    .makeApiClient(CustomObjectsApi)
+    .createNamespacedCustomObject({ group, version, plural, namespace: 'shop', body });
+
+type RouteStatus = {
+  status?: {
+    parents?: Array<{
+      controllerName: string;
+      conditions: Array<{ type: string; status: string; reason: string }>;
+    }>;
+  };
+};
+
+const statusOf = async (plural: string, name: string): Promise<string[][]> => {
+  const route = (await kubeConfig
+    .makeApiClient(CustomObjectsApi)
+    .getNamespacedCustomObject({ ...GW, plural, namespace: 'shop', name })) as RouteStatus;
+  return (route.status?.parents ?? [])
+    .filter((p) => p.controllerName === 'causeway.dev/federation-controller')
+    .map((p) => p.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`));
+};
+
+test('a mesh HTTPRoute is compiled for sidecars and its status says which backend is missing', async () => {
+  const before = changes;
+  await create('httproutes', {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'cart-split' },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'cart', port: 80 }],
+      rules: [
+        {
+          matches: [{ path: { type: 'PathPrefix', value: '/v2' } }],
+          backendRefs: [
+            { name: 'cart', port: 80, weight: 90 },
+            { name: 'cart-canary', port: 80, weight: 10 },
+          ],
+        },
+      ],
+    },
+  });
+  await eventually(async () => {
+    assert.deepEqual(await statusOf('httproutes', 'cart-split'), [
+      ['Accepted=True/Accepted', 'ResolvedRefs=False/BackendNotFound'],
+    ]);
+  }, 15_000);
+  const route = controller.routes().find((r) => r.name === 'cart-split')!;
+  assert.deepEqual(route.parents, [{ kind: 'Service', namespace: 'shop', name: 'cart', port: 80 }]);
+  assert.deepEqual(
+    route.rules[0]!.backends.map((b) => [b.name, b.weight, b.resolved]),
+    [
+      ['cart', 90, true],
+      ['cart-canary', 10, false],
+    ],
+  );
+  assert.deepEqual(route.rules[0]!.matches, [{ path: { type: 'PathPrefix', value: '/v2' } }]);
+  assert.ok(changes > before, 'proxies were not told about the route');
+
+  // The missing backend appears: ResolvedRefs turns True.
+  await kubeConfig.makeApiClient(CoreV1Api).createNamespacedService({
+    namespace: 'shop',
+    body: { metadata: { name: 'cart-canary' }, spec: { ports: [{ port: 80, protocol: 'TCP' }] } },
+  });
+  await eventually(async () => {
+    assert.deepEqual(await statusOf('httproutes', 'cart-split'), [
+      ['Accepted=True/Accepted', 'ResolvedRefs=True/ResolvedRefs'],
+    ]);
+  }, 15_000);
+});
+
+test('a GRPCRoute on a Gateway that does not exist is not accepted; policies reach the proxy config', async () => {
+  await create('grpcroutes', {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'GRPCRoute',
+    metadata: { name: 'orders' },
+    spec: { parentRefs: [{ name: 'public' }], rules: [{ backendRefs: [{ name: 'cart', port: 80 }] }] },
+  });
+  await create(
+    'authorizationpolicies',
+    {
+      apiVersion: 'policy.causeway.dev/v1alpha1',
+      kind: 'AuthorizationPolicy',
+      metadata: { name: 'cart-deny' },
+      spec: {
+        targetRefs: [{ group: '', kind: 'Service', name: 'cart' }],
+        action: 'DENY',
+        rules: [{ from: [{ namespaces: ['untrusted'] }] }],
+      },
+    },
+    'policy.causeway.dev',
+    'v1alpha1',
+  );
+  await eventually(async () => {
+    assert.deepEqual(await statusOf('grpcroutes', 'orders'), [
+      ['Accepted=False/NoMatchingParent', 'ResolvedRefs=True/ResolvedRefs'],
+    ]);
+  }, 15_000);
+  assert.equal(
+    controller.routes().some((r) => r.name === 'orders'),
+    false,
+  );
+  await eventually(async () => {
+    assert.deepEqual(
+      controller.policies().map((p) => [p.kind, p.name]),
+      [['AuthorizationPolicy', 'cart-deny']],
+    );
+  }, 10_000);
+});
