@@ -164,6 +164,11 @@ describe('federation-controller', () => {
         /causeway_trust_updates_rejected_total\{kind="bundle",reason="untrusted_signer"\} 1/,
       );
       assert.match(metrics, /causeway_trust_bundle_version 1/);
+      // The intermediate expires in about a year (the CLI's default).
+      const expiry = Number(
+        /causeway_certificate_expiry_timestamp_seconds\{kind="intermediate"\} (\d+)/.exec(metrics)?.[1],
+      );
+      assert.ok(Math.abs(expiry - (Date.now() / 1000 + 365 * 86_400)) < 2 * 86_400, `expiry ${expiry}`);
       assert.match(metrics, /causeway_certificates_issued_total 1/);
       // The status record is published every 200 ms: wait for one made after the issuance.
       let issuedFromRoot: number | undefined;

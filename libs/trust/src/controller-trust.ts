@@ -74,6 +74,16 @@ export class ControllerTrust {
       help: 'Version of the trust bundle in use.',
       registers,
     });
+    const expiry = () => this.intermediate.certificate.validTo;
+    new Gauge({
+      name: 'causeway_certificate_expiry_timestamp_seconds',
+      help: 'When the cluster intermediate that signs workload certificates expires (Unix seconds).',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.set({ kind: 'intermediate' }, Date.parse(expiry()) / 1000);
+      },
+    });
     this.info = new Gauge({
       name: 'causeway_trust_bundle_info',
       help: 'Always 1; the labels name the trust bundle in use and the intermediate that signs.',
