@@ -352,6 +352,12 @@ export function trustCommand(): Command {
                 ? `${JSON.stringify({ time: new Date().toISOString(), progress: line })}\n`
                 : `${line}\n`,
             ),
+        }).catch((error: unknown) => {
+          // Our own refusals carry a CAUSEWAY_ code; anything else here is NATS failing.
+          if (String((error as { code?: unknown }).code).startsWith('CAUSEWAY_')) throw error;
+          throw new NatsConnectError(
+            `the rotation stopped on a NATS error (${(error as Error).message}); run the same command again to resume`,
+          );
         });
         print(options.json, record, () => `rotated ${record.from} -> ${record.to}`);
       } finally {
