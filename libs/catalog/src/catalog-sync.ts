@@ -76,6 +76,10 @@ export class CatalogBus {
         key: '>',
         ...(lastSequence > 0 ? { resumeFromRevision: lastSequence + 1 } : {}),
       });
+      if (stopped) {
+        watcher.stop();
+        return;
+      }
       current = watcher;
       void (async () => {
         try {
@@ -98,6 +102,7 @@ export class CatalogBus {
       current?.stop();
       current = undefined;
       setTimeout(() => {
+        if (stopped) return;
         start()
           .catch(() => {})
           .finally(() => {
@@ -310,12 +315,17 @@ export class CatalogSync {
     // NATS never serves them anything older than what they had.
     const notify = (): void => {
       this.notifyTimer = undefined;
-      void (this.journal?.commit() ?? Promise.resolve()).then(() => {
-        this.notifyPending = false;
-        this.notifiedAt = Date.now();
-        this.options.onCatalog(this.catalog() as Map<string, MergedService>);
-        this.maybeCompact();
-      });
+      void (this.journal?.commit() ?? Promise.resolve())
+        .then(() => {
+          this.notifyPending = false;
+          this.notifiedAt = Date.now();
+          this.options.onCatalog(this.catalog() as Map<string, MergedService>);
+          this.maybeCompact();
+        })
+        .catch(() => {
+          // onCatalog's own failures are its business; the next change notifies again.
+          this.notifyPending = false;
+        });
     };
     const wait = this.notifiedAt + NOTIFY_MS - Date.now();
     if (wait <= 0) notify();
@@ -330,14 +340,22 @@ export class CatalogSync {
   /** A journal longer than the catalog (and than 10,000 lines) becomes a new snapshot. */
   private maybeCompact(): void {
     const journal = this.journal;
-    if (!journal || journal.length < Math.max(10_000, 2 * this.accepted.records.size)) return;
-    void journal.compact(() => ({
-      version: 1,
-      signers: Object.fromEntries(this.accepted.signers),
-      records: Object.fromEntries(this.accepted.records),
-      peers: Object.fromEntries(this.peers),
-    }));
+    if (!journal || this.compacting || journal.length < Math.max(10_000, 2 * this.accepted.records.size))
+      return;
+    this.compacting = true;
+    void journal
+      .compact(() => ({
+        version: 1,
+        signers: Object.fromEntries(this.accepted.signers),
+        records: Object.fromEntries(this.accepted.records),
+        peers: Object.fromEntries(this.peers),
+      }))
+      .finally(() => {
+        this.compacting = false;
+      });
   }
+
+  private compacting = false;
 
   async attach(bus: CatalogBus): Promise<void> {
     this.stop = await bus.watch((key, text) => this.onEntry(key, text));

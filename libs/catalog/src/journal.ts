@@ -57,7 +57,10 @@ export class CatalogJournal {
     for (const line of text.split('\n')) {
       if (line === '') continue;
       try {
-        entries.push(JSON.parse(line) as JournalEntry);
+        const entry = JSON.parse(line) as JournalEntry | null;
+        // Anything that is not one of our entries is skipped, like a torn line.
+        if (entry && typeof entry === 'object' && ['signer', 'record', 'peer'].includes(entry.t))
+          entries.push(entry);
       } catch {
         // A torn line from a crash mid-append: everything before it stands.
       }

@@ -146,7 +146,11 @@ export class DiscoveryServer {
             `proxy ${registration.proxy} is registered by ${existing.spiffeId}`,
           );
         }
-        if (existing) this.closeStream(existing);
+        if (existing) {
+          const previous = existing.stream;
+          this.closeStream(existing);
+          previous?.end();
+        }
         const entry: ProxyEntry = existing ?? {
           registration,
           spiffeId,

@@ -157,12 +157,17 @@ export class ImportWriter {
 
   async apply(plan: ImportPlan): Promise<void> {
     const { catalog, records } = plan;
+    const byService = new Map<string, ExportRecord[]>();
+    for (const record of records) {
+      const key = `${record.namespace}/${record.name}`;
+      const list = byService.get(key);
+      if (list) list.push(record);
+      else byService.set(key, [record]);
+    }
     for (const [key, service] of catalog) {
       const withdrawn = plan.withdrawn.get(key) ?? new Set<string>();
       const clusters = service.clusters.filter((cluster) => !withdrawn.has(cluster));
-      const sources = records.filter(
-        (r) => r.namespace === service.namespace && r.name === service.name && clusters.includes(r.cluster),
-      );
+      const sources = (byService.get(key) ?? []).filter((r) => clusters.includes(r.cluster));
       const conditions = importConditions(service, clusters, plan.peers, withdrawn);
       const state = JSON.stringify([service, clusters, sources, conditions]);
       if (this.writtenState.get(key) === state) continue;

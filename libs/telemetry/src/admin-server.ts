@@ -32,7 +32,13 @@ export interface AdminServer {
 
 export async function startAdminServer(options: AdminServerOptions): Promise<AdminServer> {
   const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://admin');
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://admin');
+    } catch {
+      res.writeHead(400, { 'content-type': 'text/plain' }).end('bad request target\n');
+      return;
+    }
     const path = url.pathname;
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -61,7 +67,8 @@ export async function startAdminServer(options: AdminServerOptions): Promise<Adm
               ? sendJson(res, 404, { error: `nothing found for ${url.search || path}` })
               : sendJson(res, 200, value),
           (error: unknown) => sendJson(res, 400, { error: (error as Error).message }),
-        );
+        )
+        .catch(() => res.destroy());
     } else {
       const pages = Object.keys(options.debug ?? {}).map((name) => `/debug/${name}`);
       res
