@@ -118,8 +118,9 @@ await runComponent<Settings>({
             onError: (error) => logger.warn({ err: error }, 'catalog sync error (retried)'),
             log: (message, fields) => logger.info(fields ?? {}, message),
           });
-          // A new intermediate means a new controller certificate: announce it.
-          controller.trust.onChange(() => catalog?.announceSigner());
+          // A new controller certificate (new intermediate, or renewed at half its life):
+          // announce it and re-sign this cluster's records.
+          controller.onIdentity(() => catalog?.resign());
           discovery.update();
           logger.info(
             { gateways: catalogSettings.gatewayAddresses, services: catalog.clusterset().length },

@@ -18,6 +18,8 @@ import type { MergedService } from './types.ts';
 
 /** Least time between two `onCatalog` calls during a burst of records. */
 const NOTIFY_MS = 100;
+/** Signing chains kept per cluster (its controller's certificate is renewed and re-keyed on restart). */
+const SIGNERS_PER_CLUSTER = 8;
 /** A watcher that delivered nothing this long while the bucket moved on is replaced. */
 const STALL_MS = 10_000;
 
@@ -146,7 +148,7 @@ export class CatalogSync {
   private readonly peers = new Map<string, PeerRecord>();
   /** The accepted signers (PEM) and signed records (sharing the state's record objects), as persisted. */
   private readonly accepted = {
-    signers: new Map<string, string>(),
+    signers: new Map<string, { cluster: string; pem: string }>(),
     records: new Map<string, SignedExportRecord>(),
   };
   /** Services whose merge is due (merged lazily: once per notification, not per record). */
@@ -271,7 +273,8 @@ export class CatalogSync {
     this.restoring = true;
     try {
       const { snapshot } = saved;
-      for (const [cluster, pem] of Object.entries(snapshot?.signers ?? {})) this.acceptSigner(cluster, pem);
+      for (const signer of Object.values(snapshot?.signers ?? {}))
+        this.acceptSigner(signer.cluster, signer.pem);
       for (const [key, signed] of Object.entries(snapshot?.records ?? {})) this.applySigned(key, signed);
       for (const [cluster, peer] of Object.entries(snapshot?.peers ?? {})) this.restorePeer(cluster, peer);
       for (const entry of saved.entries) {
@@ -463,18 +466,30 @@ export class CatalogSync {
     }
   }
 
+  /**
+   * Accepts a controller's signing chain. Earlier signers of the same cluster are kept
+   * (up to SIGNERS_PER_CLUSTER) so that records they signed stay verifiable. On restore, a
+   * chain that has expired since it was accepted still verifies (chain and signatures are
+   * checked as of just before its expiry): what was verified on receipt stays served.
+   */
   private acceptSigner(cluster: string, chainPem: string): void {
     try {
       const chain = splitPemCertificates(chainPem).map((pem) => new X509Certificate(pem));
-      const signer = verifySigner(chain, this.options.roots(), this.options.trustDomain);
+      const expiry = Math.min(...chain.map((certificate) => Date.parse(certificate.validTo)));
+      const now = this.restoring && expiry <= Date.now() ? new Date(expiry - 1_000) : undefined;
+      const signer = verifySigner(chain, this.options.roots(), this.options.trustDomain, now);
       if (signer.cluster !== cluster)
         throw new Error(`a signer for ${signer.cluster} under signer.${cluster}`);
-      for (const [fingerprint, known] of this.signers)
-        if (known.cluster === cluster) this.signers.delete(fingerprint);
+      if (!this.signers.has(signer.fingerprint)) {
+        const ofCluster = [...this.signers.values()].filter((known) => known.cluster === cluster);
+        for (const old of ofCluster.slice(0, Math.max(0, ofCluster.length - SIGNERS_PER_CLUSTER + 1))) {
+          this.signers.delete(old.fingerprint);
+          this.accepted.signers.delete(old.fingerprint);
+        }
+        if (!this.restoring) this.journal?.append({ t: 'signer', cluster, pem: chainPem });
+      }
       this.signers.set(signer.fingerprint, signer);
-      if (this.accepted.signers.get(cluster) !== chainPem && !this.restoring)
-        this.journal?.append({ t: 'signer', cluster, pem: chainPem });
-      this.accepted.signers.set(cluster, chainPem);
+      this.accepted.signers.set(signer.fingerprint, { cluster, pem: chainPem });
     } catch {
       this.refused.inc({ reason: 'bad_signer' });
       return;

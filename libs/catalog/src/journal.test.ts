@@ -25,11 +25,16 @@ test('journal: appended entries survive; a torn last line is skipped; compaction
       loaded.entries.map((e) => e.t),
       ['signer', 'peer'],
     );
-    await reopened.compact(() => ({ version: 1, signers: { east: 'PEM-2' }, records: {}, peers: {} }));
+    await reopened.compact(() => ({
+      version: 1,
+      signers: { f1: { cluster: 'east', pem: 'PEM-2' } },
+      records: {},
+      peers: {},
+    }));
     reopened.append({ t: 'signer', cluster: 'west', pem: 'PEM-3' });
     await reopened.flush();
     const after = await new CatalogJournal(file).load();
-    assert.deepEqual(after.snapshot?.signers, { east: 'PEM-2' });
+    assert.deepEqual(after.snapshot?.signers, { f1: { cluster: 'east', pem: 'PEM-2' } });
     assert.deepEqual(after.entries, [{ t: 'signer', cluster: 'west', pem: 'PEM-3' }]);
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -13,7 +13,8 @@ export interface PeerRecord {
 /** The whole catalog at one point: signers and signed records, verified again on restore. */
 export interface CatalogSnapshot {
   version: 1;
-  signers: Record<string, string>;
+  /** By certificate fingerprint. */
+  signers: Record<string, { cluster: string; pem: string }>;
   records: Record<string, SignedExportRecord>;
   peers: Record<string, PeerRecord>;
 }

@@ -79,8 +79,9 @@ export function verifySigner(
   chain: readonly X509Certificate[],
   roots: readonly X509Certificate[],
   trustDomain: string,
+  now?: Date,
 ): VerifiedSigner {
-  const identity = verifySvid({ chain, roots, trustDomain });
+  const identity = verifySvid({ chain, roots, trustDomain, ...(now ? { now } : {}) });
   if (identity.spiffeId.kind !== 'component' || identity.spiffeId.component !== 'federation-controller') {
     throw new PkiError(
       'CAUSEWAY_PKI_CLUSTER_MISMATCH',

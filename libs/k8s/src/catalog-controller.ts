@@ -52,8 +52,12 @@ export interface CatalogController {
   readonly sync: CatalogSync;
   /** Starts publishing to and following the NATS catalog bucket. */
   attach(bus: CatalogBus): Promise<void>;
-  /** Publishes the controller's certificate chain again (after its identity changed). */
-  announceSigner(): Promise<void>;
+  /**
+   * After the controller's identity changed: announces the new signing chain and
+   * re-publishes this cluster's records signed with it (so that a cluster that never saw
+   * the old chain can verify them). A failed announcement is retried every tick.
+   */
+  resign(): void;
   /** The clusterset as local proxies need it. */
   clusterset(): ClustersetService[];
   /** This cluster's exports (tombstones included) and whether each reached NATS. */
@@ -250,6 +254,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
       refresh();
     }
     if (!bus) return;
+    if (announcedChain !== options.identity().chainPem) resign();
     sweepOrphans();
     void flush();
     sequence = Math.max(sequence + 1, Date.now());
@@ -264,8 +269,19 @@ export async function startCatalogController(options: CatalogControllerOptions):
   const timer = setInterval(tick, options.heartbeatIntervalMs ?? 5_000);
   let stopWatch: (() => void) | undefined;
 
+  let announcedChain: string | undefined;
   const announceSigner = async (): Promise<void> => {
-    await bus?.putSigner(options.cluster, options.identity().chainPem);
+    if (!bus) return;
+    const chain = options.identity().chainPem;
+    if (announcedChain === chain) return;
+    await bus.putSigner(options.cluster, chain);
+    announcedChain = chain;
+  };
+  const resign = (): void => {
+    void announceSigner().then(() => {
+      for (const record of [...published.values()])
+        publish({ ...record, revision: Math.max(record.revision + 1, Date.now()) });
+    }, onError);
   };
 
   return {
@@ -277,7 +293,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
       stopWatch = () => sync.detach();
       tick();
     },
-    announceSigner,
+    resign,
     clusterset: () =>
       buildClusterset({
         cluster: options.cluster,

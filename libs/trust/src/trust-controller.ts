@@ -48,8 +48,10 @@ export interface TrustController {
   /** `https://host:port` of the signing service. */
   readonly url: string;
   readonly trust: ControllerTrust;
-  /** The current controller identity (re-issued when the intermediate changes). */
+  /** The current controller identity (re-issued when the intermediate changes and at half its life). */
   identity(): ControllerIdentity;
+  /** Called after the controller identity was re-issued. */
+  onIdentity(listener: () => void): void;
   close(): Promise<void>;
 }
 
@@ -108,11 +110,31 @@ export async function startTrustController(options: TrustControllerOptions): Pro
   });
   options.routes?.(app);
   let servingFor = trust.signingCa.certificate.fingerprint256;
+  const identityListeners: Array<() => void> = [];
+  let renewal: NodeJS.Timeout | undefined;
+  /** A new controller certificate (same key): after an intermediate change, and at half its life. */
+  const reissue = async (): Promise<void> => {
+    serving = await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys);
+    (app.server as Server).setSecureContext(serving);
+    scheduleRenewal();
+    for (const listener of identityListeners) listener();
+  };
+  const scheduleRenewal = (): void => {
+    if (renewal) clearTimeout(renewal);
+    const certificate = new X509Certificate(serving.cert);
+    const from = Date.parse(certificate.validFrom);
+    const half = from + (Date.parse(certificate.validTo) - from) / 2;
+    renewal = setTimeout(
+      () => void reissue().catch(() => scheduleRenewal()),
+      Math.max(1_000, half - Date.now()),
+    );
+    renewal.unref();
+  };
+  scheduleRenewal();
   trust.onChange(async () => {
     if (trust.signingCa.certificate.fingerprint256 === servingFor) return;
     servingFor = trust.signingCa.certificate.fingerprint256;
-    serving = await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys);
-    (app.server as Server).setSecureContext(serving);
+    await reissue();
   });
   await app.listen({ host: options.listen.host, port: options.listen.port });
   const address = app.server.address() as AddressInfo;
@@ -125,7 +147,9 @@ export async function startTrustController(options: TrustControllerOptions): Pro
       privateKey: servingKeys.privateKey,
       chainPem: serving.cert,
     }),
+    onIdentity: (listener) => identityListeners.push(listener),
     close: async () => {
+      if (renewal) clearTimeout(renewal);
       trust.detach();
       await app.close();
       await issued.flush().catch(() => {});
