@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream } from '@nats-io/jetstream';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import {
   CatalogBus,
   CatalogSync,
@@ -82,10 +83,31 @@ test("a cluster writes its own keys, reads everyone's, and cannot write another 
   const root = await createRootCa({ trustDomain: TD });
   const east = await controllerIdentity(root, TD, 'east');
   const west = await controllerIdentity(root, TD, 'west');
-  // The operator creates the buckets (as `causeway trust publish` does).
+  // The operator creates and hardens the buckets.
+  const init = JSON.parse(
+    (
+      await run(process.execPath, [
+        cli,
+        'nats-init',
+        '--nats-url',
+        nats.url,
+        '--nats-user',
+        'operator',
+        '--nats-password-file',
+        path.join(dir, 'operator.password'),
+        '--json',
+      ])
+    ).stdout,
+  ) as { buckets: Array<{ bucket: string; rollup: boolean; denyPurge: boolean; denyDelete: boolean }> };
+  assert.deepEqual(
+    init.buckets.map((b) => [b.bucket, b.rollup, b.denyPurge, b.denyDelete]),
+    [
+      ['causeway-catalog', false, true, true],
+      ['causeway-trust', false, true, true],
+    ],
+  );
   const operator = await as('operator');
   const operatorBus = await CatalogBus.open(operator);
-  await NatsTrustStore.open(operator);
 
   const eastBus = await CatalogBus.open(await as('east'));
   const record = {
@@ -131,6 +153,14 @@ test("a cluster writes its own keys, reads everyone's, and cannot write another 
   await refused("east writing west's heartbeat", () => eastBus.putRaw('heartbeat.west', '{}'));
   await refused('east writing the trust bundle', () => eastTrust.putRawBundle('{}'));
   await refused("east writing west's intermediate", () => eastTrust.putIntermediate('west', 'PEM'));
+  // Writing its own key with a rollup header would purge the whole bucket: refused.
+  const rollup = headers();
+  rollup.set('Nats-Rollup', 'all');
+  await refused('east rolling up the catalog through its own key', () =>
+    jetstream(connections.at(-1)!).publish('$KV.causeway-catalog.export.east.shop.cart', 'x', {
+      headers: rollup,
+    }),
+  );
 
   // West's user reads the whole catalog (a watcher works under these permissions).
   let seen: MergedService | undefined;

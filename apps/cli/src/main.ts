@@ -1,7 +1,7 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CAUSEWAY_VERSION } from '@causeway/runtime';
 import { envUp, MAX_CLUSTERS } from './env.ts';
-import { natsConfigCommand } from './nats-config.ts';
+import { natsConfigCommand, natsInitCommand } from './nats-config.ts';
 import { statusCommands } from './status.ts';
 import { trustCommand } from './trust.ts';
 
@@ -103,6 +103,7 @@ program
 
 program.addCommand(trustCommand());
 program.addCommand(natsConfigCommand());
+program.addCommand(natsInitCommand());
 for (const command of statusCommands()) program.addCommand(command);
 
 try {

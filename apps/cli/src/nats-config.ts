@@ -2,16 +2,17 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { CATALOG_BUCKET } from '@causeway/catalog';
-import { TRUST_BUCKET } from '@causeway/trust';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { CATALOG_BUCKET, CatalogBus } from '@causeway/catalog';
+import { NatsTrustStore, TRUST_BUCKET } from '@causeway/trust';
 import { formatTable } from './table.ts';
+import { natsConnect, type NatsOptions } from './trust.ts';
 
 /** The JetStream API a cluster's controller needs on one KV bucket, and nothing more. */
 const bucketApi = (bucket: string): string[] => {
   const stream = `KV_${bucket}`;
   return [
     `$JS.API.STREAM.INFO.${stream}`,
-    `$JS.API.STREAM.CREATE.${stream}`,
     `$JS.API.STREAM.MSG.GET.${stream}`,
     `$JS.API.DIRECT.GET.${stream}.>`,
     `$JS.API.CONSUMER.CREATE.${stream}`,
@@ -26,8 +27,10 @@ const quote = (subjects: readonly string[]): string => subjects.map((s) => `"${s
 /**
  * A nats-server `authorization` block: one user per cluster that may write only its own
  * catalog keys (exports, heartbeat, signer) and its own trust status, and read both
- * buckets; one operator user (`causeway trust publish/rotate`) that may do everything.
- * This is the second wall: records are also signed and verified.
+ * buckets; one operator user (`causeway nats-init`, `causeway trust publish/rotate`) that
+ * may do everything. Cluster users cannot create or change the buckets; `nats-init` makes
+ * them with rollups, purges and deletes refused, so that writing one's own key can never
+ * remove another cluster's. This is the second wall: records are also signed and verified.
  */
 export function natsAuthorization(options: {
   operator: { user: string; password: string };
@@ -126,5 +129,58 @@ export function natsConfigCommand(): Command {
           rows.map((r) => [r.user, r.role, r.passwordFile]),
         )}\n\nInclude ${path.join(options.out, 'auth.conf')} in nats-server.conf; give each controller its user and password file (settings nats.user, nats.passwordFile).\n`,
       );
+    });
+}
+
+/** `causeway nats-init`: the operator creates both buckets and hardens them. */
+export function natsInitCommand(): Command {
+  return new Command('nats-init')
+    .description(
+      'create the catalog and trust buckets (as the operator) with rollup headers, purges and deletes refused',
+    )
+    .requiredOption('--nats-url <url>', 'NATS server, e.g. nats://127.0.0.1:4222')
+    .option('--nats-user <name>', 'NATS user (the operator user of `causeway nats-config`)')
+    .option('--nats-password-file <file>', 'file holding the NATS password')
+    .option('--json', 'print JSON')
+    .action(async (options: NatsOptions & { json?: boolean }) => {
+      const connection = await natsConnect(options, 'causeway-nats-init');
+      try {
+        await CatalogBus.open(connection);
+        await NatsTrustStore.open(connection);
+        const jsm = await jetstreamManager(connection);
+        const rows: Array<Record<string, unknown>> = [];
+        for (const bucket of [CATALOG_BUCKET, TRUST_BUCKET]) {
+          const { config } = await jsm.streams.info(`KV_${bucket}`);
+          const hardened = await jsm.streams.update(`KV_${bucket}`, {
+            ...config,
+            allow_rollup_hdrs: false,
+            deny_purge: true,
+            deny_delete: true,
+          });
+          rows.push({
+            bucket,
+            stream: hardened.config.name,
+            rollup: hardened.config.allow_rollup_hdrs,
+            denyPurge: hardened.config.deny_purge,
+            denyDelete: hardened.config.deny_delete,
+          });
+        }
+        process.stdout.write(
+          options.json
+            ? `${JSON.stringify({ buckets: rows })}\n`
+            : `${formatTable(
+                ['bucket', 'stream', 'rollup headers', 'purge', 'delete'],
+                rows.map((r) => [
+                  String(r.bucket),
+                  String(r.stream),
+                  r.rollup ? 'allowed' : 'refused',
+                  r.denyPurge ? 'refused' : 'allowed',
+                  r.denyDelete ? 'refused' : 'allowed',
+                ]),
+              )}\n`,
+        );
+      } finally {
+        await connection.close();
+      }
     });
 }

@@ -81,7 +81,7 @@ function summaryTable(summaries: CertificateSummary[]): string {
 }
 
 /** `causeway trust …`: the federation's root, intermediates and bundle, offline. */
-interface NatsOptions {
+export interface NatsOptions {
   natsUrl: string;
   natsUser?: string;
   natsPasswordFile?: string;
@@ -92,7 +92,7 @@ class NatsConnectError extends Error {
 }
 
 /** Connects (a first failure is not retried: a person is waiting) and says plainly why it could not. */
-async function natsConnect(options: NatsOptions, name: string): Promise<NatsConnection> {
+export async function natsConnect(options: NatsOptions, name: string): Promise<NatsConnection> {
   if ((options.natsUser === undefined) !== (options.natsPasswordFile === undefined))
     throw new NatsConnectError('give both --nats-user and --nats-password-file, or neither');
   const auth = options.natsUser
