@@ -10,7 +10,7 @@ export async function catalogStatus(input: {
   proxies: readonly ProxyStatus[];
 }): Promise<ControllerStatus> {
   const { catalog } = input;
-  const merged = catalog?.sync.catalog();
+  const merged = catalog?.sync.durableCatalog();
   return {
     cluster: input.cluster,
     trustDomain: input.trustDomain,

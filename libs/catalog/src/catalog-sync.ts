@@ -8,6 +8,7 @@ import {
   verifyExportRecord,
   verifyHeartbeat,
   verifySigner,
+  type ExportRecord,
   type SignedExportRecord,
   type SignedHeartbeat,
   type VerifiedSigner,
@@ -247,7 +248,25 @@ export class CatalogSync {
       .sort((a, b) => a.cluster.localeCompare(b.cluster));
   }
 
-  /** The merged catalog now. */
+  /**
+   * The catalog as last handed to `onCatalog`: only what is on disk (with a state path).
+   * Proxies and the API server are fed from this view, never from newer, unwritten state.
+   */
+  durableCatalog(): ReadonlyMap<string, MergedService> {
+    return this.durable.catalog;
+  }
+
+  /** The live records behind `durableCatalog()`. */
+  durableRecords(): readonly ExportRecord[] {
+    return this.durable.records;
+  }
+
+  private durable: { catalog: Map<string, MergedService>; records: ExportRecord[] } = {
+    catalog: new Map(),
+    records: [],
+  };
+
+  /** The merged catalog now (including changes not yet on disk). */
   catalog(): ReadonlyMap<string, MergedService> {
     this.mergeDirty();
     return this.merged;
@@ -285,6 +304,8 @@ export class CatalogSync {
     } finally {
       this.restoring = false;
     }
+    // What was restored is on disk already.
+    this.durable = { catalog: new Map(this.catalog()), records: this.state.live() };
     this.changed();
     return { records: this.accepted.records.size };
   }
@@ -318,11 +339,15 @@ export class CatalogSync {
     // NATS never serves them anything older than what they had.
     const notify = (): void => {
       this.notifyTimer = undefined;
+      // The view is taken before the commit that covers it: everything in it is on disk
+      // once the commit resolves. Changes applied meanwhile wait for the next round.
+      const view = { catalog: new Map(this.catalog()), records: this.state.live() };
       void (this.journal?.commit() ?? Promise.resolve())
         .then(() => {
           this.notifyPending = false;
           this.notifiedAt = Date.now();
-          this.options.onCatalog(this.catalog() as Map<string, MergedService>);
+          this.durable = view;
+          this.options.onCatalog(view.catalog);
           this.maybeCompact();
         })
         .catch(() => {

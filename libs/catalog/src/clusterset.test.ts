@@ -83,13 +83,23 @@ test('an export that lost a type conflict is not a backend', () => {
 test('withdrawals: only services with a policy, only silent remote clusters, never this one', () => {
   const records = [record('east', '2026-01-01T00:00:00Z'), record('west', '2026-01-02T00:00:00Z')];
   const catalog = mergeCatalog(records);
-  const peers = [peer('east', 100), peer('west', 100)];
+  const peers = [peer('east', 1), peer('west', 100)];
   assert.deepEqual(withdrawals(new Map(), catalog, peers, 'east'), new Map());
   assert.deepEqual(
     withdrawals(new Map([['shop/cart', 60_000]]), catalog, peers, 'east'),
     new Map([['shop/cart', new Set(['west'])]]),
   );
   assert.deepEqual(withdrawals(new Map([['shop/cart', 200_000]]), catalog, peers, 'east'), new Map());
+  // Our own heartbeat is stale too: we are the ones cut off, nothing is withdrawn.
+  assert.deepEqual(
+    withdrawals(
+      new Map([['shop/cart', 60_000]]),
+      catalog,
+      [peer('east', 100, true), peer('west', 100, true)],
+      'east',
+    ),
+    new Map(),
+  );
   const withdrawn = withdrawals(new Map([['shop/cart', 60_000]]), catalog, peers, 'east');
   const [service] = buildClusterset({
     cluster: 'east',

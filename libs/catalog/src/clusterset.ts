@@ -49,7 +49,8 @@ export type Withdrawals = ReadonlyMap<string, ReadonlySet<string>>;
 
 /**
  * Which silent clusters to withdraw: for each service with a `withdrawAfter` (ms), every
- * remote cluster whose heartbeat is older than that. This cluster is never withdrawn.
+ * remote cluster whose heartbeat is older than that. This cluster is never withdrawn, and
+ * nothing is withdrawn while this cluster's own heartbeat is stale (we are the silent one).
  */
 export function withdrawals(
   policies: ReadonlyMap<string, number>,
@@ -59,6 +60,10 @@ export function withdrawals(
 ): Map<string, Set<string>> {
   const ages = new Map(peers.map((peer) => [peer.cluster, peer.ageSeconds * 1000]));
   const result = new Map<string, Set<string>>();
+  // When our own heartbeat is not coming back through NATS, it is we who are cut off:
+  // everyone looks silent, and nothing is withdrawn.
+  const own = peers.find((peer) => peer.cluster === self);
+  if (!own || own.stale) return result;
   for (const [key, withdrawAfter] of policies) {
     const service = catalog.get(key);
     if (!service) continue;

@@ -163,7 +163,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
     exists: (kind, namespace, name) =>
       kind === 'Service'
         ? reconciler.hasService(namespace, name)
-        : sync.catalog().has(`${namespace}/${name}`),
+        : sync.durableCatalog().has(`${namespace}/${name}`),
     trafficPolicies: () => policies.list(),
     onChange: () => {
       routeSource.recompile();
@@ -200,7 +200,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
   });
 
   const withdrawnNow = () =>
-    withdrawals(policies.withdrawAfter(), sync.catalog(), sync.peerStatus(), options.cluster);
+    withdrawals(policies.withdrawAfter(), sync.durableCatalog(), sync.peerStatus(), options.cluster);
 
   /** Re-plans the imports and tells proxies; the writer skips services that did not change. */
   function refresh(): void {
@@ -208,8 +208,8 @@ export async function startCatalogController(options: CatalogControllerOptions):
     const withdrawn = withdrawnNow();
     lastWithdrawals = JSON.stringify([...withdrawn].map(([key, set]) => [key, [...set]]));
     writer.submit({
-      catalog: sync.catalog(),
-      records: sync.state.live(),
+      catalog: sync.durableCatalog(),
+      records: sync.durableRecords(),
       peers: sync.peerStatus(),
       withdrawn,
     });
@@ -297,8 +297,8 @@ export async function startCatalogController(options: CatalogControllerOptions):
     clusterset: () =>
       buildClusterset({
         cluster: options.cluster,
-        catalog: sync.catalog(),
-        records: sync.state.live(),
+        catalog: sync.durableCatalog(),
+        records: sync.durableRecords(),
         peers: sync.peerStatus(),
         withdrawn: withdrawnNow(),
         localEndpoints: (namespace, name) => reconciler.localEndpoints(namespace, name),
