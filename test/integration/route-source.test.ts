@@ -159,3 +159,33 @@ test('a GRPCRoute on a Gateway that does not exist is not accepted; policies rea
     );
   }, 10_000);
 });
+
+test('a route deleted and created again with the same content gets its status again', async () => {
+  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+  await custom.deleteNamespacedCustomObject({
+    ...GW,
+    plural: 'httproutes',
+    namespace: 'shop',
+    name: 'cart-split',
+  });
+  await eventually(async () => {
+    assert.equal(
+      controller.routes().some((r) => r.name === 'cart-split'),
+      false,
+    );
+  }, 10_000);
+  await create('httproutes', {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'HTTPRoute',
+    metadata: { name: 'cart-split' },
+    spec: {
+      parentRefs: [{ group: '', kind: 'Service', name: 'cart', port: 80 }],
+      rules: [{ backendRefs: [{ name: 'cart', port: 80 }] }],
+    },
+  });
+  await eventually(async () => {
+    assert.deepEqual(await statusOf('httproutes', 'cart-split'), [
+      ['Accepted=True/Accepted', 'ResolvedRefs=True/ResolvedRefs'],
+    ]);
+  }, 15_000);
+});

@@ -79,16 +79,27 @@ export class RouteSource {
       kind === 'Gateway' ? gateways.has(`${namespace}/${name}`) : this.options.exists(kind, namespace, name),
     );
     this.compiled = routes;
+    // A status is written again when its outcome changes, and for every new object or
+    // generation (a recreated route, or a spec change with the same outcome).
+    const versions = new Map(
+      views.map((view) => {
+        const meta = view.metadata as RouteView['metadata'] & { uid?: string };
+        return [`${view.kind}/${meta.namespace}/${meta.name}`, `${meta.uid ?? ''}/${meta.generation ?? 0}`];
+      }),
+    );
     for (const [key, parents] of statuses) {
-      const text = JSON.stringify(parents);
+      const text = `${versions.get(key)} ${JSON.stringify(parents)}`;
       if (this.written.get(key) === text) continue;
       this.writing = this.writing
         .then(() => this.writeStatus(key, parents))
         .then(
-          () => void this.written.set(key, text),
+          (done) => {
+            if (done) this.written.set(key, text);
+          },
           (error: unknown) => this.options.onError(error),
         );
     }
+    for (const key of this.written.keys()) if (!statuses.has(key)) this.written.delete(key);
     return routes;
   }
 
@@ -121,7 +132,8 @@ export class RouteSource {
   }
 
   /** Replaces Causeway's entries in `status.parents`, keeping other controllers' entries. */
-  private async writeStatus(key: string, parents: readonly RouteParentStatus[]): Promise<void> {
+  /** True once written (or the route is gone); false after repeated conflicts (retried later). */
+  private async writeStatus(key: string, parents: readonly RouteParentStatus[]): Promise<boolean> {
     const [kind, namespace, name] = key.split('/') as [keyof typeof ROUTE_KINDS, string, string];
     const api = ROUTE_KINDS[kind];
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -129,7 +141,7 @@ export class RouteSource {
       try {
         current = (await this.custom.getNamespacedCustomObject({ ...api, namespace, name })) as ApiObject;
       } catch (error) {
-        if ((error as { code?: number }).code === 404) return;
+        if ((error as { code?: number }).code === 404) return true;
         throw error;
       }
       const previous = current.status?.parents ?? [];
@@ -154,10 +166,11 @@ export class RouteSource {
       };
       try {
         await this.custom.replaceNamespacedCustomObjectStatus({ ...api, namespace, name, body });
-        return;
+        return true;
       } catch (error) {
         if ((error as { code?: number }).code !== 409) throw error;
       }
     }
+    return false;
   }
 }
