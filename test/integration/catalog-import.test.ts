@@ -310,3 +310,31 @@ test('a silent cluster is stale everywhere; only a TrafficPolicy withdrawAfter w
     return si?.status?.clusters?.length === 1 && staleOf(si)?.status === 'False' ? true : undefined;
   });
 });
+
+test('a service unexported while a controller was down loses its import there once it is back', async () => {
+  await exportFrom('east', 'gone', [{ name: 'http', port: 80 }]);
+  await eventually('gone in west', async () =>
+    (await serviceImport('west', 'gone'))?.status?.clusters?.length === 1 ? true : undefined,
+  );
+  const westIndex = CLUSTERS.indexOf('west');
+  await stops.splice(westIndex, 1)[0]!();
+  await kube
+    .get('east')!
+    .makeApiClient(CustomObjectsApi)
+    .deleteNamespacedCustomObject({ ...SE, namespace: 'shop', name: 'gone' });
+  await eventually('gone unexported from north', async () =>
+    (await serviceImport('north', 'gone')) === undefined ? true : undefined,
+  );
+  // West's import is still there: nobody was running to remove it.
+  assert.ok(await serviceImport('west', 'gone'));
+  // A new west controller (no state of its own) learns the tombstone and removes it.
+  await startCatalog('west', westIndex, identities.get('west')!, rootCertificate);
+  await eventually('gone removed from west', async () =>
+    (await serviceImport('west', 'gone')) === undefined ? true : undefined,
+  );
+  const slices = await kube.get('west')!.makeApiClient(DiscoveryV1Api).listNamespacedEndpointSlice({
+    namespace: 'shop',
+    labelSelector: 'multicluster.kubernetes.io/service-name=gone',
+  });
+  assert.equal(slices.items.length, 0);
+});

@@ -43,6 +43,14 @@ export class CatalogState {
     return [...(this.byService.get(serviceKey)?.values() ?? [])];
   }
 
+  /** Services (`namespace/name`) that were explicitly unexported everywhere they were exported. */
+  unexported(): string[] {
+    const keys = new Set<string>();
+    for (const record of this.records.values())
+      if (record.tombstone) keys.add(`${record.namespace}/${record.name}`);
+    return [...keys].filter((key) => !this.byService.has(key));
+  }
+
   /** Live (not unexported) records, for the merge. */
   live(): ExportRecord[] {
     return [...this.records.values()].filter((record) => !record.tombstone);

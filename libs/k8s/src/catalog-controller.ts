@@ -212,6 +212,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
       records: sync.durableRecords(),
       peers: sync.peerStatus(),
       withdrawn,
+      unexported: sync.state.unexported(),
     });
     onChange();
   }

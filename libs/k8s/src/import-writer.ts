@@ -24,6 +24,11 @@ export interface ImportPlan {
   readonly records: readonly ExportRecord[];
   readonly peers: readonly PeerStatus[];
   readonly withdrawn: Withdrawals;
+  /**
+   * Services unexported everywhere (tombstones, never silence): their imports are removed
+   * even when this writer did not write them (it was restarted since).
+   */
+  readonly unexported?: readonly string[];
 }
 
 type Condition = ConditionValue & { lastTransitionTime: string };
@@ -96,6 +101,8 @@ export class ImportWriter {
   private readonly written = new Map<string, Set<string>>();
   /** What was last written per service, so that an unchanged service is not written again. */
   private readonly writtenState = new Map<string, string>();
+  /** Unexported services whose leftover imports were looked for since this writer started. */
+  private readonly swept = new Set<string>();
   private latest: ImportPlan | undefined;
   private running: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
@@ -179,6 +186,25 @@ export class ImportWriter {
       }
       this.written.set(key, new Set(clusters));
     }
+    for (const key of plan.unexported ?? []) {
+      if (this.swept.has(key) || this.written.has(key) || catalog.has(key)) continue;
+      const [namespace, name] = key.split('/') as [string, string];
+      const slices = await this.discovery.listNamespacedEndpointSlice({
+        namespace,
+        labelSelector: `${SERVICE_NAME_LABEL}=${name},${MANAGED_BY_LABEL}=${MANAGED_BY}`,
+      });
+      for (const slice of slices.items)
+        await this.discovery
+          .deleteNamespacedEndpointSlice({ name: slice.metadata!.name!, namespace })
+          .catch((error: unknown) => {
+            if (code(error) !== 404) throw error;
+          });
+      await this.custom.deleteNamespacedCustomObject({ ...MCS, namespace, name }).catch((error: unknown) => {
+        if (code(error) !== 404) throw error;
+      });
+      this.swept.add(key);
+    }
+    for (const key of catalog.keys()) this.swept.delete(key);
     for (const [key, clusters] of [...this.written]) {
       if (catalog.has(key)) continue;
       const [namespace, name] = key.split('/') as [string, string];
