@@ -3,17 +3,16 @@
 // Real processes: two API servers, NATS, two federation-controller processes, and a
 // discovery client with a mesh certificate. Baseline in the same run: one write and its
 // watch event on west's API server alone (the floor any controller pays).
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { promisify } from 'node:util';
 import { CoreV1Api, CustomObjectsApi, Watch, type KubeConfig } from '@kubernetes/client-node';
 import { DiscoveryClient } from '@causeway/discovery';
-import { TrustDirectory } from '@causeway/pki';
-import { repoRoot, startEnvironment } from '@causeway/testing';
+import { startEnvironment } from '@causeway/testing';
 import {
+  controllerSettings,
+  initTrust,
   startControllerProcess,
   workloadCredentials,
   writeYaml,
@@ -21,7 +20,6 @@ import {
 } from '../test/support/controller-process.ts';
 import { report } from './report.ts';
 
-const run = promisify(execFile);
 const TD = 'bench.test';
 const TOKEN = 'convergence-bench-join-token';
 
@@ -64,31 +62,20 @@ export async function convergenceBench(options: { json?: boolean; trials: number
   process.stderr.write('starting two API servers, NATS and two federation controllers...\n');
   const env = await startEnvironment({ clusterNames: ['east', 'west'], nats: true });
   const dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-bench-convergence-'));
-  const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
   const controllers: ControllerProcess[] = [];
   let proxy: DiscoveryClient | undefined;
   try {
-    await run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', TD]);
-    for (const cluster of ['east', 'west'])
-      await run(process.execPath, [cli, 'trust', 'issue-intermediate', '--dir', dir, '--cluster', cluster]);
-    await run(process.execPath, [cli, 'trust', 'publish', '--dir', dir, '--nats-url', env.nats!.url]);
-    const directory = new TrustDirectory(dir);
+    const directory = await initTrust(dir, TD, ['east', 'west'], env.nats!.url);
     for (const [index, cluster] of ['east', 'west'].entries()) {
-      const files = directory.clusterFiles(cluster);
       const settings = await writeYaml(path.join(dir, `${cluster}.yaml`), {
-        cluster,
-        trustDomain: TD,
-        stateDir: path.join(dir, `state-${cluster}`),
-        nats: { url: env.nats!.url },
-        trust: {
-          intermediateCertificate: files.certificate,
-          intermediateKey: files.privateKey,
-          bundle: directory.bundleFile,
-        },
-        signing: {
-          address: '127.0.0.1:0',
-          joinTokens: [{ token: TOKEN, namespaces: ['*'], serviceAccounts: ['*'] }],
-        },
+        ...controllerSettings({
+          directory,
+          cluster,
+          trustDomain: TD,
+          stateDir: path.join(dir, `state-${cluster}`),
+          natsUrl: env.nats!.url,
+          token: TOKEN,
+        }),
         catalog: {
           kubeconfig: env.clusters[index]!.kubeconfigPath,
           gatewayAddresses: [`127.0.0.${index + 1}:15443`],

@@ -15,6 +15,8 @@ import { DiscoveryClient, type SnapshotMessage } from '@causeway/discovery';
 import { TrustDirectory } from '@causeway/pki';
 import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
 import {
+  controllerSettings,
+  initTrust,
   startControllerProcess,
   workloadCredentials,
   writeYaml,
@@ -34,23 +36,17 @@ const controllers = new Map<string, ControllerProcess>();
 const kube = new Map<string, KubeConfig>();
 
 async function settingsFile(cluster: string, index: number): Promise<string> {
-  const directory = new TrustDirectory(dir);
-  const files = directory.clusterFiles(cluster);
-  return await writeYaml(path.join(dir, `${cluster}.yaml`), {
+  const base = controllerSettings({
+    directory: new TrustDirectory(dir),
     cluster,
     trustDomain: TD,
     stateDir: path.join(dir, `state-${cluster}`),
-    nats: { url: env.nats!.url },
-    trust: {
-      intermediateCertificate: files.certificate,
-      intermediateKey: files.privateKey,
-      bundle: directory.bundleFile,
-    },
-    signing: {
-      address: '127.0.0.1:0',
-      workloadTtl: '1h',
-      joinTokens: [{ token: TOKEN, namespaces: ['*'], serviceAccounts: ['*'] }],
-    },
+    natsUrl: env.nats!.url,
+    token: TOKEN,
+  });
+  return await writeYaml(path.join(dir, `${cluster}.yaml`), {
+    ...base,
+    signing: { ...(base.signing as object), workloadTtl: '1h' },
     statusInterval: '500ms',
     catalog: {
       kubeconfig: env.clusters[index]!.kubeconfigPath,
@@ -70,10 +66,7 @@ async function startController(cluster: string, index: number): Promise<Controll
 before(async () => {
   env = await startEnvironment({ clusterNames: ['east', 'west'], nats: true });
   dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-fail-static-'));
-  await run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', TD]);
-  for (const cluster of ['east', 'west'])
-    await run(process.execPath, [cli, 'trust', 'issue-intermediate', '--dir', dir, '--cluster', cluster]);
-  await run(process.execPath, [cli, 'trust', 'publish', '--dir', dir, '--nats-url', env.nats!.url]);
+  await initTrust(dir, TD, ['east', 'west'], env.nats!.url);
   for (const [index, cluster] of ['east', 'west'].entries()) {
     kube.set(cluster, env.clusters[index]!.kubeConfig());
     await startController(cluster, index);

@@ -17,9 +17,9 @@ import { repoRoot, startKubeControlPlane, startNats, type NatsServer } from '@ca
 import { CatalogBus, CatalogSync, type MergedService } from '@causeway/catalog';
 import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
 import { NatsTrustStore } from '@causeway/trust';
+import { controllerSettings, initTrust } from '../support/controller-process.ts';
 
 const run = promisify(execFile);
-const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
 const main = path.join(repoRoot, 'apps/federation-controller/src/main.ts');
 const TD = 'mesh.test';
 const TOKEN = 'east-join-token-0123456789';
@@ -28,18 +28,15 @@ let nats: NatsServer;
 let dir: string;
 
 function settings(overrides: Record<string, unknown> = {}): Record<string, unknown> {
-  const directory = new TrustDirectory(dir);
-  const files = directory.clusterFiles('east');
   return {
-    cluster: 'east',
-    trustDomain: TD,
-    stateDir: path.join(dir, 'state-east'),
-    nats: { url: nats.url },
-    trust: {
-      intermediateCertificate: files.certificate,
-      intermediateKey: files.privateKey,
-      bundle: directory.bundleFile,
-    },
+    ...controllerSettings({
+      directory: new TrustDirectory(dir),
+      cluster: 'east',
+      trustDomain: TD,
+      stateDir: path.join(dir, 'state-east'),
+      natsUrl: nats.url,
+      token: TOKEN,
+    }),
     signing: {
       address: '127.0.0.1:0',
       workloadTtl: '1h',
@@ -59,9 +56,7 @@ async function writeSettings(name: string, value: Record<string, unknown>): Prom
 before(async () => {
   nats = await startNats();
   dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-controller-'));
-  await run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', TD]);
-  await run(process.execPath, [cli, 'trust', 'issue-intermediate', '--dir', dir, '--cluster', 'east']);
-  await run(process.execPath, [cli, 'trust', 'publish', '--dir', dir, '--nats-url', nats.url]);
+  await initTrust(dir, TD, ['east'], nats.url);
 });
 
 after(async () => {

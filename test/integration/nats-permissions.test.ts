@@ -18,11 +18,16 @@ import {
   signHeartbeat,
   type MergedService,
 } from '@causeway/catalog';
-import { createRootCa, TrustDirectory } from '@causeway/pki';
+import { createRootCa } from '@causeway/pki';
 import { NatsTrustStore } from '@causeway/trust';
 import { repoRoot, startNats, type NatsServer } from '@causeway/testing';
 import { controllerIdentity } from '../support/controller-identity.ts';
-import { startControllerProcess, writeYaml } from '../support/controller-process.ts';
+import {
+  controllerSettings,
+  initTrust,
+  startControllerProcess,
+  writeYaml,
+} from '../support/controller-process.ts';
 
 const run = promisify(execFile);
 const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
@@ -185,8 +190,7 @@ test("a cluster writes its own keys, reads everyone's, and cannot write another 
 
 test('a controller process connects as its cluster user; the CLI publishes as the operator', async () => {
   const trustDir = path.join(dir, 'trust');
-  await run(process.execPath, [cli, 'trust', 'init', '--dir', trustDir, '--trust-domain', TD]);
-  await run(process.execPath, [cli, 'trust', 'issue-intermediate', '--dir', trustDir, '--cluster', 'east']);
+  const directory = await initTrust(trustDir, TD, ['east']);
   const asEast = [
     '--nats-url',
     nats.url,
@@ -214,23 +218,16 @@ test('a controller process connects as its cluster user; the CLI publishes as th
     '--nats-password-file',
     path.join(dir, 'operator.password'),
   ]);
-  const directory = new TrustDirectory(trustDir);
-  const files = directory.clusterFiles('east');
   const controller = await startControllerProcess(
     await writeYaml(path.join(dir, 'east.yaml'), {
-      cluster: 'east',
-      trustDomain: TD,
-      stateDir: path.join(dir, 'state-east'),
+      ...controllerSettings({
+        directory,
+        cluster: 'east',
+        trustDomain: TD,
+        stateDir: path.join(dir, 'state-east'),
+        token: 'a-join-token-0123456789',
+      }),
       nats: { url: nats.url, user: 'east', passwordFile: path.join(dir, 'east.password') },
-      trust: {
-        intermediateCertificate: files.certificate,
-        intermediateKey: files.privateKey,
-        bundle: directory.bundleFile,
-      },
-      signing: {
-        address: '127.0.0.1:0',
-        joinTokens: [{ token: 'a-join-token-0123456789', namespaces: ['*'], serviceAccounts: ['*'] }],
-      },
       statusInterval: '200ms',
     }),
   );

@@ -1,14 +1,66 @@
 // A federation-controller started as its own process from a settings file, with its JSON
 // log lines collected, and a workload certificate from its signing service.
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
+import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { CertificateRenewer, type WorkloadCredentials } from '@causeway/identity';
+import { TrustDirectory } from '@causeway/pki';
 import { repoRoot } from '@causeway/testing';
 
 const main = path.join(repoRoot, 'apps/federation-controller/src/main.ts');
+const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
+const run = promisify(execFile);
+
+/**
+ * A trust directory made with the CLI: a root, one intermediate per cluster, and (with a
+ * NATS URL) the bundle published.
+ */
+export async function initTrust(
+  dir: string,
+  trustDomain: string,
+  clusters: readonly string[],
+  natsUrl?: string,
+): Promise<TrustDirectory> {
+  await run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', trustDomain]);
+  for (const cluster of clusters)
+    await run(process.execPath, [cli, 'trust', 'issue-intermediate', '--dir', dir, '--cluster', cluster]);
+  if (natsUrl) await run(process.execPath, [cli, 'trust', 'publish', '--dir', dir, '--nats-url', natsUrl]);
+  return new TrustDirectory(dir);
+}
+
+/**
+ * A controller's settings from a trust directory: cluster, state under `stateDir`, NATS,
+ * the cluster's intermediate and bundle, signing on any free port with one join token for
+ * every namespace. Callers add or override the rest.
+ */
+export function controllerSettings(options: {
+  directory: TrustDirectory;
+  cluster: string;
+  trustDomain: string;
+  stateDir: string;
+  natsUrl?: string;
+  token: string;
+}): Record<string, unknown> {
+  const files = options.directory.clusterFiles(options.cluster);
+  return {
+    cluster: options.cluster,
+    trustDomain: options.trustDomain,
+    stateDir: options.stateDir,
+    ...(options.natsUrl ? { nats: { url: options.natsUrl } } : {}),
+    trust: {
+      intermediateCertificate: files.certificate,
+      intermediateKey: files.privateKey,
+      bundle: options.directory.bundleFile,
+    },
+    signing: {
+      address: '127.0.0.1:0',
+      joinTokens: [{ token: options.token, namespaces: ['*'], serviceAccounts: ['*'] }],
+    },
+  };
+}
 
 export interface ControllerProcess {
   readonly child: ChildProcess;

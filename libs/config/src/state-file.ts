@@ -10,8 +10,6 @@ export class StateFile<T> {
   private saving: Promise<void> = Promise.resolve();
   private saveError: unknown;
   private pending: T | undefined;
-  /** How long the last write took (serializing included), in ms. */
-  lastWriteMs = 0;
 
   constructor(readonly file: string) {}
 
@@ -35,7 +33,6 @@ export class StateFile<T> {
     this.saving = this.saving.then(async () => {
       const next = this.pending as T;
       this.pending = undefined;
-      const started = Date.now();
       try {
         await mkdir(path.dirname(this.file), { recursive: true });
         const temporary = `${this.file}.${process.pid}.tmp`;
@@ -45,7 +42,6 @@ export class StateFile<T> {
       } catch (error) {
         this.saveError = error;
       }
-      this.lastWriteMs = Date.now() - started;
     });
   }
 
