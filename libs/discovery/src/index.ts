@@ -22,6 +22,7 @@ export {
   type CompiledRoute,
   type ParentReference,
   type PolicyView,
+  type ReferenceGrantView,
   type RefKind,
   type RouteParentStatus,
   type RouteView,

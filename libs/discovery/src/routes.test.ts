@@ -76,3 +76,39 @@ test('a route whose parent does not exist or is not supported is not compiled', 
     ['Accepted=False/UnsupportedValue', 'ResolvedRefs=True/ResolvedRefs'],
   ]);
 });
+
+test('a ReferenceGrant in the backend namespace permits exactly the kinds, namespaces and names it lists', () => {
+  const crossNamespace = [
+    route({
+      parentRefs: [{ name: 'public', namespace: 'edge' }],
+      rules: [{ backendRefs: [{ name: 'cart', namespace: 'other' }] }],
+    }),
+  ];
+  const known = (kind: RefKind, namespace: string, name: string) =>
+    exists(kind, namespace, name) || `${kind}/${namespace}/${name}` === 'Service/other/cart';
+  const grant = (
+    namespace: string,
+    from: { group: string; kind: string; namespace: string },
+    to: { group: string; kind: string; name?: string },
+  ) => ({ metadata: { namespace, name: 'g' }, spec: { from: [from], to: [to] } });
+  const httpFromShop = { group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', namespace: 'shop' };
+  for (const [grants, reason] of [
+    [[grant('other', httpFromShop, { group: '', kind: 'Service' })], 'ResolvedRefs'],
+    [[grant('other', httpFromShop, { group: '', kind: 'Service', name: 'cart' })], 'ResolvedRefs'],
+    [[grant('other', httpFromShop, { group: '', kind: 'Service', name: 'till' })], 'RefNotPermitted'],
+    [
+      [grant('other', { ...httpFromShop, kind: 'GRPCRoute' }, { group: '', kind: 'Service' })],
+      'RefNotPermitted',
+    ],
+    [
+      [grant('other', { ...httpFromShop, namespace: 'web' }, { group: '', kind: 'Service' })],
+      'RefNotPermitted',
+    ],
+    [[grant('shop', httpFromShop, { group: '', kind: 'Service' })], 'RefNotPermitted'],
+  ] as const) {
+    const { routes, statuses } = compileRoutes(crossNamespace, known, grants);
+    const status = reason === 'ResolvedRefs' ? 'True' : 'False';
+    assert.deepEqual(conditions(statuses), [['Accepted=True/Accepted', `ResolvedRefs=${status}/${reason}`]]);
+    assert.equal(routes[0]!.rules[0]!.backends[0]!.resolved, reason === 'ResolvedRefs');
+  }
+});

@@ -97,16 +97,51 @@ const kindOf = (
   return undefined;
 };
 
+/** The fields of a ReferenceGrant that are read. */
+export interface ReferenceGrantView {
+  readonly metadata: { readonly namespace: string; readonly name: string };
+  readonly spec?: {
+    readonly from?: ReadonlyArray<{
+      readonly group: string;
+      readonly kind: string;
+      readonly namespace: string;
+    }>;
+    readonly to?: ReadonlyArray<{ readonly group: string; readonly kind: string; readonly name?: string }>;
+  };
+}
+
+/**
+ * Whether a route may point at a backend in another namespace: some ReferenceGrant in the
+ * backend's namespace lists the route's kind and namespace under `from`, and the backend's
+ * kind (and name, when the grant names one) under `to`.
+ */
+export function referencePermitted(
+  grants: readonly ReferenceGrantView[],
+  from: { readonly kind: RouteView['kind']; readonly namespace: string },
+  to: { readonly group: string; readonly kind: string; readonly namespace: string; readonly name: string },
+): boolean {
+  return grants.some(
+    (grant) =>
+      grant.metadata.namespace === to.namespace &&
+      (grant.spec?.from ?? []).some(
+        (f) => f.group === GATEWAY_GROUP && f.kind === from.kind && f.namespace === from.namespace,
+      ) &&
+      (grant.spec?.to ?? []).some(
+        (t) => t.group === to.group && t.kind === to.kind && (t.name === undefined || t.name === to.name),
+      ),
+  );
+}
+
 /**
  * Compiles routes for proxies and says, per parent, what the Gateway API status should
  * be: `Accepted` (the parent exists and is a kind Causeway serves) and `ResolvedRefs`
- * (every backend is a Service or ServiceImport that exists, in the route's namespace: a
- * reference to another namespace needs a ReferenceGrant, which is not read yet, so it is
- * refused with `RefNotPermitted`).
+ * (every backend is a Service or ServiceImport that exists, in the route's namespace or in
+ * a namespace whose ReferenceGrant allows it; otherwise `RefNotPermitted`).
  */
 export function compileRoutes(
   routes: readonly RouteView[],
   exists: (kind: RefKind, namespace: string, name: string) => boolean,
+  grants: readonly ReferenceGrantView[] = [],
 ): { routes: CompiledRoute[]; statuses: Map<string, RouteParentStatus[]> } {
   const compiled: CompiledRoute[] = [];
   const statuses = new Map<string, RouteParentStatus[]>();
@@ -135,13 +170,20 @@ export function compileRoutes(
             reason: 'InvalidKind',
             message: `backendRef ${ref.group ?? ''}/${ref.kind ?? 'Service'} ${ref.name} is not a Service or ServiceImport`,
           });
-        } else if (target !== namespace) {
+        } else if (
+          target !== namespace &&
+          !referencePermitted(
+            grants,
+            { kind: route.kind, namespace },
+            { group: kind === 'Service' ? '' : MCS_GROUP, kind, namespace: target, name: ref.name },
+          )
+        ) {
           resolved = false;
           problems.push({
             type: 'ResolvedRefs',
             status: 'False',
             reason: 'RefNotPermitted',
-            message: `backendRef ${kind} ${target}/${ref.name} is in another namespace (ReferenceGrant is not supported yet)`,
+            message: `backendRef ${kind} ${target}/${ref.name} is in another namespace and no ReferenceGrant there allows ${route.kind}s from ${namespace}`,
           });
         } else if (!exists(kind, target, ref.name)) {
           resolved = false;
