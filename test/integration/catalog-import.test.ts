@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CatalogBus } from '@causeway/catalog';
-import { startCatalogController } from '@causeway/k8s';
+import { KubernetesSource, startCatalogController } from '@causeway/k8s';
 import { createRootCa } from '@causeway/pki';
 import { startEnvironment, type Environment } from '@causeway/testing';
 import { controllerIdentity } from '../support/controller-identity.ts';
@@ -33,7 +33,8 @@ async function startCatalog(
   const connection = await connect({ servers: env.nats!.url });
   connections.push(connection);
   const controller = await startCatalogController({
-    kubeConfig: kube.get(cluster)!,
+    source: new KubernetesSource(kube.get(cluster)!),
+    importTo: kube.get(cluster)!,
     cluster,
     trustDomain: TD,
     identity: () => identity,

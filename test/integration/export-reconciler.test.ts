@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { ExportReconciler, type LocalExportEvent } from '@causeway/k8s';
+import { ExportReconciler, KubernetesSource, type LocalExportEvent } from '@causeway/k8s';
 import { startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
 
 const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceexports' } as const;
@@ -11,6 +11,7 @@ const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serv
 let cluster: KubeControlPlane;
 let kubeConfig: KubeConfig;
 let reconciler: ExportReconciler;
+let source: KubernetesSource;
 const events: LocalExportEvent[] = [];
 const errors: unknown[] = [];
 
@@ -18,18 +19,21 @@ before(async () => {
   cluster = await startKubeControlPlane({ name: 'east', serviceCidr: '10.96.0.0/16' });
   kubeConfig = cluster.kubeConfig();
   await kubeConfig.makeApiClient(CoreV1Api).createNamespace({ body: { metadata: { name: 'shop' } } });
+  source = new KubernetesSource(kubeConfig, (error) => errors.push(error));
   reconciler = new ExportReconciler({
-    kubeConfig,
+    source,
     cluster: 'east',
     trustDomain: 'mesh.test',
     gatewayAddresses: ['127.0.0.1:15443'],
     onEvent: (event) => events.push(event),
     onError: (error) => errors.push(error),
   });
-  await reconciler.start();
+  await source.start((event) => reconciler.handle(event));
+  reconciler.resync();
 });
 
 after(async () => {
+  await source?.stop();
   await reconciler?.stop();
   await cluster?.dispose();
 });

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { createRootCa } from '@causeway/pki';
-import { startCatalogController, type CatalogController } from '@causeway/k8s';
+import { KubernetesSource, startCatalogController, type CatalogController } from '@causeway/k8s';
 import { eventually, startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
 import { controllerIdentity } from '../support/controller-identity.ts';
 
@@ -29,7 +29,8 @@ before(async () => {
   const identity = await controllerIdentity(root, TD, 'east');
   // No NATS: the Kubernetes side runs on its own.
   controller = await startCatalogController({
-    kubeConfig,
+    source: new KubernetesSource(kubeConfig),
+    importTo: kubeConfig,
     cluster: 'east',
     trustDomain: TD,
     identity: () => identity,

@@ -8,7 +8,7 @@ import { DiscoveryServer } from '@causeway/discovery';
 import { TokenReviewVerifier, type ProofMode } from '@causeway/identity';
 import { bundleHash, type SignedTrustBundle } from '@causeway/pki';
 import { CatalogBus } from '@causeway/catalog';
-import { startCatalogController, type CatalogController } from '@causeway/k8s';
+import { KubernetesSource, startCatalogController, type CatalogController } from '@causeway/k8s';
 import { runComponent } from '@causeway/runtime';
 import { NatsTrustStore, startTrustController } from '@causeway/trust';
 import { settingsSchema, type Settings } from './settings.ts';
@@ -104,7 +104,10 @@ await runComponent<Settings>({
           const kubeConfig = new KubeConfig();
           kubeConfig.loadFromFile(catalogSettings.kubeconfig);
           catalog = await startCatalogController({
-            kubeConfig,
+            source: new KubernetesSource(kubeConfig, (error) =>
+              logger.warn({ err: error }, 'watch error (restarting the watch)'),
+            ),
+            importTo: kubeConfig,
             cluster: settings.cluster,
             trustDomain: settings.trustDomain,
             identity: () => controller.identity(),

@@ -5,6 +5,7 @@ import {
   buildClusterset,
   CatalogSync,
   conflictCondition,
+  type ConditionValue,
   signExportRecord,
   signHeartbeat,
   withdrawals,
@@ -15,11 +16,15 @@ import {
 import type { CompiledRoute, PolicyView } from '@causeway/discovery';
 import { ExportReconciler } from './export-reconciler.ts';
 import { ImportWriter } from './import-writer.ts';
-import { RouteSource } from './route-source.ts';
+import { ROUTE_INPUTS, RouteSource } from './route-source.ts';
+import type { ClusterSource, SourceEvent, SourceObject, SourceProblem } from './source.ts';
 import { StalenessPolicies } from './staleness-policies.ts';
 
 export interface CatalogControllerOptions {
-  readonly kubeConfig: KubeConfig;
+  /** Where this cluster's objects come from: its API server or a folder of files. */
+  readonly source: ClusterSource;
+  /** The API server that ServiceImports and their EndpointSlices are written to (Kubernetes mode). */
+  readonly importTo?: KubeConfig;
   readonly cluster: string;
   readonly trustDomain: string;
   /** The controller's current identity: it signs this cluster's records. */
@@ -47,6 +52,13 @@ export interface LocalExportStatus {
   readonly published: boolean;
 }
 
+/** A local ServiceExport and its conditions as last written. */
+export interface ServiceExportStatus {
+  readonly namespace: string;
+  readonly name: string;
+  readonly conditions: ReadonlyArray<ConditionValue & { lastTransitionTime?: string }>;
+}
+
 /** The catalog half of a federation controller, running. */
 export interface CatalogController {
   readonly sync: CatalogSync;
@@ -66,6 +78,10 @@ export interface CatalogController {
   routes(): CompiledRoute[];
   /** The cluster's Causeway policies, for proxies. */
   policies(): PolicyView[];
+  /** Every local ServiceExport with its conditions (valid or not). */
+  serviceExports(): ServiceExportStatus[];
+  /** What the source could not read (file mode: malformed files and objects). */
+  problems(): readonly SourceProblem[];
   stop(): Promise<void>;
 }
 
@@ -79,7 +95,8 @@ export interface CatalogController {
 export async function startCatalogController(options: CatalogControllerOptions): Promise<CatalogController> {
   const onError = options.onError ?? (() => {});
   const onChange = options.onChange ?? (() => {});
-  const writer = new ImportWriter(options.kubeConfig, onError);
+  const { source } = options;
+  const writer = options.importTo ? new ImportWriter(options.importTo, onError) : undefined;
   const published = new Map<string, ExportRecord>();
   const unpublished = new Set<string>();
   let bus: CatalogBus | undefined;
@@ -134,7 +151,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
   };
 
   const reconciler = new ExportReconciler({
-    kubeConfig: options.kubeConfig,
+    source,
     cluster: options.cluster,
     trustDomain: options.trustDomain,
     gatewayAddresses: options.gatewayAddresses,
@@ -158,19 +175,38 @@ export async function startCatalogController(options: CatalogControllerOptions):
     },
   });
 
-  const policies = new StalenessPolicies(options.kubeConfig, () => refresh(), onError);
-  const routeSource = new RouteSource(options.kubeConfig, {
+  const policies = new StalenessPolicies(source, onError);
+  const routeSource = new RouteSource(source, {
     exists: (kind, namespace, name) =>
       kind === 'Service'
         ? reconciler.hasService(namespace, name)
         : sync.durableCatalog().has(`${namespace}/${name}`),
-    trafficPolicies: () => policies.list(),
-    onChange: () => {
-      routeSource.recompile();
-      onChange();
-    },
     onError,
   });
+  /** Coalesces the events of one turn of the event loop into one re-plan (a refresh covers a change). */
+  let scheduled: 'change' | 'refresh' | undefined;
+  const runScheduled = (): void => {
+    const what = scheduled;
+    scheduled = undefined;
+    if (what === 'refresh') return refresh();
+    routeSource.recompile();
+    onChange();
+  };
+  const schedule = (what: 'change' | 'refresh'): void => {
+    if (scheduled === undefined) setImmediate(runScheduled);
+    if (scheduled !== 'refresh') scheduled = what;
+  };
+  /**
+   * The one processing loop of source events (in the order they happened): exports are
+   * re-derived, routes compiled again, and proxies told; TrafficPolicies can change which
+   * silent clusters are withdrawn, so they re-plan the imports.
+   */
+  const handle = (event: SourceEvent): void => {
+    reconciler.handle(event);
+    if (event.kind === 'TrafficPolicy') schedule('refresh');
+    else if (ROUTE_INPUTS.has(event.kind) || event.kind === 'Service' || event.kind === 'EndpointSlice')
+      schedule('change');
+  };
   let conditions = Promise.resolve();
   let lastWithdrawals = '';
   const sync = new CatalogSync({
@@ -207,7 +243,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
     routeSource.recompile();
     const withdrawn = withdrawnNow();
     lastWithdrawals = JSON.stringify([...withdrawn].map(([key, set]) => [key, [...set]]));
-    writer.submit({
+    writer?.submit({
       catalog: sync.durableCatalog(),
       records: sync.durableRecords(),
       peers: sync.peerStatus(),
@@ -222,10 +258,9 @@ export async function startCatalogController(options: CatalogControllerOptions):
     return undefined;
   });
   if (restored) options.log?.('restored the last-known-good catalog', restored);
-  await policies.start();
-  await reconciler.start();
+  await source.start(handle);
+  reconciler.resync();
   await reconciler.idle();
-  await routeSource.start();
   routeSource.recompile();
 
   /**
@@ -306,15 +341,29 @@ export async function startCatalogController(options: CatalogControllerOptions):
       }),
     routes: () => routeSource.current(),
     policies: () => routeSource.policyViews(),
+    serviceExports: () =>
+      source
+        .list<
+          {
+            metadata: { namespace: string; name: string };
+            status?: { conditions?: ServiceExportStatus['conditions'] };
+          } & SourceObject
+        >('ServiceExport')
+        .map((object) => ({
+          namespace: object.metadata.namespace,
+          name: object.metadata.name,
+          conditions: object.status?.conditions ?? [],
+        }))
+        .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
+    problems: () => source.problems(),
     localExports: () =>
       [...published.entries()].map(([key, record]) => ({ record, published: !unpublished.has(key) })),
     stop: async () => {
       clearInterval(timer);
+      await source.stop();
       await reconciler.stop();
-      policies.stop();
-      routeSource.stop();
       stopWatch?.();
-      writer.close();
+      writer?.close();
       await conditions;
       await flushing;
       await sync.flush().catch(onError);

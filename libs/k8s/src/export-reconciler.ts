@@ -1,26 +1,15 @@
-import {
-  CoreV1Api,
-  CustomObjectsApi,
-  DiscoveryV1Api,
-  makeInformer,
-  type KubeConfig,
-  type KubernetesObject,
-  type V1EndpointSlice,
-  type V1Pod,
-  type V1Service,
-} from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import {
   deriveLocalExport,
   type ConditionValue,
   type ExportRecord,
+  type LocalExport,
   type LocalEndpoint,
   type ServiceExportView,
 } from '@causeway/catalog';
+import type { ClusterSource, SourceEvent, SourceObject } from './source.ts';
 
-const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceexports' } as const;
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
-/** Backoff after an informer error before it restarts (watch dropped, API server gone). */
-const INFORMER_RESTART_MS = 1_000;
 
 /** A change this reconciler publishes: an export (new or updated) or an unexport. */
 export type LocalExportEvent =
@@ -34,18 +23,19 @@ export function describeEvent(event: LocalExportEvent): string {
     : `ServiceUnexported ${event.namespace}/${event.name}`;
 }
 
-interface ServiceExportObject extends KubernetesObject, ServiceExportView {
-  metadata: { name: string; namespace: string; creationTimestamp?: Date; resourceVersion?: string };
-  status?: {
-    conditions?: Array<ConditionValue & { lastTransitionTime: string; observedGeneration?: number }>;
-  };
+type Condition = ConditionValue & { lastTransitionTime: string; observedGeneration?: number };
+
+interface ServiceExportObject extends SourceObject, ServiceExportView {
+  metadata: SourceObject['metadata'] & { creationTimestamp?: Date };
+  status?: { conditions?: Condition[] };
 }
 
+type Slice = V1EndpointSlice & SourceObject;
+
 /**
- * Watches this cluster's ServiceExports, Services and EndpointSlices (client-node
- * informers; list+watch, re-listed on errors), derives each export, writes its `Valid`
- * condition through the status subresource, and reports exports and unexports.
- * Watch callbacks only enqueue keys; one loop handles them in order.
+ * Derives this cluster's exports from its ServiceExports, Services, EndpointSlices and
+ * Pods (read from a cluster source), writes each export's `Valid` condition, and reports
+ * exports and unexports. Source events only enqueue keys; one loop handles them in order.
  */
 export class ExportReconciler {
   private readonly queue = new Set<string>();
@@ -53,17 +43,11 @@ export class ExportReconciler {
   /** What was last reported per exported service (the record without its revision). */
   private readonly exported = new Map<string, string>();
   private revision = Date.now();
-  private readonly informers: Array<{ start(): Promise<void>; stop(): void }> = [];
   private stopped = false;
-  private readonly serviceExports;
-  private readonly services;
-  private readonly slices;
-  private readonly pods;
-  private readonly custom: CustomObjectsApi;
 
   constructor(
     private readonly options: {
-      kubeConfig: KubeConfig;
+      source: ClusterSource;
       cluster: string;
       /** Serving identities are `spiffe://<trustDomain>/ns/<ns>/sa/<pod's service account>`. */
       trustDomain: string;
@@ -71,77 +55,52 @@ export class ExportReconciler {
       onEvent: (event: LocalExportEvent) => void;
       onError?: (error: unknown) => void;
     },
-  ) {
-    const { kubeConfig } = options;
-    const custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.custom = custom;
-    const core = kubeConfig.makeApiClient(CoreV1Api);
-    const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
-    this.serviceExports = makeInformer<ServiceExportObject>(
-      kubeConfig,
-      `/apis/${MCS.group}/${MCS.version}/${MCS.plural}`,
-      async () =>
-        (await custom.listClusterCustomObject(MCS)) as {
-          items: ServiceExportObject[];
-          metadata?: { resourceVersion?: string };
-        },
-    );
-    this.services = makeInformer<V1Service>(kubeConfig, '/api/v1/services', () =>
-      core.listServiceForAllNamespaces(),
-    );
-    this.slices = makeInformer<V1EndpointSlice>(kubeConfig, '/apis/discovery.k8s.io/v1/endpointslices', () =>
-      discovery.listEndpointSliceForAllNamespaces(),
-    );
-    this.pods = makeInformer<V1Pod>(kubeConfig, '/api/v1/pods', () => core.listPodForAllNamespaces());
-    // A pod's service account never changes; a pod that appears after its slice names it
-    // re-reconciles the services whose slices point at it.
-    const enqueuePod = (pod: V1Pod): void => {
-      const namespace = pod.metadata?.namespace;
-      for (const slice of this.slices.list(namespace)) {
-        const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-        if (
-          service &&
-          slice.endpoints?.some((e) => e.targetRef?.kind === 'Pod' && e.targetRef.name === pod.metadata?.name)
-        )
-          this.enqueue(`${namespace}/${service}`);
+  ) {}
+
+  /** Queues what a source event touches; returns true if it concerned exports at all. */
+  handle(event: SourceEvent): boolean {
+    const { namespace, name, labels } = event.object.metadata;
+    switch (event.kind) {
+      case 'ServiceExport':
+      case 'Service':
+        this.enqueue(`${namespace}/${name}`);
+        return true;
+      case 'EndpointSlice': {
+        const service = labels?.[SERVICE_NAME_LABEL];
+        if (service) this.enqueue(`${namespace}/${service}`);
+        return true;
       }
-    };
-    this.pods.on('add', enqueuePod);
-    this.pods.on('delete', enqueuePod);
-    const enqueueObject = (object: KubernetesObject): void =>
-      this.enqueue(`${object.metadata?.namespace}/${object.metadata?.name}`);
-    const enqueueSlice = (slice: V1EndpointSlice): void => {
-      const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
-      if (service) this.enqueue(`${slice.metadata?.namespace}/${service}`);
-    };
-    for (const verb of ['add', 'update', 'delete'] as const) {
-      this.serviceExports.on(verb, enqueueObject);
-      this.services.on(verb, enqueueObject);
-      this.slices.on(verb, enqueueSlice);
-    }
-    for (const informer of [this.serviceExports, this.services, this.slices, this.pods]) {
-      // Scenario: the API server restarts or the watch breaks. The informer stops; it is
-      // restarted after a pause and re-lists, and the re-list enqueues everything again.
-      informer.on('error', (error: unknown) => {
-        options.onError?.(error);
-        if (this.stopped) return;
-        setTimeout(() => {
-          if (!this.stopped) informer.start().catch((e: unknown) => options.onError?.(e));
-        }, INFORMER_RESTART_MS);
-      });
-      this.informers.push(informer);
+      case 'Pod':
+        // A pod's service account never changes; a pod that appears after its slice names
+        // it re-reconciles the services whose slices point at it.
+        if (event.type === 'Updated') return false;
+        for (const slice of this.slices(namespace)) {
+          const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
+          if (
+            service &&
+            slice.endpoints?.some((e) => e.targetRef?.kind === 'Pod' && e.targetRef.name === name)
+          )
+            this.enqueue(`${namespace}/${service}`);
+        }
+        return true;
+      default:
+        return false;
     }
   }
 
-  async start(): Promise<void> {
-    for (const informer of this.informers) await informer.start();
-    for (const se of this.serviceExports.list()) this.enqueue(`${se.metadata.namespace}/${se.metadata.name}`);
+  /** Queues every ServiceExport (after the first listing). */
+  resync(): void {
+    for (const se of this.options.source.list('ServiceExport'))
+      this.enqueue(`${se.metadata.namespace}/${se.metadata.name}`);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const informer of this.informers) informer.stop();
     await this.running;
+  }
+
+  private slices(namespace: string): readonly Slice[] {
+    return this.options.source.list<Slice>('EndpointSlice', namespace);
   }
 
   /**
@@ -150,7 +109,7 @@ export class ExportReconciler {
    */
   localEndpoints(namespace: string, name: string): LocalEndpoint[] {
     const endpoints: LocalEndpoint[] = [];
-    for (const slice of this.slices.list(namespace)) {
+    for (const slice of this.slices(namespace)) {
       if (slice.metadata?.labels?.[SERVICE_NAME_LABEL] !== name) continue;
       if (slice.addressType === 'FQDN') continue;
       const ports = (slice.ports ?? []).map((port) => ({
@@ -174,7 +133,7 @@ export class ExportReconciler {
 
   /** Whether a Service exists in the local API server (informer cache). */
   hasService(namespace: string, name: string): boolean {
-    return this.services.get(name, namespace) !== undefined;
+    return this.options.source.get('Service', namespace, name) !== undefined;
   }
 
   /** The SPIFFE IDs of the pods behind a service's endpoints, sorted, each once. */
@@ -182,7 +141,7 @@ export class ExportReconciler {
     const identities = new Set<string>();
     for (const endpoint of slices.flatMap((slice) => slice.endpoints ?? [])) {
       if (endpoint.targetRef?.kind !== 'Pod' || !endpoint.targetRef.name) continue;
-      const pod = this.pods.get(endpoint.targetRef.name, namespace);
+      const pod = this.options.source.get<V1Pod & SourceObject>('Pod', namespace, endpoint.targetRef.name);
       if (!pod) continue;
       const account = pod.spec?.serviceAccountName || 'default';
       identities.add(`spiffe://${this.options.trustDomain}/ns/${namespace}/sa/${account}`);
@@ -214,27 +173,58 @@ export class ExportReconciler {
     }
   }
 
+  /**
+   * File mode: an export whose ServiceExport is malformed, or whose Service could not be
+   * read because it is malformed, is not valid; the condition names the file and field.
+   */
+  private malformed(namespace: string, name: string, hasService: boolean): LocalExport | undefined {
+    const { source } = this.options;
+    const own = source.invalid('ServiceExport', namespace, name);
+    if (own)
+      return {
+        valid: {
+          type: 'Valid',
+          status: 'False',
+          reason: 'Malformed',
+          message: `${own.file}: ${own.message}`,
+        },
+      };
+    const service = hasService ? undefined : source.invalid('Service', namespace, name);
+    if (service)
+      return {
+        valid: {
+          type: 'Valid',
+          status: 'False',
+          reason: 'NoService',
+          message: `Service ${namespace}/${name} is malformed (${service.file}: ${service.message})`,
+        },
+      };
+    return undefined;
+  }
+
   private async reconcile(key: string): Promise<void> {
     const [namespace, name] = key.split('/') as [string, string];
-    const serviceExport = this.serviceExports.get(name, namespace);
+    const serviceExport = this.options.source.get<ServiceExportObject>('ServiceExport', namespace, name);
     if (!serviceExport) {
       if (this.exported.delete(key)) this.options.onEvent({ kind: 'ServiceUnexported', namespace, name });
       return;
     }
-    const service = this.services.get(name, namespace) as V1Service | undefined;
-    const slices = this.slices
-      .list(namespace)
-      .filter((slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === name);
+    const service = this.options.source.get<V1Service & SourceObject>('Service', namespace, name);
+    const slices = this.slices(namespace).filter(
+      (slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === name,
+    );
     this.revision = Math.max(this.revision + 1, Date.now());
-    const derived = deriveLocalExport({
-      cluster: this.options.cluster,
-      serviceExport,
-      service: service as Parameters<typeof deriveLocalExport>[0]['service'],
-      slices: slices as Parameters<typeof deriveLocalExport>[0]['slices'],
-      gatewayAddresses: this.options.gatewayAddresses,
-      identities: this.servingIdentities(namespace, slices),
-      revision: this.revision,
-    });
+    const derived =
+      this.malformed(namespace, name, service !== undefined) ??
+      deriveLocalExport({
+        cluster: this.options.cluster,
+        serviceExport,
+        service: service as Parameters<typeof deriveLocalExport>[0]['service'],
+        slices: slices as Parameters<typeof deriveLocalExport>[0]['slices'],
+        gatewayAddresses: this.options.gatewayAddresses,
+        identities: this.servingIdentities(namespace, slices),
+        revision: this.revision,
+      });
     const conditions: ConditionValue[] = [derived.valid];
     if (!derived.record)
       conditions.push({
@@ -268,19 +258,8 @@ export class ExportReconciler {
 
   /** Sets one condition through /status, keeping lastTransitionTime when the status holds. */
   async writeCondition(namespace: string, name: string, condition: ConditionValue): Promise<void> {
-    const custom = this.custom;
-    for (let attempt = 0; attempt < 3; attempt++) {
-      let current: ServiceExportObject;
-      try {
-        current = (await custom.getNamespacedCustomObject({
-          ...MCS,
-          namespace,
-          name,
-        })) as ServiceExportObject;
-      } catch (error) {
-        if ((error as { code?: number }).code === 404) return;
-        throw error;
-      }
+    await this.options.source.updateStatus('ServiceExport', namespace, name, (object) => {
+      const current = object as ServiceExportObject;
       const conditions = current.status?.conditions ?? [];
       const previous = conditions.find((c) => c.type === condition.type);
       if (
@@ -288,9 +267,8 @@ export class ExportReconciler {
         previous.status === condition.status &&
         previous.reason === condition.reason &&
         previous.message === condition.message
-      ) {
-        return;
-      }
+      )
+        return undefined;
       const next = {
         ...condition,
         lastTransitionTime:
@@ -298,20 +276,10 @@ export class ExportReconciler {
             ? previous.lastTransitionTime
             : new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
       };
-      const body = {
-        ...current,
-        status: {
-          ...current.status,
-          conditions: [...conditions.filter((c) => c.type !== condition.type), next],
-        },
+      return {
+        ...current.status,
+        conditions: [...conditions.filter((c) => c.type !== condition.type), next],
       };
-      try {
-        await custom.replaceNamespacedCustomObjectStatus({ ...MCS, namespace, name, body });
-        return;
-      } catch (error) {
-        // 409: someone else wrote first; read again and retry.
-        if ((error as { code?: number }).code !== 409) throw error;
-      }
-    }
+    });
   }
 }

@@ -13,4 +13,14 @@ export {
   startCatalogController,
   type CatalogController,
   type CatalogControllerOptions,
+  type ServiceExportStatus,
 } from './catalog-controller.ts';
+export { KubernetesSource } from './kubernetes-source.ts';
+export {
+  SOURCE_KINDS,
+  type ClusterSource,
+  type SourceEvent,
+  type SourceKind,
+  type SourceObject,
+  type SourceProblem,
+} from './source.ts';

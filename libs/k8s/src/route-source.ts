@@ -1,82 +1,66 @@
-import { CustomObjectsApi, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
 import {
   compileRoutes,
   CONTROLLER_NAME,
   type CompiledRoute,
   type PolicyView,
+  type ReferenceGrantView,
   type RefKind,
   type RouteParentStatus,
   type RouteView,
 } from '@causeway/discovery';
-import { GATEWAY_GROUP, POLICY_GROUP } from './crds/index.ts';
 import { withTransitionTimes } from './import-writer.ts';
-import { ResourceWatch } from './resource-watch.ts';
+import type { ClusterSource, SourceKind, SourceObject } from './source.ts';
 
-const ROUTE_KINDS = {
-  HTTPRoute: { group: GATEWAY_GROUP, version: 'v1', plural: 'httproutes' },
-  GRPCRoute: { group: GATEWAY_GROUP, version: 'v1', plural: 'grpcroutes' },
-} as const;
-const GATEWAYS = { group: GATEWAY_GROUP, version: 'v1', plural: 'gateways' } as const;
-const POLICY_KINDS = {
-  AuthorizationPolicy: { group: POLICY_GROUP, version: 'v1alpha1', plural: 'authorizationpolicies' },
-  RateLimitPolicy: { group: POLICY_GROUP, version: 'v1alpha1', plural: 'ratelimitpolicies' },
-} as const;
+const ROUTE_KINDS = ['HTTPRoute', 'GRPCRoute'] as const;
 
-type ApiObject = KubernetesObject & {
-  metadata: { namespace: string; name: string; generation?: number };
-  spec?: unknown;
+type RouteObject = SourceObject & {
+  metadata: { generation?: number; uid?: string };
   status?: { parents?: Array<RouteParentStatus & { conditions: Array<{ lastTransitionTime: string }> }> };
 };
 
+/** The kinds whose changes mean the routes must be compiled again. */
+export const ROUTE_INPUTS: ReadonlySet<SourceKind> = new Set([
+  'HTTPRoute',
+  'GRPCRoute',
+  'Gateway',
+  'ReferenceGrant',
+  'AuthorizationPolicy',
+  'RateLimitPolicy',
+  'TrafficPolicy',
+]);
+
 /**
- * The routing and policy sources of one cluster: HTTPRoutes and GRPCRoutes (compiled for
+ * The routing and policy view of one cluster: HTTPRoutes and GRPCRoutes (compiled for
  * proxies, with `Accepted`/`ResolvedRefs` written back to each parent's status), Gateways
- * (as route parents), and AuthorizationPolicies and RateLimitPolicies (passed to proxies).
- * TrafficPolicies come from the staleness source, which already watches them.
+ * (as route parents), ReferenceGrants (cross-namespace backends), and the Causeway policies
+ * passed to proxies. Everything is read from the cluster source's caches.
  */
 export class RouteSource {
-  private readonly routes: Array<ResourceWatch<ApiObject>>;
-  private readonly gateways: ResourceWatch<ApiObject>;
-  private readonly policies: Array<ResourceWatch<ApiObject>>;
-  private readonly custom: CustomObjectsApi;
   private readonly written = new Map<string, string>();
   private writing: Promise<void> = Promise.resolve();
   private compiled: CompiledRoute[] = [];
 
   constructor(
-    kubeConfig: KubeConfig,
+    private readonly source: ClusterSource,
     private readonly options: {
       /** Whether a Service or ServiceImport exists (the controller's caches). */
       exists: (kind: 'Service' | 'ServiceImport', namespace: string, name: string) => boolean;
-      trafficPolicies: () => ReadonlyArray<{ metadata: { namespace: string; name: string }; spec?: unknown }>;
-      onChange: () => void;
       onError: (error: unknown) => void;
     },
-  ) {
-    this.custom = kubeConfig.makeApiClient(CustomObjectsApi);
-    const watch = (kind: { group: string; version: string; plural: string }) =>
-      new ResourceWatch<ApiObject>(kubeConfig, kind, () => options.onChange(), options.onError);
-    this.routes = Object.values(ROUTE_KINDS).map(watch);
-    this.gateways = watch(GATEWAYS);
-    this.policies = Object.values(POLICY_KINDS).map(watch);
-  }
-
-  async start(): Promise<void> {
-    for (const watch of [...this.routes, this.gateways, ...this.policies]) await watch.start();
-  }
-
-  stop(): void {
-    for (const watch of [...this.routes, this.gateways, ...this.policies]) watch.stop();
-  }
+  ) {}
 
   /** Compiles the routes again and writes any status that changed (in the background). */
   recompile(): CompiledRoute[] {
     const views: RouteView[] = [];
-    for (const [index, kind] of (['HTTPRoute', 'GRPCRoute'] as const).entries())
-      for (const object of this.routes[index]!.list()) views.push({ ...(object as RouteView), kind });
-    const gateways = new Set(this.gateways.list().map((g) => `${g.metadata.namespace}/${g.metadata.name}`));
-    const { routes, statuses } = compileRoutes(views, (kind: RefKind, namespace, name) =>
-      kind === 'Gateway' ? gateways.has(`${namespace}/${name}`) : this.options.exists(kind, namespace, name),
+    for (const kind of ROUTE_KINDS)
+      for (const object of this.source.list(kind)) views.push({ ...(object as RouteView), kind });
+    const { routes, statuses } = compileRoutes(
+      views,
+      (kind: RefKind, namespace, name) =>
+        kind === 'Gateway'
+          ? this.source.get('Gateway', namespace, name) !== undefined
+          : this.options.exists(kind, namespace, name),
+      this.source.list('ReferenceGrant') as readonly SourceObject[] as readonly ReferenceGrantView[],
     );
     this.compiled = routes;
     // A status is written again when its outcome changes, and for every new object or
@@ -123,27 +107,21 @@ export class RouteSource {
           spec: object.spec ?? {},
         });
     };
-    add('TrafficPolicy', this.options.trafficPolicies());
-    add('AuthorizationPolicy', this.policies[0]!.list());
-    add('RateLimitPolicy', this.policies[1]!.list());
+    for (const kind of ['TrafficPolicy', 'AuthorizationPolicy', 'RateLimitPolicy'] as const)
+      add(kind, this.source.list(kind));
     return views.sort((a, b) =>
       `${a.kind}/${a.namespace}/${a.name}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}`),
     );
   }
 
-  /** Replaces Causeway's entries in `status.parents`, keeping other controllers' entries. */
-  /** True once written (or the route is gone); false after repeated conflicts (retried later). */
+  /**
+   * Replaces Causeway's entries in `status.parents`, keeping other controllers' entries.
+   * True once written (or the route is gone); false after repeated conflicts (retried later).
+   */
   private async writeStatus(key: string, parents: readonly RouteParentStatus[]): Promise<boolean> {
-    const [kind, namespace, name] = key.split('/') as [keyof typeof ROUTE_KINDS, string, string];
-    const api = ROUTE_KINDS[kind];
-    for (let attempt = 0; attempt < 3; attempt++) {
-      let current: ApiObject;
-      try {
-        current = (await this.custom.getNamespacedCustomObject({ ...api, namespace, name })) as ApiObject;
-      } catch (error) {
-        if ((error as { code?: number }).code === 404) return true;
-        throw error;
-      }
+    const [kind, namespace, name] = key.split('/') as [(typeof ROUTE_KINDS)[number], string, string];
+    return this.source.updateStatus(kind, namespace, name, (object) => {
+      const current = object as RouteObject;
       const previous = current.status?.parents ?? [];
       const ours = parents.map((parent) => {
         const before = previous.find(
@@ -160,17 +138,7 @@ export class RouteSource {
           ),
         };
       });
-      const body = {
-        ...current,
-        status: { parents: [...previous.filter((p) => p.controllerName !== CONTROLLER_NAME), ...ours] },
-      };
-      try {
-        await this.custom.replaceNamespacedCustomObjectStatus({ ...api, namespace, name, body });
-        return true;
-      } catch (error) {
-        if ((error as { code?: number }).code !== 409) throw error;
-      }
-    }
-    return false;
+      return { parents: [...previous.filter((p) => p.controllerName !== CONTROLLER_NAME), ...ours] };
+    });
   }
 }

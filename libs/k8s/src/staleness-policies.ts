@@ -1,12 +1,8 @@
-import type { KubeConfig, KubernetesObject } from '@kubernetes/client-node';
 import { parseDuration } from '@causeway/config';
-import { MCS_GROUP, POLICY_GROUP } from './crds/index.ts';
-import { ResourceWatch } from './resource-watch.ts';
+import { MCS_GROUP } from './crds/index.ts';
+import type { ClusterSource, SourceObject } from './source.ts';
 
-const TRAFFIC_POLICIES = { group: POLICY_GROUP, version: 'v1alpha1', plural: 'trafficpolicies' } as const;
-
-export interface TrafficPolicyObject extends KubernetesObject {
-  metadata: { name: string; namespace: string };
+export interface TrafficPolicyObject extends SourceObject {
   spec?: {
     targetRefs?: Array<{ group?: string; kind?: string; name?: string }>;
     staleness?: { withdrawAfter?: string };
@@ -19,33 +15,20 @@ export interface TrafficPolicyObject extends KubernetesObject {
  * objects are read; nothing from another cluster becomes a policy input.
  */
 export class StalenessPolicies {
-  private readonly watch: ResourceWatch<TrafficPolicyObject>;
-
   constructor(
-    kubeConfig: KubeConfig,
-    onChange: () => void,
+    private readonly source: ClusterSource,
     private readonly onError: (error: unknown) => void,
-  ) {
-    this.watch = new ResourceWatch(kubeConfig, TRAFFIC_POLICIES, onChange, onError);
-  }
-
-  async start(): Promise<void> {
-    await this.watch.start();
-  }
-
-  stop(): void {
-    this.watch.stop();
-  }
+  ) {}
 
   /** Every TrafficPolicy (for proxy config). */
   list(): readonly TrafficPolicyObject[] {
-    return this.watch.list();
+    return this.source.list<TrafficPolicyObject>('TrafficPolicy');
   }
 
   /** `namespace/name` of each ServiceImport with a withdrawal TTL -> the shortest TTL in ms. */
   withdrawAfter(): Map<string, number> {
     const result = new Map<string, number>();
-    for (const policy of this.watch.list()) {
+    for (const policy of this.list()) {
       const text = policy.spec?.staleness?.withdrawAfter;
       if (!text) continue;
       let ms: number;
