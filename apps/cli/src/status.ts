@@ -47,6 +47,43 @@ const seconds = (value: number | undefined): string =>
 const portsOf = (ports: ControllerStatus['services'][number]['ports']): string =>
   ports.map((p) => `${p.port}/${p.protocol}${p.name ? ` (${p.name})` : ''}`).join(', ') || '-';
 
+const conditionText = (
+  conditions: ControllerStatus['serviceExports'][number]['conditions'],
+  type: string,
+): string => {
+  const condition = conditions.find((c) => c.type === type);
+  return condition ? `${condition.status} (${condition.reason})` : '-';
+};
+
+/** Every local ServiceExport: its conditions, and its record if it was published. */
+function renderExports(status: ControllerStatus): string {
+  const records = new Map(status.exports.map((e) => [`${e.namespace}/${e.name}`, e]));
+  const keys = new Set([
+    ...status.serviceExports.map((e) => `${e.namespace}/${e.name}`),
+    ...records.keys(),
+  ]);
+  if (keys.size === 0) return '  none';
+  const conditions = new Map(
+    status.serviceExports.map((e) => [`${e.namespace}/${e.name}`, e.conditions]),
+  );
+  return formatTable(
+    ['service', 'valid', 'ready', 'conflict', 'revision', 'published', 'ready endpoints'],
+    [...keys].sort().map((key) => {
+      const record = records.get(key);
+      const own = conditions.get(key) ?? [];
+      return [
+        key,
+        conditionText(own, 'Valid'),
+        conditionText(own, 'Ready'),
+        conditionText(own, 'Conflict'),
+        record ? String(record.revision) : '-',
+        !record ? 'no' : record.tombstone ? 'unexported' : record.published ? 'yes' : 'PENDING',
+        record && !record.tombstone ? String(record.readyEndpoints) : '-',
+      ];
+    }),
+  );
+}
+
 /** The readable form of one controller's status. */
 export function renderStatus(status: ControllerStatus): string {
   const sections: string[] = [];
@@ -67,20 +104,20 @@ export function renderStatus(status: ControllerStatus): string {
       ]),
     ),
   );
-  sections.push(
-    `Exports of ${status.cluster}:\n` +
-      (status.exports.length === 0
-        ? '  none'
-        : formatTable(
-            ['service', 'revision', 'published', 'ready endpoints'],
-            status.exports.map((e) => [
-              `${e.namespace}/${e.name}`,
-              String(e.revision),
-              e.tombstone ? 'unexported' : e.published ? 'yes' : 'PENDING',
-              e.tombstone ? '-' : String(e.readyEndpoints),
-            ]),
-          )),
-  );
+  sections.push(`Exports of ${status.cluster}:\n` + renderExports(status));
+  const { problems } = status;
+  if (problems.length > 0)
+    sections.push(
+      `Not read (${problems.length}):\n` +
+        formatTable(
+          ['file', 'object', 'problem'],
+          problems.map((p) => [
+            p.file,
+            p.kind ? `${p.kind}${p.name ? ` ${p.namespace}/${p.name}` : ''}` : '-',
+            p.message,
+          ]),
+        ),
+    );
   sections.push(
     'Clusterset services:\n' +
       (status.services.length === 0
@@ -110,7 +147,20 @@ export function renderStatus(status: ControllerStatus): string {
 /** The readable explanation of one service: where it is served from and why. */
 export function renderExplain(status: ControllerStatus, namespace: string, name: string): string | undefined {
   const service = status.services.find((s) => s.namespace === namespace && s.name === name);
-  if (!service) return undefined;
+  const own = status.serviceExports.find((e) => e.namespace === namespace && e.name === name);
+  const ownConditions = own
+    ? [
+        `ServiceExport ${namespace}/${name} in ${status.cluster}:`,
+        formatTable(
+          ['condition', 'status', 'reason', 'message'],
+          own.conditions.map((c) => [c.type, c.status, c.reason, c.message]),
+        ),
+      ]
+    : [];
+  if (!service) {
+    if (!own) return undefined;
+    return `${[`${namespace}/${name} is not in the clusterset seen from ${status.cluster}.`, '', ...ownConditions].join('\n')}\n`;
+  }
   const lines: string[] = [];
   lines.push(`${service.hostname} (${service.type}), seen from cluster ${status.cluster}`);
   lines.push(`ports: ${portsOf(service.ports)}`);
@@ -155,6 +205,7 @@ export function renderExplain(status: ControllerStatus, namespace: string, name:
       ]),
     ),
   );
+  if (own) lines.push('', ...ownConditions);
   const key = `${namespace}/${name}`;
   const proxies = status.proxies.filter((p) => p.connected);
   const acked = proxies.filter((p) => p.ackedServices.includes(key));
@@ -209,7 +260,8 @@ export function statusCommands(): Command[] {
       const [name, namespace] = [match[1]!, match[3]!];
       const status = await fetchStatus(options.controller ?? DEFAULT_CONTROLLER);
       const service = status.services.find((s) => s.namespace === namespace && s.name === name);
-      if (!service) {
+      const serviceExport = status.serviceExports.find((e) => e.namespace === namespace && e.name === name);
+      if (!service && !serviceExport) {
         const known = status.services.map((s) => `${s.name}.${s.namespace}`);
         throw new StatusError(
           `${name}.${namespace} is not in cluster ${status.cluster}'s clusterset catalog` +
@@ -221,7 +273,8 @@ export function statusCommands(): Command[] {
         process.stdout.write(
           `${JSON.stringify({
             cluster: status.cluster,
-            service,
+            service: service ?? null,
+            serviceExport: serviceExport ?? null,
             proxies: status.proxies.map((p) => ({ ...p, hasService: p.ackedServices.includes(key) })),
           })}\n`,
         );

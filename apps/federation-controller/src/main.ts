@@ -4,11 +4,17 @@ import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { splitAddress } from '@causeway/config';
-import { DiscoveryServer } from '@causeway/discovery';
+import { DiscoveryError, DiscoveryServer } from '@causeway/discovery';
 import { TokenReviewVerifier, type ProofMode } from '@causeway/identity';
 import { bundleHash, type SignedTrustBundle } from '@causeway/pki';
 import { CatalogBus } from '@causeway/catalog';
-import { KubernetesSource, startCatalogController, type CatalogController } from '@causeway/k8s';
+import {
+  FileSource,
+  KubernetesSource,
+  startCatalogController,
+  type CatalogController,
+  type ClusterSource,
+} from '@causeway/k8s';
 import { runComponent } from '@causeway/runtime';
 import { NatsTrustStore, startTrustController } from '@causeway/trust';
 import { settingsSchema, type Settings } from './settings.ts';
@@ -19,10 +25,10 @@ await runComponent<Settings>({
   description:
     "Per-cluster federation controller: publishes the cluster's ServiceExports to the clusterset over NATS, imports the other clusters' exports as ServiceImports, signs workload certificates and serves config to the local proxies.",
   status:
-    'this build signs workload certificates (POST /v1/certificates), follows the trust bundle over NATS, with a catalog section publishes ServiceExports, writes ServiceImports and keeps the last-known-good catalog, and streams config snapshots to proxies (POST /v1/discovery/stream). Route and policy sources and file mode are not built yet.',
+    'this build signs workload certificates (POST /v1/certificates), follows the trust bundle over NATS, with a catalog section publishes ServiceExports (read from an API server, or from a folder of YAML in file mode), writes ServiceImports (Kubernetes mode) and keeps the last-known-good catalog, and streams config snapshots with routes and policies to proxies (POST /v1/discovery/stream).',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, catalog.{kubeconfig,gatewayAddresses,heartbeatInterval,staleAfter}',
+    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, catalog.{kubeconfig|directory,workloadGrace,gatewayAddresses,heartbeatInterval,staleAfter}',
   defaultAdminAddress: '127.0.0.1:15010',
   start: async ({ settings, logger, registry }) => {
     let proof: ProofMode;
@@ -34,6 +40,8 @@ await runComponent<Settings>({
       proof = { kind: 'join-tokens', tokens: settings.signing.joinTokens! };
     }
     let catalog: CatalogController | undefined;
+    /** File mode: sidecars register their workloads here. */
+    let files: FileSource | undefined;
     let roots: X509Certificate[] = [];
     // The discovery API shares the signing service's HTTPS listener.
     const discovery: DiscoveryServer = new DiscoveryServer({
@@ -54,6 +62,22 @@ await runComponent<Settings>({
       }),
       registry,
       log: (message, fields) => logger.info(fields ?? {}, message),
+      ...(settings.catalog?.directory
+        ? {
+            workloads: {
+              register: (proxy, owner, workload) => {
+                if (!files)
+                  throw new DiscoveryError(
+                    503,
+                    'CAUSEWAY_DISCOVERY_NOT_READY',
+                    'the catalog is not running yet; retry shortly',
+                  );
+                files.register(proxy, owner, workload);
+              },
+              disconnected: (proxy) => files?.disconnected(proxy),
+            },
+          }
+        : {}),
     });
     const controller = await startTrustController({
       cluster: settings.cluster,
@@ -101,13 +125,27 @@ await runComponent<Settings>({
     const catalogStarted = settings.catalog
       ? retrying('starting the catalog', async () => {
           const catalogSettings = settings.catalog!;
-          const kubeConfig = new KubeConfig();
-          kubeConfig.loadFromFile(catalogSettings.kubeconfig);
-          catalog = await startCatalogController({
-            source: new KubernetesSource(kubeConfig, (error) =>
+          let source: ClusterSource;
+          let importTo: KubeConfig | undefined;
+          if (catalogSettings.directory) {
+            files = new FileSource({
+              directory: path.resolve(catalogSettings.directory),
+              statePath: path.join(settings.stateDir, 'file-source.json'),
+              workloadGraceMs: catalogSettings.workloadGrace,
+              onError: (error) => logger.warn({ err: error }, 'file source error'),
+              log: (message, fields) => logger.info(fields ?? {}, message),
+            });
+            source = files;
+          } else {
+            importTo = new KubeConfig();
+            importTo.loadFromFile(catalogSettings.kubeconfig!);
+            source = new KubernetesSource(importTo, (error) =>
               logger.warn({ err: error }, 'watch error (restarting the watch)'),
-            ),
-            importTo: kubeConfig,
+            );
+          }
+          catalog = await startCatalogController({
+            source,
+            ...(importTo ? { importTo } : {}),
             cluster: settings.cluster,
             trustDomain: settings.trustDomain,
             identity: () => controller.identity(),
@@ -177,6 +215,7 @@ await runComponent<Settings>({
         catalog: () =>
           catalogStatus({
             cluster: settings.cluster,
+            mode: settings.catalog ? (settings.catalog.directory ? 'files' : 'kubernetes') : undefined,
             trustDomain: settings.trustDomain,
             natsConnected: connection !== undefined && !connection.isClosed(),
             catalog,

@@ -71,10 +71,18 @@ export const settingsSchema = z
         message: 'set exactly one of joinTokens (file mode) or kubeconfig (Kubernetes mode)',
       }),
     statusInterval: duration('2s'),
-    /** Catalog sync (needs `nats`): this cluster's API server and east-west gateway address(es). */
+    /**
+     * Catalog sync (needs `nats`): where this cluster's objects come from (its API server, or
+     * a folder of YAML files in file mode) and its east-west gateway address(es).
+     */
     catalog: z
       .object({
-        kubeconfig: z.string().min(1),
+        /** Kubernetes mode: the API server that is watched and that ServiceImports are written to. */
+        kubeconfig: z.string().min(1).optional(),
+        /** File mode: a folder of Service, ServiceExport, route and policy YAML, watched. */
+        directory: z.string().min(1).optional(),
+        /** File mode: how long a workload's endpoints stay after its sidecar disconnects. */
+        workloadGrace: duration('10s'),
         gatewayAddresses: z.array(z.string().regex(/^[A-Za-z0-9.-]+:\d{1,5}$/, 'must be host:port')).min(1),
         /** How often the heartbeat is published and liveness is re-evaluated. */
         heartbeatInterval: duration('5s'),
@@ -82,6 +90,9 @@ export const settingsSchema = z
         staleAfter: duration('30s'),
       })
       .strict()
+      .refine((catalog) => (catalog.kubeconfig === undefined) !== (catalog.directory === undefined), {
+        message: 'set exactly one of kubeconfig (Kubernetes mode) or directory (file mode)',
+      })
       .optional(),
   })
   .strict()

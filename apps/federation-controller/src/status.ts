@@ -4,6 +4,7 @@ import type { CatalogController } from '@causeway/k8s';
 /** The controller's state for `/debug/catalog` (read by `causeway status` and `explain`). */
 export async function catalogStatus(input: {
   cluster: string;
+  mode: 'kubernetes' | 'files' | undefined;
   trustDomain: string;
   natsConnected: boolean;
   catalog: CatalogController | undefined;
@@ -17,6 +18,7 @@ export async function catalogStatus(input: {
     time: new Date().toISOString(),
     natsConnected: input.natsConnected,
     catalogRunning: catalog !== undefined,
+    ...(input.mode ? { mode: input.mode } : {}),
     peers: catalog?.sync.peerStatus() ?? [],
     exports: (catalog?.localExports() ?? [])
       .map(({ record, published }) => ({
@@ -28,6 +30,8 @@ export async function catalogStatus(input: {
         readyEndpoints: record.readyEndpoints,
       }))
       .sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`)),
+    serviceExports: catalog?.serviceExports() ?? [],
+    problems: catalog?.problems() ?? [],
     services: (catalog?.clusterset() ?? []).map((service) => ({
       ...service,
       verdicts: merged?.get(`${service.namespace}/${service.name}`)?.verdicts ?? [],

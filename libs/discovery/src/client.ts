@@ -4,7 +4,7 @@ import { createInterface } from 'node:readline';
 import { StateFile } from '@causeway/config';
 import { checkControllerIdentity } from '@causeway/identity';
 import { KEEPALIVE_MS } from './server.ts';
-import { snapshotMessageSchema, type ProxyKind, type SnapshotMessage } from './snapshot.ts';
+import { snapshotMessageSchema, type ProxyKind, type SnapshotMessage, type Workload } from './snapshot.ts';
 
 /** The mesh certificate a proxy connects with. */
 export interface ClientCredentials {
@@ -21,6 +21,8 @@ export interface DiscoveryClientOptions {
   readonly cluster: string;
   readonly proxy: string;
   readonly kind: ProxyKind;
+  /** File mode, sidecars: the workload beside this proxy, registered with every connection. */
+  readonly workload?: Workload;
   /** The current credentials (they are renewed; each connection takes the newest). */
   readonly credentials: () => ClientCredentials | undefined;
   /** Applies a complete snapshot; if it throws, the version is not acknowledged. */
@@ -138,6 +140,7 @@ export class DiscoveryClient {
       proxy: this.options.proxy,
       kind: this.options.kind,
       ...(this.latest ? { version: this.latest.version } : {}),
+      ...(this.options.workload ? { workload: this.options.workload } : {}),
     });
     return new Promise<void>((resolve, reject) => {
       const request = https.request(new URL('/v1/discovery/stream', this.options.controllerUrl), {

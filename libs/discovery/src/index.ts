@@ -11,6 +11,7 @@ export {
   type ProxyConfig,
   type ProxyKind,
   type Registration,
+  type Workload,
   type SnapshotMessage,
 } from './snapshot.ts';
 export { DiscoveryError, DiscoveryServer, KEEPALIVE_MS, type ProxyStatus } from './server.ts';

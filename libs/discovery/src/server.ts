@@ -3,7 +3,8 @@ import type { ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { peerIdentity } from '@causeway/pki';
+import { isIP } from 'node:net';
+import { peerIdentity, type SpiffeId } from '@causeway/pki';
 import {
   compileSnapshot,
   PROXY_KINDS,
@@ -11,6 +12,7 @@ import {
   type ProxyConfig,
   type ProxyKind,
   type Registration,
+  type Workload,
 } from './snapshot.ts';
 
 /** How often an idle stream carries an empty line, so both ends notice a dead connection. */
@@ -57,6 +59,33 @@ class DiscoveryError extends Error {
 }
 
 const proxyIdPattern = '^[A-Za-z0-9][A-Za-z0-9._~-]{0,252}$';
+const DNS_LABEL = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
+const portNumber = { type: 'integer', minimum: 1, maximum: 65_535 };
+
+/** The JSON schema of a registered workload (file mode). */
+const WORKLOAD_SCHEMA = {
+  type: 'object',
+  required: ['name', 'labels', 'address', 'ports'],
+  additionalProperties: false,
+  properties: {
+    name: { type: 'string', pattern: DNS_LABEL },
+    labels: { type: 'object', maxProperties: 64, additionalProperties: { type: 'string', maxLength: 63 } },
+    address: { type: 'string', maxLength: 45 },
+    ports: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 32,
+      items: {
+        type: 'object',
+        required: ['port'],
+        additionalProperties: false,
+        properties: { name: { type: 'string', pattern: DNS_LABEL }, port: portNumber, appPort: portNumber },
+      },
+    },
+    zone: { type: 'string', maxLength: 63 },
+    ready: { type: 'boolean' },
+  },
+};
 
 /**
  * The controller side of the discovery API. Proxies connect over mTLS with their mesh
@@ -83,6 +112,18 @@ export class DiscoveryServer {
       input: () => DiscoveryInput;
       registry?: Registry;
       log?: (message: string, fields?: Record<string, unknown>) => void;
+      /**
+       * File mode: where sidecars' workloads are registered (their endpoints). A throw
+       * refuses the connection with the error's message. Without it, workloads are refused.
+       */
+      workloads?: {
+        register(
+          proxy: string,
+          owner: { namespace: string; serviceAccount: string },
+          workload: Workload,
+        ): void;
+        disconnected(proxy: string): void;
+      };
     },
   ) {
     const registers = options.registry ? [options.registry] : [];
@@ -131,12 +172,18 @@ export class DiscoveryServer {
             type: 'object',
             required: ['proxy', 'kind'],
             additionalProperties: false,
-            properties: { proxy, kind: { type: 'string', enum: [...PROXY_KINDS] }, version },
+            properties: {
+              proxy,
+              kind: { type: 'string', enum: [...PROXY_KINDS] },
+              version,
+              workload: WORKLOAD_SCHEMA,
+            },
           },
         },
       },
       async (request, reply) => {
-        const spiffeId = this.authenticate(request);
+        const identity = this.authenticate(request);
+        const spiffeId = identity.uri;
         const registration = request.body;
         const existing = this.proxiesById.get(registration.proxy);
         if (existing && existing.spiffeId !== spiffeId) {
@@ -146,6 +193,7 @@ export class DiscoveryServer {
             `proxy ${registration.proxy} is registered by ${existing.spiffeId}`,
           );
         }
+        if (registration.workload) this.registerWorkload(registration, identity);
         if (existing) {
           const previous = existing.stream;
           this.closeStream(existing);
@@ -177,6 +225,7 @@ export class DiscoveryServer {
         const closed = (): void => {
           if (entry.stream !== stream) return;
           this.closeStream(entry);
+          if (registration.workload) this.options.workloads?.disconnected(registration.proxy);
           this.options.log?.('proxy disconnected', { proxy: registration.proxy });
         };
         request.raw.socket.once('close', closed);
@@ -203,7 +252,7 @@ export class DiscoveryServer {
         },
       },
       async (request, reply) => {
-        const spiffeId = this.authenticate(request);
+        const spiffeId = this.authenticate(request).uri;
         const entry = this.proxiesById.get(request.body.proxy);
         if (!entry || entry.spiffeId !== spiffeId) {
           throw new DiscoveryError(
@@ -317,8 +366,43 @@ export class DiscoveryServer {
     }
   }
 
+  /** File mode: records a sidecar's workload under its certificate's namespace and service account. */
+  private registerWorkload(registration: Registration, identity: SpiffeId): void {
+    const workload = registration.workload!;
+    if (!this.options.workloads)
+      throw new DiscoveryError(
+        400,
+        'CAUSEWAY_DISCOVERY_WORKLOAD_NOT_ACCEPTED',
+        'this controller reads endpoints from its API server (Kubernetes mode); workloads register only in file mode',
+      );
+    if (registration.kind !== 'sidecar')
+      throw new DiscoveryError(400, 'CAUSEWAY_DISCOVERY_BAD_REQUEST', 'only a sidecar registers a workload');
+    if (identity.kind !== 'workload')
+      throw new DiscoveryError(
+        403,
+        'CAUSEWAY_DISCOVERY_NOT_A_WORKLOAD',
+        `${identity.uri} is not a workload identity (spiffe://<td>/ns/<namespace>/sa/<account>)`,
+      );
+    if (isIP(workload.address) === 0)
+      throw new DiscoveryError(
+        400,
+        'CAUSEWAY_DISCOVERY_BAD_REQUEST',
+        `workload.address ${JSON.stringify(workload.address)} is not an IP address`,
+      );
+    try {
+      this.options.workloads.register(
+        registration.proxy,
+        { namespace: identity.namespace, serviceAccount: identity.serviceAccount },
+        workload,
+      );
+    } catch (error) {
+      if (error instanceof DiscoveryError) throw error;
+      throw new DiscoveryError(409, 'CAUSEWAY_DISCOVERY_WORKLOAD_TAKEN', (error as Error).message);
+    }
+  }
+
   /** The caller's SPIFFE ID: a mesh certificate issued in this cluster, or a refusal. */
-  private authenticate(request: FastifyRequest): string {
+  private authenticate(request: FastifyRequest): SpiffeId {
     let identity;
     try {
       identity = peerIdentity(request.raw.socket as TLSSocket, {
@@ -339,7 +423,7 @@ export class DiscoveryServer {
         `${identity.spiffeId.uri} was issued in cluster ${identity.cluster}; this controller serves ${this.options.cluster}`,
       );
     }
-    return identity.spiffeId.uri;
+    return identity.spiffeId;
   }
 }
 

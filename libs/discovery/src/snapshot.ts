@@ -6,6 +6,27 @@ import type { CompiledRoute, PolicyView } from './routes.ts';
 export const PROXY_KINDS = ['sidecar', 'east-west-gateway', 'ingress-gateway'] as const;
 export type ProxyKind = (typeof PROXY_KINDS)[number];
 
+/**
+ * File mode: the workload a sidecar stands beside, registered when it connects. Its
+ * namespace and service account are those of the sidecar's certificate; Services in the
+ * controller's folder select it by its labels, as they select pods in Kubernetes.
+ */
+export interface Workload {
+  /** Unique in its namespace (a pod name). */
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+  /** The IP address peers connect to. */
+  readonly address: string;
+  /**
+   * Each port peers reach the workload on (the sidecar's inbound listener), with the app's
+   * own port behind it, which a Service's numeric `targetPort` names (default: `port`).
+   */
+  readonly ports: ReadonlyArray<{ readonly name?: string; readonly port: number; readonly appPort?: number }>;
+  readonly zone?: string;
+  /** False while the app is not ready to serve (default true). */
+  readonly ready?: boolean;
+}
+
 /** What a proxy says about itself when it connects. */
 export interface Registration {
   /** Unique per proxy in its cluster, e.g. `sidecar~shop~cart-0`. */
@@ -13,6 +34,8 @@ export interface Registration {
   readonly kind: ProxyKind;
   /** The version the proxy already has, if any (after a reconnect). */
   readonly version?: number;
+  /** File mode, sidecars only: the workload beside it. */
+  readonly workload?: Workload;
 }
 
 /** Everything a proxy is configured from, compiled from the controller's state. */

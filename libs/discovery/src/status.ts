@@ -11,6 +11,8 @@ export interface ControllerStatus {
   readonly time: string;
   readonly natsConnected: boolean;
   readonly catalogRunning: boolean;
+  /** Where this cluster's objects come from. */
+  readonly mode?: 'kubernetes' | 'files';
   readonly peers: readonly PeerStatus[];
   /** This cluster's exports as published (tombstones included). */
   readonly exports: ReadonlyArray<{
@@ -20,6 +22,26 @@ export interface ControllerStatus {
     readonly published: boolean;
     readonly tombstone: boolean;
     readonly readyEndpoints: number;
+  }>;
+  /** This cluster's ServiceExports, valid or not, with their conditions. */
+  readonly serviceExports: ReadonlyArray<{
+    readonly namespace: string;
+    readonly name: string;
+    readonly conditions: ReadonlyArray<{
+      readonly type: string;
+      readonly status: string;
+      readonly reason: string;
+      readonly message: string;
+      readonly lastTransitionTime?: string;
+    }>;
+  }>;
+  /** File mode: files and objects that could not be read, with where and why. */
+  readonly problems: ReadonlyArray<{
+    readonly file: string;
+    readonly kind?: string;
+    readonly namespace?: string;
+    readonly name?: string;
+    readonly message: string;
   }>;
   /** Every clusterset service: the merge verdicts and the backends proxies get. */
   readonly services: ReadonlyArray<ClustersetService & { readonly verdicts: readonly ExportVerdict[] }>;

@@ -15,6 +15,8 @@ export {
   type CatalogControllerOptions,
   type ServiceExportStatus,
 } from './catalog-controller.ts';
+export { FileSource, WorkloadConflictError } from './file-source.ts';
+export { parseObjects, FILE_KINDS } from './file-objects.ts';
 export { KubernetesSource } from './kubernetes-source.ts';
 export {
   SOURCE_KINDS,

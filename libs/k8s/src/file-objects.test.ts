@@ -1,0 +1,111 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { parseObjects } from './file-objects.ts';
+
+const service = `apiVersion: v1
+kind: Service
+metadata:
+  name: cart
+  namespace: shop
+spec:
+  selector: { app: cart }
+  ports:
+    - name: http
+      port: 80
+      targetPort: 8080
+`;
+
+test('documents of the kinds file mode reads become objects; the namespace defaults to default', () => {
+  const parsed = parseObjects(
+    'shop.yaml',
+    `${service}---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: cart }
+---
+# an empty document is skipped
+`,
+  );
+  assert.deepEqual(parsed.problems, []);
+  assert.deepEqual(
+    parsed.objects.map((o) => `${o.kind} ${o.object.metadata.namespace}/${o.object.metadata.name}`),
+    ['Service shop/cart', 'ServiceExport default/cart'],
+  );
+});
+
+test('a malformed object is a problem naming the file, line and field; the other documents still count', () => {
+  const parsed = parseObjects(
+    'shop.yaml',
+    `${service}---
+apiVersion: v1
+kind: Service
+metadata: { name: till, namespace: shop }
+spec:
+  ports: [{ port: eighty }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r, namespace: shop }
+spec:
+  parentRefs: [{ name: cart, kind: Service, group: "" }]
+  rules: [{ backendRef: [{ name: cart }] }]
+`,
+  );
+  assert.deepEqual(
+    parsed.objects.map((o) => o.object.metadata.name),
+    ['cart'],
+  );
+  assert.equal(parsed.problems.length, 2);
+  const [till, route] = parsed.problems;
+  assert.equal(till!.file, 'shop.yaml:13');
+  assert.equal(till!.kind, 'Service');
+  assert.match(till!.message, /^spec\.ports\[0\]\.port: /);
+  assert.equal(route!.file, 'shop.yaml:19');
+  assert.match(route!.message, /spec\.rules\[0\].*backendRef/);
+});
+
+test('a malformed ServiceExport is still listed by name, so its Valid condition can say why', () => {
+  const parsed = parseObjects(
+    'x.yaml',
+    `apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: cart, namespace: shop }
+spec: { exportTo: everyone }
+`,
+  );
+  assert.deepEqual(
+    parsed.objects.map((o) => [o.kind, o.object.metadata.name, o.object.spec]),
+    [['ServiceExport', 'cart', undefined]],
+  );
+  assert.match(parsed.problems[0]!.message, /spec.*exportTo/);
+});
+
+test('wrong apiVersion, unknown kinds and bad names are problems', () => {
+  const parsed = parseObjects(
+    'x.yaml',
+    `apiVersion: v2
+kind: Service
+metadata: { name: cart }
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: { name: cart }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: Cart_1 }
+`,
+  );
+  assert.deepEqual(parsed.objects, []);
+  assert.deepEqual(
+    parsed.problems.map((p) => p.message.split(':')[0]),
+    ['apiVersion', 'kind Deployment is not read in file mode (read', 'metadata.name'],
+  );
+});
+
+test('text that is not YAML is reported with its line and marked unparsed (its old objects are kept)', () => {
+  const parsed = parseObjects('x.yaml', 'apiVersion: v1\nkind: Service\nmetadata: [\n');
+  assert.equal(parsed.parsed, false);
+  assert.deepEqual(parsed.objects, []);
+  assert.match(parsed.problems[0]!.message, /^not valid YAML \(line \d+\)/);
+});

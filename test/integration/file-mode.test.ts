@@ -1,0 +1,310 @@
+// File mode with real processes: two federation-controller processes (east, west) that
+// read their objects from folders of YAML, real NATS, and sidecars on the discovery API.
+// Endpoints come from sidecars registering their workloads; a malformed object gets
+// Valid=False with the file and field, and the controller keeps running.
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
+import {
+  DiscoveryClient,
+  type ControllerStatus,
+  type SnapshotMessage,
+  type Workload,
+} from '@causeway/discovery';
+import { TrustDirectory } from '@causeway/pki';
+import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
+import {
+  controllerSettings,
+  initTrust,
+  startControllerProcess,
+  workloadCredentials,
+  writeYaml,
+  type ControllerProcess,
+} from '../support/controller-process.ts';
+
+const run = promisify(execFile);
+const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
+const TD = 'mesh.test';
+const TOKEN = 'file-mode-join-token-0123456';
+const CLUSTERS = ['east', 'west'] as const;
+
+let env: Environment;
+let dir: string;
+const controllers = new Map<string, ControllerProcess>();
+const proxies: DiscoveryClient[] = [];
+/** `cluster/account` -> the mesh credentials a sidecar was given. */
+const credentialsOf = new Map<string, Awaited<ReturnType<typeof workloadCredentials>>>();
+
+const manifests = (cluster: string) => path.join(dir, `manifests-${cluster}`);
+
+const CART = `apiVersion: v1
+kind: Service
+metadata: { name: cart, namespace: shop }
+spec:
+  selector: { app: cart }
+  ports: [{ name: http, port: 80, targetPort: 8080 }]
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: cart, namespace: shop }
+`;
+
+const till = (exportSpec: string) => `apiVersion: v1
+kind: Service
+metadata: { name: till, namespace: shop }
+spec:
+  selector: { app: till }
+  ports: [{ name: grpc, port: 9000 }]
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: till, namespace: shop }
+${exportSpec}`;
+
+before(async () => {
+  env = await startEnvironment({ nats: true });
+  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-file-mode-'));
+  await initTrust(dir, TD, CLUSTERS, env.nats!.url);
+  for (const [index, cluster] of CLUSTERS.entries()) {
+    await mkdir(manifests(cluster));
+    const settings = await writeYaml(path.join(dir, `${cluster}.yaml`), {
+      ...controllerSettings({
+        directory: new TrustDirectory(dir),
+        cluster,
+        trustDomain: TD,
+        stateDir: path.join(dir, `state-${cluster}`),
+        natsUrl: env.nats!.url,
+        token: TOKEN,
+      }),
+      catalog: {
+        directory: manifests(cluster),
+        gatewayAddresses: [`127.0.0.${index + 1}:15443`],
+        heartbeatInterval: '300ms',
+        staleAfter: '3s',
+        workloadGrace: '1s',
+      },
+    });
+    controllers.set(cluster, await startControllerProcess(settings));
+  }
+  await writeFile(path.join(manifests('east'), 'cart.yaml'), CART);
+});
+
+after(async () => {
+  for (const proxy of proxies) await proxy.stop();
+  for (const controller of controllers.values()) await controller.stop();
+  await env?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A sidecar on a cluster's discovery API with a mesh certificate for `shop/<account>`. */
+async function sidecar(cluster: string, account: string, workload?: Workload): Promise<DiscoveryClient> {
+  const controller = controllers.get(cluster)!;
+  const root = await new TrustDirectory(dir).activeRoot();
+  const credentials = await workloadCredentials({
+    signingUrl: controller.signingUrl,
+    rootPem: root.certificatePem,
+    trustDomain: TD,
+    cluster,
+    namespace: 'shop',
+    serviceAccount: account,
+    token: TOKEN,
+  });
+  credentialsOf.set(`${cluster}/${account}`, credentials);
+  const proxy = new DiscoveryClient({
+    controllerUrl: controller.signingUrl,
+    trustDomain: TD,
+    cluster,
+    proxy: `sidecar~shop~${workload?.name ?? account}`,
+    kind: 'sidecar',
+    ...(workload ? { workload } : {}),
+    credentials: () => credentials,
+    onConfig: () => {},
+  });
+  await proxy.start();
+  proxies.push(proxy);
+  return proxy;
+}
+
+const serviceIn = (message: SnapshotMessage | undefined, name: string) =>
+  message?.config.services.find((s) => s.namespace === 'shop' && s.name === name);
+
+/** What a controller reports on its admin port (what `causeway status` reads). */
+async function status(cluster: string): Promise<ControllerStatus> {
+  const response = await fetch(`${controllers.get(cluster)!.adminUrl}/debug/catalog`);
+  return (await response.json()) as ControllerStatus;
+}
+
+const conditionsOf = (state: ControllerStatus, name: string) =>
+  Object.fromEntries(
+    (state.serviceExports.find((e) => e.namespace === 'shop' && e.name === name)?.conditions ?? []).map(
+      (c) => [c.type, `${c.status}/${c.reason}`],
+    ),
+  );
+
+const CART_0: Workload = {
+  name: 'cart-0',
+  labels: { app: 'cart', version: 'v1' },
+  address: '127.0.0.1',
+  ports: [{ name: 'http', port: 18080, appPort: 8080 }],
+};
+
+let cartSidecar: DiscoveryClient;
+let westProxy: DiscoveryClient;
+
+test('a ServiceExport in a file is exported with the endpoints its sidecar registered, and west gets it', async () => {
+  cartSidecar = await sidecar('east', 'cart', CART_0);
+  const local = await eventually(async () => {
+    const cart = serviceIn(cartSidecar.current(), 'cart');
+    const backend = cart?.backends.find((b) => b.kind === 'local');
+    assert.ok(
+      backend?.kind === 'local' && backend.endpoints.length === 1,
+      'no local endpoint for shop/cart yet',
+    );
+    return backend;
+  }, 30_000);
+  assert.deepEqual(local.endpoints, [
+    { address: '127.0.0.1', ready: true, ports: [{ name: 'http', port: 18080, protocol: 'TCP' }] },
+  ]);
+  assert.deepEqual(local.identities, [`spiffe://${TD}/ns/shop/sa/cart`]);
+
+  westProxy = await sidecar('west', 'web');
+  const remote = await eventually(async () => {
+    const backend = serviceIn(westProxy.current(), 'cart')?.backends.find((b) => b.cluster === 'east');
+    assert.ok(
+      backend?.kind === 'remote' && backend.readyEndpoints === 1,
+      'west has no ready shop/cart in east',
+    );
+    return backend;
+  }, 30_000);
+  assert.deepEqual(remote.gatewayAddresses, ['127.0.0.1:15443']);
+  assert.deepEqual(remote.identities, [`spiffe://${TD}/ns/shop/sa/cart`]);
+
+  await eventually(async () =>
+    assert.equal(conditionsOf(await status('east'), 'cart').Ready, 'True/Exported'),
+  );
+  const { stdout } = await run(process.execPath, [
+    cli,
+    'status',
+    '--json',
+    '--controller',
+    controllers.get('east')!.adminUrl,
+  ]);
+  const east = (JSON.parse(stdout) as ControllerStatus[])[0]!;
+  assert.equal(east.mode, 'files');
+  assert.deepEqual(conditionsOf(east, 'cart'), {
+    Valid: 'True/Valid',
+    Ready: 'True/Exported',
+    Conflict: 'False/NoConflicts',
+  });
+  assert.deepEqual(east.problems, []);
+
+  // Another sidecar cannot take over a connected workload's name.
+  const refusals: string[] = [];
+  const impostor = new DiscoveryClient({
+    controllerUrl: controllers.get('east')!.signingUrl,
+    trustDomain: TD,
+    cluster: 'east',
+    proxy: 'sidecar~shop~impostor',
+    kind: 'sidecar',
+    workload: { ...CART_0, address: '127.0.0.9' },
+    credentials: () => credentialsOf.get('east/cart'),
+    onConfig: () => {},
+    onError: (error) => refusals.push(error.message),
+  });
+  await impostor.start();
+  await eventually(async () => assert.ok(refusals.length > 0, 'the impostor was not refused'));
+  await impostor.stop();
+  assert.match(
+    refusals[0]!,
+    /\(409\).*CAUSEWAY_DISCOVERY_WORKLOAD_TAKEN.*shop\/cart-0 is already registered/,
+  );
+  const endpoints = serviceIn(cartSidecar.current(), 'cart')?.backends.find((b) => b.kind === 'local');
+  assert.deepEqual(endpoints?.kind === 'local' && endpoints.endpoints.map((e) => e.address), ['127.0.0.1']);
+});
+
+test('a malformed object gets Valid=False naming the file and field; the controller keeps running', async () => {
+  const broken = path.join(manifests('east'), 'till.yaml');
+  await writeFile(broken, till('spec: { exportTo: everyone }\n'));
+  await writeFile(path.join(manifests('east'), 'notes.yaml'), 'kind: [unclosed\n');
+  const state = await eventually(async () => {
+    const current = await status('east');
+    assert.equal(conditionsOf(current, 'till').Valid, 'False/Malformed');
+    assert.equal(current.problems.length, 2);
+    return current;
+  });
+  const valid = state.serviceExports
+    .find((e) => e.name === 'till')!
+    .conditions.find((c) => c.type === 'Valid')!;
+  assert.match(valid.message, /^till\.yaml:8: spec: Unrecognized key: "exportTo"/);
+  assert.deepEqual(
+    state.problems.map((p) => [p.file, p.kind ?? '-', p.message.split(':')[0]]),
+    [
+      ['notes.yaml', '-', 'not valid YAML (line 2)'],
+      ['till.yaml:8', 'ServiceExport', 'spec'],
+    ],
+  );
+  assert.equal(conditionsOf(state, 'cart').Ready, 'True/Exported');
+  assert.equal(serviceIn(westProxy.current(), 'till'), undefined);
+
+  // A person sees the same through the CLI.
+  const explained = await run(process.execPath, [
+    cli,
+    'explain',
+    'till.shop',
+    '--controller',
+    controllers.get('east')!.adminUrl,
+  ]);
+  assert.match(explained.stdout, /not in the clusterset/);
+  assert.match(explained.stdout, /Valid\s+False\s+Malformed/);
+
+  // Fixed, it is exported and reaches west (with no endpoints: nothing registered for it).
+  await writeFile(broken, till(''));
+  await eventually(async () => {
+    const current = await status('east');
+    assert.equal(conditionsOf(current, 'till').Valid, 'True/Valid');
+    assert.ok(serviceIn(westProxy.current(), 'till'), 'west has no shop/till yet');
+  }, 30_000);
+  assert.equal(controllers.get('east')!.child.exitCode, null);
+});
+
+test('a file that stops being YAML keeps its objects; deleting a file unexports them everywhere', async () => {
+  const cartFile = path.join(manifests('east'), 'cart.yaml');
+  await writeFile(cartFile, `${CART}\n  oops: [\n`);
+  await eventually(async () => {
+    const current = await status('east');
+    assert.ok(
+      current.problems.some((p) => p.file === 'cart.yaml'),
+      'cart.yaml is not reported yet',
+    );
+  });
+  // Two heartbeats later, shop/cart is still exported and still in west.
+  await new Promise((resolve) => setTimeout(resolve, 700));
+  assert.equal(conditionsOf(await status('east'), 'cart').Ready, 'True/Exported');
+  assert.ok(serviceIn(westProxy.current(), 'cart'));
+  await writeFile(cartFile, CART);
+
+  await rm(path.join(manifests('east'), 'till.yaml'));
+  await rm(path.join(manifests('east'), 'notes.yaml'));
+  await eventually(async () => {
+    assert.equal(serviceIn(westProxy.current(), 'till'), undefined, 'west still has shop/till');
+    const current = await status('east');
+    assert.deepEqual(current.problems, []);
+    assert.equal(conditionsOf(current, 'till').Valid, undefined);
+  }, 30_000);
+  assert.ok(serviceIn(westProxy.current(), 'cart'), 'shop/cart went with shop/till');
+});
+
+test('when its sidecar goes away, a workload leaves the endpoints after the grace period', async () => {
+  await cartSidecar.stop();
+  const observer = await sidecar('east', 'observer');
+  await eventually(async () => {
+    const local = serviceIn(observer.current(), 'cart')?.backends.find((b) => b.kind === 'local');
+    assert.ok(local?.kind === 'local' && local.endpoints.length === 0, 'east still lists cart-0');
+    const remote = serviceIn(westProxy.current(), 'cart')?.backends.find((b) => b.cluster === 'east');
+    assert.ok(remote?.kind === 'remote' && remote.readyEndpoints === 0, 'west still counts cart-0 as ready');
+  }, 30_000);
+});
