@@ -90,7 +90,7 @@ export function renderStatus(status: ControllerStatus): string {
   const connected = status.proxies.filter((p) => p.connected);
   const current = connected.filter((p) => p.ackedVersion !== undefined && p.ackedVersion === p.sentVersion);
   sections.push(
-    `Cluster ${status.cluster} (trust domain ${status.trustDomain}): NATS ${status.natsConnected ? 'connected' : 'NOT connected'}, catalog ${status.catalogRunning ? 'running' : 'NOT running'}, ${connected.length} proxies connected, ${current.length} on the latest config`,
+    `Cluster ${status.cluster} (trust domain ${status.trustDomain}): NATS ${status.natsConnected ? 'connected' : 'NOT connected'}, catalog ${status.catalogRunning ? `running${status.mode === 'files' ? ' (file mode)' : ''}` : 'NOT running'}, ${connected.length} proxies connected, ${current.length} on the latest config`,
   );
   sections.push(
     formatTable(
