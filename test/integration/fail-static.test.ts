@@ -352,3 +352,37 @@ test('an export reaches a proxy in another cluster; NATS restarts and a controll
     await proxy.stop();
   }
 });
+
+test('a Kubernetes-mode controller refuses a workload registration: endpoints come from its API server', async () => {
+  const west = controllers.get('west')!;
+  const root = await new TrustDirectory(dir).activeRoot();
+  const credentials = await workloadCredentials({
+    signingUrl: west.signingUrl,
+    rootPem: root.certificatePem,
+    trustDomain: TD,
+    cluster: 'west',
+    namespace: 'shop',
+    serviceAccount: 'web',
+    token: TOKEN,
+  });
+  const refusals: string[] = [];
+  const proxy = new DiscoveryClient({
+    controllerUrl: west.signingUrl,
+    trustDomain: TD,
+    cluster: 'west',
+    proxy: 'sidecar~shop~web-1',
+    kind: 'sidecar',
+    workload: { name: 'web-1', labels: { app: 'web' }, address: '127.0.0.1', ports: [{ port: 8080 }] },
+    credentials: () => credentials,
+    onConfig: () => {},
+    onError: (error) => refusals.push(error.message),
+  });
+  await proxy.start();
+  try {
+    await eventually(async () => assert.ok(refusals.length > 0, 'the registration was not refused'));
+    assert.match(refusals[0]!, /\(400\).*CAUSEWAY_DISCOVERY_WORKLOAD_NOT_ACCEPTED/);
+    assert.equal(proxy.current(), undefined);
+  } finally {
+    await proxy.stop();
+  }
+});
