@@ -140,7 +140,7 @@ async function status(cluster: string): Promise<ControllerStatus> {
 
 const conditionsOf = (state: ControllerStatus, name: string) =>
   Object.fromEntries(
-    (state.serviceExports.find((e) => e.namespace === 'shop' && e.name === name)?.conditions ?? []).map(
+    (state.serviceExports!.find((e) => e.namespace === 'shop' && e.name === name)?.conditions ?? []).map(
       (c) => [c.type, `${c.status}/${c.reason}`],
     ),
   );
@@ -233,15 +233,15 @@ test('a malformed object gets Valid=False naming the file and field; the control
   const state = await eventually(async () => {
     const current = await status('east');
     assert.equal(conditionsOf(current, 'till').Valid, 'False/Malformed');
-    assert.equal(current.problems.length, 2);
+    assert.equal(current.problems!.length, 2);
     return current;
   });
-  const valid = state.serviceExports
-    .find((e) => e.name === 'till')!
+  const valid = state
+    .serviceExports!.find((e) => e.name === 'till')!
     .conditions.find((c) => c.type === 'Valid')!;
   assert.match(valid.message, /^till\.yaml:8: spec: Unrecognized key: "exportTo"/);
   assert.deepEqual(
-    state.problems.map((p) => [p.file, p.kind ?? '-', p.message.split(':')[0]]),
+    state.problems!.map((p) => [p.file, p.kind ?? '-', p.message.split(':')[0]]),
     [
       ['notes.yaml', '-', 'not valid YAML (line 2)'],
       ['till.yaml:8', 'ServiceExport', 'spec'],
@@ -277,7 +277,7 @@ test('a file that stops being YAML keeps its objects; deleting a file unexports 
   await eventually(async () => {
     const current = await status('east');
     assert.ok(
-      current.problems.some((p) => p.file === 'cart.yaml'),
+      current.problems!.some((p) => p.file === 'cart.yaml'),
       'cart.yaml is not reported yet',
     );
   });
@@ -286,6 +286,50 @@ test('a file that stops being YAML keeps its objects; deleting a file unexports 
   assert.equal(conditionsOf(await status('east'), 'cart').Ready, 'True/Exported');
   assert.ok(serviceIn(westProxy.current(), 'cart'));
   await writeFile(cartFile, CART);
+
+  // An editor that truncates and then rewrites, or a save that deletes and recreates, never
+  // unexports anything: the revision published for shop/cart stays the same.
+  const revisionOf = async () => (await status('east')).exports.find((e) => e.name === 'cart')!;
+  const before = await eventually(async () => {
+    const record = await revisionOf();
+    assert.equal(record.tombstone, false);
+    return record;
+  });
+  await writeFile(cartFile, '');
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await rm(cartFile);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await writeFile(cartFile, CART);
+  await new Promise((resolve) => setTimeout(resolve, 2_500));
+  assert.deepEqual(await revisionOf(), before);
+
+  // A policy that turns malformed stays in force in its last valid version.
+  const policyFile = path.join(manifests('east'), 'deny.yaml');
+  const policy = (action: string) => `apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: deny-web, namespace: shop }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: cart }]
+  action: ${action}
+  rules: [{ from: [{ namespaces: [web] }] }]
+`;
+  await writeFile(policyFile, policy('DENY'));
+  const deny = await eventually(async () => {
+    const found = cartSidecar.current()?.config.policies.find((p) => p.name === 'deny-web');
+    assert.ok(found, 'the policy is not in east proxy config yet');
+    return found;
+  });
+  await writeFile(policyFile, policy('DENNY'));
+  await eventually(async () => {
+    const problem = (await status('east')).problems!.find((p) => p.name === 'deny-web');
+    assert.ok(problem?.kept, 'the malformed policy is not reported as kept');
+    assert.match(problem.message, /spec\.action.*\(the last valid version is kept\)/);
+  });
+  assert.deepEqual(
+    cartSidecar.current()!.config.policies.find((p) => p.name === 'deny-web'),
+    deny,
+  );
+  await rm(policyFile);
 
   await rm(path.join(manifests('east'), 'till.yaml'));
   await rm(path.join(manifests('east'), 'notes.yaml'));

@@ -48,7 +48,7 @@ const portsOf = (ports: ControllerStatus['services'][number]['ports']): string =
   ports.map((p) => `${p.port}/${p.protocol}${p.name ? ` (${p.name})` : ''}`).join(', ') || '-';
 
 const conditionText = (
-  conditions: ControllerStatus['serviceExports'][number]['conditions'],
+  conditions: NonNullable<ControllerStatus['serviceExports']>[number]['conditions'],
   type: string,
 ): string => {
   const condition = conditions.find((c) => c.type === type);
@@ -59,12 +59,12 @@ const conditionText = (
 function renderExports(status: ControllerStatus): string {
   const records = new Map(status.exports.map((e) => [`${e.namespace}/${e.name}`, e]));
   const keys = new Set([
-    ...status.serviceExports.map((e) => `${e.namespace}/${e.name}`),
+    ...(status.serviceExports ?? []).map((e) => `${e.namespace}/${e.name}`),
     ...records.keys(),
   ]);
   if (keys.size === 0) return '  none';
   const conditions = new Map(
-    status.serviceExports.map((e) => [`${e.namespace}/${e.name}`, e.conditions]),
+    (status.serviceExports ?? []).map((e) => [`${e.namespace}/${e.name}`, e.conditions]),
   );
   return formatTable(
     ['service', 'valid', 'ready', 'conflict', 'revision', 'published', 'ready endpoints'],
@@ -105,7 +105,8 @@ export function renderStatus(status: ControllerStatus): string {
     ),
   );
   sections.push(`Exports of ${status.cluster}:\n` + renderExports(status));
-  const { problems } = status;
+  // Controllers older than file mode report neither field.
+  const problems = status.problems ?? [];
   if (problems.length > 0)
     sections.push(
       `Not read (${problems.length}):\n` +
@@ -147,7 +148,7 @@ export function renderStatus(status: ControllerStatus): string {
 /** The readable explanation of one service: where it is served from and why. */
 export function renderExplain(status: ControllerStatus, namespace: string, name: string): string | undefined {
   const service = status.services.find((s) => s.namespace === namespace && s.name === name);
-  const own = status.serviceExports.find((e) => e.namespace === namespace && e.name === name);
+  const own = (status.serviceExports ?? []).find((e) => e.namespace === namespace && e.name === name);
   const ownConditions = own
     ? [
         `ServiceExport ${namespace}/${name} in ${status.cluster}:`,
@@ -260,7 +261,9 @@ export function statusCommands(): Command[] {
       const [name, namespace] = [match[1]!, match[3]!];
       const status = await fetchStatus(options.controller ?? DEFAULT_CONTROLLER);
       const service = status.services.find((s) => s.namespace === namespace && s.name === name);
-      const serviceExport = status.serviceExports.find((e) => e.namespace === namespace && e.name === name);
+      const serviceExport = (status.serviceExports ?? []).find(
+        (e) => e.namespace === namespace && e.name === name,
+      );
       if (!service && !serviceExport) {
         const known = status.services.map((s) => `${s.name}.${s.namespace}`);
         throw new StatusError(

@@ -128,14 +128,13 @@ await runComponent<Settings>({
           let source: ClusterSource;
           let importTo: KubeConfig | undefined;
           if (catalogSettings.directory) {
-            files = new FileSource({
+            source = new FileSource({
               directory: path.resolve(catalogSettings.directory),
               statePath: path.join(settings.stateDir, 'file-source.json'),
               workloadGraceMs: catalogSettings.workloadGrace,
               onError: (error) => logger.warn({ err: error }, 'file source error'),
               log: (message, fields) => logger.info(fields ?? {}, message),
             });
-            source = files;
           } else {
             importTo = new KubeConfig();
             importTo.loadFromFile(catalogSettings.kubeconfig!);
@@ -143,7 +142,7 @@ await runComponent<Settings>({
               logger.warn({ err: error }, 'watch error (restarting the watch)'),
             );
           }
-          catalog = await startCatalogController({
+          const starting = startCatalogController({
             source,
             ...(importTo ? { importTo } : {}),
             cluster: settings.cluster,
@@ -159,6 +158,16 @@ await runComponent<Settings>({
             onError: (error) => logger.warn({ err: error }, 'catalog sync error (retried)'),
             log: (message, fields) => logger.info(fields ?? {}, message),
           });
+          try {
+            catalog = await starting;
+          } catch (error) {
+            // A failed start leaves nothing behind (the next attempt makes a new source).
+            await source.stop().catch(() => {});
+            throw error;
+          }
+          // Sidecars register workloads only once the folder has been read and the
+          // persisted registrations restored.
+          if (source instanceof FileSource) files = source;
           // A new controller certificate (new intermediate, or renewed at half its life):
           // announce it and re-sign this cluster's records.
           controller.onIdentity(() => catalog?.resign());

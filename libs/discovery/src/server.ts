@@ -3,7 +3,7 @@ import type { ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import { isIP } from 'node:net';
+import { BlockList, isIP } from 'node:net';
 import { peerIdentity, type SpiffeId } from '@causeway/pki';
 import {
   compileSnapshot,
@@ -59,6 +59,19 @@ class DiscoveryError extends Error {
 }
 
 const proxyIdPattern = '^[A-Za-z0-9][A-Za-z0-9._~-]{0,252}$';
+
+/** Addresses a workload cannot have: unspecified, multicast, broadcast. */
+const NOT_UNICAST = new BlockList();
+NOT_UNICAST.addSubnet('0.0.0.0', 8, 'ipv4');
+NOT_UNICAST.addSubnet('224.0.0.0', 4, 'ipv4');
+NOT_UNICAST.addAddress('255.255.255.255', 'ipv4');
+NOT_UNICAST.addAddress('::', 'ipv6');
+NOT_UNICAST.addSubnet('ff00::', 8, 'ipv6');
+/** Loopback: a workload may claim it only when its sidecar connects from loopback too. */
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
 const DNS_LABEL = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
 const portNumber = { type: 'integer', minimum: 1, maximum: 65_535 };
 
@@ -193,7 +206,10 @@ export class DiscoveryServer {
             `proxy ${registration.proxy} is registered by ${existing.spiffeId}`,
           );
         }
-        if (registration.workload) this.registerWorkload(registration, identity);
+        if (registration.workload)
+          this.registerWorkload(registration, identity, request.raw.socket.remoteAddress);
+        // Registered again without its workload: the workload's endpoints start to expire.
+        else if (existing?.registration.workload) this.options.workloads?.disconnected(registration.proxy);
         if (existing) {
           const previous = existing.stream;
           this.closeStream(existing);
@@ -367,7 +383,7 @@ export class DiscoveryServer {
   }
 
   /** File mode: records a sidecar's workload under its certificate's namespace and service account. */
-  private registerWorkload(registration: Registration, identity: SpiffeId): void {
+  private registerWorkload(registration: Registration, identity: SpiffeId, remote: string | undefined): void {
     const workload = registration.workload!;
     if (!this.options.workloads)
       throw new DiscoveryError(
@@ -383,11 +399,26 @@ export class DiscoveryServer {
         'CAUSEWAY_DISCOVERY_NOT_A_WORKLOAD',
         `${identity.uri} is not a workload identity (spiffe://<td>/ns/<namespace>/sa/<account>)`,
       );
-    if (isIP(workload.address) === 0)
+    const family = isIP(workload.address);
+    if (family === 0)
       throw new DiscoveryError(
         400,
         'CAUSEWAY_DISCOVERY_BAD_REQUEST',
         `workload.address ${JSON.stringify(workload.address)} is not an IP address`,
+      );
+    const type = family === 6 ? 'ipv6' : 'ipv4';
+    if (NOT_UNICAST.check(workload.address, type))
+      throw new DiscoveryError(
+        400,
+        'CAUSEWAY_DISCOVERY_BAD_REQUEST',
+        `workload.address ${workload.address} is not a unicast address`,
+      );
+    const from = remote ?? '';
+    if (LOOPBACK.check(workload.address, type) && !LOOPBACK.check(from, isIP(from) === 6 ? 'ipv6' : 'ipv4'))
+      throw new DiscoveryError(
+        403,
+        'CAUSEWAY_DISCOVERY_ADDRESS_REFUSED',
+        `workload.address ${workload.address} is a loopback address, but the sidecar connects from ${from}`,
       );
     try {
       this.options.workloads.register(

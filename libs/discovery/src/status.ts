@@ -23,8 +23,8 @@ export interface ControllerStatus {
     readonly tombstone: boolean;
     readonly readyEndpoints: number;
   }>;
-  /** This cluster's ServiceExports, valid or not, with their conditions. */
-  readonly serviceExports: ReadonlyArray<{
+  /** This cluster's ServiceExports, valid or not, with their conditions (absent from older controllers). */
+  readonly serviceExports?: ReadonlyArray<{
     readonly namespace: string;
     readonly name: string;
     readonly conditions: ReadonlyArray<{
@@ -35,13 +35,14 @@ export interface ControllerStatus {
       readonly lastTransitionTime?: string;
     }>;
   }>;
-  /** File mode: files and objects that could not be read, with where and why. */
-  readonly problems: ReadonlyArray<{
+  /** File mode: files and objects that could not be read, with where and why (absent from older controllers). */
+  readonly problems?: ReadonlyArray<{
     readonly file: string;
     readonly kind?: string;
     readonly namespace?: string;
     readonly name?: string;
     readonly message: string;
+    readonly kept?: boolean;
   }>;
   /** Every clusterset service: the merge verdicts and the backends proxies get. */
   readonly services: ReadonlyArray<ClustersetService & { readonly verdicts: readonly ExportVerdict[] }>;

@@ -183,29 +183,46 @@ export async function startCatalogController(options: CatalogControllerOptions):
         : sync.durableCatalog().has(`${namespace}/${name}`),
     onError,
   });
-  /** Coalesces the events of one turn of the event loop into one re-plan (a refresh covers a change). */
-  let scheduled: 'change' | 'refresh' | undefined;
+  /** Compiles the routes again; true if proxies' routes changed. */
+  let lastRoutes = '';
+  const recompileRoutes = (): boolean => {
+    const text = JSON.stringify(routeSource.recompile());
+    if (text === lastRoutes) return false;
+    lastRoutes = text;
+    return true;
+  };
+  /**
+   * Coalesces the events of one turn of the event loop into one re-plan: `routes` tells
+   * proxies only if the compiled routes changed, `change` always tells them, `refresh` also
+   * re-plans the imports (each covers the ones before it).
+   */
+  const LEVELS = ['routes', 'change', 'refresh'] as const;
+  let scheduled: (typeof LEVELS)[number] | undefined;
   const runScheduled = (): void => {
     const what = scheduled;
     scheduled = undefined;
     if (what === 'refresh') return refresh();
-    routeSource.recompile();
-    onChange();
+    if (recompileRoutes() || what === 'change') onChange();
   };
-  const schedule = (what: 'change' | 'refresh'): void => {
+  const schedule = (what: (typeof LEVELS)[number]): void => {
     if (scheduled === undefined) setImmediate(runScheduled);
-    if (scheduled !== 'refresh') scheduled = what;
+    if (scheduled === undefined || LEVELS.indexOf(what) > LEVELS.indexOf(scheduled)) scheduled = what;
   };
   /**
    * The one processing loop of source events (in the order they happened): exports are
-   * re-derived, routes compiled again, and proxies told; TrafficPolicies can change which
-   * silent clusters are withdrawn, so they re-plan the imports.
+   * re-derived, routes compiled again, and proxies told when what they get changed
+   * (local endpoints are only in their config for exported services); TrafficPolicies can
+   * change which silent clusters are withdrawn, so they re-plan the imports.
    */
   const handle = (event: SourceEvent): void => {
     reconciler.handle(event);
-    if (event.kind === 'TrafficPolicy') schedule('refresh');
-    else if (ROUTE_INPUTS.has(event.kind) || event.kind === 'Service' || event.kind === 'EndpointSlice')
-      schedule('change');
+    const { kind, object } = event;
+    if (kind === 'TrafficPolicy') schedule('refresh');
+    else if (kind === 'AuthorizationPolicy' || kind === 'RateLimitPolicy') schedule('change');
+    else if (kind === 'EndpointSlice') {
+      const service = object.metadata.labels?.['kubernetes.io/service-name'];
+      if (service && published.has(`${object.metadata.namespace}/${service}`)) schedule('change');
+    } else if (ROUTE_INPUTS.has(kind) || kind === 'Service') schedule('routes');
   };
   let conditions = Promise.resolve();
   let lastWithdrawals = '';
@@ -240,7 +257,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
 
   /** Re-plans the imports and tells proxies; the writer skips services that did not change. */
   function refresh(): void {
-    routeSource.recompile();
+    recompileRoutes();
     const withdrawn = withdrawnNow();
     lastWithdrawals = JSON.stringify([...withdrawn].map(([key, set]) => [key, [...set]]));
     writer?.submit({
@@ -261,7 +278,9 @@ export async function startCatalogController(options: CatalogControllerOptions):
   await source.start(handle);
   reconciler.resync();
   await reconciler.idle();
-  routeSource.recompile();
+  // Route status is written from here on, once Services and Gateways have been listed.
+  routeSource.enableStatus();
+  recompileRoutes();
 
   /**
    * A ServiceExport deleted while this controller was down leaves its record in the
@@ -269,6 +288,8 @@ export async function startCatalogController(options: CatalogControllerOptions):
    * this cluster that no ServiceExport backs any more gets its tombstone.
    */
   const sweepOrphans = (): void => {
+    // Only a complete list of ServiceExports says which are gone.
+    if (!source.synced('ServiceExport')) return;
     for (const record of sync.state.live()) {
       if (record.cluster !== options.cluster || published.has(`${record.namespace}/${record.name}`)) continue;
       options.log?.('ServiceUnexported', { service: `${record.namespace}/${record.name}`, orphan: true });
@@ -279,9 +300,8 @@ export async function startCatalogController(options: CatalogControllerOptions):
   let sequence = 0;
   let lastStale = '';
   const tick = (): void => {
-    // Services that appeared since (route backends) are seen at the latest here.
-    const routesBefore = JSON.stringify(routeSource.current());
-    if (JSON.stringify(routeSource.recompile()) !== routesBefore) onChange();
+    // Catalog services that appeared since (route backends) are seen at the latest here.
+    if (recompileRoutes()) onChange();
     // Liveness changes (a peer going stale, a withdrawal) re-plan the imports.
     const stale = JSON.stringify(sync.peerStatus().map((peer) => [peer.cluster, peer.stale]));
     const withdrawn = JSON.stringify([...withdrawnNow()].map(([key, set]) => [key, [...set]]));

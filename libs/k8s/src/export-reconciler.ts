@@ -71,9 +71,9 @@ export class ExportReconciler {
         return true;
       }
       case 'Pod':
-        // A pod's service account never changes; a pod that appears after its slice names
-        // it re-reconciles the services whose slices point at it.
-        if (event.type === 'Updated') return false;
+        // A pod that appears after its slice names it, or whose service account changed
+        // (file mode: a workload registered again), re-reconciles the services whose
+        // slices point at it.
         for (const slice of this.slices(namespace)) {
           const service = slice.metadata?.labels?.[SERVICE_NAME_LABEL];
           if (

@@ -109,3 +109,25 @@ test('text that is not YAML is reported with its line and marked unparsed (its o
   assert.deepEqual(parsed.objects, []);
   assert.match(parsed.problems[0]!.message, /^not valid YAML \(line \d+\)/);
 });
+
+test('unresolved aliases, alias bombs and cycles are problems, never exceptions', () => {
+  const documents = [
+    'apiVersion: v1\nkind: Service\nmetadata: { name: a, labels: *nowhere }\n',
+    'apiVersion: v1\nkind: Service\nmetadata: &m { name: b, extra: *m }\n',
+    `a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [${Array(11).fill('*a').join(', ')}]\nc: [${Array(11).fill('*b').join(', ')}]\n`,
+  ];
+  for (const text of documents) {
+    let parsed;
+    assert.doesNotThrow(() => (parsed = parseObjects('x.yaml', text)), text);
+    assert.deepEqual(parsed!.objects, [], text);
+    assert.equal(parsed!.problems.length, 1, text);
+  }
+});
+
+test('a creationTimestamp in a file is ignored: the controller dates its objects', () => {
+  const parsed = parseObjects(
+    'x.yaml',
+    'apiVersion: multicluster.x-k8s.io/v1alpha1\nkind: ServiceExport\nmetadata: { name: cart, creationTimestamp: "2000-01-01T00:00:00Z" }\n',
+  );
+  assert.deepEqual(parsed.objects[0]!.object.metadata, { name: 'cart', namespace: 'default' });
+});

@@ -13,6 +13,8 @@ export const FILE_KINDS = (Object.keys(SOURCE_KINDS) as SourceKind[]).filter(
 export interface FileObject {
   readonly kind: SourceKind;
   readonly object: SourceObject;
+  /** A malformed ServiceExport, kept by name only (its `Valid` condition says why). */
+  readonly malformed?: boolean;
 }
 
 /** What one file holds: its valid objects, and a problem for everything else. */
@@ -163,10 +165,18 @@ export function parseObjects(file: string, text: string): ParsedFile {
   const objects: FileObject[] = [];
   const problems: SourceProblem[] = [];
   for (const document of Array.isArray(documents) ? documents : [documents]) {
-    const value = document.toJS({ maxAliasCount: 100 }) as unknown;
-    if (value === null || value === undefined) continue;
     const line = document.contents?.range ? lineOf(text, document.contents.range[0]) : undefined;
     const where = line ? `${file}:${line}` : file;
+    let value: unknown;
+    try {
+      // Through JSON: aliases resolved (at most 100), no cycles, only plain data (a
+      // binary value becomes its JSON form); anything else is this document's problem.
+      value = JSON.parse(JSON.stringify(document.toJS({ maxAliasCount: 100 }) ?? null)) as unknown;
+    } catch (error) {
+      problems.push({ file: where, message: `not plain data: ${(error as Error).message}` });
+      continue;
+    }
+    if (value === null) continue;
     if (typeof value !== 'object' || Array.isArray(value)) {
       problems.push({
         file: where,
@@ -202,6 +212,7 @@ export function parseObjects(file: string, text: string): ParsedFile {
       )
         objects.push({
           kind,
+          malformed: true,
           object: {
             apiVersion: `${SOURCE_KINDS[kind].group}/${SOURCE_KINDS[kind].version}`,
             kind,
@@ -211,8 +222,11 @@ export function parseObjects(file: string, text: string): ParsedFile {
       continue;
     }
     const object = result.data as SourceObject;
-    const { status: _ignored, ...withoutStatus } = object;
-    objects.push({ kind, object: { ...withoutStatus, metadata: { ...object.metadata, namespace } } });
+    // Status is the controller's to write; a creation time is the controller's to give
+    // (the oldest export wins a conflict, so a file must not backdate one).
+    const { status: _status, ...withoutStatus } = object;
+    const { creationTimestamp: _created, ...meta } = object.metadata;
+    objects.push({ kind, object: { ...withoutStatus, metadata: { ...meta, namespace } } });
   }
   return { objects, problems, parsed: true };
 }

@@ -1,9 +1,10 @@
 import { watch, type FSWatcher } from 'node:fs';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { StateFile } from '@causeway/config';
+import { isIP } from 'node:net';
+import { StateFile, z } from '@causeway/config';
 import type { Workload } from '@causeway/discovery';
-import { FILE_KINDS, parseObjects, type FileObject } from './file-objects.ts';
+import { FILE_KINDS, parseObjects, type FileObject, type ParsedFile } from './file-objects.ts';
 import {
   SOURCE_KINDS,
   type ClusterSource,
@@ -26,14 +27,47 @@ interface FileEntry {
   readonly size: number;
   readonly objects: readonly FileObject[];
   readonly problems: readonly SourceProblem[];
+  /** When the file was first seen gone or empty while it still held objects. */
+  readonly vanishedAt?: number;
 }
 
-/** What file mode keeps across restarts. */
-interface FileSourceState {
+/**
+ * A file that disappears or turns empty keeps its objects until a scan this much later
+ * still finds it so: editors that truncate and rewrite, saves that delete and recreate,
+ * and branch switches never unexport anything for a moment.
+ */
+const VANISH_CONFIRM_MS = 1_500;
+
+/** What file mode keeps across restarts (checked when read: a bad file is reported and ignored). */
+const stateSchema = z.object({
   /** `Kind/namespace/name` -> when the object was first read (its creationTimestamp). */
-  created: Record<string, string>;
+  created: z.record(z.string(), z.iso.datetime()),
   /** Workloads registered by sidecars (each gets a grace period after a restart). */
-  workloads: RegisteredWorkload[];
+  workloads: z.array(
+    z.object({
+      proxy: z.string().min(1),
+      namespace: z.string().min(1),
+      serviceAccount: z.string().min(1),
+      workload: z.object({
+        name: z.string().min(1),
+        labels: z.record(z.string(), z.string()),
+        address: z.string().refine((address) => isIP(address) !== 0),
+        ports: z.array(
+          z.object({
+            name: z.string().optional(),
+            port: z.number().int().min(1).max(65_535),
+            appPort: z.number().int().min(1).max(65_535).optional(),
+          }),
+        ),
+        zone: z.string().optional(),
+        ready: z.boolean().optional(),
+      }),
+    }),
+  ),
+});
+interface FileSourceState {
+  created: Record<string, string>;
+  workloads: readonly RegisteredWorkload[];
 }
 
 export class WorkloadConflictError extends Error {}
@@ -70,6 +104,8 @@ export class FileSource implements ClusterSource {
   private scanning: Promise<void> | undefined;
   private rescan = false;
   private stopped = false;
+  private started = false;
+  private applyQueued = false;
 
   constructor(
     private readonly options: {
@@ -92,10 +128,7 @@ export class FileSource implements ClusterSource {
       throw new Error(
         `catalog.directory ${this.options.directory} is not a directory (file mode reads its YAML objects there)`,
       );
-    const saved = await this.state?.read().catch((error: unknown) => {
-      this.options.onError?.(error);
-      return undefined;
-    });
+    const saved = await this.readState();
     this.created = saved?.created ?? {};
     // Workloads known before a restart stay for the grace period, so that endpoints do
     // not flap while sidecars reconnect.
@@ -104,6 +137,7 @@ export class FileSource implements ClusterSource {
       this.expireLater(registered.proxy);
     }
     await this.scan();
+    this.started = true;
     try {
       this.watcher = watch(this.options.directory, { recursive: true }, () => this.scanSoon());
       this.watcher.on('error', (error) => this.options.onError?.(error));
@@ -121,6 +155,26 @@ export class FileSource implements ClusterSource {
     for (const timer of this.graceTimers.values()) clearTimeout(timer);
     await this.scanning;
     await this.state?.flush().catch((error: unknown) => this.options.onError?.(error));
+  }
+
+  /** The saved state, or undefined (reported) when it is missing or not what this version wrote. */
+  private async readState(): Promise<FileSourceState | undefined> {
+    try {
+      const raw = await this.state?.read();
+      if (raw === undefined) return undefined;
+      const parsed = stateSchema.safeParse(raw);
+      if (parsed.success) return parsed.data;
+      this.options.onError?.(
+        new Error(`${this.options.statePath} is not file-mode state; starting without it`),
+      );
+    } catch (error) {
+      this.options.onError?.(error);
+    }
+    return undefined;
+  }
+
+  synced(): boolean {
+    return this.started;
   }
 
   get<T extends SourceObject>(kind: SourceKind, namespace: string, name: string): T | undefined {
@@ -158,30 +212,42 @@ export class FileSource implements ClusterSource {
   }
 
   /**
-   * A sidecar's workload, registered when it connects. A workload name already held by a
-   * connected sidecar in the same namespace is refused.
+   * A sidecar's workload, registered when it connects. Refused: before the source has
+   * started, a proxy id registered under another identity, and a workload name held by a
+   * connected sidecar, or by another service account's sidecar in its grace period.
    */
   register(proxy: string, owner: { namespace: string; serviceAccount: string }, workload: Workload): void {
+    if (!this.started) throw new WorkloadConflictError('the folder has not been read yet; retry shortly');
+    const mine = this.workloads.get(proxy);
+    if (mine && (mine.namespace !== owner.namespace || mine.serviceAccount !== owner.serviceAccount))
+      throw new WorkloadConflictError(
+        `proxy ${proxy} is registered by ${mine.namespace}/${mine.serviceAccount}, not ${owner.namespace}/${owner.serviceAccount}`,
+      );
     for (const other of this.workloads.values()) {
       if (
-        other.proxy !== proxy &&
-        other.namespace === owner.namespace &&
-        other.workload.name === workload.name &&
-        this.connected.has(other.proxy)
+        other.proxy === proxy ||
+        other.namespace !== owner.namespace ||
+        other.workload.name !== workload.name
       )
+        continue;
+      if (this.connected.has(other.proxy) || other.serviceAccount !== owner.serviceAccount)
         throw new WorkloadConflictError(
           `workload ${owner.namespace}/${workload.name} is already registered by proxy ${other.proxy}`,
         );
+      this.forget(other.proxy);
     }
-    for (const other of [...this.workloads.values()])
-      if (other.namespace === owner.namespace && other.workload.name === workload.name)
-        this.workloads.delete(other.proxy);
     clearTimeout(this.graceTimers.get(proxy));
     this.graceTimers.delete(proxy);
     this.connected.add(proxy);
     this.workloads.set(proxy, { proxy, ...owner, workload });
     this.options.log?.('workload registered', { proxy, workload: `${owner.namespace}/${workload.name}` });
     this.workloadsChanged();
+  }
+
+  private forget(proxy: string): void {
+    clearTimeout(this.graceTimers.get(proxy));
+    this.graceTimers.delete(proxy);
+    this.workloads.delete(proxy);
   }
 
   /** The sidecar's stream ended: its workload's endpoints go after the grace period. */
@@ -207,10 +273,14 @@ export class FileSource implements ClusterSource {
     this.graceTimers.set(proxy, timer);
   }
 
+  /** Registrations arriving together (sidecars reconnecting after a restart) are applied once. */
   private workloadsChanged(): void {
-    if (this.stopped) return;
-    this.apply();
-    this.save();
+    if (this.stopped || this.applyQueued) return;
+    this.applyQueued = true;
+    setImmediate(() => {
+      this.applyQueued = false;
+      if (!this.stopped) this.apply();
+    });
   }
 
   private save(): void {
@@ -242,34 +312,66 @@ export class FileSource implements ClusterSource {
     return this.scanning;
   }
 
-  /** True if any file was added, changed or removed. */
+  /**
+   * Reads what changed on disk into a new file table, swapped in at the end (so a re-plan
+   * in between never sees half a scan). True if anything changed.
+   */
   private async readFiles(): Promise<boolean> {
     const found = await listFiles(this.options.directory);
+    const next = new Map<string, FileEntry>();
     let changed = false;
-    for (const file of this.files.keys()) {
-      if (!found.has(file)) {
-        this.files.delete(file);
-        changed = true;
+    const now = Date.now();
+    /** Gone or empty: the old objects stay until that is confirmed by a later scan. */
+    const vanished = (
+      file: string,
+      before: FileEntry | undefined,
+      info?: { mtimeMs: number; size: number },
+    ) => {
+      if (
+        !before ||
+        before.objects.length === 0 ||
+        (before.vanishedAt && now - before.vanishedAt >= VANISH_CONFIRM_MS)
+      ) {
+        if (info) next.set(file, { ...info, objects: [], problems: [] });
+        changed ||= before === undefined || before.objects.length > 0;
+        return;
       }
-    }
+      next.set(file, { ...before, ...(info ?? {}), vanishedAt: before.vanishedAt ?? now });
+      // Look again once the confirmation time has passed.
+      setTimeout(() => this.scanSoon(), VANISH_CONFIRM_MS).unref();
+    };
+    for (const [file, before] of this.files) if (!found.has(file)) vanished(file, before);
     for (const [file, info] of found) {
       const before = this.files.get(file);
-      if (before && before.mtimeMs === info.mtimeMs && before.size === info.size) continue;
+      if (before && before.mtimeMs === info.mtimeMs && before.size === info.size) {
+        if (before.vanishedAt) vanished(file, before, info);
+        else next.set(file, before);
+        continue;
+      }
+      const relative = path.relative(this.options.directory, file);
       let text: string;
       try {
         text = await readFile(file, 'utf8');
       } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        throw error;
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          vanished(file, before);
+          continue;
+        }
+        // Unreadable (permissions): reported; what it held before is kept.
+        next.set(file, {
+          ...info,
+          objects: before?.objects ?? [],
+          problems: [{ file: relative, message: `cannot be read: ${(error as Error).message}` }],
+        });
+        changed = true;
+        continue;
       }
-      const relative = path.relative(this.options.directory, file);
+      if (text.trim() === '') {
+        vanished(file, before, info);
+        continue;
+      }
       const parsed = parseObjects(relative, text);
-      this.files.set(file, {
-        ...info,
-        // Not YAML (often a save in progress): keep what the file held before.
-        objects: parsed.parsed ? parsed.objects : (before?.objects ?? []),
-        problems: parsed.problems,
-      });
+      next.set(file, { ...info, ...this.keepLastValid(parsed, before) });
       for (const problem of parsed.problems)
         this.options.log?.('file not read', {
           file: problem.file,
@@ -279,7 +381,37 @@ export class FileSource implements ClusterSource {
         });
       changed = true;
     }
+    this.files.clear();
+    for (const [file, entry] of next) this.files.set(file, entry);
     return changed;
+  }
+
+  /**
+   * Bad input loses nothing: a file that is not YAML keeps all it held before, and a
+   * malformed object (other than a ServiceExport, whose `Valid=False` says so) keeps its
+   * last valid version from the same file, as an API server keeps the old object when an
+   * update is refused. A broken DENY policy thus stays in force.
+   */
+  private keepLastValid(
+    parsed: ParsedFile,
+    before: FileEntry | undefined,
+  ): { objects: FileObject[]; problems: SourceProblem[] } {
+    if (!parsed.parsed) return { objects: [...(before?.objects ?? [])], problems: parsed.problems };
+    const objects = [...parsed.objects];
+    const problems = parsed.problems.map((problem) => {
+      if (!problem.kind || !problem.name || problem.kind === 'ServiceExport') return problem;
+      const previous = before?.objects.find(
+        (o) =>
+          o.kind === problem.kind &&
+          !o.malformed &&
+          o.object.metadata.namespace === problem.namespace &&
+          o.object.metadata.name === problem.name,
+      );
+      if (!previous) return problem;
+      objects.push(previous);
+      return { ...problem, message: `${problem.message} (the last valid version is kept)`, kept: true };
+    });
+    return { objects, problems };
   }
 
   /** Recomputes every cache from the files and workloads and reports the differences. */
@@ -288,46 +420,53 @@ export class FileSource implements ClusterSource {
       (Object.keys(SOURCE_KINDS) as SourceKind[]).map((kind) => [kind, new Map()]),
     );
     const problems: SourceProblem[] = [];
-    const origin = new Map<string, string>();
     const invalidBefore = new Map(this.invalidObjects);
     this.invalidObjects.clear();
     const now = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
-    const seen = new Set<string>();
-    for (const [file, entry] of [...this.files].sort(([a], [b]) => a.localeCompare(b))) {
-      const relative = path.relative(this.options.directory, file);
+    const files = [...this.files].sort(([a], [b]) => a.localeCompare(b));
+    /** `Kind/ns/name` -> the file of its first valid definition. */
+    const origin = new Map<string, string>();
+    const place = (relative: string, kind: SourceKind, object: SourceObject): void => {
+      const key = `${object.metadata.namespace}/${object.metadata.name}`;
+      const id = `${kind}/${key}`;
+      const first = origin.get(id);
+      if (first !== undefined) {
+        problems.push({
+          file: relative,
+          kind,
+          namespace: object.metadata.namespace,
+          name: object.metadata.name,
+          message: `${kind} ${key} is also defined in ${first}; the first definition is used`,
+        });
+        return;
+      }
+      origin.set(id, relative);
+      const createdAt = (this.created[id] ??= now);
+      const status = this.statuses.get(id);
+      next.get(kind)!.set(key, {
+        ...object,
+        metadata: { ...object.metadata, creationTimestamp: new Date(createdAt) },
+        ...(status === undefined ? {} : { status }),
+      });
+    };
+    // Valid definitions first, so that a malformed duplicate never hides a valid one.
+    for (const [file, entry] of files)
+      for (const { kind, object, malformed } of entry.objects)
+        if (!malformed) place(path.relative(this.options.directory, file), kind, object);
+    for (const [file, entry] of files) {
       for (const problem of entry.problems) {
         problems.push(problem);
-        if (problem.kind && problem.name)
-          this.invalidObjects.set(`${problem.kind}/${problem.namespace}/${problem.name}`, problem);
+        const id = `${problem.kind}/${problem.namespace}/${problem.name}`;
+        if (problem.kind && problem.name && !origin.has(id) && !problem.kept)
+          this.invalidObjects.set(id, problem);
       }
-      for (const { kind, object } of entry.objects) {
-        const key = `${object.metadata.namespace}/${object.metadata.name}`;
-        const id = `${kind}/${key}`;
-        const first = origin.get(id);
-        if (first !== undefined) {
-          problems.push({
-            file: relative,
-            kind,
-            namespace: object.metadata.namespace,
-            name: object.metadata.name,
-            message: `${kind} ${key} is also defined in ${first}; the first definition is used`,
-          });
-          continue;
-        }
-        origin.set(id, relative);
-        seen.add(id);
-        const createdAt =
-          (object.metadata.creationTimestamp as unknown as string | undefined) ?? (this.created[id] ??= now);
-        const status = this.statuses.get(id);
-        next.get(kind)!.set(key, {
-          ...object,
-          metadata: { ...object.metadata, creationTimestamp: new Date(createdAt) },
-          ...(status === undefined ? {} : { status }),
-        });
+      for (const { kind, object, malformed } of entry.objects) {
+        const id = `${kind}/${object.metadata.namespace}/${object.metadata.name}`;
+        if (malformed && !origin.has(id)) place(path.relative(this.options.directory, file), kind, object);
       }
     }
-    for (const id of Object.keys(this.created)) if (!seen.has(id)) delete this.created[id];
-    for (const id of this.statuses.keys()) if (!seen.has(id)) this.statuses.delete(id);
+    for (const id of Object.keys(this.created)) if (!origin.has(id)) delete this.created[id];
+    for (const id of this.statuses.keys()) if (!origin.has(id)) this.statuses.delete(id);
     const { pods, slices } = workloadObjects(
       [...next.get('Service')!.values()],
       [...this.workloads.values()],
@@ -365,6 +504,17 @@ export class FileSource implements ClusterSource {
       for (const [key, object] of before) if (!after.has(key)) events.push({ type: 'Deleted', kind, object });
       this.caches.set(kind, after);
     }
+    // A Service that is malformed is in no cache; when its problem changes, its export's
+    // `Valid` message must follow.
+    for (const id of new Set([...invalidBefore.keys(), ...this.invalidObjects.keys()])) {
+      if (
+        !id.startsWith('Service/') ||
+        invalidBefore.get(id)?.message === this.invalidObjects.get(id)?.message
+      )
+        continue;
+      const serviceExport = this.caches.get('ServiceExport')!.get(id.slice('Service/'.length));
+      if (serviceExport) events.push({ type: 'Updated', kind: 'ServiceExport', object: serviceExport });
+    }
     for (const event of events) this.onEvent(event);
   }
 }
@@ -377,16 +527,19 @@ async function listFiles(directory: string): Promise<Map<string, { mtimeMs: numb
     try {
       entries = await readdir(dir, { withFileTypes: true });
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw error;
+      // The folder itself must be readable; a subfolder that is not is skipped.
+      if (dir === directory && (error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      return;
     }
     for (const entry of entries) {
       if (entry.name.startsWith('.')) continue;
       const full = path.join(dir, entry.name);
       if (entry.isDirectory()) await visit(full);
-      else if (entry.isFile() && EXTENSIONS.has(path.extname(entry.name))) {
+      // Symbolic links to files are followed (a mounted ConfigMap is all links); links to
+      // folders are not, so a loop cannot form.
+      else if ((entry.isFile() || entry.isSymbolicLink()) && EXTENSIONS.has(path.extname(entry.name))) {
         const info = await stat(full).catch(() => undefined);
-        if (info) found.set(full, { mtimeMs: info.mtimeMs, size: info.size });
+        if (info?.isFile()) found.set(full, { mtimeMs: info.mtimeMs, size: info.size });
       }
     }
   };

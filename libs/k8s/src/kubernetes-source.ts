@@ -24,16 +24,21 @@ type List = { items: SourceObject[]; metadata?: { resourceVersion?: string } };
 
 /**
  * A cluster's objects from its API server: one client-node informer (list+watch) per kind.
- * A broken watch (API server restarted, `410 Gone`) stops the informer; it is restarted
- * after a pause, and its re-list brings the cache back in line, with events for every
- * difference. A kind the server does not serve yet (CRD not installed) is retried with
- * backoff and does not hold up the others.
+ * `410 Gone` re-lists at once (client-node); any other broken watch or failed list stops
+ * the informer, which is restarted after a pause (1 s, doubling to 30 s until a list
+ * succeeds), and its re-list brings the cache back in line, with events for every
+ * difference. A kind the server does not serve yet (CRD not installed) is retried the
+ * same way and does not hold up the others.
  */
 export class KubernetesSource implements ClusterSource {
   readonly mode = 'kubernetes';
   private readonly informers = new Map<SourceKind, Informer<SourceObject> & ObjectCache<SourceObject>>();
   private readonly custom: CustomObjectsApi;
   private stopped = false;
+  /** Kinds whose list has succeeded at least once. */
+  private readonly listed = new Set<SourceKind>();
+  /** The next restart delay per kind (doubling while lists fail). */
+  private readonly delays = new Map<SourceKind, number>();
 
   constructor(
     kubeConfig: KubeConfig,
@@ -54,7 +59,13 @@ export class KubernetesSource implements ClusterSource {
       const list = coreLists[kind] ?? (() => custom.listClusterCustomObject(api));
       this.informers.set(
         kind,
-        makeInformer<SourceObject>(kubeConfig, path, async () => (await list()) as List),
+        makeInformer<SourceObject>(kubeConfig, path, async () => {
+          const result = (await list()) as List;
+          // A successful list: the cache is complete from here on, and backoff starts over.
+          this.listed.add(kind);
+          this.delays.delete(kind);
+          return result;
+        }),
       );
     }
   }
@@ -66,28 +77,40 @@ export class KubernetesSource implements ClusterSource {
         informer.on(verb, (object) => onEvent({ type, kind, object }));
       informer.on('error', (error: unknown) => {
         this.onError(error);
-        this.restart(informer, RESTART_MS);
+        this.restart(kind);
       });
     }
+    // An informer's start resolves after its first list succeeded or failed (a failure is
+    // reported as an error event and retried); it never waits for a kind that is missing.
     await Promise.all(
-      [...this.informers.values()].map((informer) =>
+      [...this.informers].map(([kind, informer]) =>
         informer.start().catch((error: unknown) => {
           this.onError(error);
-          this.restart(informer, RESTART_MS);
+          this.restart(kind);
         }),
       ),
     );
   }
 
-  private restart(informer: Informer<SourceObject>, delay: number): void {
+  /** Restarts one informer after a pause that doubles until a list succeeds again. */
+  private restart(kind: SourceKind): void {
     if (this.stopped) return;
+    const delay = this.delays.get(kind) ?? RESTART_MS;
+    this.delays.set(kind, Math.min(delay * 2, MAX_RESTART_MS));
     setTimeout(() => {
       if (this.stopped) return;
-      informer.start().catch((error: unknown) => {
-        this.onError(error);
-        this.restart(informer, Math.min(delay * 2, MAX_RESTART_MS));
-      });
+      this.informers
+        .get(kind)!
+        .start()
+        .catch((error: unknown) => {
+          this.onError(error);
+          this.restart(kind);
+        });
     }, delay).unref();
+  }
+
+  synced(kind: SourceKind): boolean {
+    return this.listed.has(kind);
   }
 
   async stop(): Promise<void> {

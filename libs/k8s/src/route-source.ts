@@ -39,6 +39,7 @@ export class RouteSource {
   private readonly written = new Map<string, string>();
   private writing: Promise<void> = Promise.resolve();
   private compiled: CompiledRoute[] = [];
+  private statusEnabled = false;
 
   constructor(
     private readonly source: ClusterSource,
@@ -48,6 +49,11 @@ export class RouteSource {
       onError: (error: unknown) => void;
     },
   ) {}
+
+  /** From now on, statuses are written (before, the caches may not be complete yet). */
+  enableStatus(): void {
+    this.statusEnabled = true;
+  }
 
   /** Compiles the routes again and writes any status that changed (in the background). */
   recompile(): CompiledRoute[] {
@@ -63,6 +69,7 @@ export class RouteSource {
       this.source.list('ReferenceGrant') as readonly SourceObject[] as readonly ReferenceGrantView[],
     );
     this.compiled = routes;
+    if (!this.statusEnabled) return routes;
     // A status is written again when its outcome changes, and for every new object or
     // generation (a recreated route, or a spec change with the same outcome).
     const versions = new Map(

@@ -41,6 +41,8 @@ export interface SourceProblem {
   readonly namespace?: string;
   readonly name?: string;
   readonly message: string;
+  /** The object's last valid version from the same file is still in use. */
+  readonly kept?: boolean;
 }
 
 /**
@@ -50,8 +52,13 @@ export interface SourceProblem {
  */
 export interface ClusterSource {
   readonly mode: 'kubernetes' | 'files';
-  /** Starts watching; resolves once the first listing of every kind is in the caches. */
+  /**
+   * Starts watching; resolves once every kind's first listing succeeded or failed (a
+   * failed kind is retried in the background: see `synced`).
+   */
   start(onEvent: (event: SourceEvent) => void): Promise<void>;
+  /** Whether a kind's cache is complete (its listing has succeeded at least once). */
+  synced(kind: SourceKind): boolean;
   stop(): Promise<void>;
   get<T extends SourceObject = SourceObject>(
     kind: SourceKind,

@@ -49,6 +49,7 @@ test('a Service selecting a workload gets a slice with the ports its targetPorts
   assert.equal(slices.length, 1);
   const slice = slices[0] as SourceObject & { ports: unknown; endpoints: unknown; addressType: string };
   assert.deepEqual(slice.metadata.labels, { 'kubernetes.io/service-name': 'cart' });
+  assert.equal(slice.metadata.name, 'cart.cart-0');
   assert.equal(slice.addressType, 'IPv4');
   assert.deepEqual(slice.ports, [
     { name: 'web', port: 15006, protocol: 'TCP' },

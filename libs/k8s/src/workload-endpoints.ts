@@ -57,7 +57,8 @@ export function workloadObjects(
         apiVersion: 'discovery.k8s.io/v1',
         kind: 'EndpointSlice',
         metadata: {
-          name: `${name}-${workload.name}`,
+          // Service and workload names have no dots, so this name is never ambiguous.
+          name: `${name}.${workload.name}`,
           namespace,
           labels: { 'kubernetes.io/service-name': name },
         },
