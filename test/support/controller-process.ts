@@ -10,7 +10,6 @@ import { CertificateRenewer, type WorkloadCredentials } from '@causeway/identity
 import { TrustDirectory } from '@causeway/pki';
 import { repoRoot } from '@causeway/testing';
 
-const main = path.join(repoRoot, 'apps/federation-controller/src/main.ts');
 const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
 const run = promisify(execFile);
 
@@ -62,13 +61,12 @@ export function controllerSettings(options: {
   };
 }
 
-export interface ControllerProcess {
+/** A component process started from a settings file, with its JSON log lines collected. */
+export interface ComponentProcess {
   readonly child: ChildProcess;
   readonly logs: Array<Record<string, unknown>>;
   /** The first log line with this message (waits for it). */
   waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-  /** `https://…` of the signing and discovery service. */
-  readonly signingUrl: string;
   /** `http://…` of the admin port. */
   readonly adminUrl: string;
   readonly exited: Promise<number | null>;
@@ -76,12 +74,19 @@ export interface ControllerProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
+export interface ControllerProcess extends ComponentProcess {
+  /** `https://…` of the signing and discovery service. */
+  readonly signingUrl: string;
+}
+
 export async function writeYaml(file: string, value: unknown): Promise<string> {
   await writeFile(file, stringify(value));
   return file;
 }
 
-export async function startControllerProcess(settingsFile: string): Promise<ControllerProcess> {
+/** Starts `apps/<app>/src/main.ts` with a settings file and an admin port of its own. */
+export async function startComponentProcess(app: string, settingsFile: string): Promise<ComponentProcess> {
+  const main = path.join(repoRoot, 'apps', app, 'src/main.ts');
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', main, '--config', settingsFile, '--admin-address', '127.0.0.1:0'],
@@ -103,21 +108,21 @@ export async function startControllerProcess(settingsFile: string): Promise<Cont
     for (;;) {
       const found = logs.find((entry) => entry.msg === msg);
       if (found) return found;
-      if (Date.now() > deadline)
-        throw new Error(`no '${msg}' log within ${timeoutMs} ms; got ${JSON.stringify(logs.slice(-20))}`);
+      if (Date.now() > deadline || child.exitCode !== null)
+        throw new Error(
+          `no '${msg}' log from ${app} within ${timeoutMs} ms; got ${JSON.stringify(logs.slice(-20))}`,
+        );
       await new Promise<void>((resolve) => {
         waiters.push(resolve);
         setTimeout(resolve, 200);
       });
     }
   };
-  const signingUrl = String((await waitForLog('signing and discovery service listening')).signing);
   const adminUrl = String((await waitForLog('started')).admin);
   return {
     child,
     logs,
     waitForLog,
-    signingUrl,
     adminUrl,
     exited,
     stop: async (signal = 'SIGTERM') => {
@@ -125,6 +130,12 @@ export async function startControllerProcess(settingsFile: string): Promise<Cont
       return await exited;
     },
   };
+}
+
+export async function startControllerProcess(settingsFile: string): Promise<ControllerProcess> {
+  const component = await startComponentProcess('federation-controller', settingsFile);
+  const signingUrl = String((await component.waitForLog('signing and discovery service listening')).signing);
+  return { ...component, signingUrl };
 }
 
 /** A workload certificate for `ns/sa` from a controller's signing service (join token). */
