@@ -1,0 +1,133 @@
+/**
+ * Reads the server name (SNI) from the first bytes of a TLS connection without
+ * terminating TLS: the east-west gateway routes on it and then passes the bytes through.
+ */
+
+const RECORD_HEADER = 5;
+const HANDSHAKE = 0x16;
+const CLIENT_HELLO = 0x01;
+const SERVER_NAME = 0x0000;
+/** A TLS record carries at most 2^14 bytes of plaintext. */
+const MAX_RECORD = 16_384;
+/** The largest ClientHello accepted (post-quantum key shares make them ~1.8 KiB today). */
+export const MAX_CLIENT_HELLO = 16_384;
+
+export type ClientHelloResult =
+  /** More bytes are needed. */
+  | { readonly kind: 'incomplete' }
+  | { readonly kind: 'hello'; readonly serverName: string | undefined }
+  | { readonly kind: 'malformed'; readonly reason: string }
+  | { readonly kind: 'oversized' };
+
+class Malformed extends Error {}
+
+/** A bounds-checked reader over one handshake message. */
+class Reader {
+  private offset = 0;
+  constructor(private readonly bytes: Buffer) {}
+  get remaining(): number {
+    return this.bytes.length - this.offset;
+  }
+  u8(): number {
+    if (this.remaining < 1) throw new Malformed('truncated');
+    return this.bytes[this.offset++]!;
+  }
+  u16(): number {
+    if (this.remaining < 2) throw new Malformed('truncated');
+    const value = this.bytes.readUInt16BE(this.offset);
+    this.offset += 2;
+    return value;
+  }
+  take(length: number): Buffer {
+    if (this.remaining < length) throw new Malformed('a length runs past its field');
+    const slice = this.bytes.subarray(this.offset, this.offset + length);
+    this.offset += length;
+    return slice;
+  }
+}
+
+/**
+ * Parses the ClientHello at the start of `data` (which may span several handshake
+ * records). Never throws: bad input is `malformed`, too much is `oversized`.
+ */
+export function parseClientHello(data: Buffer): ClientHelloResult {
+  // Reassemble the handshake message from consecutive handshake records.
+  const fragments: Buffer[] = [];
+  let collected = 0;
+  let offset = 0;
+  let needed: number | undefined;
+  while (needed === undefined || collected < needed) {
+    if (data.length - offset < RECORD_HEADER) return { kind: 'incomplete' };
+    if (data[offset] !== HANDSHAKE) return { kind: 'malformed', reason: 'not a TLS handshake record' };
+    if (data[offset + 1] !== 0x03) return { kind: 'malformed', reason: 'not a TLS record version' };
+    const length = data.readUInt16BE(offset + 3);
+    if (length === 0 || length > MAX_RECORD) return { kind: 'malformed', reason: 'bad record length' };
+    if (data.length - offset - RECORD_HEADER < length) return { kind: 'incomplete' };
+    const fragment = data.subarray(offset + RECORD_HEADER, offset + RECORD_HEADER + length);
+    fragments.push(fragment);
+    collected += fragment.length;
+    offset += RECORD_HEADER + length;
+    if (needed === undefined && collected >= 4) {
+      const head = Buffer.concat(fragments);
+      if (head[0] !== CLIENT_HELLO)
+        return { kind: 'malformed', reason: 'the first handshake is not a ClientHello' };
+      needed = 4 + head.readUIntBE(1, 3);
+      if (needed > MAX_CLIENT_HELLO) return { kind: 'oversized' };
+    }
+    if (needed === undefined && offset >= MAX_CLIENT_HELLO) return { kind: 'oversized' };
+  }
+  const message = Buffer.concat(fragments).subarray(4, needed);
+  try {
+    return { kind: 'hello', serverName: serverNameOf(new Reader(message)) };
+  } catch (error) {
+    if (error instanceof Malformed) return { kind: 'malformed', reason: error.message };
+    throw error;
+  }
+}
+
+function serverNameOf(hello: Reader): string | undefined {
+  if (hello.u8() !== 0x03) throw new Malformed('not a TLS ClientHello version');
+  hello.u8();
+  hello.take(32); // random
+  const sessionId = hello.u8();
+  if (sessionId > 32) throw new Malformed('session id longer than 32 bytes');
+  hello.take(sessionId);
+  const suites = hello.u16();
+  if (suites < 2 || suites % 2 !== 0) throw new Malformed('bad cipher suite list');
+  hello.take(suites);
+  const compression = hello.u8();
+  if (compression < 1) throw new Malformed('no compression methods');
+  hello.take(compression);
+  if (hello.remaining === 0) return undefined; // no extensions at all
+  const extensions = new Reader(hello.take(hello.u16()));
+  if (hello.remaining !== 0) throw new Malformed('bytes after the extensions');
+  let serverName: string | undefined;
+  const seen = new Set<number>();
+  while (extensions.remaining > 0) {
+    const type = extensions.u16();
+    const body = extensions.take(extensions.u16());
+    if (seen.has(type)) throw new Malformed('an extension appears twice');
+    seen.add(type);
+    if (type !== SERVER_NAME) continue;
+    const list = new Reader(body);
+    const names = new Reader(list.take(list.u16()));
+    if (list.remaining !== 0) throw new Malformed('bytes after the server name list');
+    while (names.remaining > 0) {
+      const nameType = names.u8();
+      const name = names.take(names.u16());
+      if (nameType !== 0) continue;
+      if (serverName !== undefined) throw new Malformed('two host names');
+      serverName = hostName(name);
+    }
+  }
+  return serverName;
+}
+
+const HOST =
+  /^(?=.{1,253}$)[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$/;
+
+function hostName(bytes: Buffer): string {
+  const text = bytes.toString('latin1');
+  if (!HOST.test(text)) throw new Malformed('the server name is not a host name');
+  return text.toLowerCase();
+}
