@@ -6,8 +6,10 @@ import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
 import { repoRoot } from '@causeway/testing';
 
-// The federation controller needs a settings file; it has its own test file.
+// The federation controller needs a settings file; it has its own test file. The
+// east-west gateway needs one too: it runs in east-west-gateway.test.ts.
 const APPS = ['sidecar', 'ingress-gateway', 'east-west-gateway'];
+const NEEDS_SETTINGS = new Set(['east-west-gateway']);
 const tsx = ['--import', 'tsx'];
 
 for (const app of APPS) {
@@ -32,6 +34,15 @@ for (const app of APPS) {
         /--admin-address <host:port>' argument '127\.0\.0\.1:70000' is invalid\. port must be at most 65535/,
       );
     });
+
+    if (NEEDS_SETTINGS.has(app)) {
+      test('without a settings file it stops and says so', () => {
+        const result = spawnSync(process.execPath, [...tsx, main], { encoding: 'utf8' });
+        assert.notEqual(result.status, 0);
+        assert.match(result.stderr, /required option '--config <file>' not specified/);
+      });
+      return;
+    }
 
     test('a bad environment value is refused, naming the field and value', () => {
       const result = spawnSync(process.execPath, [...tsx, main], {

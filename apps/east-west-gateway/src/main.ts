@@ -1,11 +1,69 @@
+import os from 'node:os';
+import { listenAddress, splitAddress, z } from '@causeway/config';
+import { EastWestGateway, proxyIdentitySettings, startProxyIdentity } from '@causeway/dataplane';
+import type { ProxyConfig } from '@causeway/discovery';
 import { runComponent } from '@causeway/runtime';
 
-await runComponent({
+const settingsSchema = z
+  .object({
+    ...proxyIdentitySettings,
+    /** Where other clusters connect (the address published as `catalog.gatewayAddresses`). */
+    address: listenAddress.default('0.0.0.0:15443'),
+    maxConnections: z.number().int().min(1).default(10_000),
+    maxConnectionsPerSource: z.number().int().min(1).default(1_000),
+    /** The gateway's identity: `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`. */
+    namespace: z.string().min(1).default('causeway-system'),
+    serviceAccount: z.string().min(1).default('east-west-gateway'),
+  })
+  .strict();
+type Settings = z.output<typeof settingsSchema>;
+
+await runComponent<Settings>({
   name: 'east-west-gateway',
   description:
     'Cross-cluster entry of a cluster: reads the SNI of mTLS connections from other clusters and passes them through, unterminated, to local workloads of exported services.',
   status:
-    'this build serves the admin port only (/livez, /readyz, /metrics); the role above is not built yet.',
+    'routes SNI outbound_.<port>_._.<svc>.<ns>.svc.clusterset.local to ready local endpoints of exported services (config from the federation controller), refuses everything else, and answers probes at probe.<cluster>.causeway.internal (mTLS).',
+  settingsSchema,
+  settingsHelp:
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, address, maxConnections, maxConnectionsPerSource, namespace, serviceAccount',
   defaultAdminAddress: '127.0.0.1:15040',
-  start: async () => ({ readiness: () => ({ ready: true }), stop: async () => {} }),
+  start: async ({ settings, logger, registry }) => {
+    const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
+      logger[level](fields ?? {}, message);
+    let config: ProxyConfig | undefined;
+    const identity = await startProxyIdentity({
+      settings,
+      kind: 'east-west-gateway',
+      proxy: `east-west-gateway~${settings.namespace}~${os.hostname()}-${process.pid}`,
+      namespace: settings.namespace,
+      serviceAccount: settings.serviceAccount,
+      instance: `${os.hostname()}-${process.pid}`,
+      onConfig: (message) => {
+        config = message.config;
+        log('info', 'config applied', { version: message.version, services: config.services.length });
+      },
+      log,
+    });
+    const gateway = new EastWestGateway({
+      cluster: settings.cluster,
+      config: () => config,
+      maxConnections: settings.maxConnections,
+      maxConnectionsPerSource: settings.maxConnectionsPerSource,
+      probeContext: () => identity.secureContext(),
+      registry,
+      log,
+    });
+    const { host, port } = splitAddress(settings.address);
+    const bound = await gateway.listen(host, port);
+    logger.info({ address: `${bound.address}:${bound.port}` }, 'east-west gateway listening');
+    return {
+      readiness: () =>
+        config ? { ready: true } : { ready: false, reason: 'no config from the controller yet' },
+      stop: async () => {
+        await gateway.close();
+        await identity.stop();
+      },
+    };
+  },
 });

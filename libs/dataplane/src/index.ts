@@ -1,0 +1,5 @@
+/** The data plane: east-west gateway, sidecar, and what they share. */
+export { MAX_CLIENT_HELLO, parseClientHello, type ClientHelloResult } from './client-hello.ts';
+export { EastWestGateway, type EastWestGatewayOptions, type RefusalReason } from './east-west.ts';
+export { parseServiceSni, probeSni, serviceSni, type ServiceAddress } from './names.ts';
+export { proxyIdentitySettings, startProxyIdentity, type ProxyIdentity } from './proxy-identity.ts';
