@@ -45,6 +45,7 @@ await runComponent<Settings>({
       },
       log,
     });
+    await identity.connect();
     const gateway = new EastWestGateway({
       cluster: settings.cluster,
       config: () => config,

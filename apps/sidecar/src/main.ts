@@ -1,11 +1,128 @@
+import os from 'node:os';
+import { listenAddress, splitAddress, z } from '@causeway/config';
+import { proxyIdentitySettings, Sidecar, startProxyIdentity } from '@causeway/dataplane';
+import type { ProxyConfig, Workload } from '@causeway/discovery';
 import { runComponent } from '@causeway/runtime';
 
-await runComponent({
+const dnsLabel = z
+  .string()
+  .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS label (a-z, 0-9, -)');
+const port = z.number().int().min(0).max(65_535);
+
+const settingsSchema = z
+  .object({
+    ...proxyIdentitySettings,
+    /** The workload's identity: `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`. */
+    namespace: dnsLabel,
+    serviceAccount: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/, 'must be a DNS subdomain'),
+    /** File mode: the workload registered with the controller (Services select it by label). */
+    workload: z
+      .object({
+        name: dnsLabel,
+        labels: z.record(z.string(), z.string()).default({}),
+        /** The IP address peers reach this sidecar's inbound listeners at. */
+        address: z.union([z.ipv4(), z.ipv6()]),
+        zone: z.string().optional(),
+      })
+      .strict()
+      .optional(),
+    /** Where the app sends its outbound calls (HTTP/1.1 and HTTP/2 cleartext on one port). */
+    outbound: listenAddress.default('127.0.0.1:15001'),
+    /** The mTLS listeners peers call, each in front of one app port. */
+    inbound: z
+      .array(
+        z
+          .object({
+            name: dnsLabel.optional(),
+            port: port.default(0),
+            appPort: port.refine((value) => value > 0, 'must be a port (1-65535)'),
+            appProtocol: z.enum(['http', 'h2c']).default('http'),
+          })
+          .strict(),
+      )
+      .default([]),
+    inboundHost: z.string().min(1).default('0.0.0.0'),
+    /** Where the app listens. */
+    appHost: z.string().min(1).default('127.0.0.1'),
+  })
+  .strict();
+type Settings = z.output<typeof settingsSchema>;
+
+await runComponent<Settings>({
   name: 'sidecar',
   description:
     "Per-workload proxy: routes the app's outbound calls (local or through a remote east-west gateway) over mTLS, and terminates inbound mTLS with authorization.",
   status:
-    'this build serves the admin port only (/livez, /readyz, /metrics); the role above is not built yet.',
+    'outbound HTTP/1.1 and h2c routed by authority and mesh routes, nearest endpoints first with failover to other clusters; inbound mTLS (TLS 1.3) with AuthorizationPolicy; config from the federation controller.',
+  settingsSchema,
+  settingsHelp:
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost',
   defaultAdminAddress: '127.0.0.1:15020',
-  start: async () => ({ readiness: () => ({ ready: true }), stop: async () => {} }),
+  start: async ({ settings, logger, registry }) => {
+    const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
+      logger[level](fields ?? {}, message);
+    const instance = settings.workload?.name ?? `${os.hostname()}-${process.pid}`;
+    let config: ProxyConfig | undefined;
+    // Set once the listeners exist; the certificate and the first config can come earlier.
+    const running: { sidecar?: Sidecar } = {};
+    const identity = await startProxyIdentity({
+      settings,
+      kind: 'sidecar',
+      proxy: `sidecar~${settings.namespace}~${instance}`,
+      namespace: settings.namespace,
+      serviceAccount: settings.serviceAccount,
+      instance,
+      onConfig: (message) => {
+        // Swapped whole: requests in flight keep the config they started with.
+        config = message.config;
+        running.sidecar?.configChanged(config);
+        log('info', 'config applied', { version: message.version, services: config.services.length });
+      },
+      onCredentials: (credentials) => running.sidecar?.renewed(credentials),
+      log,
+    });
+    const access = logger.child({ log: 'access' });
+    const sidecar = new Sidecar({
+      cluster: settings.cluster,
+      trustDomain: settings.trustDomain,
+      namespace: settings.namespace,
+      serviceAccount: settings.serviceAccount,
+      credentials: () => identity.credentials(),
+      config: () => config,
+      appHost: settings.appHost,
+      inbound: settings.inbound,
+      inboundHost: settings.inboundHost,
+      workloadAddress: settings.workload?.address ?? '',
+      outbound: splitAddress(settings.outbound),
+      registry,
+      accessLog: (entry) => access.info(entry, 'request'),
+      log,
+    });
+    running.sidecar = sidecar;
+    const ports = await sidecar.listen();
+    const workload: Workload | undefined = settings.workload && {
+      name: settings.workload.name,
+      labels: settings.workload.labels,
+      address: settings.workload.address,
+      ports: settings.inbound.map((inbound, index) => ({
+        ...(inbound.name ? { name: inbound.name } : {}),
+        port: ports.inbound[index]!,
+        appPort: inbound.appPort,
+      })),
+      ...(settings.workload.zone ? { zone: settings.workload.zone } : {}),
+    };
+    await identity.connect(workload);
+    logger.info(
+      { outbound: `${splitAddress(settings.outbound).host}:${ports.outbound}`, inbound: ports.inbound },
+      'sidecar listening',
+    );
+    return {
+      readiness: () =>
+        config ? { ready: true } : { ready: false, reason: 'no config from the controller yet' },
+      stop: async () => {
+        await sidecar.close();
+        await identity.stop();
+      },
+    };
+  },
 });

@@ -29,14 +29,18 @@ export interface ProxyIdentity {
   credentials(): WorkloadCredentials;
   /** A TLS context for the current credentials (rebuilt when they change). */
   secureContext(): tls.SecureContext;
-  readonly discovery: DiscoveryClient;
+  /**
+   * Connects to the discovery API (a sidecar in file mode registers its workload, whose
+   * ports are known once its listeners are bound).
+   */
+  connect(workload?: Workload): Promise<DiscoveryClient>;
   stop(): Promise<void>;
 }
 
 /**
- * Obtains a proxy's mesh certificate from its controller (renewed at half its life) and
- * connects to the discovery API with it. Resolves once the certificate is in hand; the
- * config arrives through `onConfig` (and is kept on disk under `stateDir`).
+ * Obtains a proxy's mesh certificate from its controller (renewed at half its life);
+ * `connect()` then follows the discovery API with it. The config arrives through
+ * `onConfig` (and is kept on disk under `stateDir`).
  */
 export async function startProxyIdentity(options: {
   settings: {
@@ -52,8 +56,9 @@ export async function startProxyIdentity(options: {
   namespace: string;
   serviceAccount: string;
   instance: string;
-  workload?: Workload;
   onConfig: (message: SnapshotMessage) => void | Promise<void>;
+  /** New credentials (after a renewal or a new bundle). */
+  onCredentials?: (credentials: WorkloadCredentials) => void;
   log: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
 }): Promise<ProxyIdentity> {
   const { settings } = options;
@@ -68,29 +73,35 @@ export async function startProxyIdentity(options: {
     serviceAccount: options.serviceAccount,
     instance: options.instance,
     token: async () => (await readFile(settings.tokenFile, 'utf8')).trim(),
-    onCredentials: (credentials) =>
+    onCredentials: (credentials) => {
       options.log('info', 'mesh certificate', {
         spiffeId: credentials.spiffeId,
         notAfter: credentials.notAfter.toISOString(),
-      }),
+      });
+      options.onCredentials?.(credentials);
+    },
     onError: (error) => options.log('warn', 'certificate renewal failed (retrying)', { err: error.message }),
   });
   await renewer.start();
   const credentials = (): WorkloadCredentials => renewer.current()!;
-  const discovery = new DiscoveryClient({
-    controllerUrl: settings.controller,
-    trustDomain: settings.trustDomain,
-    cluster: settings.cluster,
-    proxy: options.proxy,
-    kind: options.kind,
-    ...(options.workload ? { workload: options.workload } : {}),
-    credentials: () => renewer.current(),
-    onConfig: options.onConfig,
-    ...(settings.stateDir ? { statePath: path.join(settings.stateDir, 'config.json') } : {}),
-    onError: (error) => options.log('warn', 'discovery error (reconnecting)', { err: error.message }),
-    log: (message, fields) => options.log('info', message, fields),
-  });
-  await discovery.start();
+  let discovery: DiscoveryClient | undefined;
+  const connect = async (workload?: Workload): Promise<DiscoveryClient> => {
+    discovery = new DiscoveryClient({
+      controllerUrl: settings.controller,
+      trustDomain: settings.trustDomain,
+      cluster: settings.cluster,
+      proxy: options.proxy,
+      kind: options.kind,
+      ...(workload ? { workload } : {}),
+      credentials: () => renewer.current(),
+      onConfig: options.onConfig,
+      ...(settings.stateDir ? { statePath: path.join(settings.stateDir, 'config.json') } : {}),
+      onError: (error) => options.log('warn', 'discovery error (reconnecting)', { err: error.message }),
+      log: (message, fields) => options.log('info', message, fields),
+    });
+    await discovery.start();
+    return discovery;
+  };
   return {
     credentials,
     secureContext: () => {
@@ -107,9 +118,9 @@ export async function startProxyIdentity(options: {
         };
       return context.context;
     },
-    discovery,
+    connect,
     stop: async () => {
-      await discovery.stop();
+      await discovery?.stop();
       await renewer.stop();
     },
   };

@@ -1,0 +1,242 @@
+import type { ProxyConfig } from '@causeway/discovery';
+import { serviceSni } from './names.ts';
+
+type Service = ProxyConfig['services'][number];
+
+/** Where one attempt of a request goes: a local endpoint, or a remote cluster's gateway. */
+export interface Target {
+  /** Pool key: one pooled connection per target. */
+  readonly key: string;
+  readonly cluster: string;
+  readonly local: boolean;
+  readonly host: string;
+  readonly port: number;
+  /** The TLS server name: the service's SNI through a gateway, none for a local endpoint. */
+  readonly servername?: string;
+  /** SPIFFE IDs the server may present (from the catalog). */
+  readonly identities: readonly string[];
+}
+
+/** A request's destination as the app addressed it. */
+export interface Destination {
+  readonly service: Service;
+  readonly port: number;
+  /** A cluster-local name (`svc.ns.svc.cluster.local`, `svc.ns`, `svc`): this cluster only. */
+  readonly localOnly: boolean;
+}
+
+const CLUSTERSET = '.svc.clusterset.local';
+const CLUSTER_LOCAL = '.svc.cluster.local';
+
+/**
+ * The service an authority names: `<svc>.<ns>.svc.clusterset.local[:port]` (the clusterset,
+ * nearest first), or a cluster-local form (`<svc>.<ns>.svc.cluster.local`, `<svc>.<ns>`, or
+ * `<svc>` in the proxy's own namespace). The port defaults to the service's only port, else 80.
+ */
+export function resolveDestination(
+  config: ProxyConfig,
+  authority: string,
+  ownNamespace: string,
+): Destination | undefined {
+  const match = /^([^:[\]]+)(?::(\d{1,5}))?$/.exec(authority.trim().toLowerCase());
+  if (!match) return undefined;
+  let host = match[1]!.replace(/\.$/, '');
+  let localOnly = true;
+  if (host.endsWith(CLUSTERSET)) {
+    host = host.slice(0, -CLUSTERSET.length);
+    localOnly = false;
+  } else if (host.endsWith(CLUSTER_LOCAL)) host = host.slice(0, -CLUSTER_LOCAL.length);
+  const parts = host.split('.');
+  if (parts.length > 2 || (!localOnly && parts.length !== 2)) return undefined;
+  const [name, namespace = ownNamespace] = parts as [string, string?];
+  const service = config.services.find((s) => s.name === name && s.namespace === namespace);
+  if (!service) return undefined;
+  const port = match[2] ? Number(match[2]) : service.ports.length === 1 ? service.ports[0]!.port : 80;
+  if (!service.ports.some((p) => p.port === port)) return undefined;
+  return { service, port, localOnly };
+}
+
+/** What a route match reads from a request. */
+export interface RequestFacts {
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly grpc: boolean;
+}
+
+interface PathMatch {
+  type?: string;
+  value?: string;
+}
+interface HeaderMatch {
+  type?: string;
+  name: string;
+  value: string;
+}
+interface HttpMatch {
+  path?: PathMatch;
+  method?: string;
+  headers?: HeaderMatch[];
+}
+interface GrpcMatch {
+  method?: { type?: string; service?: string; method?: string };
+  headers?: HeaderMatch[];
+}
+
+function headersMatch(matches: readonly HeaderMatch[] | undefined, facts: RequestFacts): boolean {
+  return (matches ?? []).every((m) => {
+    const value = facts.headers[m.name.toLowerCase()];
+    const text = Array.isArray(value) ? value.join(',') : value;
+    if (text === undefined) return false;
+    return m.type === 'RegularExpression' ? new RegExp(m.value).test(text) : text === m.value;
+  });
+}
+
+function httpMatches(match: HttpMatch, facts: RequestFacts): boolean {
+  const path = facts.path.split('?')[0]!;
+  const want = match.path ?? { type: 'PathPrefix', value: '/' };
+  const value = want.value ?? '/';
+  if (want.type === 'Exact' && path !== value) return false;
+  if (want.type === 'RegularExpression' && !new RegExp(`^(?:${value})$`).test(path)) return false;
+  if ((want.type ?? 'PathPrefix') === 'PathPrefix') {
+    const prefix = value.replace(/\/$/, '');
+    if (prefix !== '' && path !== prefix && !path.startsWith(`${prefix}/`)) return false;
+  }
+  if (match.method && match.method !== facts.method) return false;
+  return headersMatch(match.headers, facts);
+}
+
+function grpcMatches(match: GrpcMatch, facts: RequestFacts): boolean {
+  const [, service = '', method = ''] = /^\/([^/]+)\/([^/]+)$/.exec(facts.path) ?? [];
+  if (match.method?.service && match.method.service !== service) return false;
+  if (match.method?.method && match.method.method !== method) return false;
+  return headersMatch(match.headers, facts);
+}
+
+/** The backend service (and port) a request goes to, after the routes attached to its destination. */
+export interface RoutedBackend {
+  readonly namespace: string;
+  readonly name: string;
+  readonly port: number;
+  /** The route and rule that chose it, for logs. */
+  readonly route?: string;
+}
+
+/**
+ * Applies the mesh routes whose parent is the destination service (HTTPRoute for HTTP,
+ * GRPCRoute for gRPC; the first matching rule of the oldest-named route wins, as the Gateway
+ * API orders them) and picks a weighted backend. No route: the destination itself. A rule
+ * whose chosen backend did not resolve answers 500, as the Gateway API asks.
+ */
+export function routeRequest(
+  config: ProxyConfig,
+  destination: Destination,
+  facts: RequestFacts,
+  random: () => number = Math.random,
+): RoutedBackend | { readonly status: 404 | 500; readonly reason: string } {
+  const { service } = destination;
+  const kind = facts.grpc ? 'GRPCRoute' : 'HTTPRoute';
+  const routes = config.routes.filter(
+    (route) =>
+      route.kind === kind &&
+      route.parents.some(
+        (parent) =>
+          parent.kind !== 'Gateway' &&
+          parent.namespace === service.namespace &&
+          parent.name === service.name &&
+          (parent.port === undefined || parent.port === destination.port),
+      ),
+  );
+  if (routes.length === 0)
+    return { namespace: service.namespace, name: service.name, port: destination.port };
+  for (const route of routes) {
+    for (const [index, rule] of route.rules.entries()) {
+      const matches = rule.matches as Array<HttpMatch & GrpcMatch>;
+      const hit =
+        matches.length === 0 ||
+        matches.some((match) => (facts.grpc ? grpcMatches(match, facts) : httpMatches(match, facts)));
+      if (!hit) continue;
+      const backend = pickWeighted(rule.backends, random);
+      const label = `${route.namespace}/${route.name}#${rule.name ?? index}`;
+      if (!backend) return { status: 500, reason: `${label} has no backend with weight` };
+      if (!backend.resolved)
+        return { status: 500, reason: `${label}: backend ${backend.name} did not resolve` };
+      return {
+        namespace: backend.namespace,
+        name: backend.name,
+        port: backend.port ?? destination.port,
+        route: label,
+      };
+    }
+  }
+  return { status: 404, reason: `no rule of the routes on ${service.name}.${service.namespace} matches` };
+}
+
+function pickWeighted<T extends { weight: number }>(
+  items: readonly T[],
+  random: () => number,
+): T | undefined {
+  const total = items.reduce((sum, item) => sum + item.weight, 0);
+  if (total <= 0) return undefined;
+  let draw = random() * total;
+  for (const item of items) {
+    draw -= item.weight;
+    if (draw < 0) return item;
+  }
+  return items.at(-1);
+}
+
+/**
+ * Every place a request for a service port can go, nearest first: this cluster's ready
+ * endpoints, then each other cluster through its east-west gateway (fresh clusters before
+ * stale ones; withdrawn clusters are not in the config at all). A cluster-local name stops
+ * at this cluster.
+ */
+export function targetsFor(
+  config: ProxyConfig,
+  backend: RoutedBackend,
+  localOnly: boolean,
+): {
+  local: Target[];
+  remote: Target[];
+} {
+  const service = config.services.find((s) => s.namespace === backend.namespace && s.name === backend.name);
+  const servicePort = service?.ports.find((p) => p.port === backend.port);
+  const local: Target[] = [];
+  const fresh: Target[] = [];
+  const stale: Target[] = [];
+  if (!service || !servicePort) return { local, remote: [] };
+  const servername = serviceSni({ namespace: service.namespace, name: service.name, port: servicePort.port });
+  for (const entry of service.backends) {
+    if (entry.kind === 'local') {
+      for (const endpoint of entry.endpoints) {
+        if (!endpoint.ready) continue;
+        const port = endpoint.ports.find((p) => p.name === (servicePort.name ?? ''));
+        if (!port) continue;
+        local.push({
+          key: `local ${endpoint.address}:${port.port}`,
+          cluster: entry.cluster,
+          local: true,
+          host: endpoint.address,
+          port: port.port,
+          identities: entry.identities,
+        });
+      }
+    } else if (!localOnly && entry.readyEndpoints > 0) {
+      for (const address of entry.gatewayAddresses) {
+        const index = address.lastIndexOf(':');
+        const target: Target = {
+          key: `remote ${address} ${servername}`,
+          cluster: entry.cluster,
+          local: false,
+          host: address.slice(0, index),
+          port: Number(address.slice(index + 1)),
+          servername,
+          identities: entry.identities,
+        };
+        (entry.stale ? stale : fresh).push(target);
+      }
+    }
+  }
+  return { local, remote: [...fresh, ...stale] };
+}

@@ -1,0 +1,118 @@
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import type { WorkloadCredentials } from '@causeway/identity';
+import type { Target } from './routing.ts';
+
+/** The SPIFFE URI in a certificate's subjectAltName, if any. */
+export function spiffeUriOf(subjectAltName: string | undefined): string | undefined {
+  return subjectAltName
+    ?.split(', ')
+    .find((entry) => entry.startsWith('URI:spiffe://'))
+    ?.slice('URI:'.length);
+}
+
+interface PooledSession {
+  readonly session: http2.ClientHttp2Session;
+  readonly credentials: WorkloadCredentials;
+  active: number;
+  /** The TLS handshake completed (the target was reachable). */
+  connected: boolean;
+  /** After a GOAWAY: the last stream the peer may have processed (later ones it did not). */
+  lastStreamId?: number;
+}
+
+/**
+ * Pooled, long-lived mTLS HTTP/2 sessions to other proxies, one per target (a local
+ * endpoint, or a remote gateway and service name). TLS 1.3, ALPN `h2`, the chain checked by
+ * OpenSSL against the bundle, and the server's SPIFFE ID against the identities the catalog
+ * lists for the target. New credentials take effect for new sessions; sessions made with the
+ * old ones finish their streams and close.
+ */
+export class UpstreamPool {
+  private readonly sessions = new Map<string, PooledSession>();
+
+  constructor(
+    private readonly credentials: () => WorkloadCredentials,
+    private readonly trustDomain: string,
+    private readonly onEvent?: (message: string, fields: Record<string, unknown>) => void,
+  ) {}
+
+  /** Requests in flight per target (for least-request balancing). */
+  active(key: string): number {
+    return this.sessions.get(key)?.active ?? 0;
+  }
+
+  /** Sessions open now. */
+  size(): number {
+    return this.sessions.size;
+  }
+
+  session(target: Target): PooledSession {
+    const credentials = this.credentials();
+    const existing = this.sessions.get(target.key);
+    if (existing && !existing.session.closed && !existing.session.destroyed) {
+      if (existing.credentials === credentials) return existing;
+      existing.session.close();
+    }
+    const expected = new Set(target.identities);
+    const session = http2.connect(`https://${target.host}:${target.port}`, {
+      createConnection: () =>
+        tls.connect({
+          host: target.host,
+          port: target.port,
+          ...(target.servername ? { servername: target.servername } : {}),
+          key: credentials.privateKeyPem,
+          cert: credentials.certificateChainPem,
+          ca: [...credentials.roots],
+          minVersion: 'TLSv1.3',
+          ALPNProtocols: ['h2'],
+          checkServerIdentity: (_host, certificate) => {
+            const uri = spiffeUriOf(certificate.subjectaltname);
+            if (!uri) return new Error('the server presented no SPIFFE ID');
+            if (expected.size > 0 ? !expected.has(uri) : !uri.startsWith(`spiffe://${this.trustDomain}/`))
+              return new Error(`the server is ${uri}, not one of ${[...expected].join(', ')}`);
+            return undefined;
+          },
+        }),
+      peerMaxConcurrentStreams: 1_000,
+    });
+    const pooled: PooledSession = { session, credentials, active: 0, connected: false };
+    session.once('connect', () => (pooled.connected = true));
+    const forget = (): void => {
+      if (this.sessions.get(target.key) === pooled) this.sessions.delete(target.key);
+    };
+    session.on('error', (error) => {
+      this.onEvent?.('upstream session error', { target: target.key, err: error.message });
+      forget();
+    });
+    session.on('goaway', (code, lastStreamId) => {
+      pooled.lastStreamId = lastStreamId;
+      if (code !== http2.constants.NGHTTP2_NO_ERROR)
+        this.onEvent?.('upstream connection ended with an error (GOAWAY)', {
+          target: target.key,
+          code,
+          lastStreamId,
+        });
+    });
+    session.on('close', forget);
+    session.on('goaway', forget);
+    // No keep-alive traffic of its own: an idle session costs nothing but a socket.
+    session.unref();
+    this.sessions.set(target.key, pooled);
+    return pooled;
+  }
+
+  /** Closes sessions to targets that are no longer in the config (their streams finish first). */
+  retain(keys: ReadonlySet<string>): void {
+    for (const [key, pooled] of this.sessions)
+      if (!keys.has(key)) {
+        pooled.session.close();
+        this.sessions.delete(key);
+      }
+  }
+
+  close(): void {
+    for (const pooled of this.sessions.values()) pooled.session.close();
+    this.sessions.clear();
+  }
+}
