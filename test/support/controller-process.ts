@@ -1,14 +1,16 @@
 // A federation-controller started as its own process from a settings file, with its JSON
 // log lines collected, and a workload certificate from its signing service.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
 import { CertificateRenewer, type WorkloadCredentials } from '@causeway/identity';
 import { TrustDirectory } from '@causeway/pki';
 import { repoRoot } from '@causeway/testing';
+import { startComponentProcess, type ComponentProcess } from '@causeway/cli/processes';
+
+export { startComponentProcess, type ComponentProcess };
 
 const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
 const run = promisify(execFile);
@@ -61,19 +63,6 @@ export function controllerSettings(options: {
   };
 }
 
-/** A component process started from a settings file, with its JSON log lines collected. */
-export interface ComponentProcess {
-  readonly child: ChildProcess;
-  readonly logs: Array<Record<string, unknown>>;
-  /** The first log line with this message (waits for it). */
-  waitForLog(msg: string, timeoutMs?: number): Promise<Record<string, unknown>>;
-  /** `http://…` of the admin port. */
-  readonly adminUrl: string;
-  readonly exited: Promise<number | null>;
-  /** Sends a signal and waits for the exit code. */
-  stop(signal?: NodeJS.Signals): Promise<number | null>;
-}
-
 export interface ControllerProcess extends ComponentProcess {
   /** `https://…` of the signing and discovery service. */
   readonly signingUrl: string;
@@ -82,54 +71,6 @@ export interface ControllerProcess extends ComponentProcess {
 export async function writeYaml(file: string, value: unknown): Promise<string> {
   await writeFile(file, stringify(value));
   return file;
-}
-
-/** Starts `apps/<app>/src/main.ts` with a settings file and an admin port of its own. */
-export async function startComponentProcess(app: string, settingsFile: string): Promise<ComponentProcess> {
-  const main = path.join(repoRoot, 'apps', app, 'src/main.ts');
-  const child = spawn(
-    process.execPath,
-    ['--import', 'tsx', main, '--config', settingsFile, '--admin-address', '127.0.0.1:0'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-  const logs: Array<Record<string, unknown>> = [];
-  const waiters: Array<() => void> = [];
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    try {
-      logs.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      logs.push({ msg: line });
-    }
-    for (const waiter of waiters.splice(0)) waiter();
-  });
-  const waitForLog = async (msg: string, timeoutMs = 30_000): Promise<Record<string, unknown>> => {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = logs.find((entry) => entry.msg === msg);
-      if (found) return found;
-      if (Date.now() > deadline || child.exitCode !== null)
-        throw new Error(
-          `no '${msg}' log from ${app} within ${timeoutMs} ms; got ${JSON.stringify(logs.slice(-20))}`,
-        );
-      await new Promise<void>((resolve) => {
-        waiters.push(resolve);
-        setTimeout(resolve, 200);
-      });
-    }
-  };
-  const adminUrl = String((await waitForLog('started')).admin);
-  return {
-    child,
-    logs,
-    waitForLog,
-    adminUrl,
-    exited,
-    stop: async (signal = 'SIGTERM') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return await exited;
-    },
-  };
 }
 
 export async function startControllerProcess(settingsFile: string): Promise<ControllerProcess> {

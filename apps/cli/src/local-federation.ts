@@ -1,0 +1,219 @@
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { connect } from '@nats-io/transport-node';
+import { stringify } from 'yaml';
+import { TrustDirectory } from '@causeway/pki';
+import { freePort } from '@causeway/testing';
+import { NatsTrustStore } from '@causeway/trust';
+import { startComponentProcess, type ComponentProcess } from './processes.ts';
+
+/** One cluster of a federation on this machine, in file mode. */
+export interface LocalCluster {
+  readonly name: string;
+  readonly controller: ComponentProcess;
+  /** `https://…` of the controller's signing and discovery service. */
+  readonly controllerUrl: string;
+  readonly gateway: ComponentProcess;
+  /** `127.0.0.1:<port>` of the east-west gateway. */
+  readonly gatewayAddress: string;
+  /** The folder of YAML objects the controller watches. */
+  readonly manifests: string;
+}
+
+/** A sidecar process in front of a local app. */
+export interface SidecarProcess extends ComponentProcess {
+  /** The port the app sends its outbound calls to. */
+  readonly outboundPort: number;
+  /** The mTLS listener ports, in the order of `inbound`. */
+  readonly inboundPorts: readonly number[];
+}
+
+export interface SidecarSpec {
+  readonly namespace: string;
+  readonly serviceAccount: string;
+  /** Registered in file mode: Services select it by these labels. */
+  readonly workload?: { readonly name: string; readonly labels: Readonly<Record<string, string>> };
+  readonly inbound?: ReadonlyArray<{ name?: string; appPort: number; appProtocol?: 'http' | 'h2c' }>;
+}
+
+export interface LocalFederationOptions {
+  /** Where trust material, settings, state and manifests go. */
+  readonly dir: string;
+  readonly natsUrl: string;
+  readonly clusters: readonly string[];
+  readonly trustDomain?: string;
+  /** Catalog timing (shorter than production defaults suits a demo or a test). */
+  readonly heartbeatInterval?: string;
+  readonly staleAfter?: string;
+  readonly workloadGrace?: string;
+  readonly onLog?: (component: string, entry: Record<string, unknown>) => void;
+  readonly stderr?: 'inherit' | 'ignore';
+}
+
+/**
+ * A federation on one machine in file mode: a trust root with one intermediate per
+ * cluster (the bundle published on NATS), and per cluster a federation controller watching
+ * a folder of YAML and an east-west gateway on a loopback port. Sidecars are added per
+ * workload. Every process is a real component started from a settings file.
+ */
+export class LocalFederation {
+  readonly clusters = new Map<string, LocalCluster>();
+  private readonly sidecars: SidecarProcess[] = [];
+  readonly trust: TrustDirectory;
+  readonly trustDomain: string;
+  private readonly token = `local-join-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+
+  private constructor(private readonly options: LocalFederationOptions) {
+    this.trust = new TrustDirectory(path.join(options.dir, 'trust'));
+    this.trustDomain = options.trustDomain ?? 'mesh.local';
+  }
+
+  static async start(options: LocalFederationOptions): Promise<LocalFederation> {
+    const federation = new LocalFederation(options);
+    try {
+      await federation.init();
+    } catch (error) {
+      await federation.stop();
+      throw error;
+    }
+    return federation;
+  }
+
+  private get tokenFile(): string {
+    return path.join(this.options.dir, 'join.token');
+  }
+
+  private async init(): Promise<void> {
+    const { dir, natsUrl } = this.options;
+    await mkdir(dir, { recursive: true });
+    await this.trust.init({ trustDomain: this.trustDomain, keyType: 'ecdsa-p256' });
+    for (const cluster of this.options.clusters) await this.trust.issueIntermediate(cluster);
+    const connection = await connect({ servers: natsUrl, name: 'causeway-local-federation' });
+    try {
+      await (await NatsTrustStore.open(connection)).putBundle(await this.trust.readBundle());
+    } finally {
+      await connection.close();
+    }
+    await writeFile(this.tokenFile, this.token, { mode: 0o600 });
+    // The controllers start together; each gateway needs its controller.
+    await Promise.all(this.options.clusters.map((cluster) => this.startCluster(cluster)));
+  }
+
+  private async startCluster(name: string): Promise<void> {
+    const { dir } = this.options;
+    const manifests = path.join(dir, name, 'manifests');
+    await mkdir(manifests, { recursive: true });
+    const gatewayAddress = `127.0.0.1:${await freePort()}`;
+    const files = this.trust.clusterFiles(name);
+    const controllerSettings = await this.writeSettings(name, 'controller', {
+      cluster: name,
+      trustDomain: this.trustDomain,
+      stateDir: path.join(dir, name, 'controller-state'),
+      nats: { url: this.options.natsUrl },
+      trust: {
+        intermediateCertificate: files.certificate,
+        intermediateKey: files.privateKey,
+        bundle: this.trust.bundleFile,
+      },
+      signing: {
+        address: '127.0.0.1:0',
+        joinTokens: [{ token: this.token, namespaces: ['*'], serviceAccounts: ['*'] }],
+      },
+      catalog: {
+        directory: manifests,
+        gatewayAddresses: [gatewayAddress],
+        heartbeatInterval: this.options.heartbeatInterval ?? '1s',
+        staleAfter: this.options.staleAfter ?? '5s',
+        workloadGrace: this.options.workloadGrace ?? '2s',
+      },
+    });
+    const controller = await this.spawn(`${name}/controller`, 'federation-controller', controllerSettings);
+    const controllerUrl = String(
+      (await controller.waitForLog('signing and discovery service listening')).signing,
+    );
+    const gateway = await this.spawn(
+      `${name}/gateway`,
+      'east-west-gateway',
+      await this.writeSettings(name, 'gateway', {
+        ...this.proxyBase(name, controllerUrl, 'gateway'),
+        address: gatewayAddress,
+      }),
+    );
+    await gateway.waitForLog('east-west gateway listening');
+    this.clusters.set(name, { name, controller, controllerUrl, gateway, gatewayAddress, manifests });
+  }
+
+  private proxyBase(cluster: string, controllerUrl: string, stateName: string): Record<string, unknown> {
+    return {
+      cluster,
+      trustDomain: this.trustDomain,
+      controller: controllerUrl,
+      trustBundle: this.trust.bundleFile,
+      tokenFile: this.tokenFile,
+      stateDir: path.join(this.options.dir, cluster, `${stateName}-state`),
+    };
+  }
+
+  private async writeSettings(cluster: string, name: string, settings: unknown): Promise<string> {
+    const file = path.join(this.options.dir, cluster, `${name}.yaml`);
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, stringify(settings));
+    return file;
+  }
+
+  private spawn(label: string, app: string, settingsFile: string): Promise<ComponentProcess> {
+    return startComponentProcess(app, settingsFile, {
+      onLog: (entry) => this.options.onLog?.(label, entry),
+      stderr: this.options.stderr ?? 'inherit',
+    });
+  }
+
+  cluster(name: string): LocalCluster {
+    const cluster = this.clusters.get(name);
+    if (!cluster) throw new Error(`no cluster ${name} in this federation`);
+    return cluster;
+  }
+
+  /** Writes (or replaces) one YAML file in a cluster's watched folder. */
+  async apply(cluster: string, file: string, yaml: string): Promise<void> {
+    await writeFile(path.join(this.cluster(cluster).manifests, file), yaml);
+  }
+
+  /** Starts a sidecar for a workload of a cluster; resolves once it listens. */
+  async startSidecar(cluster: string, spec: SidecarSpec): Promise<SidecarProcess> {
+    const target = this.cluster(cluster);
+    const name = spec.workload?.name ?? spec.serviceAccount;
+    const settings = await this.writeSettings(cluster, `sidecar-${name}`, {
+      ...this.proxyBase(cluster, target.controllerUrl, `sidecar-${name}`),
+      namespace: spec.namespace,
+      serviceAccount: spec.serviceAccount,
+      ...(spec.workload
+        ? { workload: { name: spec.workload.name, labels: spec.workload.labels, address: '127.0.0.1' } }
+        : {}),
+      outbound: '127.0.0.1:0',
+      inboundHost: '127.0.0.1',
+      inbound: (spec.inbound ?? []).map((port) => ({
+        ...(port.name ? { name: port.name } : {}),
+        port: 0,
+        appPort: port.appPort,
+        appProtocol: port.appProtocol ?? 'http',
+      })),
+    });
+    const child = await this.spawn(`${cluster}/sidecar-${name}`, 'sidecar', settings);
+    const listening = await child.waitForLog('sidecar listening');
+    const sidecar: SidecarProcess = {
+      ...child,
+      outboundPort: Number(String(listening.outbound).split(':').at(-1)),
+      inboundPorts: listening.inbound as number[],
+    };
+    this.sidecars.push(sidecar);
+    return sidecar;
+  }
+
+  /** Stops every process (sidecars first, then gateways, then controllers). */
+  async stop(): Promise<void> {
+    await Promise.all(this.sidecars.map((sidecar) => sidecar.stop()));
+    await Promise.all([...this.clusters.values()].map((cluster) => cluster.gateway.stop()));
+    await Promise.all([...this.clusters.values()].map((cluster) => cluster.controller.stop()));
+  }
+}

@@ -1,0 +1,146 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+
+/** What a sample app answers: who it is, and who called it (as its sidecar said). */
+export interface EchoReply {
+  readonly service: string;
+  readonly cluster: string;
+  readonly instance: string;
+  /** The caller's SPIFFE ID from `x-forwarded-client-cert`, if a sidecar set it. */
+  readonly caller?: string;
+  readonly path?: string;
+  readonly traceparent?: string;
+  readonly message?: string;
+}
+
+/** The caller's SPIFFE ID in an `x-forwarded-client-cert` header (`By=…;URI=…`). */
+export function callerOf(header: string | string[] | undefined): string | undefined {
+  const text = Array.isArray(header) ? header.at(-1) : header;
+  return /(?:^|;)URI=([^;,]+)/.exec(text ?? '')?.[1];
+}
+
+export interface SampleApp {
+  readonly port: number;
+  /** Requests served so far. */
+  served(): number;
+  close(): Promise<void>;
+}
+
+/** An HTTP/1.1 service that answers every request with an {@link EchoReply}. */
+export async function startHttpEcho(identity: {
+  service: string;
+  cluster: string;
+  instance: string;
+}): Promise<SampleApp> {
+  let served = 0;
+  const server = http.createServer((request, response) => {
+    served++;
+    const reply: EchoReply = {
+      ...identity,
+      ...(callerOf(request.headers['x-forwarded-client-cert'])
+        ? { caller: callerOf(request.headers['x-forwarded-client-cert']) }
+        : {}),
+      path: request.url ?? '/',
+      ...(request.headers.traceparent ? { traceparent: String(request.headers.traceparent) } : {}),
+    };
+    const body = JSON.stringify(reply);
+    response.writeHead(200, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+    });
+    response.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    served: () => served,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+const json = {
+  serialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
+  deserialize: (bytes: Buffer) => JSON.parse(bytes.toString('utf8')) as unknown,
+};
+
+/** The sample gRPC service: `causeway.demo.Echo/Say`, messages as JSON. */
+export const ECHO_SERVICE: grpc.ServiceDefinition = {
+  Say: {
+    path: '/causeway.demo.Echo/Say',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: json.serialize,
+    requestDeserialize: json.deserialize,
+    responseSerialize: json.serialize,
+    responseDeserialize: json.deserialize,
+  },
+};
+
+/** A gRPC (HTTP/2 cleartext) service that answers `Say` with an {@link EchoReply}. */
+export async function startGrpcEcho(identity: {
+  service: string;
+  cluster: string;
+  instance: string;
+}): Promise<SampleApp> {
+  let served = 0;
+  const server = new grpc.Server();
+  server.addService(ECHO_SERVICE, {
+    Say: (
+      call: grpc.ServerUnaryCall<{ message?: string }, EchoReply>,
+      callback: grpc.sendUnaryData<EchoReply>,
+    ) => {
+      served++;
+      const caller = callerOf(call.metadata.get('x-forwarded-client-cert').map(String));
+      callback(null, { ...identity, ...(caller ? { caller } : {}), message: call.request.message ?? '' });
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
+      error ? reject(error) : resolve(bound),
+    ),
+  );
+  return {
+    port,
+    served: () => served,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.forceShutdown();
+        resolve();
+      }),
+  };
+}
+
+/** A gRPC client of the sample service that dials a sidecar and names the service in `:authority`. */
+export function grpcEchoClient(
+  sidecarPort: number,
+  authority: string,
+): {
+  say(message: string, deadlineMs?: number): Promise<EchoReply>;
+  close(): void;
+} {
+  const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+  const client = new Client(`127.0.0.1:${sidecarPort}`, grpc.credentials.createInsecure(), {
+    'grpc.default_authority': authority,
+  });
+  return {
+    say: (message, deadlineMs = 5_000) =>
+      new Promise((resolve, reject) => {
+        (
+          client as unknown as {
+            Say(
+              request: unknown,
+              options: grpc.CallOptions,
+              callback: (error: grpc.ServiceError | null, reply: EchoReply) => void,
+            ): void;
+          }
+        ).Say({ message }, { deadline: Date.now() + deadlineMs }, (error, reply) =>
+          error ? reject(error) : resolve(reply),
+        );
+      }),
+    close: () => client.close(),
+  };
+}
