@@ -7,9 +7,10 @@ import { describe, test } from 'node:test';
 import { repoRoot } from '@causeway/testing';
 
 // The federation controller needs a settings file; it has its own test file. The
-// east-west gateway needs one too: it runs in east-west-gateway.test.ts.
+// sidecar and the east-west gateway need one too: they run in mesh.test.ts and
+// east-west-gateway.test.ts.
 const APPS = ['sidecar', 'ingress-gateway', 'east-west-gateway'];
-const NEEDS_SETTINGS = new Set(['east-west-gateway']);
+const NEEDS_SETTINGS = new Set(['sidecar', 'east-west-gateway']);
 const tsx = ['--import', 'tsx'];
 
 for (const app of APPS) {

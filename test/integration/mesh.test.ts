@@ -1,0 +1,395 @@
+// Two clusters on one machine in file mode, every part a real process: NATS, a federation
+// controller and an east-west gateway per cluster, sample apps behind sidecars. Calls from
+// west reach services that only east has (HTTP and gRPC) through west's sidecar, east's
+// gateway and east's sidecar; the server sees the caller's SPIFFE ID; a stopped local
+// instance fails over to the other cluster without a failed request; authorization, bad
+// input and config pushes behave.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
+import {
+  grpcEchoClient,
+  startGrpcEcho,
+  startHttpEcho,
+  type EchoReply,
+  type SampleApp,
+} from '@causeway/cli/sample-apps';
+import { eventually, startEnvironment, type Environment } from '@causeway/testing';
+
+let env: Environment;
+let dir: string;
+let federation: LocalFederation;
+const apps: SampleApp[] = [];
+let client: SidecarProcess;
+let ledger: SampleApp;
+let westCart: { app: SampleApp; sidecar: SidecarProcess };
+
+const service = (name: string, port: number, portName: string, appProtocol?: string) => `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: shop }
+spec:
+  selector: { app: ${name} }
+  ports: [{ name: ${portName}, port: ${port}, targetPort: ${portName}${appProtocol ? `, appProtocol: ${appProtocol}` : ''} }]
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: ${name}, namespace: shop }
+`;
+
+/** A sample app and its sidecar, registered as workload `<name>-<cluster>`. */
+async function workload(
+  cluster: string,
+  name: string,
+  kind: 'http' | 'grpc',
+): Promise<{ app: SampleApp; sidecar: SidecarProcess }> {
+  const identity = { service: name, cluster, instance: `${name}-${cluster}` };
+  const app = kind === 'http' ? await startHttpEcho(identity) : await startGrpcEcho(identity);
+  apps.push(app);
+  const sidecar: SidecarProcess = await federation.startSidecar(cluster, {
+    namespace: 'shop',
+    serviceAccount: name,
+    workload: { name: `${name}-${cluster}`, labels: { app: name } },
+    inbound: [
+      kind === 'http'
+        ? { name: 'http', appPort: app.port }
+        : { name: 'grpc', appPort: app.port, appProtocol: 'h2c' },
+    ],
+  });
+  sidecars.push(sidecar);
+  return { app, sidecar };
+}
+const sidecars: SidecarProcess[] = [];
+
+before(async () => {
+  env = await startEnvironment({ nats: true });
+  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-mesh-'));
+  federation = await LocalFederation.start({
+    dir,
+    natsUrl: env.nats!.url,
+    clusters: ['east', 'west'],
+    heartbeatInterval: '500ms',
+    workloadGrace: '1s',
+  });
+  await federation.apply(
+    'east',
+    'shop.yaml',
+    [service('ledger', 80, 'http'), service('till', 9000, 'grpc', 'grpc'), service('cart', 80, 'http')].join(
+      '---\n',
+    ),
+  );
+  await federation.apply('west', 'shop.yaml', service('cart', 80, 'http'));
+  ledger = (await workload('east', 'ledger', 'http')).app;
+  await workload('east', 'till', 'grpc');
+  await workload('east', 'cart', 'http');
+  westCart = await workload('west', 'cart', 'http');
+  client = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
+});
+
+after(async () => {
+  await federation?.stop();
+  for (const app of apps) await app.close();
+  await env?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** One HTTP/1.1 call through the client's sidecar. */
+function get(
+  authority: string,
+  requestPath = '/',
+  headers: Record<string, string> = {},
+): Promise<{ status: number; body: string; reply?: EchoReply }> {
+  return new Promise((resolve, reject) => {
+    const request = http.get(
+      {
+        host: '127.0.0.1',
+        port: client.outboundPort,
+        path: requestPath,
+        headers: { host: authority, ...headers },
+      },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          let reply: EchoReply | undefined;
+          try {
+            reply = JSON.parse(body) as EchoReply;
+          } catch {
+            reply = undefined;
+          }
+          resolve({ status: response.statusCode!, body, ...(reply ? { reply } : {}) });
+        });
+      },
+    );
+    request.setTimeout(10_000, () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+  });
+}
+
+const WEB = 'spiffe://mesh.local/ns/shop/sa/web';
+
+test('HTTP from west reaches a service only east has, and the server sees the caller', async () => {
+  const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+  const result = await eventually(async () => {
+    const outcome = await get('ledger.shop.svc.clusterset.local', '/books?id=1', { traceparent });
+    assert.equal(outcome.status, 200, outcome.body);
+    return outcome;
+  }, 60_000);
+  assert.deepEqual(result.reply, {
+    service: 'ledger',
+    cluster: 'east',
+    instance: 'ledger-east',
+    caller: WEB,
+    path: '/books?id=1',
+    traceparent,
+  });
+});
+
+test('gRPC from west reaches a service only east has, and the server sees the caller', async () => {
+  const echo = grpcEchoClient(client.outboundPort, 'till.shop.svc.clusterset.local:9000');
+  try {
+    const reply = await eventually(() => echo.say('hello'), 30_000);
+    assert.deepEqual(reply, {
+      service: 'till',
+      cluster: 'east',
+      instance: 'till-east',
+      caller: WEB,
+      message: 'hello',
+    });
+  } finally {
+    echo.close();
+  }
+});
+
+test('a stopped local instance fails over to the other cluster with no failed request, and traffic returns', async () => {
+  const served = await eventually(async () => {
+    const outcome = await get('cart.shop.svc.clusterset.local');
+    assert.equal(outcome.reply?.cluster, 'west', 'the local instance is not preferred yet');
+    return outcome;
+  }, 30_000);
+  assert.equal(served.status, 200);
+
+  const counts = { west: 0, east: 0, failed: [] as string[] };
+  let running = true;
+  const traffic = (async () => {
+    while (running) {
+      const batch = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          get('cart.shop.svc.clusterset.local').catch((error: Error) => ({ status: 0, body: error.message })),
+        ),
+      );
+      for (const outcome of batch) {
+        const cluster = 'reply' in outcome ? outcome.reply?.cluster : undefined;
+        if (outcome.status === 200 && (cluster === 'west' || cluster === 'east')) counts[cluster]++;
+        else counts.failed.push(`${outcome.status} ${outcome.body}`);
+      }
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  const westBefore = counts.west;
+  // The local instance goes away: its sidecar and its app.
+  await westCart.sidecar.stop();
+  await westCart.app.close();
+  await eventually(
+    async () => assert.ok(counts.east >= 20, `only ${counts.east} answers from east so far`),
+    30_000,
+  );
+  // It comes back (a new process, a new port): traffic returns to it.
+  westCart = await workload('west', 'cart', 'http');
+  const westAtRestart = counts.west;
+  await eventually(
+    async () => assert.ok(counts.west >= westAtRestart + 20, 'traffic has not returned to west'),
+    30_000,
+  );
+  running = false;
+  await traffic;
+  if (counts.failed.length > 0)
+    for (const log of [
+      ...client.logs,
+      ...federation.cluster('east').gateway.logs,
+      ...sidecars.flatMap((s) => s.logs),
+    ].filter((l) => l.level === 'warn' || l.level === 'error'))
+      console.log('WARN', JSON.stringify(log));
+  assert.deepEqual(counts.failed, [], `${counts.failed.length} failed requests`);
+  assert.ok(westBefore > 0);
+});
+
+test('AuthorizationPolicy DENY gives 403 to HTTP and PERMISSION_DENIED to gRPC; other calls pass', async () => {
+  await federation.apply(
+    'east',
+    'deny.yaml',
+    `apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: no-admin, namespace: shop }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: ledger }]
+  action: DENY
+  rules: [{ to: [{ paths: ["/admin/*"] }] }]
+---
+apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: no-flagged-calls, namespace: shop }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: till }]
+  action: DENY
+  rules: [{ from: [{ clusters: [west] }], when: [{ header: x-flag, values: ["deny"] }] }]
+`,
+  );
+  await eventually(async () => {
+    const denied = await get('ledger.shop.svc.clusterset.local', '/admin/users');
+    assert.equal(denied.status, 403, denied.body);
+    assert.match(denied.body, /RBAC: access denied \(shop\/no-admin/);
+  }, 30_000);
+  const servedBefore = ledger.served();
+  assert.equal((await get('ledger.shop.svc.clusterset.local', '/admin/keys')).status, 403);
+  assert.equal(ledger.served(), servedBefore, 'a denied request reached the app');
+  assert.equal((await get('ledger.shop.svc.clusterset.local', '/books')).status, 200);
+
+  const echo = grpcEchoClient(client.outboundPort, 'till.shop.svc.clusterset.local:9000');
+  try {
+    assert.equal((await echo.say('fine')).message, 'fine');
+  } finally {
+    echo.close();
+  }
+  const flagged = await callGrpcWithHeader('deny');
+  assert.equal(flagged.code, 7, flagged.details);
+});
+
+/** A gRPC call to till with an `x-flag` header, through the client's sidecar. */
+async function callGrpcWithHeader(flag: string): Promise<{ code: number; details: string }> {
+  const grpc = await import('@grpc/grpc-js');
+  const { ECHO_SERVICE } = await import('@causeway/cli/sample-apps');
+  const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
+  const raw = new Client(`127.0.0.1:${client.outboundPort}`, grpc.credentials.createInsecure(), {
+    'grpc.default_authority': 'till.shop.svc.clusterset.local:9000',
+  }) as unknown as {
+    Say(
+      request: unknown,
+      metadata: InstanceType<typeof grpc.Metadata>,
+      callback: (error: { code: number; details: string } | null) => void,
+    ): void;
+    close(): void;
+  };
+  const metadata = new grpc.Metadata();
+  metadata.set('x-flag', flag);
+  try {
+    return await eventually(
+      () =>
+        new Promise<{ code: number; details: string }>((resolve, reject) =>
+          raw.Say({ message: 'x' }, metadata, (error) =>
+            error && error.code === 7 ? resolve(error) : reject(new Error(`got ${error?.code ?? 'OK'}`)),
+          ),
+        ),
+      30_000,
+    );
+  } finally {
+    raw.close();
+  }
+}
+
+/** Raw bytes to the client's outbound port; resolves with the response text. */
+function raw(bytes: string, port = client.outboundPort): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    let data = '';
+    socket.on('data', (chunk) => (data += String(chunk)));
+    socket.on('close', () => resolve(data));
+    socket.on('error', () => resolve(data));
+    socket.setTimeout(5_000, () => socket.destroy());
+    socket.write(bytes);
+  });
+}
+
+test('smuggling, obs-fold and oversized headers get 400/431 at the sidecar and reach nothing', async () => {
+  const servedBefore = ledger.served();
+  const host = 'Host: ledger.shop.svc.clusterset.local\r\n';
+  const both = await raw(
+    `POST /books HTTP/1.1\r\n${host}Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+  );
+  assert.match(both, /^HTTP\/1\.1 400 /);
+  const folded = await raw(`GET /books HTTP/1.1\r\n${host}X-Folded: a\r\n  b\r\n\r\n`);
+  assert.match(folded, /^HTTP\/1\.1 400 /);
+  const huge = await raw(`GET /books HTTP/1.1\r\n${host}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
+  assert.match(huge, /^HTTP\/1\.1 431 /);
+  assert.equal(ledger.served(), servedBefore);
+});
+
+test('the inbound listener refuses plaintext (STRICT mTLS)', async () => {
+  const servedBefore = ledger.served();
+  // Straight to the ledger sidecar's inbound port, in plain HTTP.
+  const port = await eventually(async () => {
+    const found = await ledgerInboundPort();
+    assert.ok(found, 'no ledger endpoint in east yet');
+    return found;
+  });
+  const answer = await raw('GET /books HTTP/1.1\r\nHost: x\r\n\r\n', port);
+  assert.doesNotMatch(answer, /^HTTP\/1\.1 200/);
+  assert.equal(ledger.served(), servedBefore);
+});
+
+async function ledgerInboundPort(): Promise<number | undefined> {
+  const debug = (await (
+    await fetch(`${federation.cluster('east').controller.adminUrl}/debug/catalog`)
+  ).json()) as {
+    services: Array<{
+      name: string;
+      backends: Array<{ kind: string; endpoints?: Array<{ ports: Array<{ port: number }> }> }>;
+    }>;
+  };
+  return debug.services.find((s) => s.name === 'ledger')?.backends.find((b) => b.kind === 'local')
+    ?.endpoints?.[0]?.ports[0]?.port;
+}
+
+test('a config push in the middle of a stream of requests fails none of them', async () => {
+  const versions = () => client.logs.filter((log) => log.msg === 'config applied').length;
+  const before = versions();
+  let running = true;
+  const outcomes: number[] = [];
+  const traffic = (async () => {
+    while (running)
+      outcomes.push(
+        ...(await Promise.all(
+          Array.from(
+            { length: 4 },
+            async () =>
+              (await get('ledger.shop.svc.clusterset.local', '/books').catch(() => ({ status: 0 }))).status,
+          ),
+        )),
+      );
+  })();
+  for (let i = 0; i < 3; i++) {
+    await federation.apply('west', `extra-${i}.yaml`, service(`extra${i}`, 80, 'http'));
+    await new Promise((resolve) => setTimeout(resolve, 400));
+  }
+  await eventually(
+    async () => assert.ok(versions() >= before + 3, `${versions() - before} pushes so far`),
+    30_000,
+  );
+  running = false;
+  await traffic;
+  assert.ok(outcomes.length > 20);
+  assert.deepEqual(
+    outcomes.filter((status) => status !== 200),
+    [],
+  );
+});
+
+test('both sides report request metrics with the Istio labels, and log each request as JSON', async () => {
+  const metrics = async (url: string) => (await fetch(`${url}/metrics`)).text();
+  const source = await metrics(client.adminUrl);
+  assert.match(
+    source,
+    /causeway_requests_total\{reporter="source",source_cluster="west",source_workload="web",destination_cluster="east",destination_service="ledger\.shop\.svc\.clusterset\.local",response_code="200",grpc_status=""\} [1-9]/,
+  );
+  assert.match(
+    source,
+    /causeway_requests_total\{reporter="source".*destination_service="till\.shop\.svc\.clusterset\.local",response_code="200",grpc_status="0"\}/,
+  );
+  const access = client.logs.find((log) => log.log === 'access' && log.traceparent && log.status === 200);
+  assert.equal(access?.destinationCluster, 'east');
+  assert.equal(access?.status, 200);
+});
