@@ -1,17 +1,19 @@
-// `node scripts/run.mjs FILE.ts [args]`: installs what is missing, then runs a TypeScript
+// `node scripts/run.mjs [--no-kube] FILE.ts [args]`: installs what is missing, then runs a TypeScript
 // entry point in this process (through tsx), so signals reach it directly.
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bootstrap, root } from './bootstrap.mjs';
 
-const [file, ...args] = process.argv.slice(2);
+// `--no-kube` (before FILE): the entry point needs no Kubernetes binaries.
+const noKube = process.argv[2] === '--no-kube';
+const [file, ...args] = process.argv.slice(noKube ? 3 : 2);
 if (!file) {
   process.stderr.write('usage: node scripts/run.mjs FILE.ts [args...]\n');
   process.exit(2);
 }
 const wantsHelp = args.includes('--help') || args.includes('-h') || args.length === 0;
 // Help needs no servers; everything else may start the test bed.
-bootstrap({ kube: !wantsHelp });
+bootstrap({ kube: !wantsHelp && !noKube });
 const { register } = await import('tsx/esm/api');
 register();
 const entry = path.resolve(root, file);

@@ -1,5 +1,6 @@
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { CAUSEWAY_VERSION } from '@causeway/runtime';
+import { runDemo } from './demo.ts';
 import { envUp, MAX_CLUSTERS } from './env.ts';
 import { natsConfigCommand, natsInitCommand } from './nats-config.ts';
 import { statusCommands } from './status.ts';
@@ -84,21 +85,12 @@ env
 program
   .command('demo')
   .description(
-    'the two-cluster demo (east, west); for now it starts the demo environment and says what it started',
+    'the two-cluster demo (east, west) on this machine: cross-cluster HTTP and gRPC over mTLS, the caller identity, failover; then a live view until Ctrl-C',
   )
-  .option('--json', 'print one JSON object instead of a table')
-  .action(async (options: { json?: boolean }) => {
-    process.exitCode = await envUp({
-      names: ['east', 'west'],
-      nats: true,
-      redis: true,
-      json: options.json ?? false,
-      title: 'Causeway demo environment: clusters east and west',
-      notes: [
-        'The demo workloads (federation controllers, gateways, sidecars and sample services) are not built yet;',
-        'what runs now is the environment they will run in.',
-      ],
-    });
+  .option('--once', 'run the scenario and exit (0 only if every check passed)')
+  .option('--json', 'print the checks as one JSON object (the last line of stdout)')
+  .action(async (options: { once?: boolean; json?: boolean }) => {
+    process.exitCode = await runDemo({ once: options.once ?? false, json: options.json ?? false });
   });
 
 program.addCommand(trustCommand());
