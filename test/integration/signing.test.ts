@@ -9,10 +9,10 @@ import { CoreV1Api } from '@kubernetes/client-node';
 import {
   buildSigningService,
   CertificateRenewer,
-  TokenReviewVerifier,
   type ProofMode,
   type WorkloadCredentials,
 } from '@causeway/identity';
+import { TokenReviewVerifier } from '@causeway/identity/token-review';
 import {
   createCsr,
   createRootCa,

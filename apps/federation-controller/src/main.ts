@@ -5,7 +5,8 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { splitAddress } from '@causeway/config';
 import { DiscoveryError, DiscoveryServer } from '@causeway/discovery';
-import { TokenReviewVerifier, type ProofMode } from '@causeway/identity';
+import type { ProofMode } from '@causeway/identity';
+import { TokenReviewVerifier } from '@causeway/identity/token-review';
 import { bundleHash, type SignedTrustBundle } from '@causeway/pki';
 import { CatalogBus } from '@causeway/catalog';
 import {

@@ -10,7 +10,8 @@ export {
   type ProofVerifier,
   type ProvenCaller,
 } from './proof.ts';
-export { TOKEN_AUDIENCE, TokenReviewVerifier } from './token-review.ts';
+// TokenReviewVerifier is `@causeway/identity/token-review`: it loads the Kubernetes client,
+// which proxies do not need.
 export { authorizeCsr, type AuthorizedWorkload } from './authorize.ts';
 export { IssuedCertificates, type IssuedEntry } from './issued-registry.ts';
 export {
