@@ -90,7 +90,7 @@ export class Sidecar {
   private readonly inboundServers: http2.Http2SecureServer[] = [];
   private readonly inboundSessions = new Set<http2.ServerHttp2Session>();
   private readonly identities = new WeakMap<object, VerifiedIdentity>();
-  private readonly appAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  private readonly appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, noDelay: true });
   private readonly appSessions = new Map<number, http2.ClientHttp2Session>();
   private servedServices: readonly string[] = [];
   private servedFor: ProxyConfig | undefined;
@@ -111,7 +111,7 @@ export class Sidecar {
     // obs-fold and oversized headers (431) before a request exists: nothing is forwarded.
     this.outboundH1 = http.createServer({ keepAliveTimeout: 65_000 }, handler);
     this.outboundH2 = http2.createServer({}, handler);
-    this.outboundServer = net.createServer((socket) => this.sniff(socket));
+    this.outboundServer = net.createServer({ noDelay: true }, (socket) => this.sniff(socket));
   }
 
   /** Starts the outbound and inbound listeners; resolves with the ports they got. */
@@ -141,6 +141,7 @@ export class Sidecar {
           rejectUnauthorized: true,
           minVersion: 'TLSv1.3',
           ALPNProtocols: ['h2', 'http/1.1'],
+          noDelay: true,
         },
         (request: Request, response: Response) => {
           this.inbound(port, request, response).catch((error: unknown) =>
@@ -148,6 +149,7 @@ export class Sidecar {
           );
         },
       );
+      server.on('secureConnection', (socket: TLSSocket) => socket.setNoDelay(true));
       // Tracked so that a stop can tell each peer to finish and go (GOAWAY).
       server.on('session', (session) => {
         session.on('error', (error) =>
@@ -209,6 +211,7 @@ export class Sidecar {
   /** One outbound port for both protocols: the HTTP/2 connection preface decides. */
   private sniff(socket: net.Socket): void {
     socket.on('error', () => socket.destroy());
+    socket.setNoDelay(true);
     const chunks: Buffer[] = [];
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
@@ -399,8 +402,10 @@ export class Sidecar {
         pooled.active--;
       };
       let stream: http2.ClientHttp2Stream;
+      // A request without a body ends with its HEADERS frame.
+      const empty = body.complete && body.data.length === 0;
       try {
-        stream = pooled.session.request(headers, { endStream: false });
+        stream = pooled.session.request(headers, { endStream: empty });
       } catch (error) {
         done();
         return reject(new RetryableFailure((error as Error).message, true));
@@ -441,6 +446,7 @@ export class Sidecar {
           resolve(outcome);
         });
       });
+      if (empty) return;
       stream.write(body.data);
       if (body.complete) stream.end();
       else {
