@@ -34,6 +34,8 @@ export interface SidecarSpec {
   /** Registered in file mode: Services select it by these labels. */
   readonly workload?: { readonly name: string; readonly labels: Readonly<Record<string, string>> };
   readonly inbound?: ReadonlyArray<{ name?: string; appPort: number; appProtocol?: 'http' | 'h2c' }>;
+  /** A JSON line per request (default true). */
+  readonly accessLog?: boolean;
 }
 
 export interface LocalFederationOptions {
@@ -48,6 +50,8 @@ export interface LocalFederationOptions {
   readonly workloadGrace?: string;
   readonly onLog?: (component: string, entry: Record<string, unknown>) => void;
   readonly stderr?: 'inherit' | 'ignore';
+  /** Run the components' built bundles (`npm run build`) instead of their sources. */
+  readonly built?: boolean;
 }
 
 /**
@@ -165,6 +169,7 @@ export class LocalFederation {
     return startComponentProcess(app, settingsFile, {
       onLog: (entry) => this.options.onLog?.(label, entry),
       stderr: this.options.stderr ?? 'inherit',
+      built: this.options.built ?? false,
     });
   }
 
@@ -192,6 +197,7 @@ export class LocalFederation {
         : {}),
       outbound: '127.0.0.1:0',
       inboundHost: '127.0.0.1',
+      accessLog: spec.accessLog ?? true,
       inbound: (spec.inbound ?? []).map((port) => ({
         ...(port.name ? { name: port.name } : {}),
         port: 0,

@@ -21,19 +21,26 @@ export interface ComponentProcess {
 const KEPT_LOGS = 5_000;
 
 /**
- * Starts `apps/<app>/src/main.ts` (through tsx) with a settings file and an admin port of
- * its own, and resolves once it has started. Its stderr goes to ours; its JSON log lines are
+ * Starts `apps/<app>/src/main.ts` (through tsx, or its built bundle) with a settings file
+ * and an admin port of its own, and resolves once it has started. Its stderr goes to ours; its JSON log lines are
  * collected (and passed to `onLog`).
  */
 export async function startComponentProcess(
   app: string,
   settingsFile: string,
-  options: { onLog?: (entry: Record<string, unknown>) => void; stderr?: 'inherit' | 'ignore' } = {},
+  options: {
+    onLog?: (entry: Record<string, unknown>) => void;
+    stderr?: 'inherit' | 'ignore';
+    /** Run the bundle from `npm run build` (`apps/<app>/dist/main.js`) instead of the sources. */
+    built?: boolean;
+  } = {},
 ): Promise<ComponentProcess> {
-  const main = path.join(repoRoot, 'apps', app, 'src/main.ts');
+  const entry = options.built
+    ? [path.join(repoRoot, 'apps', app, 'dist/main.js')]
+    : ['--import', 'tsx', path.join(repoRoot, 'apps', app, 'src/main.ts')];
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', main, '--config', settingsFile, '--admin-address', '127.0.0.1:0'],
+    [...entry, '--config', settingsFile, '--admin-address', '127.0.0.1:0'],
     { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'] },
   );
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));

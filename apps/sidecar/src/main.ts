@@ -44,6 +44,8 @@ const settingsSchema = z
     inboundHost: z.string().min(1).default('0.0.0.0'),
     /** Where the app listens. */
     appHost: z.string().min(1).default('127.0.0.1'),
+    /** A JSON access log line per request, from both sides. */
+    accessLog: z.boolean().default(true),
   })
   .strict();
 type Settings = z.output<typeof settingsSchema>;
@@ -56,7 +58,7 @@ await runComponent<Settings>({
     'outbound HTTP/1.1 and h2c routed by authority and mesh routes, nearest endpoints first with failover to other clusters; inbound mTLS (TLS 1.3) with AuthorizationPolicy; config from the federation controller.',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost',
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost, accessLog',
   defaultAdminAddress: '127.0.0.1:15020',
   start: async ({ settings, logger, registry }) => {
     const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
@@ -95,7 +97,9 @@ await runComponent<Settings>({
       workloadAddress: settings.workload?.address ?? '',
       outbound: splitAddress(settings.outbound),
       registry,
-      accessLog: (entry) => access.info(entry, 'request'),
+      ...(settings.accessLog
+        ? { accessLog: (entry: Record<string, unknown>) => access.info(entry, 'request') }
+        : {}),
       log,
     });
     running.sidecar = sidecar;
