@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { catalogScaleBench } from './catalog-scale.ts';
 import { convergenceBench } from './convergence.ts';
 import { pkiBench } from './pki.ts';
+import { sidecarBench } from './sidecar.ts';
 
 const program = new Command('bench').description(
   'Causeway benchmarks (run on demand, not in the test suite)',
@@ -48,4 +49,15 @@ program
       await catalogScaleBench(options);
     },
   );
+program
+  .command('sidecar')
+  .description(
+    'client -> app directly, through two Causeway sidecars (mTLS), and through two nginx as the same mTLS pair: latency at a fixed rate, throughput at saturation, sidecar RSS',
+  )
+  .option('--json', 'print the result as JSON on the last stdout line')
+  .option('--rate <n>', 'requests per second for the latency figures', (v) => Number(v), 1000)
+  .option('--seconds <n>', 'how long each measurement runs', (v) => Number(v), 10)
+  .action(async (options: { json?: boolean; rate: number; seconds: number }) => {
+    await sidecarBench(options);
+  });
 await program.parseAsync(process.argv);

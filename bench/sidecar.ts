@@ -1,0 +1,364 @@
+// The sidecar hop measured three ways in one run: client -> app directly; through two
+// Causeway sidecars (outbound -> mTLS -> inbound); through two nginx instances configured as
+// the same mTLS proxy pair. Latency at a fixed rate (open loop: each request is timed from
+// when it was due, so a stall is not hidden), throughput at saturation (wrk), sidecar RSS.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { LocalFederation } from '@causeway/cli/local-federation';
+import { freePort, repoRoot, startNats } from '@causeway/testing';
+import { report } from './report.ts';
+
+interface HopFigures {
+  p50_ms: number;
+  p90_ms: number;
+  p99_ms: number;
+  max_rps: number;
+  /** Requests that failed or took over 5 s at the fixed rate. */
+  errors: number;
+  rss_mb?: number;
+}
+
+const say = (line: string): void => void process.stderr.write(`bench sidecar: ${line}\n`);
+
+/** nginx and wrk from Debian, installed when missing (without starting nginx as a service). */
+function ensurePackages(): void {
+  const missing = ['nginx', 'wrk'].filter((tool) => {
+    try {
+      execFileSync('which', [tool], { stdio: 'ignore' });
+      return false;
+    } catch {
+      return true;
+    }
+  });
+  if (missing.length === 0) return;
+  if (process.getuid?.() !== 0)
+    throw new Error(`install ${missing.join(' and ')} (Debian packages) and run again`);
+  say(`installing ${missing.join(', ')} with apt-get...`);
+  // A policy that keeps the package from starting nginx as a system service.
+  const policy = '/usr/sbin/policy-rc.d';
+  const ours = !existsSync(policy);
+  if (ours) execFileSync('sh', ['-c', `printf '#!/bin/sh\\nexit 101\\n' > ${policy} && chmod +x ${policy}`]);
+  try {
+    execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore' });
+    execFileSync(
+      'env',
+      [
+        'DEBIAN_FRONTEND=noninteractive',
+        'apt-get',
+        'install',
+        '-y',
+        '-qq',
+        '--no-install-recommends',
+        ...missing,
+      ],
+      { stdio: 'ignore' },
+    );
+  } finally {
+    if (ours) execFileSync('rm', ['-f', policy]);
+  }
+}
+
+const percentile = (sorted: number[], p: number): number =>
+  sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
+
+/** Open-loop load at a fixed rate; latency from each request's due time. */
+async function fixedRate(
+  port: number,
+  host: string,
+  rate: number,
+  seconds: number,
+  onTick?: () => void,
+): Promise<{ p50: number; p90: number; p99: number; errors: number }> {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
+  const latencies: number[] = [];
+  let errors = 0;
+  const total = rate * seconds;
+  const start = performance.now() + 50;
+  const interval = 1000 / rate;
+  const pending: Array<Promise<void>> = [];
+  let next = 0;
+  await new Promise<void>((resolve) => {
+    const tick = (): void => {
+      const now = performance.now();
+      while (next < total && start + next * interval <= now) {
+        const due = start + next * interval;
+        next++;
+        pending.push(
+          new Promise<void>((done) => {
+            const request = http.get(
+              { host: '127.0.0.1', port, path: '/', agent, headers: { host } },
+              (response) => {
+                response.resume();
+                response.once('end', () => {
+                  if (response.statusCode === 200) latencies.push(performance.now() - due);
+                  else errors++;
+                  done();
+                });
+              },
+            );
+            request.setTimeout(5_000, () => request.destroy(new Error('timed out')));
+            request.once('error', () => {
+              errors++;
+              done();
+            });
+          }),
+        );
+      }
+      onTick?.();
+      if (next >= total) resolve();
+      else setTimeout(tick, Math.max(0, start + next * interval - performance.now()));
+    };
+    tick();
+  });
+  // What has not answered 10 s after the last request was due counts as failed.
+  const settled = await Promise.race([
+    Promise.all(pending).then(() => true),
+    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000)),
+  ]);
+  if (!settled) errors += total - latencies.length - errors;
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  const round = (ms: number) => Math.round(ms * 1000) / 1000;
+  return {
+    p50: round(percentile(latencies, 50)),
+    p90: round(percentile(latencies, 90)),
+    p99: round(percentile(latencies, 99)),
+    errors,
+  };
+}
+
+/** Requests per second at saturation: wrk, 1 thread, 32 connections. */
+function saturation(port: number, host: string, seconds: number): number {
+  const output = execFileSync(
+    'wrk',
+    ['-t1', '-c32', `-d${seconds}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`],
+    { encoding: 'utf8' },
+  );
+  const match = /Requests\/sec:\s+([\d.]+)/.exec(output);
+  if (!match) throw new Error(`wrk printed no rate:\n${output}`);
+  if (/Non-2xx or 3xx responses: (\d+)/.test(output)) throw new Error(`errors at saturation:\n${output}`);
+  return Math.round(Number(match[1]));
+}
+
+const rssMb = async (pid: number): Promise<number> => {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8');
+  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+};
+
+/** The app: 1 KiB per response, in its own process. */
+async function startApp(): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '-e',
+      `const body = Buffer.alloc(1024, 120);
+       const server = require('node:http').createServer((q, s) => { s.writeHead(200, { 'content-type': 'text/plain', 'content-length': 1024 }); s.end(body); });
+       server.keepAliveTimeout = 60000;
+       server.listen(0, '127.0.0.1', () => console.log(server.address().port));`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve) =>
+    child.stdout!.once('data', (chunk) => resolve(Number(String(chunk).trim()))),
+  );
+  return { child, port };
+}
+
+async function startNginxPair(
+  dir: string,
+  federation: LocalFederation,
+  appPort: number,
+): Promise<{ children: ChildProcess[]; port: number }> {
+  const trust = federation.trust;
+  const a = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'nginx-a' });
+  const b = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'nginx-b' });
+  const root = trust.rootFiles('root-1').certificate;
+  const [front, back] = [await freePort(), await freePort()];
+  const common = (name: string) => `daemon off; master_process on; worker_processes 1; user root;
+pid ${dir}/${name}.pid; error_log ${dir}/${name}-error.log warn;
+events { worker_connections 4096; }`;
+  const temp = (name: string) =>
+    ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']
+      .map((kind) => `${kind}_temp_path ${dir}/${name}-${kind};`)
+      .join(' ');
+  await writeFile(
+    path.join(dir, 'nginx-a.conf'),
+    `${common('nginx-a')}
+http { access_log off; ${temp('nginx-a')}
+  upstream peer { server 127.0.0.1:${back}; keepalive 64; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:${front}; keepalive_requests 1000000;
+    location / {
+      proxy_pass https://peer; proxy_http_version 1.1; proxy_set_header Connection "";
+      proxy_ssl_certificate ${a.files.certificate}; proxy_ssl_certificate_key ${a.files.privateKey};
+      proxy_ssl_trusted_certificate ${root}; proxy_ssl_verify on; proxy_ssl_verify_depth 3;
+      proxy_ssl_name nginx-b.bench; proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse on;
+    } } }
+`,
+  );
+  await writeFile(
+    path.join(dir, 'nginx-b.conf'),
+    `${common('nginx-b')}
+http { access_log off; ${temp('nginx-b')}
+  upstream app { server 127.0.0.1:${appPort}; keepalive 64; keepalive_requests 1000000; }
+  server { listen 127.0.0.1:${back} ssl; keepalive_requests 1000000;
+    ssl_certificate ${b.files.certificate}; ssl_certificate_key ${b.files.privateKey};
+    ssl_client_certificate ${root}; ssl_verify_client on; ssl_verify_depth 3; ssl_protocols TLSv1.3;
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+`,
+  );
+  const children = ['nginx-a', 'nginx-b'].map((name) =>
+    spawn('nginx', ['-p', dir, '-c', path.join(dir, `${name}.conf`)], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
+  // Ready when a request goes through the pair.
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) =>
+      http
+        .get({ host: '127.0.0.1', port: front, path: '/' }, (r) => resolve(r.statusCode === 200))
+        .on('error', () => resolve(false)),
+    );
+    if (ok) return { children, port: front };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the nginx pair did not answer; see ${dir}/nginx-*-error.log`);
+}
+
+export async function sidecarBench(options: {
+  json?: boolean;
+  rate: number;
+  seconds: number;
+}): Promise<void> {
+  ensurePackages();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-bench-sidecar-'));
+  const nats = await startNats();
+  const children: ChildProcess[] = [];
+  let federation: LocalFederation | undefined;
+  try {
+    const app = await startApp();
+    children.push(app.child);
+    say('building the components (npm run build), to measure what is deployed...');
+    execFileSync(process.execPath, [path.join(repoRoot, 'scripts/build.mjs')], { stdio: 'ignore' });
+    say('starting a controller and two sidecars (client side and app side)...');
+    federation = await LocalFederation.start({
+      dir: path.join(dir, 'mesh'),
+      natsUrl: nats.url,
+      clusters: ['bench'],
+      stderr: 'ignore',
+      built: true,
+    });
+    await federation.apply(
+      'bench',
+      'app.yaml',
+      `apiVersion: v1
+kind: Service
+metadata: { name: app, namespace: bench }
+spec: { selector: { app: app }, ports: [{ name: http, port: 80, targetPort: http }] }
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: app, namespace: bench }
+`,
+    );
+    const server = await federation.startSidecar('bench', {
+      namespace: 'bench',
+      serviceAccount: 'app',
+      workload: { name: 'app-0', labels: { app: 'app' } },
+      inbound: [{ name: 'http', appPort: app.port }],
+      accessLog: false,
+    });
+    const client = await federation.startSidecar('bench', {
+      namespace: 'bench',
+      serviceAccount: 'client',
+      accessLog: false,
+    });
+    const host = 'app.bench.svc.clusterset.local';
+    for (let i = 0; ; i++) {
+      const ok = await new Promise<boolean>((resolve) =>
+        http
+          .get({ host: '127.0.0.1', port: client.outboundPort, path: '/', headers: { host } }, (r) => {
+            r.resume();
+            resolve(r.statusCode === 200);
+          })
+          .on('error', () => resolve(false)),
+      );
+      if (ok) break;
+      if (i > 300) throw new Error('the sidecars never routed to the app');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await mkdir(path.join(dir, 'nginx'), { recursive: true });
+    const nginx = await startNginxPair(path.join(dir, 'nginx'), federation, app.port);
+    children.push(...nginx.children);
+
+    const hops: Record<'direct' | 'causeway' | 'nginx', { port: number; host: string }> = {
+      direct: { port: app.port, host: 'app' },
+      causeway: { port: client.outboundPort, host },
+      nginx: { port: nginx.port, host: 'app' },
+    };
+    const figures = {} as Record<keyof typeof hops, HopFigures>;
+    for (const [name, hop] of Object.entries(hops) as Array<
+      [keyof typeof hops, { port: number; host: string }]
+    >) {
+      say(`${name}: warming up, then ${options.rate} rps for ${options.seconds} s...`);
+      await fixedRate(hop.port, hop.host, options.rate, 2);
+      let rss = 0;
+      const sampleRss = (): void => {
+        if (name !== 'causeway') return;
+        void Promise.all([server.child.pid!, client.child.pid!].map(rssMb)).then((values) => {
+          rss = Math.max(rss, ...values);
+        });
+      };
+      const latency = await fixedRate(hop.port, hop.host, options.rate, options.seconds, sampleRss);
+      if (latency.errors > 0)
+        say(`${name}: ${latency.errors} requests failed or timed out (5 s) at ${options.rate} rps`);
+      say(`${name}: saturation with wrk (32 connections, ${options.seconds} s)...`);
+      const maxRps = saturation(hop.port, hop.host, options.seconds);
+      figures[name] = {
+        p50_ms: latency.p50,
+        p90_ms: latency.p90,
+        p99_ms: latency.p99,
+        max_rps: maxRps,
+        errors: latency.errors,
+        ...(name === 'causeway' ? { rss_mb: rss } : {}),
+      };
+    }
+    const result = {
+      bench: 'sidecar',
+      rate: options.rate,
+      seconds: options.seconds,
+      direct: figures.direct,
+      causeway: figures.causeway,
+      nginx: figures.nginx,
+      added_p99_ms: Math.round((figures.causeway.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
+      nginx_added_p99_ms: Math.round((figures.nginx.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
+      throughput_ratio_vs_nginx: Math.round((figures.causeway.max_rps / figures.nginx.max_rps) * 100) / 100,
+    };
+    const row = (name: string, f: HopFigures): [string, string] => [
+      name,
+      `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB` : ''}`,
+    ];
+    report(
+      result,
+      [
+        row('direct', figures.direct),
+        row('causeway (2 sidecars, mTLS)', figures.causeway),
+        row('nginx (2 proxies, mTLS)', figures.nginx),
+        [
+          'added p99 at fixed rate',
+          `causeway ${result.added_p99_ms} ms, nginx ${result.nginx_added_p99_ms} ms`,
+        ],
+        ['throughput causeway / nginx', String(result.throughput_ratio_vs_nginx)],
+      ],
+      options.json ?? false,
+    );
+  } finally {
+    for (const child of children) child.kill('SIGTERM');
+    await federation?.stop();
+    await nats.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
