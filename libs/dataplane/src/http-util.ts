@@ -93,3 +93,36 @@ export function grpcStatusForHttp(status: number): number {
   if (status === 429 || status === 502 || status === 503 || status === 504) return GRPC.UNAVAILABLE;
   return 2;
 }
+
+const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
+
+/**
+ * A request target as authorization sees it and the app gets it: origin form only (an
+ * absolute or authority form is refused: undefined), unreserved characters decoded, other
+ * escapes upper-cased, repeated slashes merged and dot segments resolved, so that
+ * `/%61dmin`, `//admin` and `/x/../admin` are all `/admin`.
+ */
+export function normalizeTarget(target: string): string | undefined {
+  if (!target.startsWith('/')) return undefined;
+  const question = target.indexOf('?');
+  const rawPath = question < 0 ? target : target.slice(0, question);
+  const query = question < 0 ? '' : target.slice(question);
+  const decoded = rawPath
+    .replace(/%([0-9A-Fa-f]{2})/g, (escape, hex: string) => {
+      const char = String.fromCharCode(Number.parseInt(hex, 16));
+      return UNRESERVED.test(char) ? char : escape.toUpperCase();
+    })
+    .replace(/\/{2,}/g, '/');
+  const segments: string[] = [];
+  const parts = decoded.split('/').slice(1);
+  for (const [index, segment] of parts.entries()) {
+    if (segment === '.' || segment === '..') {
+      if (segment === '..') segments.pop();
+      // A trailing dot segment leaves a directory path.
+      if (index === parts.length - 1) segments.push('');
+      continue;
+    }
+    segments.push(segment);
+  }
+  return `/${segments.join('/')}${query}`;
+}

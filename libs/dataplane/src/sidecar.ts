@@ -9,7 +9,15 @@ import type { ProxyConfig } from '@causeway/discovery';
 import type { WorkloadCredentials } from '@causeway/identity';
 import { peerIdentity, type VerifiedIdentity } from '@causeway/pki';
 import { authorize, policiesFor } from './authz.ts';
-import { bufferBody, endToEnd, GRPC, grpcStatusForHttp, isGrpc, type BufferedBody } from './http-util.ts';
+import {
+  bufferBody,
+  endToEnd,
+  GRPC,
+  grpcStatusForHttp,
+  isGrpc,
+  normalizeTarget,
+  type BufferedBody,
+} from './http-util.ts';
 import { resolveDestination, routeRequest, targetsFor, type Target } from './routing.ts';
 import { RequestMetrics } from './telemetry.ts';
 import { UpstreamPool } from './upstreams.ts';
@@ -411,8 +419,11 @@ export class Sidecar {
         return reject(new RetryableFailure((error as Error).message, true));
       }
       // The app went away: the upstream stream is cancelled.
+      // The caller went away before the answer was complete: the upstream stream is
+      // cancelled. (After a complete answer nothing is sent: a reset for a finished stream is
+      // an invalid frame to the peer, and enough of them make it drop the connection.)
       response.once('close', () => {
-        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (!response.writableFinished && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
       });
       stream.on('error', (error: Error) => {
         done();
@@ -508,27 +519,51 @@ export class Sidecar {
       this.fail(request, response, 503, 'no config from the controller yet');
       return record(503, grpc ? String(GRPC.UNAVAILABLE) : '');
     }
+    // Authorization sees exactly what the app will get: an upper-case method and a
+    // normalized origin-form target.
+    const method = request.method ?? 'GET';
+    const target = normalizeTarget(request.url ?? '');
+    if (!/^[A-Z]+$/.test(method) || target === undefined) {
+      this.fail(request, response, 400, 'the method must be upper case and the target a path');
+      return record(400, grpc ? String(GRPC.INTERNAL) : '');
+    }
     const spiffe = caller.spiffeId;
-    const decision = authorize(policiesFor(config, this.options.namespace, services), {
-      principal: spiffe.uri,
-      namespace: spiffe.kind === 'workload' ? spiffe.namespace : undefined,
-      cluster: caller.cluster,
-      method: request.method ?? 'GET',
-      path: request.url ?? '/',
-      headers: request.headers,
-    });
+    const namespaceHasPolicies = config.policies.some(
+      (p) => p.kind === 'AuthorizationPolicy' && p.namespace === this.options.namespace,
+    );
+    const decision =
+      services.length === 0 && namespaceHasPolicies
+        ? // Which service this is cannot be told: the namespace's policies cannot be applied (fail closed).
+          {
+            allowed: false as const,
+            policy: this.options.namespace,
+            reason: 'this workload serves no known service',
+          }
+        : authorize(policiesFor(config, this.options.namespace, services), {
+            principal: spiffe.uri,
+            namespace: spiffe.kind === 'workload' ? spiffe.namespace : undefined,
+            cluster: caller.cluster,
+            method,
+            path: target,
+            headers: request.headers,
+          });
     if (!decision.allowed) {
       this.fail(request, response, 403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
       return record(403, grpc ? String(GRPC.PERMISSION_DENIED) : '');
     }
+    // The caller is ours to state: any header an app could read as the client certificate
+    // (underscore spellings included, as CGI-style servers merge them) is dropped first.
+    const spoofable = Object.keys(request.headers).filter(
+      (name) => name.replace(/_/g, '-') === 'x-forwarded-client-cert' || name === UPSTREAM_FAILURE,
+    );
     const headers = {
-      ...endToEnd(request.headers, ['x-forwarded-client-cert', UPSTREAM_FAILURE]),
+      ...endToEnd(request.headers, spoofable),
       'x-forwarded-client-cert': `By=${this.options.credentials().spiffeId};URI=${spiffe.uri}`,
     };
     const outcome =
       port.appProtocol === 'h2c'
-        ? await this.toAppH2(port, request, response, headers)
-        : await this.toAppH1(port, request, response, headers);
+        ? await this.toAppH2(port, request, response, headers, target)
+        : await this.toAppH1(port, request, response, headers, target);
     record(outcome.status, outcome.grpcStatus);
   }
 
@@ -567,29 +602,45 @@ export class Sidecar {
     request: Request,
     response: Response,
     headers: http.OutgoingHttpHeaders,
+    target: string,
   ): Promise<{ status: number; grpcStatus: string }> {
     return new Promise((resolve) => {
       const upstream = http.request({
         host: this.options.appHost,
         port: port.appPort,
         method: request.method,
-        path: request.url,
+        path: target,
         headers: { ...headers, host: String(request.headers[':authority'] ?? request.headers.host ?? '') },
         agent: this.appAgent,
       });
       let answered = false;
       upstream.on('response', (reply) => {
         answered = true;
-        response.writeHead(reply.statusCode ?? 502, endToEnd(reply.headers));
+        const status = reply.statusCode ?? 502;
+        if (closed(response)) {
+          reply.destroy();
+          return resolve({ status: 499, grpcStatus: '' });
+        }
+        if (status < 200 || status > 599) {
+          // HTTP/2 cannot carry it (1xx, or out of range): the app's answer is unusable.
+          reply.destroy();
+          response.writeHead(502, { 'content-type': 'text/plain' });
+          response.end(`the app answered status ${status}\n`);
+          return resolve({ status: 502, grpcStatus: '' });
+        }
+        response.writeHead(status, endToEnd(reply.headers, [UPSTREAM_FAILURE]));
         reply.pipe(response as NodeJS.WritableStream);
-        reply.once('end', () => resolve({ status: reply.statusCode ?? 502, grpcStatus: '' }));
+        reply.once('end', () => resolve({ status, grpcStatus: '' }));
       });
       upstream.on('error', (error: Error & { code?: string }) => {
         if (answered) return response.destroy(error);
         this.appUnreachable(request, response, error);
         resolve({ status: 503, grpcStatus: '' });
       });
-      response.once('close', () => upstream.destroy());
+      // Only an unfinished exchange is cut: a finished one keeps its kept-alive connection.
+      response.once('close', () => {
+        if (!response.writableFinished) upstream.destroy();
+      });
       request.pipe(upstream);
     });
   }
@@ -599,6 +650,7 @@ export class Sidecar {
     request: Request,
     response: Response,
     headers: http2.OutgoingHttpHeaders,
+    target: string,
   ): Promise<{ status: number; grpcStatus: string }> {
     return new Promise((resolve) => {
       let session = this.appSessions.get(port.appPort);
@@ -615,7 +667,7 @@ export class Sidecar {
       const stream = session.request({
         ...headers,
         ':method': request.method ?? 'GET',
-        ':path': request.url ?? '/',
+        ':path': target,
         ':authority': String(request.headers[':authority'] ?? request.headers.host ?? ''),
         ':scheme': 'http',
       });
@@ -629,8 +681,11 @@ export class Sidecar {
         this.appUnreachable(request, response, error);
         resolve({ status: 503, grpcStatus: '' });
       });
+      // The caller went away before the answer was complete: the upstream stream is
+      // cancelled. (After a complete answer nothing is sent: a reset for a finished stream is
+      // an invalid frame to the peer, and enough of them make it drop the connection.)
       response.once('close', () => {
-        if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (!response.writableFinished && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
       });
       request.pipe(stream);
     });
@@ -638,14 +693,25 @@ export class Sidecar {
 
   /** The app did not answer: a 503 that tells the calling sidecar it may go elsewhere. */
   private appUnreachable(request: Request, response: Response, error: Error & { code?: string }): void {
+    if (closed(response)) return;
     if (response.headersSent) return void response.destroy();
-    response.writeHead(503, { [UPSTREAM_FAILURE]: error.code ?? 'error', 'content-type': 'text/plain' });
-    response.end(`the app is unreachable: ${error.message}\n`);
+    // Only a connection that was never made proves the app did not get the request: then
+    // the caller may send it elsewhere. Any other failure may have reached the app.
+    const notDelivered = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL|ENOTFOUND/.test(
+      `${error.code ?? ''} ${error.message}`,
+    );
+    const status = notDelivered ? 503 : 502;
+    response.writeHead(status, {
+      ...(notDelivered ? { [UPSTREAM_FAILURE]: 'connect' } : {}),
+      'content-type': 'text/plain',
+    });
+    response.end(`the app ${notDelivered ? 'is unreachable' : 'failed'}: ${error.message}\n`);
     void request;
   }
 
   /** A refusal or failure the proxy itself answers: HTTP status, or a gRPC status for gRPC callers. */
   private fail(request: Request, response: Response, status: number, message: string): void {
+    if (closed(response)) return;
     if (response.headersSent) return void response.destroy();
     if (isGrpc(request.headers)) {
       // A gRPC error is a trailers-only response: one HEADERS frame that ends the stream.
@@ -663,8 +729,18 @@ export class Sidecar {
   }
 }
 
+/** Whether nothing can be written to a response any more (the caller went away). */
+function closed(response: Response): boolean {
+  return (
+    response.destroyed ||
+    response.writableEnded ||
+    ('stream' in response && response.stream !== undefined && response.stream.destroyed)
+  );
+}
+
 /** Answers with headers only, ending the stream on them (HTTP/2: one HEADERS frame). */
 function endWithHeaders(response: Response, status: number, headers: http2.OutgoingHttpHeaders): void {
+  if (closed(response)) return;
   if ('stream' in response && response.stream) {
     response.stream.respond({ ...headers, ':status': status }, { endStream: true });
     return;
@@ -685,6 +761,10 @@ function relay(
 ): Promise<{ status: number; grpcStatus: string }> {
   const status = Number(upstream[':status']);
   let grpcStatus = String(upstream['grpc-status'] ?? '');
+  if (closed(response)) {
+    if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    return Promise.resolve({ status: 499, grpcStatus });
+  }
   if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
     endWithHeaders(response, status, endToEnd(upstream));
     return Promise.resolve({ status, grpcStatus });
