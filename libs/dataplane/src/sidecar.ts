@@ -210,10 +210,11 @@ export class Sidecar {
     );
     for (const session of this.inboundSessions) session.close();
     this.outboundH1.closeIdleConnections();
+    await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
+    // Only now: requests still in flight used these connections to peers and to the app.
     this.pool.close();
     for (const session of this.appSessions.values()) session.close();
     this.appAgent.destroy();
-    await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
   }
 
   /** One outbound port for both protocols: the HTTP/2 connection preface decides. */
