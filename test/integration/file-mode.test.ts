@@ -160,9 +160,11 @@ test('a ServiceExport in a file is exported with the endpoints its sidecar regis
   const local = await eventually(async () => {
     const cart = serviceIn(cartSidecar.current(), 'cart');
     const backend = cart?.backends.find((b) => b.kind === 'local');
+    // The endpoint (from the registration) and the serving identity (from the export
+    // record) arrive in separate steps.
     assert.ok(
-      backend?.kind === 'local' && backend.endpoints.length === 1,
-      'no local endpoint for shop/cart yet',
+      backend?.kind === 'local' && backend.endpoints.length === 1 && backend.identities.length === 1,
+      'no local endpoint with its identity for shop/cart yet',
     );
     return backend;
   }, 30_000);
