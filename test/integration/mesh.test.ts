@@ -11,59 +11,23 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
-import {
-  grpcEchoClient,
-  startGrpcEcho,
-  startHttpEcho,
-  type EchoReply,
-  type SampleApp,
-} from '@causeway/cli/sample-apps';
+import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
+import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
 import { eventually, startEnvironment, type Environment } from '@causeway/testing';
 
 let env: Environment;
 let dir: string;
 let federation: LocalFederation;
-const apps: SampleApp[] = [];
 let client: SidecarProcess;
 let ledger: SampleApp;
 let westCart: { app: SampleApp; sidecar: SidecarProcess };
 
-const service = (name: string, port: number, portName: string, appProtocol?: string) => `apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: shop }
-spec:
-  selector: { app: ${name} }
-  ports: [{ name: ${portName}, port: ${port}, targetPort: ${portName}${appProtocol ? `, appProtocol: ${appProtocol}` : ''} }]
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: { name: ${name}, namespace: shop }
-`;
+const service = (name: string, port: number, portName: string, appProtocol?: string) =>
+  exportedService('shop', name, port, portName, appProtocol);
 
 /** A sample app and its sidecar, registered as workload `<name>-<cluster>`. */
-async function workload(
-  cluster: string,
-  name: string,
-  kind: 'http' | 'grpc',
-): Promise<{ app: SampleApp; sidecar: SidecarProcess }> {
-  const identity = { service: name, cluster, instance: `${name}-${cluster}` };
-  const app = kind === 'http' ? await startHttpEcho(identity) : await startGrpcEcho(identity);
-  apps.push(app);
-  const sidecar: SidecarProcess = await federation.startSidecar(cluster, {
-    namespace: 'shop',
-    serviceAccount: name,
-    workload: { name: `${name}-${cluster}`, labels: { app: name } },
-    inbound: [
-      kind === 'http'
-        ? { name: 'http', appPort: app.port }
-        : { name: 'grpc', appPort: app.port, appProtocol: 'h2c' },
-    ],
-  });
-  sidecars.push(sidecar);
-  return { app, sidecar };
-}
-const sidecars: SidecarProcess[] = [];
+const workload = (cluster: string, name: string, kind: 'http' | 'grpc') =>
+  federation.startSampleWorkload(cluster, 'shop', name, kind);
 
 before(async () => {
   env = await startEnvironment({ nats: true });
@@ -92,7 +56,6 @@ before(async () => {
 
 after(async () => {
   await federation?.stop();
-  for (const app of apps) await app.close();
   await env?.dispose();
   await rm(dir, { recursive: true, force: true });
 });
@@ -215,7 +178,7 @@ test('a stopped local instance fails over to the other cluster with no failed re
     for (const log of [
       ...client.logs,
       ...federation.cluster('east').gateway.logs,
-      ...sidecars.flatMap((s) => s.logs),
+      ...federation.allSidecars().flatMap((s) => s.logs),
     ].filter((l) => l.level === 'warn' || l.level === 'error'))
       console.log('WARN', JSON.stringify(log));
   assert.deepEqual(counts.failed, [], `${counts.failed.length} failed requests`);

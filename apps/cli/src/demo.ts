@@ -3,14 +3,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { startEnvironment, type Environment } from '@causeway/testing';
-import { LocalFederation, type SidecarProcess } from './local-federation.ts';
-import {
-  grpcEchoClient,
-  startGrpcEcho,
-  startHttpEcho,
-  type EchoReply,
-  type SampleApp,
-} from './sample-apps.ts';
+import { exportedService, LocalFederation, type SidecarProcess } from './local-federation.ts';
+import { grpcEchoClient, type EchoReply, type SampleApp } from './sample-apps.ts';
 
 /** One check of the demo scenario. */
 export interface DemoCheck {
@@ -25,18 +19,6 @@ export interface DemoResult {
   readonly clusters: readonly string[];
   readonly durationS: number;
 }
-
-const exported = (name: string, port: number, portName: string, appProtocol?: string) => `apiVersion: v1
-kind: Service
-metadata: { name: ${name}, namespace: shop }
-spec:
-  selector: { app: ${name} }
-  ports: [{ name: ${portName}, port: ${port}, targetPort: ${portName}${appProtocol ? `, appProtocol: ${appProtocol}` : ''} }]
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: { name: ${name}, namespace: shop }
-`;
 
 const CART = 'cart.shop.svc.clusterset.local';
 const TILL = 'till.shop.svc.clusterset.local:9000';
@@ -87,7 +69,6 @@ export class Demo {
   private env: Environment | undefined;
   private federation: LocalFederation | undefined;
   private dir: string | undefined;
-  private readonly apps: SampleApp[] = [];
   private client: SidecarProcess | undefined;
   private westCart: { app: SampleApp; sidecar: SidecarProcess } | undefined;
   readonly checks: DemoCheck[] = [];
@@ -112,9 +93,12 @@ export class Demo {
     await this.federation.apply(
       'east',
       'shop.yaml',
-      [exported('cart', 80, 'http'), exported('till', 9000, 'grpc', 'grpc')].join('---\n'),
+      [
+        exportedService('shop', 'cart', 80, 'http'),
+        exportedService('shop', 'till', 9000, 'grpc', 'grpc'),
+      ].join('---\n'),
     );
-    await this.federation.apply('west', 'shop.yaml', exported('cart', 80, 'http'));
+    await this.federation.apply('west', 'shop.yaml', exportedService('shop', 'cart', 80, 'http'));
     this.say(
       'starting sample workloads behind sidecars: east/cart (HTTP), east/till (gRPC), west/web (client)...',
     );
@@ -123,25 +107,8 @@ export class Demo {
     this.client = await this.federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
   }
 
-  private async workload(
-    cluster: string,
-    name: string,
-    kind: 'http' | 'grpc',
-  ): Promise<{ app: SampleApp; sidecar: SidecarProcess }> {
-    const identity = { service: name, cluster, instance: `${name}-${cluster}` };
-    const app = kind === 'http' ? await startHttpEcho(identity) : await startGrpcEcho(identity);
-    this.apps.push(app);
-    const sidecar = await this.federation!.startSidecar(cluster, {
-      namespace: 'shop',
-      serviceAccount: name,
-      workload: { name: `${name}-${cluster}`, labels: { app: name } },
-      inbound: [
-        kind === 'http'
-          ? { name: 'http', appPort: app.port }
-          : { name: 'grpc', appPort: app.port, appProtocol: 'h2c' },
-      ],
-    });
-    return { app, sidecar };
+  private workload(cluster: string, name: string, kind: 'http' | 'grpc') {
+    return this.federation!.startSampleWorkload(cluster, 'shop', name, kind);
   }
 
   private check(name: string, ok: boolean, detail: string): void {
@@ -269,7 +236,6 @@ export class Demo {
   /** Stops every process and server the demo started. */
   async stop(): Promise<void> {
     await this.federation?.stop();
-    for (const app of this.apps) await app.close().catch(() => {});
     await this.env?.dispose();
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }

@@ -6,6 +6,28 @@ import { TrustDirectory } from '@causeway/pki';
 import { freePort } from '@causeway/testing';
 import { NatsTrustStore } from '@causeway/trust';
 import { startComponentProcess, type ComponentProcess } from './processes.ts';
+import { startGrpcEcho, startHttpEcho, type SampleApp } from './sample-apps.ts';
+
+/** A Service selecting `app: <name>` with one port named `portName` (its targetPort), and its ServiceExport. */
+export function exportedService(
+  namespace: string,
+  name: string,
+  port: number,
+  portName: string,
+  appProtocol?: string,
+): string {
+  return `apiVersion: v1
+kind: Service
+metadata: { name: ${name}, namespace: ${namespace} }
+spec:
+  selector: { app: ${name} }
+  ports: [{ name: ${portName}, port: ${port}, targetPort: ${portName}${appProtocol ? `, appProtocol: ${appProtocol}` : ''} }]
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: ${name}, namespace: ${namespace} }
+`;
+}
 
 /** One cluster of a federation on this machine, in file mode. */
 export interface LocalCluster {
@@ -63,6 +85,7 @@ export interface LocalFederationOptions {
 export class LocalFederation {
   readonly clusters = new Map<string, LocalCluster>();
   private readonly sidecars: SidecarProcess[] = [];
+  private readonly apps: SampleApp[] = [];
   readonly trust: TrustDirectory;
   readonly trustDomain: string;
   private readonly token = `local-join-${Math.random().toString(36).slice(2)}-${Date.now()}`;
@@ -216,9 +239,42 @@ export class LocalFederation {
     return sidecar;
   }
 
-  /** Stops every process (sidecars first, then gateways, then controllers). */
+  /**
+   * A sample app (HTTP echo, or gRPC echo over h2c) behind its sidecar, registered as workload
+   * `<name>-<cluster>` with label `app: <name>` and service account `<name>`: what
+   * {@link exportedService} selects (port name `http` or `grpc`).
+   */
+  async startSampleWorkload(
+    cluster: string,
+    namespace: string,
+    name: string,
+    kind: 'http' | 'grpc',
+  ): Promise<{ app: SampleApp; sidecar: SidecarProcess }> {
+    const identity = { service: name, cluster, instance: `${name}-${cluster}` };
+    const app = kind === 'http' ? await startHttpEcho(identity) : await startGrpcEcho(identity);
+    this.apps.push(app);
+    const sidecar = await this.startSidecar(cluster, {
+      namespace,
+      serviceAccount: name,
+      workload: { name: `${name}-${cluster}`, labels: { app: name } },
+      inbound: [
+        kind === 'http'
+          ? { name: 'http', appPort: app.port }
+          : { name: 'grpc', appPort: app.port, appProtocol: 'h2c' },
+      ],
+    });
+    return { app, sidecar };
+  }
+
+  /** Every sidecar started so far. */
+  allSidecars(): readonly SidecarProcess[] {
+    return this.sidecars;
+  }
+
+  /** Stops every process (sidecars first, then gateways, then controllers) and the sample apps. */
   async stop(): Promise<void> {
     await Promise.all(this.sidecars.map((sidecar) => sidecar.stop()));
+    for (const app of this.apps) await app.close().catch(() => {});
     await Promise.all([...this.clusters.values()].map((cluster) => cluster.gateway.stop()));
     await Promise.all([...this.clusters.values()].map((cluster) => cluster.controller.stop()));
   }
