@@ -301,3 +301,44 @@ test('the probe target answers mesh clients with the services it can reach, and 
   );
   assert.ok((await call({ servername: probeSni('west'), credentials: client })).error);
 });
+
+test('a ClientHello sent a byte at a time is cut off at the deadline, however busy the client looks', async () => {
+  const started = Date.now();
+  const slow = net.connect({ host: '127.0.0.1', port: gatewayPort });
+  slow.on('error', () => {});
+  // A handshake record announcing 256 bytes, then one byte every 100 ms (26 s in all).
+  slow.write(Buffer.from([0x16, 0x03, 0x01, 0x01, 0x00]));
+  const trickle = setInterval(() => slow.write(Buffer.from([0])), 100);
+  await new Promise((resolve) => slow.once('close', resolve));
+  clearInterval(trickle);
+  const seconds = (Date.now() - started) / 1000;
+  assert.ok(seconds < 8, `the connection stayed ${seconds} s`);
+  assert.equal((await refusals()).timeout, 1);
+});
+
+test('connections to a service are closed when it is no longer exported', async () => {
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port: gatewayPort,
+    servername: cartSni,
+    key: client.privateKeyPem,
+    cert: client.certificateChainPem,
+    ca: [...client.roots],
+    checkServerIdentity: () => undefined,
+  });
+  await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  const closed = new Promise((resolve) => socket.once('close', resolve));
+  const manifest = path.join(dir, 'manifests', 'shop.yaml');
+  await writeFile(manifest, SERVICES.replace(/apiVersion: multicluster[^]*?---\n/, ''));
+  await Promise.race([
+    closed,
+    new Promise((_, reject) => setTimeout(() => reject(new Error('the connection stayed open')), 15_000)),
+  ]);
+  const logged = await gateway.waitForLog('closing connections to a service no longer exported');
+  assert.equal(logged.service, 'shop/cart');
+  // Exported again: new connections get through.
+  await writeFile(manifest, SERVICES);
+  await eventually(async () =>
+    assert.equal((await call({ servername: cartSni, credentials: client })).status, 200),
+  );
+});

@@ -11,6 +11,8 @@ const settingsSchema = z
     address: listenAddress.default('0.0.0.0:15443'),
     maxConnections: z.number().int().min(1).default(10_000),
     maxConnectionsPerSource: z.number().int().min(1).default(1_000),
+    /** Seconds a passed-through connection may carry nothing before it is closed. */
+    idleTimeoutSeconds: z.number().int().min(1).default(3_600),
     /** The gateway's identity: `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`. */
     namespace: z.string().min(1).default('causeway-system'),
     serviceAccount: z.string().min(1).default('east-west-gateway'),
@@ -26,12 +28,13 @@ await runComponent<Settings>({
     'routes SNI outbound_.<port>_._.<svc>.<ns>.svc.clusterset.local to ready local endpoints of exported services (config from the federation controller), refuses everything else, and answers probes at probe.<cluster>.causeway.internal (mTLS).',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, address, maxConnections, maxConnectionsPerSource, namespace, serviceAccount',
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, address, maxConnections, maxConnectionsPerSource, idleTimeoutSeconds, namespace, serviceAccount',
   defaultAdminAddress: '127.0.0.1:15040',
   start: async ({ settings, logger, registry }) => {
     const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
       logger[level](fields ?? {}, message);
     let config: ProxyConfig | undefined;
+    let gateway: EastWestGateway | undefined;
     const identity = await startProxyIdentity({
       settings,
       kind: 'east-west-gateway',
@@ -41,16 +44,18 @@ await runComponent<Settings>({
       instance: `${os.hostname()}-${process.pid}`,
       onConfig: (message) => {
         config = message.config;
+        gateway?.configChanged(config);
         log('info', 'config applied', { version: message.version, services: config.services.length });
       },
       log,
     });
     await identity.connect();
-    const gateway = new EastWestGateway({
+    gateway = new EastWestGateway({
       cluster: settings.cluster,
       config: () => config,
       maxConnections: settings.maxConnections,
       maxConnectionsPerSource: settings.maxConnectionsPerSource,
+      idleTimeoutMs: settings.idleTimeoutSeconds * 1000,
       probeContext: () => identity.secureContext(),
       registry,
       log,

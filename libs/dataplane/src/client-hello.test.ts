@@ -3,7 +3,12 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
 import tls from 'node:tls';
-import { MAX_CLIENT_HELLO, parseClientHello } from './client-hello.ts';
+import {
+  ClientHelloReader,
+  MAX_CLIENT_HELLO,
+  parseClientHello,
+  type ClientHelloResult,
+} from './client-hello.ts';
 
 /** The first bytes a real Node TLS client sends (its ClientHello), captured on a plain socket. */
 async function captureHello(options: tls.ConnectionOptions): Promise<Buffer> {
@@ -105,4 +110,25 @@ test('random and mutated input never throws', async () => {
     assert.doesNotThrow(() => parseClientHello(mutated));
     assert.doesNotThrow(() => parseClientHello(randomBytes(i % 300)));
   }
+});
+
+test('a ClientHello read one byte at a time is read once, in linear time', async () => {
+  const hello = refragment(await captureHello({ servername: 'till.shop.svc.clusterset.local' }), 1);
+  const reader = new ClientHelloReader();
+  let result: ClientHelloResult = { kind: 'incomplete' };
+  for (let i = 0; i < hello.length; i++) {
+    result = reader.push(hello.subarray(i, i + 1));
+    if (i < hello.length - 1) assert.equal(result.kind, 'incomplete', `decided after ${i + 1} bytes`);
+  }
+  assert.deepEqual(result, { kind: 'hello', serverName: 'till.shop.svc.clusterset.local' });
+  assert.deepEqual(reader.bytes(), hello, 'the bytes to replay are the bytes received');
+  // Tiny records past twice the largest ClientHello: refused, however they are cut.
+  // A handshake header that announces a 16,128-byte ClientHello, then its body one byte per record.
+  const flood = new ClientHelloReader();
+  let verdict = flood.push(Buffer.from([0x16, 0x03, 0x01, 0x00, 0x04, 0x01, 0x00, 0x3f, 0x00]));
+  const record = Buffer.from([0x16, 0x03, 0x01, 0x00, 0x01, 0x00]);
+  let pushed = 0;
+  for (; verdict.kind === 'incomplete' && pushed < 20_000; pushed++) verdict = flood.push(record);
+  assert.equal(verdict.kind, 'oversized');
+  assert.ok(pushed * record.length <= 2 * MAX_CLIENT_HELLO, `refused only after ${pushed} records`);
 });

@@ -51,37 +51,77 @@ class Reader {
  * records). Never throws: bad input is `malformed`, too much is `oversized`.
  */
 export function parseClientHello(data: Buffer): ClientHelloResult {
-  // Reassemble the handshake message from consecutive handshake records.
-  const fragments: Buffer[] = [];
-  let collected = 0;
-  let offset = 0;
-  let needed: number | undefined;
-  while (needed === undefined || collected < needed) {
-    if (data.length - offset < RECORD_HEADER) return { kind: 'incomplete' };
-    if (data[offset] !== HANDSHAKE) return { kind: 'malformed', reason: 'not a TLS handshake record' };
-    if (data[offset + 1] !== 0x03) return { kind: 'malformed', reason: 'not a TLS record version' };
-    const length = data.readUInt16BE(offset + 3);
-    if (length === 0 || length > MAX_RECORD) return { kind: 'malformed', reason: 'bad record length' };
-    if (data.length - offset - RECORD_HEADER < length) return { kind: 'incomplete' };
-    const fragment = data.subarray(offset + RECORD_HEADER, offset + RECORD_HEADER + length);
-    fragments.push(fragment);
-    collected += fragment.length;
-    offset += RECORD_HEADER + length;
-    if (needed === undefined && collected >= 4) {
-      const head = Buffer.concat(fragments);
-      if (head[0] !== CLIENT_HELLO)
-        return { kind: 'malformed', reason: 'the first handshake is not a ClientHello' };
-      needed = 4 + head.readUIntBE(1, 3);
-      if (needed > MAX_CLIENT_HELLO) return { kind: 'oversized' };
-    }
-    if (needed === undefined && offset >= MAX_CLIENT_HELLO) return { kind: 'oversized' };
+  return new ClientHelloReader(Math.max(data.length, 1)).push(data);
+}
+
+/**
+ * Reads a ClientHello as its bytes arrive: each byte is looked at once, however small the
+ * pieces it comes in (re-parsing everything on each piece would let a client that sends one
+ * byte at a time cost quadratic time). Holds at most `capacity` bytes: more is `oversized`.
+ */
+export class ClientHelloReader {
+  /** Grows as bytes come (a typical ClientHello fits the first 2 KiB). */
+  private buffer = Buffer.alloc(0);
+  private length = 0;
+  /** Where the next record starts. */
+  private offset = 0;
+  private readonly fragments: Buffer[] = [];
+  private collected = 0;
+  private needed: number | undefined;
+  private result: ClientHelloResult = { kind: 'incomplete' };
+
+  constructor(private readonly capacity = 2 * MAX_CLIENT_HELLO) {}
+
+  /** Everything received so far (to replay to where the connection goes). */
+  bytes(): Buffer {
+    return this.buffer.subarray(0, this.length);
   }
-  const message = Buffer.concat(fragments).subarray(4, needed);
-  try {
-    return { kind: 'hello', serverName: serverNameOf(new Reader(message)) };
-  } catch (error) {
-    if (error instanceof Malformed) return { kind: 'malformed', reason: error.message };
-    throw error;
+
+  push(chunk: Buffer): ClientHelloResult {
+    if (this.result.kind !== 'incomplete') return this.result;
+    const length = this.length + chunk.length;
+    if (length > this.capacity) return (this.result = { kind: 'oversized' });
+    if (length > this.buffer.length) {
+      const grown = Buffer.alloc(Math.min(this.capacity, Math.max(2_048, length, 2 * this.buffer.length)));
+      this.buffer.copy(grown, 0, 0, this.length);
+      // (Fragments already taken still point into the old buffer, which holds the same bytes.)
+      this.buffer = grown;
+    }
+    chunk.copy(this.buffer, this.length);
+    this.length += chunk.length;
+    return (this.result = this.advance());
+  }
+
+  private advance(): ClientHelloResult {
+    const data = this.buffer;
+    // Reassemble the handshake message from consecutive handshake records.
+    while (this.needed === undefined || this.collected < this.needed) {
+      if (this.length - this.offset < RECORD_HEADER) return { kind: 'incomplete' };
+      if (data[this.offset] !== HANDSHAKE) return { kind: 'malformed', reason: 'not a TLS handshake record' };
+      if (data[this.offset + 1] !== 0x03) return { kind: 'malformed', reason: 'not a TLS record version' };
+      const length = data.readUInt16BE(this.offset + 3);
+      if (length === 0 || length > MAX_RECORD) return { kind: 'malformed', reason: 'bad record length' };
+      if (this.length - this.offset - RECORD_HEADER < length) return { kind: 'incomplete' };
+      const fragment = data.subarray(this.offset + RECORD_HEADER, this.offset + RECORD_HEADER + length);
+      this.fragments.push(fragment);
+      this.collected += fragment.length;
+      this.offset += RECORD_HEADER + length;
+      if (this.needed === undefined && this.collected >= 4) {
+        const head = Buffer.concat(this.fragments);
+        if (head[0] !== CLIENT_HELLO)
+          return { kind: 'malformed', reason: 'the first handshake is not a ClientHello' };
+        this.needed = 4 + head.readUIntBE(1, 3);
+        if (this.needed > MAX_CLIENT_HELLO) return { kind: 'oversized' };
+      }
+      if (this.needed === undefined && this.offset >= MAX_CLIENT_HELLO) return { kind: 'oversized' };
+    }
+    const message = Buffer.concat(this.fragments).subarray(4, this.needed);
+    try {
+      return { kind: 'hello', serverName: serverNameOf(new Reader(message)) };
+    } catch (error) {
+      if (error instanceof Malformed) return { kind: 'malformed', reason: error.message };
+      throw error;
+    }
   }
 }
 

@@ -4,7 +4,7 @@ import { Duplex, PassThrough } from 'node:stream';
 import tls from 'node:tls';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { ProxyConfig } from '@causeway/discovery';
-import { MAX_CLIENT_HELLO, parseClientHello } from './client-hello.ts';
+import { ClientHelloReader, MAX_CLIENT_HELLO } from './client-hello.ts';
 import { parseServiceSni, probeSni } from './names.ts';
 
 /** Why a connection was refused (the `reason` label of the refusal counter). */
@@ -29,6 +29,8 @@ export interface EastWestGatewayOptions {
   readonly helloTimeoutMs?: number;
   /** How long a connection to a local endpoint may take (default 2 s). */
   readonly connectTimeoutMs?: number;
+  /** A passed-through connection with no bytes either way for this long is closed (default 1 h). */
+  readonly idleTimeoutMs?: number;
   /**
    * The probe target's TLS (the gateway's own mesh certificate, client certificates
    * required and checked against the bundle). Without it, probes are refused.
@@ -56,6 +58,8 @@ export class EastWestGateway {
   private readonly perSource = new Map<string, number>();
   private readonly failedUntil = new Map<string, number>();
   private readonly next = new Map<string, number>();
+  /** Passed-through connections by service (`namespace/name`), closed when it is no longer exported. */
+  private readonly tunnels = new Map<string, Set<net.Socket>>();
   private readonly refused: Counter;
   private readonly routed: Counter;
   private readonly probeServer: http.Server;
@@ -109,6 +113,20 @@ export class EastWestGateway {
     this.probeServer.close();
   }
 
+  /** A new config: connections to services it no longer exports are closed. */
+  configChanged(config: ProxyConfig): void {
+    const exported = new Set(config.services.map((service) => `${service.namespace}/${service.name}`));
+    for (const [service, sockets] of this.tunnels) {
+      if (exported.has(service)) continue;
+      this.options.log?.('info', 'closing connections to a service no longer exported', {
+        service,
+        connections: sockets.size,
+      });
+      for (const socket of sockets) socket.destroy();
+      this.tunnels.delete(service);
+    }
+  }
+
   /** Connections open now. */
   connections(): number {
     return this.sockets.size;
@@ -138,25 +156,18 @@ export class EastWestGateway {
     });
     socket.on('error', () => socket.destroy());
     socket.setNoDelay(true);
-    socket.setTimeout(this.options.helloTimeoutMs ?? 5_000, () => this.refuse(socket, 'timeout'));
-    const chunks: Buffer[] = [];
-    let length = 0;
+    // One deadline for the whole ClientHello (an idle timeout would restart on every byte).
+    const deadline = setTimeout(() => this.refuse(socket, 'timeout'), this.options.helloTimeoutMs ?? 5_000);
+    socket.once('close', () => clearTimeout(deadline));
+    // Tiny records cost 5 bytes each: a hello that needs more than twice the largest is not honest.
+    const reader = new ClientHelloReader(2 * MAX_CLIENT_HELLO);
     const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      length += chunk.length;
-      const buffered = chunks.length === 1 ? chunk : Buffer.concat(chunks);
-      const hello = parseClientHello(buffered);
-      if (hello.kind === 'incomplete') {
-        // Tiny records cost 5 bytes each: a hello that needs more than this is not honest.
-        if (length > 2 * MAX_CLIENT_HELLO) {
-          socket.off('data', onData);
-          this.refuse(socket, 'oversized');
-        }
-        return;
-      }
+      const hello = reader.push(chunk);
+      if (hello.kind === 'incomplete') return;
       socket.off('data', onData);
       socket.pause();
-      socket.setTimeout(0);
+      clearTimeout(deadline);
+      const buffered = reader.bytes();
       if (hello.kind !== 'hello') return this.refuse(socket, hello.kind);
       if (!hello.serverName) return this.refuse(socket, 'no_sni');
       if (hello.serverName === probeSni(this.options.cluster)) return this.startProbe(socket, buffered);
@@ -216,6 +227,16 @@ export class EastWestGateway {
         upstream.on('error', () => socket.destroy());
         socket.on('close', () => upstream.destroy());
         upstream.on('close', () => socket.destroy());
+        const idle = this.options.idleTimeoutMs ?? 3_600_000;
+        for (const end of [socket, upstream]) end.setTimeout(idle, () => socket.destroy());
+        const service = `${target.namespace}/${target.name}`;
+        let open = this.tunnels.get(service);
+        if (!open) this.tunnels.set(service, (open = new Set()));
+        open.add(socket);
+        socket.once('close', () => {
+          open.delete(socket);
+          if (open.size === 0 && this.tunnels.get(service) === open) this.tunnels.delete(service);
+        });
         upstream.write(hello);
         socket.pipe(upstream);
         upstream.pipe(socket);
