@@ -212,7 +212,7 @@ test('a ServiceExport in a file is exported with the endpoints its sidecar regis
     cluster: 'east',
     proxy: 'sidecar~shop~impostor',
     kind: 'sidecar',
-    workload: { ...CART_0, address: '127.0.0.9' },
+    workload: { ...CART_0, address: '127.0.0.1' },
     credentials: () => credentialsOf.get('east/cart'),
     onConfig: () => {},
     onError: (error) => refusals.push(error.message),
@@ -224,6 +224,25 @@ test('a ServiceExport in a file is exported with the endpoints its sidecar regis
     refusals[0]!,
     /\(409\).*CAUSEWAY_DISCOVERY_WORKLOAD_TAKEN.*shop\/cart-0 is already registered/,
   );
+
+  // A sidecar registers only the address it connects from: gateways pass connections on to
+  // these addresses, and must not be pointed at some other host.
+  const elsewhere: string[] = [];
+  const redirector = new DiscoveryClient({
+    controllerUrl: controllers.get('east')!.signingUrl,
+    trustDomain: TD,
+    cluster: 'east',
+    proxy: 'sidecar~shop~redirector',
+    kind: 'sidecar',
+    workload: { ...CART_0, name: 'cart-9', address: '10.1.2.3' },
+    credentials: () => credentialsOf.get('east/cart'),
+    onConfig: () => {},
+    onError: (error) => elsewhere.push(error.message),
+  });
+  await redirector.start();
+  await eventually(async () => assert.ok(elsewhere.length > 0, 'a foreign address was accepted'));
+  await redirector.stop();
+  assert.match(elsewhere[0]!, /\(403\).*CAUSEWAY_DISCOVERY_ADDRESS_REFUSED.*10\.1\.2\.3.*127\.0\.0\.1/);
   const endpoints = serviceIn(cartSidecar.current(), 'cart')?.backends.find((b) => b.kind === 'local');
   assert.deepEqual(endpoints?.kind === 'local' && endpoints.endpoints.map((e) => e.address), ['127.0.0.1']);
 });

@@ -67,11 +67,14 @@ NOT_UNICAST.addSubnet('224.0.0.0', 4, 'ipv4');
 NOT_UNICAST.addAddress('255.255.255.255', 'ipv4');
 NOT_UNICAST.addAddress('::', 'ipv6');
 NOT_UNICAST.addSubnet('ff00::', 8, 'ipv6');
-/** Loopback: a workload may claim it only when its sidecar connects from loopback too. */
-const LOOPBACK = new BlockList();
-LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
-LOOPBACK.addAddress('::1', 'ipv6');
-LOOPBACK.addSubnet('::ffff:127.0.0.0', 104, 'ipv6');
+/** Whether two IP addresses are the same (however an IPv6 address is spelled). */
+function sameAddress(a: string, b: string): boolean {
+  const family = isIP(a);
+  if (family === 0 || family !== isIP(b)) return false;
+  const list = new BlockList();
+  list.addAddress(a, family === 6 ? 'ipv6' : 'ipv4');
+  return list.check(b, family === 6 ? 'ipv6' : 'ipv4');
+}
 const DNS_LABEL = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
 const portNumber = { type: 'integer', minimum: 1, maximum: 65_535 };
 
@@ -413,12 +416,14 @@ export class DiscoveryServer {
         'CAUSEWAY_DISCOVERY_BAD_REQUEST',
         `workload.address ${workload.address} is not a unicast address`,
       );
-    const from = remote ?? '';
-    if (LOOPBACK.check(workload.address, type) && !LOOPBACK.check(from, isIP(from) === 6 ? 'ipv6' : 'ipv4'))
+    // A sidecar registers the address it connects from, no other: east-west gateways pass
+    // connections on to these addresses, and must not be pointed at hosts outside the mesh.
+    const from = (remote ?? '').replace(/^::ffff:(?=\d+\.\d+\.\d+\.\d+$)/, '');
+    if (!sameAddress(workload.address, from))
       throw new DiscoveryError(
         403,
         'CAUSEWAY_DISCOVERY_ADDRESS_REFUSED',
-        `workload.address ${workload.address} is a loopback address, but the sidecar connects from ${from}`,
+        `workload.address ${workload.address} is not the address the sidecar connects from (${from}); a sidecar registers its own address`,
       );
     try {
       this.options.workloads.register(
