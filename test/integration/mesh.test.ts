@@ -132,6 +132,34 @@ test('gRPC from west reaches a service only east has, and the server sees the ca
   }
 });
 
+test('a gRPC bidirectional stream flows both ways across clusters, each message answered before the next is sent', async () => {
+  const echo = grpcEchoClient(client.outboundPort, 'till.shop.svc.clusterset.local:9000');
+  try {
+    await eventually(() => echo.say('ready'), 30_000);
+    const chat = echo.chat();
+    // The request stream stays open throughout: an answer can only come if each message is
+    // passed on as it is sent.
+    for (const message of ['one', 'two', 'three']) {
+      const reply = await Promise.race([
+        chat.send(message),
+        new Promise<never>((_, reject) =>
+          setTimeout(() => reject(new Error(`no answer to ${message} while the stream is open`)), 5_000),
+        ),
+      ]);
+      assert.deepEqual(reply, {
+        service: 'till',
+        cluster: 'east',
+        instance: 'till-east',
+        caller: WEB,
+        message,
+      });
+    }
+    chat.end();
+  } finally {
+    echo.close();
+  }
+});
+
 test('a stopped local instance fails over to the other cluster with no failed request, and traffic returns', async () => {
   const served = await eventually(async () => {
     const outcome = await get('cart.shop.svc.clusterset.local');

@@ -67,18 +67,21 @@ const json = {
   deserialize: (bytes: Buffer) => JSON.parse(bytes.toString('utf8')) as unknown,
 };
 
-/** The sample gRPC service: `causeway.demo.Echo/Say`, messages as JSON. */
-export const ECHO_SERVICE: grpc.ServiceDefinition = {
-  Say: {
-    path: '/causeway.demo.Echo/Say',
-    requestStream: false,
-    responseStream: false,
-    requestSerialize: json.serialize,
-    requestDeserialize: json.deserialize,
-    responseSerialize: json.serialize,
-    responseDeserialize: json.deserialize,
-  },
-};
+const method = (name: string, streams: boolean) => ({
+  path: `/causeway.demo.Echo/${name}`,
+  requestStream: streams,
+  responseStream: streams,
+  requestSerialize: json.serialize,
+  requestDeserialize: json.deserialize,
+  responseSerialize: json.serialize,
+  responseDeserialize: json.deserialize,
+});
+
+/**
+ * The sample gRPC service, messages as JSON: `causeway.demo.Echo/Say` (unary) and
+ * `causeway.demo.Echo/Chat` (bidirectional streaming: each message is answered as it comes).
+ */
+export const ECHO_SERVICE: grpc.ServiceDefinition = { Say: method('Say', false), Chat: method('Chat', true) };
 
 /** A gRPC (HTTP/2 cleartext) service that answers `Say` with an {@link EchoReply}. */
 export async function startGrpcEcho(identity: {
@@ -96,6 +99,14 @@ export async function startGrpcEcho(identity: {
       served++;
       const caller = callerOf(call.metadata.get('x-forwarded-client-cert').map(String));
       callback(null, { ...identity, ...(caller ? { caller } : {}), message: call.request.message ?? '' });
+    },
+    Chat: (call: grpc.ServerDuplexStream<{ message?: string }, EchoReply>) => {
+      served++;
+      const caller = callerOf(call.metadata.get('x-forwarded-client-cert').map(String));
+      call.on('data', (request: { message?: string }) =>
+        call.write({ ...identity, ...(caller ? { caller } : {}), message: request.message ?? '' }),
+      );
+      call.on('end', () => call.end());
     },
   });
   const port = await new Promise<number>((resolve, reject) =>
@@ -120,6 +131,8 @@ export function grpcEchoClient(
   authority: string,
 ): {
   say(message: string, deadlineMs?: number): Promise<EchoReply>;
+  /** A `Chat` stream: each `send` resolves with the answer to that message. */
+  chat(): { send(message: string): Promise<EchoReply>; end(): void };
   close(): void;
 } {
   const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
@@ -141,6 +154,22 @@ export function grpcEchoClient(
           error ? reject(error) : resolve(reply),
         );
       }),
+    chat: () => {
+      const call = (client as unknown as { Chat(): grpc.ClientDuplexStream<unknown, EchoReply> }).Chat();
+      const waiting: Array<{ resolve: (reply: EchoReply) => void; reject: (error: Error) => void }> = [];
+      call.on('data', (reply: EchoReply) => waiting.shift()?.resolve(reply));
+      call.on('error', (error: Error) => {
+        for (const waiter of waiting.splice(0)) waiter.reject(error);
+      });
+      return {
+        send: (message) =>
+          new Promise<EchoReply>((resolve, reject) => {
+            waiting.push({ resolve, reject });
+            call.write({ message });
+          }),
+        end: () => call.end(),
+      };
+    },
     close: () => client.close(),
   };
 }

@@ -1,5 +1,5 @@
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 
 /** Headers that belong to one connection and are never forwarded (RFC 9110 §7.6.1, RFC 9113 §8.2.2). */
 const HOP_BY_HOP = new Set([
@@ -36,45 +36,64 @@ export function endToEnd(headers: IncomingHttpHeaders, drop: readonly string[] =
   return out;
 }
 
-/** A request body read up to a limit: whole (retryable), or its start and the rest still to come. */
-export type BufferedBody =
-  | { readonly complete: true; readonly data: Buffer }
-  | { readonly complete: false; readonly data: Buffer; readonly rest: Readable };
-
 /**
- * Reads a request body until it ends or passes `limit` bytes. A whole body can be sent
- * again to another endpoint; a longer one is streamed once, without retries.
+ * A request body on its way upstream: streamed as it arrives (gRPC streams flow both ways
+ * at once), with its first `limit` bytes kept so that it can be sent again to another
+ * endpoint. A longer body can only be sent once.
  */
-export function bufferBody(request: Readable, limit: number): Promise<BufferedBody> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    const onData = (chunk: Buffer): void => {
-      chunks.push(chunk);
-      size += chunk.length;
-      if (size > limit) {
-        cleanup();
-        request.pause();
-        resolve({ complete: false, data: Buffer.concat(chunks), rest: request });
+export class ReplayableBody {
+  private kept: Buffer[] | undefined = [];
+  private size = 0;
+  private ended = false;
+  private sink: Writable | undefined;
+
+  constructor(
+    private readonly source: Readable,
+    private readonly limit: number,
+  ) {
+    source.on('data', (chunk: Buffer) => {
+      if (this.kept) {
+        this.size += chunk.length;
+        if (this.size > this.limit) this.kept = undefined;
+        else this.kept.push(chunk);
       }
-    };
-    const onEnd = (): void => {
-      cleanup();
-      resolve({ complete: true, data: Buffer.concat(chunks) });
-    };
-    const onError = (error: Error): void => {
-      cleanup();
-      reject(error);
-    };
-    const cleanup = (): void => {
-      request.off('data', onData);
-      request.off('end', onEnd);
-      request.off('error', onError);
-    };
-    request.on('data', onData);
-    request.once('end', onEnd);
-    request.once('error', onError);
-  });
+      if (this.sink && !this.sink.write(chunk)) {
+        source.pause();
+        this.sink.once('drain', () => source.resume());
+      }
+    });
+    source.once('end', () => {
+      this.ended = true;
+      this.sink?.end();
+    });
+    source.pause();
+  }
+
+  /** Whether it can (still) be sent from its start. */
+  get replayable(): boolean {
+    return this.kept !== undefined;
+  }
+
+  /** Sends the body into `sink`: what was kept so far, then the rest as it comes. */
+  sendTo(sink: Writable): void {
+    if (!this.kept && this.sink) throw new Error('the body was too long to send again');
+    const previous = this.sink;
+    this.sink = sink;
+    previous?.removeAllListeners('drain');
+    for (const chunk of this.kept ?? []) sink.write(chunk);
+    if (this.ended) sink.end();
+    else this.source.resume();
+  }
+}
+
+/** Whether a request has no body (HTTP/1: no length and no chunking; HTTP/2: it ended on its headers). */
+export function hasNoBody(request: {
+  headers: IncomingHttpHeaders;
+  stream?: { endAfterHeaders: boolean };
+}): boolean {
+  if (request.stream) return request.stream.endAfterHeaders;
+  const length = request.headers['content-length'];
+  return request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
 
 /** Whether a request is gRPC (by its content type). */

@@ -25,6 +25,22 @@ export interface Destination {
   readonly localOnly: boolean;
 }
 
+/** Answers computed from one config (configs are replaced whole, never changed in place). */
+const memos = new WeakMap<ProxyConfig, Map<string, unknown>>();
+/** Entries kept per config: enough for every name in use, not for an app making names up. */
+const MEMO_ENTRIES = 4_096;
+
+/** `compute()` once per config and key: the per-request work is a map lookup. */
+function memo<T>(config: ProxyConfig, key: string, compute: () => T): T {
+  let entries = memos.get(config);
+  if (!entries) memos.set(config, (entries = new Map()));
+  if (entries.has(key)) return entries.get(key) as T;
+  if (entries.size >= MEMO_ENTRIES) entries.clear();
+  const value = compute();
+  entries.set(key, value);
+  return value;
+}
+
 const CLUSTERSET = '.svc.clusterset.local';
 const CLUSTER_LOCAL = '.svc.cluster.local';
 
@@ -34,6 +50,16 @@ const CLUSTER_LOCAL = '.svc.cluster.local';
  * `<svc>` in the proxy's own namespace). The port defaults to the service's only port, else 80.
  */
 export function resolveDestination(
+  config: ProxyConfig,
+  authority: string,
+  ownNamespace: string,
+): Destination | undefined {
+  return memo(config, `destination ${ownNamespace} ${authority}`, () =>
+    findDestination(config, authority, ownNamespace),
+  );
+}
+
+function findDestination(
   config: ProxyConfig,
   authority: string,
   ownNamespace: string,
@@ -136,16 +162,18 @@ export function routeRequest(
 ): RoutedBackend | { readonly status: 404 | 500; readonly reason: string } {
   const { service } = destination;
   const kind = facts.grpc ? 'GRPCRoute' : 'HTTPRoute';
-  const routes = config.routes.filter(
-    (route) =>
-      route.kind === kind &&
-      route.parents.some(
-        (parent) =>
-          parent.kind !== 'Gateway' &&
-          parent.namespace === service.namespace &&
-          parent.name === service.name &&
-          (parent.port === undefined || parent.port === destination.port),
-      ),
+  const routes = memo(config, `routes ${kind} ${service.namespace}/${service.name}:${destination.port}`, () =>
+    config.routes.filter(
+      (route) =>
+        route.kind === kind &&
+        route.parents.some(
+          (parent) =>
+            parent.kind !== 'Gateway' &&
+            parent.namespace === service.namespace &&
+            parent.name === service.name &&
+            (parent.port === undefined || parent.port === destination.port),
+        ),
+    ),
   );
   if (routes.length === 0)
     return { namespace: service.namespace, name: service.name, port: destination.port };
@@ -186,20 +214,26 @@ function pickWeighted<T extends { weight: number }>(
   return items.at(-1);
 }
 
+/** The targets of a service port, nearest first; the lists are shared: never change them. */
+export interface Targets {
+  readonly local: readonly Target[];
+  readonly remote: readonly Target[];
+}
+
 /**
  * Every place a request for a service port can go, nearest first: this cluster's ready
  * endpoints, then each other cluster through its east-west gateway (fresh clusters before
  * stale ones; withdrawn clusters are not in the config at all). A cluster-local name stops
- * at this cluster.
+ * at this cluster. A backend whose serving identities the catalog does not list yet is
+ * left out: nothing could check who answers there.
  */
-export function targetsFor(
-  config: ProxyConfig,
-  backend: RoutedBackend,
-  localOnly: boolean,
-): {
-  local: Target[];
-  remote: Target[];
-} {
+export function targetsFor(config: ProxyConfig, backend: RoutedBackend, localOnly: boolean): Targets {
+  return memo(config, `targets ${backend.namespace}/${backend.name}:${backend.port} ${localOnly}`, () =>
+    findTargets(config, backend, localOnly),
+  );
+}
+
+function findTargets(config: ProxyConfig, backend: RoutedBackend, localOnly: boolean): Targets {
   const service = config.services.find((s) => s.namespace === backend.namespace && s.name === backend.name);
   const servicePort = service?.ports.find((p) => p.port === backend.port);
   const local: Target[] = [];
@@ -208,6 +242,7 @@ export function targetsFor(
   if (!service || !servicePort) return { local, remote: [] };
   const servername = serviceSni({ namespace: service.namespace, name: service.name, port: servicePort.port });
   for (const entry of service.backends) {
+    if (entry.identities.length === 0) continue;
     if (entry.kind === 'local') {
       for (const endpoint of entry.endpoints) {
         if (!endpoint.ready) continue;
@@ -239,4 +274,19 @@ export function targetsFor(
     }
   }
   return { local, remote: [...fresh, ...stale] };
+}
+
+/** The load balancer a TrafficPolicy names for a service (`RoundRobin`, `Random`; default least request). */
+export function loadBalancerOf(config: ProxyConfig, namespace: string, name: string): string | undefined {
+  return memo(config, `balancer ${namespace}/${name}`, () => {
+    const policy = config.policies.find(
+      (p) =>
+        p.kind === 'TrafficPolicy' &&
+        p.namespace === namespace &&
+        ((p.spec as { targetRefs?: Array<{ name?: string; kind?: string }> }).targetRefs ?? []).some(
+          (ref) => ref.name === name && (ref.kind === 'Service' || ref.kind === 'ServiceImport'),
+        ),
+    );
+    return (policy?.spec as { loadBalancer?: { type?: string } } | undefined)?.loadBalancer?.type;
+  });
 }

@@ -10,15 +10,22 @@ import type { WorkloadCredentials } from '@causeway/identity';
 import { peerIdentity, type VerifiedIdentity } from '@causeway/pki';
 import { authorize, policiesFor } from './authz.ts';
 import {
-  bufferBody,
   endToEnd,
   GRPC,
   grpcStatusForHttp,
+  hasNoBody,
   isGrpc,
   normalizeTarget,
-  type BufferedBody,
+  ReplayableBody,
 } from './http-util.ts';
-import { resolveDestination, routeRequest, targetsFor, type Target } from './routing.ts';
+import {
+  loadBalancerOf,
+  resolveDestination,
+  routeRequest,
+  targetsFor,
+  type Target,
+  type Targets,
+} from './routing.ts';
 import { RequestMetrics } from './telemetry.ts';
 import { UpstreamPool } from './upstreams.ts';
 
@@ -104,13 +111,17 @@ export class Sidecar {
   private servedFor: ProxyConfig | undefined;
   private inboundPorts: number[] = [];
   private rootsFor: { pems: readonly string[]; roots: X509Certificate[] } | undefined;
+  /** The app's HTTP/1.1 connections to the outbound port, with their responses in progress. */
+  private readonly h1Connections = new Map<net.Socket, Set<ServerResponse>>();
+  private stopping = false;
 
   constructor(private readonly options: SidecarOptions) {
-    this.pool = new UpstreamPool(options.credentials, options.trustDomain, (message, fields) =>
+    this.pool = new UpstreamPool(options.credentials, (message, fields) =>
       options.log?.('warn', message, fields),
     );
     this.metrics = new RequestMetrics(options.registry);
     const handler = (request: Request, response: Response): void => {
+      if (response instanceof http.ServerResponse) this.trackH1(response);
       this.outbound(request, response).catch((error: unknown) =>
         this.fail(request, response, 500, String(error)),
       );
@@ -198,6 +209,15 @@ export class Sidecar {
         for (const target of [...local, ...remote]) keys.add(target.key);
       }
     this.pool.retain(keys);
+    const now = Date.now();
+    for (const [key, until] of this.ejectedUntil)
+      if (until <= now || !keys.has(key)) this.ejectedUntil.delete(key);
+    const ports = new Set(
+      config.services.flatMap((service) =>
+        service.ports.map((port) => `${service.namespace}/${service.name}:${port.port}`),
+      ),
+    );
+    for (const key of this.roundRobin.keys()) if (!ports.has(key)) this.roundRobin.delete(key);
   }
 
   /**
@@ -205,11 +225,17 @@ export class Sidecar {
    * and send new ones elsewhere (HTTP/2 GOAWAY), and requests in flight complete (up to 5 s).
    */
   async close(): Promise<void> {
+    this.stopping = true;
+    // HTTP/1.1 has no GOAWAY: idle connections are closed, busy ones say `Connection: close`
+    // on their last response and close after it.
+    for (const [socket, responses] of this.h1Connections) {
+      if (responses.size === 0) socket.end();
+      for (const response of responses) if (!response.headersSent) response.shouldKeepAlive = false;
+    }
     const closing = [this.outboundServer, ...this.inboundServers].map(
       (server) => new Promise<void>((resolve) => server.close(() => resolve())),
     );
     for (const session of this.inboundSessions) session.close();
-    this.outboundH1.closeIdleConnections();
     await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
     // Only now: requests still in flight used these connections to peers and to the app.
     this.pool.close();
@@ -242,11 +268,25 @@ export class Sidecar {
         this.outboundH2.emit('connection', stream);
       } else {
         socket.unshift(head);
+        this.h1Connections.set(socket, new Set());
+        socket.once('close', () => this.h1Connections.delete(socket));
         this.outboundH1.emit('connection', socket);
       }
       socket.resume();
     };
     socket.on('data', onData);
+  }
+
+  private trackH1(response: ServerResponse): void {
+    const socket = response.socket;
+    const responses = socket && this.h1Connections.get(socket);
+    if (!socket || !responses) return;
+    if (this.stopping) response.shouldKeepAlive = false;
+    responses.add(response);
+    response.once('close', () => {
+      responses.delete(response);
+      if (this.stopping && responses.size === 0) socket.end();
+    });
   }
 
   private async outbound(request: Request, response: Response): Promise<void> {
@@ -288,12 +328,13 @@ export class Sidecar {
     };
     if (!config) {
       this.fail(request, response, 503, 'no config from the controller yet');
-      return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', authority);
+      return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', 'unknown');
     }
     const destination = resolveDestination(config, authority, this.options.namespace);
     if (!destination) {
       this.fail(request, response, 404, `no service ${authority} in the clusterset`);
-      return record(404, grpc ? String(GRPC.UNIMPLEMENTED) : '', 'unknown', authority);
+      // The label is not the raw authority: an app could fill the metrics with made-up names.
+      return record(404, grpc ? String(GRPC.UNIMPLEMENTED) : '', 'unknown', 'unknown');
     }
     const routed = routeRequest(config, destination, {
       method: request.method ?? 'GET',
@@ -307,7 +348,7 @@ export class Sidecar {
         routed.status,
         grpc ? String(grpcStatusForHttp(routed.status)) : '',
         'unknown',
-        authority,
+        `${destination.service.name}.${destination.service.namespace}.svc.clusterset.local`,
       );
     }
     const serviceName = `${routed.name}.${routed.namespace}.svc.clusterset.local`;
@@ -316,7 +357,10 @@ export class Sidecar {
       this.fail(request, response, 503, `no ready endpoint of ${serviceName}`);
       return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
     }
-    const body = await bufferBody(request, this.options.retryBufferBytes ?? 65_536);
+    // Streamed as it comes; its start is kept for a retry on another target.
+    const body = hasNoBody(request)
+      ? undefined
+      : new ReplayableBody(request, this.options.retryBufferBytes ?? 65_536);
     const headers = {
       ...endToEnd(request.headers),
       ':method': request.method ?? 'GET',
@@ -325,7 +369,7 @@ export class Sidecar {
       ':scheme': 'https',
     };
     const failures: string[] = [];
-    const plan = targets.slice(0, body.complete ? MAX_ATTEMPTS : 1);
+    const plan = targets.slice(0, MAX_ATTEMPTS);
     let reconnected = false;
     for (let index = 0; index < plan.length; index++) {
       const target = plan[index]!;
@@ -333,13 +377,14 @@ export class Sidecar {
         const outcome = await this.attempt(target, headers, body, response);
         return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
       } catch (error) {
+        if (closed(response)) return record(499, '', target.cluster, serviceName);
         if (!(error instanceof RetryableFailure)) {
           this.fail(request, response, 502, `upstream reset: ${(error as Error).message}`);
           return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
         }
         failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
         if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
-        if (response.headersSent || !body.complete) break;
+        if (response.headersSent || (body && !body.replayable)) break;
         // A lost connection (GOAWAY, reset) gets one new connection to the same target.
         if (error.reconnect && !reconnected) {
           reconnected = true;
@@ -359,20 +404,12 @@ export class Sidecar {
   private order(
     config: ProxyConfig,
     routed: { namespace: string; name: string; port: number },
-    targets: { local: Target[]; remote: Target[] },
+    targets: Targets,
   ): Target[] {
     const now = Date.now();
     const ejected = (target: Target) => (this.ejectedUntil.get(target.key) ?? 0) > now;
     const healthy = targets.local.filter((t) => !ejected(t));
-    const policy = config.policies.find(
-      (p) =>
-        p.kind === 'TrafficPolicy' &&
-        p.namespace === routed.namespace &&
-        ((p.spec as { targetRefs?: Array<{ name?: string; kind?: string }> }).targetRefs ?? []).some(
-          (ref) => ref.name === routed.name && (ref.kind === 'Service' || ref.kind === 'ServiceImport'),
-        ),
-    );
-    const type = (policy?.spec as { loadBalancer?: { type?: string } } | undefined)?.loadBalancer?.type;
+    const type = loadBalancerOf(config, routed.namespace, routed.name);
     let first = 0;
     if (healthy.length > 1) {
       if (type === 'RoundRobin') {
@@ -397,7 +434,7 @@ export class Sidecar {
   private attempt(
     target: Target,
     headers: http2.OutgoingHttpHeaders,
-    body: BufferedBody,
+    body: ReplayableBody | undefined,
     response: Response,
   ): Promise<{ status: number; grpcStatus: string }> {
     return new Promise((resolve, reject) => {
@@ -411,10 +448,9 @@ export class Sidecar {
         pooled.active--;
       };
       let stream: http2.ClientHttp2Stream;
-      // A request without a body ends with its HEADERS frame.
-      const empty = body.complete && body.data.length === 0;
       try {
-        stream = pooled.session.request(headers, { endStream: empty });
+        // A request without a body ends with its HEADERS frame.
+        stream = pooled.session.request(headers, { endStream: body === undefined });
       } catch (error) {
         done();
         return reject(new RetryableFailure((error as Error).message, true));
@@ -458,13 +494,13 @@ export class Sidecar {
           resolve(outcome);
         });
       });
-      if (empty) return;
-      stream.write(body.data);
-      if (body.complete) stream.end();
-      else {
-        body.rest.pipe(stream);
-        body.rest.resume();
-      }
+      // Closed with neither an answer nor an error (cancelled): the attempt is over.
+      stream.once('close', () => {
+        if (committed || settled) return;
+        done();
+        reject(new Error(`the stream closed unanswered (code ${stream.rstCode ?? 0})`));
+      });
+      body?.sendTo(stream);
     });
   }
 
@@ -487,7 +523,7 @@ export class Sidecar {
     const services = config ? this.served(config) : [];
     const destinationService = services[0]
       ? `${services[0]}.${this.options.namespace}.svc.clusterset.local`
-      : String(request.headers[':authority'] ?? request.headers.host ?? '');
+      : 'unknown';
     const record = (status: number, grpcStatus: string): void => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const workload =
@@ -631,7 +667,9 @@ export class Sidecar {
         }
         response.writeHead(status, endToEnd(reply.headers, [UPSTREAM_FAILURE]));
         reply.pipe(response as NodeJS.WritableStream);
+        // 'close' too: an answer cut short has no 'end'.
         reply.once('end', () => resolve({ status, grpcStatus: '' }));
+        reply.once('close', () => resolve({ status, grpcStatus: '' }));
       });
       upstream.on('error', (error: Error & { code?: string }) => {
         if (answered) return response.destroy(error);

@@ -22,6 +22,13 @@ interface PooledSession {
   lastStreamId?: number;
 }
 
+/** A connection (TCP and TLS handshake) not up by then is abandoned; the target counts as unreachable. */
+const CONNECT_TIMEOUT_MS = 5_000;
+/** Open sessions are checked this often with an HTTP/2 PING... */
+const PING_INTERVAL_MS = 30_000;
+/** ...and dropped when the answer takes longer than this (a peer that vanished without a FIN). */
+const PING_TIMEOUT_MS = 10_000;
+
 /**
  * Pooled, long-lived mTLS HTTP/2 sessions to other proxies, one per target (a local
  * endpoint, or a remote gateway and service name). TLS 1.3, ALPN `h2`, the chain checked by
@@ -31,10 +38,10 @@ interface PooledSession {
  */
 export class UpstreamPool {
   private readonly sessions = new Map<string, PooledSession>();
+  private readonly keepalive = setInterval(() => this.ping(), PING_INTERVAL_MS).unref();
 
   constructor(
     private readonly credentials: () => WorkloadCredentials,
-    private readonly trustDomain: string,
     private readonly onEvent?: (message: string, fields: Record<string, unknown>) => void,
   ) {}
 
@@ -71,8 +78,11 @@ export class UpstreamPool {
           checkServerIdentity: (_host, certificate) => {
             const uri = spiffeUriOf(certificate.subjectaltname);
             if (!uri) return new Error('the server presented no SPIFFE ID');
-            if (expected.size > 0 ? !expected.has(uri) : !uri.startsWith(`spiffe://${this.trustDomain}/`))
-              return new Error(`the server is ${uri}, not one of ${[...expected].join(', ')}`);
+            // No listed identity: nobody may answer (fail closed).
+            if (!expected.has(uri))
+              return new Error(
+                `the server is ${uri}, not one of the identities the catalog lists (${[...expected].join(', ') || 'none'})`,
+              );
             return undefined;
           },
         });
@@ -81,7 +91,15 @@ export class UpstreamPool {
       peerMaxConcurrentStreams: 1_000,
     });
     const pooled: PooledSession = { session, credentials, active: 0, connected: false };
-    session.once('connect', () => (pooled.connected = true));
+    const connectTimer = setTimeout(
+      () => session.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`)),
+      CONNECT_TIMEOUT_MS,
+    ).unref();
+    session.once('connect', () => {
+      pooled.connected = true;
+      clearTimeout(connectTimer);
+    });
+    session.once('close', () => clearTimeout(connectTimer));
     const forget = (): void => {
       if (this.sessions.get(target.key) === pooled) this.sessions.delete(target.key);
     };
@@ -115,7 +133,24 @@ export class UpstreamPool {
       }
   }
 
+  private ping(): void {
+    for (const [key, pooled] of this.sessions) {
+      if (!pooled.connected || pooled.session.destroyed) continue;
+      const timer = setTimeout(() => {
+        this.onEvent?.('upstream session dropped: no PING answer', { target: key });
+        pooled.session.destroy(new Error(`no PING answer within ${PING_TIMEOUT_MS / 1000} s`));
+      }, PING_TIMEOUT_MS).unref();
+      try {
+        pooled.session.ping(() => clearTimeout(timer));
+      } catch {
+        // Closing already.
+        clearTimeout(timer);
+      }
+    }
+  }
+
   close(): void {
+    clearInterval(this.keepalive);
     for (const pooled of this.sessions.values()) pooled.session.close();
     this.sessions.clear();
   }
