@@ -391,3 +391,43 @@ test('both sides report request metrics with the Istio labels, and log each requ
   assert.equal(access?.destinationCluster, 'east');
   assert.equal(access?.status, 200);
 });
+
+test('a stopping sidecar closes the kept-alive HTTP/1.1 connections of its app instead of waiting on them', async () => {
+  const leaving = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'leaving' });
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const status = await eventually(
+    () =>
+      new Promise<number>((resolve, reject) => {
+        http
+          .get(
+            {
+              host: '127.0.0.1',
+              port: leaving.outboundPort,
+              path: '/',
+              agent,
+              headers: { host: 'ledger.shop.svc.clusterset.local' },
+            },
+            (response) => {
+              response.resume();
+              response.on('end', () =>
+                response.statusCode === 200 ? resolve(200) : reject(new Error(`${response.statusCode}`)),
+              );
+            },
+          )
+          .on('error', reject);
+      }),
+    30_000,
+  );
+  assert.equal(status, 200);
+  // The connection is idle in the agent's pool now; the sidecar ends it when it stops.
+  const [socket] = Object.values(agent.freeSockets).flat();
+  assert.ok(socket, 'no kept-alive connection');
+  const ended = new Promise((resolve) => socket.once('close', resolve));
+  const stopping = Date.now();
+  assert.equal(await leaving.stop(), 0);
+  // Nothing was in flight: the stop did not sit out its 5 s drain period waiting on the connection.
+  const took = Date.now() - stopping;
+  assert.ok(took < 4_000, `stopping took ${took} ms`);
+  await ended;
+  agent.destroy();
+});
