@@ -204,16 +204,19 @@ test('an export reaches a proxy in another cluster; NATS restarts and a controll
       const page = (await (await fetch(`${west.adminUrl}/debug/config?proxy=sidecar~shop~web-0`)).json()) as {
         ackedVersion?: number;
         spiffeId: string;
-        ackedConfig: { services: Array<{ name: string }> } | null;
+        ackedConfig: { services: Array<{ name: string; scope?: string }> } | null;
       };
       assert.equal(page.ackedVersion, proxy.current()!.version);
       return page;
     }, 10_000);
     assert.equal(debug.spiffeId, `spiffe://${TD}/ns/shop/sa/web`);
+    // The clusterset; west's own Services (here the API server's `kubernetes`) come by
+    // cluster-local names only.
     assert.deepEqual(
-      debug.ackedConfig?.services.map((s) => s.name),
+      debug.ackedConfig?.services.filter((s) => s.scope !== 'cluster').map((s) => s.name),
       ['cart'],
     );
+    assert.ok(debug.ackedConfig?.services.some((s) => s.name === 'kubernetes' && s.scope === 'cluster'));
     assert.equal((await fetch(`${west.adminUrl}/debug/config?proxy=nobody`)).status, 404);
 
     // The operator's view: `causeway status` over both controllers, `causeway explain`.

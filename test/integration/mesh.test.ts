@@ -47,10 +47,13 @@ before(async () => {
     ),
   );
   await federation.apply('west', 'shop.yaml', service('cart', 80, 'http'));
+  // A Service west does not export.
+  await federation.apply('west', 'notes.yaml', service('notes', 80, 'http').split('---')[0]!);
   ledger = (await workload('east', 'ledger', 'http')).app;
   await workload('east', 'till', 'grpc');
   await workload('east', 'cart', 'http');
   westCart = await workload('west', 'cart', 'http');
+  await workload('west', 'notes', 'http');
   client = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
 });
 
@@ -132,6 +135,19 @@ test('gRPC from west reaches a service only east has, and the server sees the ca
   }
 });
 
+test('a Service that is not exported is reached by its cluster-local names, and only in its own cluster', async () => {
+  const reply = await eventually(async () => {
+    const answer = await get('notes.shop.svc.cluster.local');
+    assert.equal(answer.status, 200, answer.body);
+    return answer.reply;
+  }, 30_000);
+  assert.equal(reply?.cluster, 'west');
+  assert.equal(reply?.caller, WEB);
+  assert.equal((await get('notes.shop')).status, 200);
+  const clusterset = await get('notes.shop.svc.clusterset.local');
+  assert.equal(clusterset.status, 404, clusterset.body);
+});
+
 test('a gRPC bidirectional stream flows both ways across clusters, each message answered before the next is sent', async () => {
   const echo = grpcEchoClient(client.outboundPort, 'till.shop.svc.clusterset.local:9000');
   try {
@@ -195,6 +211,7 @@ test('a stopped local instance fails over to the other cluster with no failed re
   );
   // It comes back (a new process, a new port): traffic returns to it.
   westCart = await workload('west', 'cart', 'http');
+  await workload('west', 'notes', 'http');
   const westAtRestart = counts.west;
   await eventually(
     async () => assert.ok(counts.west >= westAtRestart + 20, 'traffic has not returned to west'),

@@ -57,7 +57,7 @@ await runComponent<Settings>({
           bundleHash: bundleHash(controller.trust.bundle),
           roots: controller.trust.bundle.roots,
         },
-        services: catalog?.clusterset() ?? [],
+        services: catalog?.proxyServices() ?? [],
         routes: catalog?.routes() ?? [],
         policies: catalog?.policies() ?? [],
       }),

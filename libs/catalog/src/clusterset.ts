@@ -35,8 +35,13 @@ export type Backend =
 export interface ClustersetService {
   readonly namespace: string;
   readonly name: string;
-  /** `<name>.<namespace>.svc.clusterset.local` */
+  /** `<name>.<namespace>.svc.clusterset.local` (`.svc.cluster.local` for scope `cluster`). */
   readonly hostname: string;
+  /**
+   * `cluster`: a Service of this cluster that the clusterset does not serve from here (not
+   * exported): reachable by its cluster-local names only, never through a gateway.
+   */
+  readonly scope?: 'cluster';
   readonly type: ImportType;
   readonly ports: readonly ExportedPort[];
   readonly backends: readonly Backend[];

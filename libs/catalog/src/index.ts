@@ -39,6 +39,7 @@ export {
 } from './catalog-sync.ts';
 export {
   deriveLocalExport,
+  servicePorts,
   type EndpointSliceView,
   type LocalExport,
   type ServiceExportView,

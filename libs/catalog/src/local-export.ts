@@ -13,6 +13,16 @@ export interface ServiceView {
   };
 }
 
+/** A Service's ports as MCS carries them (an unknown protocol is TCP). */
+export function servicePorts(service: ServiceView): ExportedPort[] {
+  return (service.spec?.ports ?? []).map((port) => ({
+    ...(port.name ? { name: port.name } : {}),
+    protocol: PROTOCOLS.includes(port.protocol as PortProtocol) ? (port.protocol as PortProtocol) : 'TCP',
+    port: port.port,
+    ...(port.appProtocol ? { appProtocol: port.appProtocol } : {}),
+  }));
+}
+
 /** The fields of a ServiceExport that an export reads. */
 export interface ServiceExportView {
   readonly metadata: {
@@ -77,12 +87,7 @@ export function deriveLocalExport(input: {
       },
     };
   }
-  const ports: ExportedPort[] = (service.spec?.ports ?? []).map((port) => ({
-    ...(port.name ? { name: port.name } : {}),
-    protocol: PROTOCOLS.includes(port.protocol as PortProtocol) ? (port.protocol as PortProtocol) : 'TCP',
-    port: port.port,
-    ...(port.appProtocol ? { appProtocol: port.appProtocol } : {}),
-  }));
+  const ports = servicePorts(service);
   const readyEndpoints = input.slices
     .flatMap((slice) => slice.endpoints ?? [])
     .filter((endpoint) => endpoint.conditions?.ready !== false)

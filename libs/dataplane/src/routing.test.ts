@@ -85,3 +85,22 @@ test('answers are computed once per config: a new config is read afresh', () => 
   );
   assert.equal(resolveDestination(second, 'nothing.shop.svc.clusterset.local', 'web'), undefined);
 });
+
+test("a cluster-local name reaches this cluster's own Service, exported or not; a clusterset name only the clusterset", () => {
+  const current = config([local([CART])]);
+  const notes = {
+    ...current.services[0]!,
+    name: 'notes',
+    hostname: 'notes.shop.svc.cluster.local',
+    scope: 'cluster' as const,
+  };
+  // `cart` is imported from elsewhere only, and this cluster has a Service of that name too.
+  const importedCart = { ...current.services[0]!, backends: [remote('east', false)] };
+  const localCart = { ...notes, name: 'cart', hostname: 'cart.shop.svc.cluster.local' };
+  const mixed: ProxyConfig = { ...current, services: [importedCart, notes, localCart] };
+  assert.equal(resolveDestination(mixed, 'notes.shop.svc.cluster.local', 'web')?.service, notes);
+  assert.equal(resolveDestination(mixed, 'notes', 'shop')?.service, notes);
+  assert.equal(resolveDestination(mixed, 'notes.shop.svc.clusterset.local', 'web'), undefined);
+  assert.equal(resolveDestination(mixed, 'cart.shop', 'web')?.service, localCart);
+  assert.equal(resolveDestination(mixed, 'cart.shop.svc.clusterset.local', 'web')?.service, importedCart);
+});

@@ -75,7 +75,12 @@ function findDestination(
   const parts = host.split('.');
   if (parts.length > 2 || (!localOnly && parts.length !== 2)) return undefined;
   const [name, namespace = ownNamespace] = parts as [string, string?];
-  const service = config.services.find((s) => s.name === name && s.namespace === namespace);
+  const named = (s: Service) => s.name === name && s.namespace === namespace;
+  // A cluster-local name means this cluster's own Service, exported or not; a clusterset
+  // name only what the clusterset serves.
+  const service = localOnly
+    ? (config.services.find((s) => s.scope === 'cluster' && named(s)) ?? config.services.find(named))
+    : config.services.find((s) => s.scope !== 'cluster' && named(s));
   if (!service) return undefined;
   const port = match[2] ? Number(match[2]) : service.ports.length === 1 ? service.ports[0]!.port : 80;
   if (!service.ports.some((p) => p.port === port)) return undefined;

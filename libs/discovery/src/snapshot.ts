@@ -68,7 +68,8 @@ export interface ProxyConfig {
 
 /**
  * Compiles the snapshot for one proxy. A sidecar or an ingress gateway gets every
- * clusterset service with its backends; an east-west gateway gets only this cluster's own
+ * clusterset service with its backends (and this cluster's other Services, for
+ * cluster-local names); an east-west gateway gets only this cluster's own
  * exports, with their local endpoints (what its SNI routing maps to). A sidecar gets the
  * mesh routes (parents that are Services or ServiceImports), an ingress gateway the routes
  * attached to Gateways; both get the policies.
@@ -77,6 +78,9 @@ export function compileSnapshot(input: DiscoveryInput, registration: Registratio
   const services =
     registration.kind === 'east-west-gateway'
       ? input.services.flatMap((service) => {
+          // Only exports: a Service the clusterset does not serve from here is not reachable
+          // from other clusters.
+          if (service.scope === 'cluster') return [];
           const local = service.backends.filter((backend) => backend.kind === 'local');
           return local.length > 0 ? [{ ...service, backends: local }] : [];
         })
@@ -140,6 +144,7 @@ export const proxyConfigSchema = z.object({
       namespace: z.string().min(1),
       name: z.string().min(1),
       hostname: z.string().min(1),
+      scope: z.literal('cluster').optional(),
       type: z.enum(['ClusterSetIP', 'Headless']),
       ports: z.array(
         z.object({

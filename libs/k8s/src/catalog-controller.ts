@@ -72,6 +72,11 @@ export interface CatalogController {
   resign(): void;
   /** The clusterset as local proxies need it. */
   clusterset(): ClustersetService[];
+  /**
+   * What local sidecars can reach: the clusterset, and this cluster's other Services
+   * (scope `cluster`: by cluster-local names only).
+   */
+  proxyServices(): ClustersetService[];
   /** This cluster's exports (tombstones included) and whether each reached NATS. */
   localExports(): LocalExportStatus[];
   /** HTTPRoutes and GRPCRoutes compiled for proxies. */
@@ -211,7 +216,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
   /**
    * The one processing loop of source events (in the order they happened): exports are
    * re-derived, routes compiled again, and proxies told when what they get changed
-   * (local endpoints are only in their config for exported services); TrafficPolicies can
+   * (identical configs are not sent again); TrafficPolicies can
    * change which silent clusters are withdrawn, so they re-plan the imports.
    */
   const handle = (event: SourceEvent): void => {
@@ -219,10 +224,10 @@ export async function startCatalogController(options: CatalogControllerOptions):
     const { kind, object } = event;
     if (kind === 'TrafficPolicy') schedule('refresh');
     else if (kind === 'AuthorizationPolicy' || kind === 'RateLimitPolicy') schedule('change');
-    else if (kind === 'EndpointSlice') {
-      const service = object.metadata.labels?.['kubernetes.io/service-name'];
-      if (service && published.has(`${object.metadata.namespace}/${service}`)) schedule('change');
-    } else if (ROUTE_INPUTS.has(kind) || kind === 'Service') schedule('routes');
+    // Sidecars reach every local Service by its cluster-local names: its endpoints and the
+    // pods serving them are in their config.
+    else if (kind === 'EndpointSlice' || kind === 'Pod' || kind === 'Service') schedule('change');
+    else if (ROUTE_INPUTS.has(kind)) schedule('routes');
   };
   let conditions = Promise.resolve();
   let lastWithdrawals = '';
@@ -340,6 +345,16 @@ export async function startCatalogController(options: CatalogControllerOptions):
     }, onError);
   };
 
+  const clusterset = (): ClustersetService[] =>
+    buildClusterset({
+      cluster: options.cluster,
+      catalog: sync.durableCatalog(),
+      records: sync.durableRecords(),
+      peers: sync.peerStatus(),
+      withdrawn: withdrawnNow(),
+      localEndpoints: (namespace, name) => reconciler.localEndpoints(namespace, name),
+    });
+
   return {
     sync,
     attach: async (catalogBus) => {
@@ -350,15 +365,16 @@ export async function startCatalogController(options: CatalogControllerOptions):
       tick();
     },
     resign,
-    clusterset: () =>
-      buildClusterset({
-        cluster: options.cluster,
-        catalog: sync.durableCatalog(),
-        records: sync.durableRecords(),
-        peers: sync.peerStatus(),
-        withdrawn: withdrawnNow(),
-        localEndpoints: (namespace, name) => reconciler.localEndpoints(namespace, name),
-      }),
+    clusterset,
+    proxyServices: () => {
+      const services = clusterset();
+      const served = new Set(
+        services
+          .filter((service) => service.backends.some((backend) => backend.kind === 'local'))
+          .map((service) => `${service.namespace}/${service.name}`),
+      );
+      return [...services, ...reconciler.clusterLocalServices(served)];
+    },
     routes: () => routeSource.current(),
     policies: () => routeSource.policyViews(),
     serviceExports: () =>

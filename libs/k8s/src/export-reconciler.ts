@@ -1,11 +1,14 @@
 import type { V1EndpointSlice, V1Pod, V1Service } from '@kubernetes/client-node';
 import {
   deriveLocalExport,
+  servicePorts,
+  type ClustersetService,
   type ConditionValue,
   type ExportRecord,
   type LocalExport,
   type LocalEndpoint,
   type ServiceExportView,
+  type ServiceView,
 } from '@causeway/catalog';
 import type { ClusterSource, SourceEvent, SourceObject } from './source.ts';
 
@@ -129,6 +132,40 @@ export class ExportReconciler {
       }
     }
     return endpoints.sort((a, b) => a.address.localeCompare(b.address));
+  }
+
+  /**
+   * This cluster's Services that local proxies reach by cluster-local names only: each
+   * Service (ExternalName aside) that `served` (`namespace/name`: the clusterset gives it a
+   * local backend already) does not name, with its endpoints and the identities serving them.
+   */
+  clusterLocalServices(served: ReadonlySet<string>): ClustersetService[] {
+    const services: ClustersetService[] = [];
+    for (const service of this.options.source.list<V1Service & SourceObject>('Service')) {
+      const { namespace, name } = service.metadata;
+      if (served.has(`${namespace}/${name}`) || service.spec?.type === 'ExternalName') continue;
+      const slices = this.slices(namespace).filter(
+        (slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === name,
+      );
+      services.push({
+        namespace,
+        name,
+        hostname: `${name}.${namespace}.svc.cluster.local`,
+        scope: 'cluster',
+        type: service.spec?.clusterIP === 'None' ? 'Headless' : 'ClusterSetIP',
+        ports: servicePorts(service as ServiceView),
+        backends: [
+          {
+            kind: 'local',
+            cluster: this.options.cluster,
+            endpoints: this.localEndpoints(namespace, name),
+            identities: this.servingIdentities(namespace, slices),
+          },
+        ],
+        withdrawn: [],
+      });
+    }
+    return services.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
   }
 
   /** Whether a Service exists in the local API server (informer cache). */
