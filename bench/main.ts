@@ -52,7 +52,7 @@ program
 program
   .command('sidecar')
   .description(
-    'client -> app directly, through two Causeway sidecars (mTLS), and through two nginx as the same mTLS pair: latency at a fixed rate, throughput at saturation, sidecar RSS',
+    'client -> app directly, through two Causeway sidecars (mTLS), through two nginx as the same mTLS pair, and through two plain Node.js proxies: latency at a fixed rate, throughput at saturation, proxy RSS',
   )
   .option('--json', 'print the result as JSON on the last stdout line')
   .option('--rate <n>', 'requests per second for the latency figures', (v) => Number(v), 1000)

@@ -1,6 +1,7 @@
-// The sidecar hop measured three ways in one run: client -> app directly; through two
+// The sidecar hop measured four ways in one run: client -> app directly; through two
 // Causeway sidecars (outbound -> mTLS -> inbound); through two nginx instances configured as
-// the same mTLS proxy pair. Latency at a fixed rate (open loop: each request is timed from
+// the same mTLS proxy pair; through the plainest such pair Node's own modules make
+// (bench/node-proxy.mjs: what any Node.js data plane starts from). Latency at a fixed rate (open loop: each request is timed from
 // when it was due, so a stall is not hidden), throughput at saturation (wrk), sidecar RSS.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -228,6 +229,40 @@ http { access_log off; ${temp('nginx-b')}
   throw new Error(`the nginx pair did not answer; see ${dir}/nginx-*-error.log`);
 }
 
+/** The plainest mTLS proxy pair Node's own modules make (bench/node-proxy.mjs), one process per side. */
+async function startNodePair(
+  federation: LocalFederation,
+  appPort: number,
+): Promise<{ children: ChildProcess[]; port: number }> {
+  const trust = federation.trust;
+  const a = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'node-a' });
+  const b = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'node-b' });
+  const root = trust.rootFiles('root-1').certificate;
+  const [front, back] = [await freePort(), await freePort()];
+  const script = path.join(repoRoot, 'bench/node-proxy.mjs');
+  const start = async (args: string[]): Promise<ChildProcess> => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`bench/node-proxy.mjs ${args[0]} exited (${code})`)));
+    });
+    return child;
+  };
+  const children = [
+    await start(['back', String(back), String(appPort), b.files.certificate, b.files.privateKey, root]),
+    await start([
+      'front',
+      String(front),
+      String(back),
+      a.files.certificate,
+      a.files.privateKey,
+      root,
+      'node-b.bench',
+    ]),
+  ];
+  return { children, port: front };
+}
+
 export async function sidecarBench(options: {
   json?: boolean;
   rate: number;
@@ -294,10 +329,14 @@ metadata: { name: app, namespace: bench }
     const nginx = await startNginxPair(path.join(dir, 'nginx'), federation, app.port);
     children.push(...nginx.children);
 
-    const hops: Record<'direct' | 'causeway' | 'nginx', { port: number; host: string }> = {
+    const nodePair = await startNodePair(federation, app.port);
+    children.push(...nodePair.children);
+
+    const hops: Record<'direct' | 'causeway' | 'nginx' | 'node_proxy', { port: number; host: string }> = {
       direct: { port: app.port, host: 'app' },
       causeway: { port: client.outboundPort, host },
       nginx: { port: nginx.port, host: 'app' },
+      node_proxy: { port: nodePair.port, host: 'app' },
     };
     const figures = {} as Record<keyof typeof hops, HopFigures>;
     for (const [name, hop] of Object.entries(hops) as Array<
@@ -306,9 +345,13 @@ metadata: { name: app, namespace: bench }
       say(`${name}: warming up, then ${options.rate} rps for ${options.seconds} s...`);
       await fixedRate(hop.port, hop.host, options.rate, 2);
       let rss = 0;
+      const pids = {
+        causeway: [server.child.pid!, client.child.pid!],
+        node_proxy: nodePair.children.map((c) => c.pid!),
+      };
       const sampleRss = (): void => {
-        if (name !== 'causeway') return;
-        void Promise.all([server.child.pid!, client.child.pid!].map(rssMb)).then((values) => {
+        if (name !== 'causeway' && name !== 'node_proxy') return;
+        void Promise.all(pids[name].map(rssMb)).then((values) => {
           rss = Math.max(rss, ...values);
         });
       };
@@ -323,7 +366,7 @@ metadata: { name: app, namespace: bench }
         p99_ms: latency.p99,
         max_rps: maxRps,
         errors: latency.errors,
-        ...(name === 'causeway' ? { rss_mb: rss } : {}),
+        ...(name === 'causeway' || name === 'node_proxy' ? { rss_mb: rss } : {}),
       };
     }
     const result = {
@@ -333,9 +376,13 @@ metadata: { name: app, namespace: bench }
       direct: figures.direct,
       causeway: figures.causeway,
       nginx: figures.nginx,
+      node_proxy: figures.node_proxy,
       added_p99_ms: Math.round((figures.causeway.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
       nginx_added_p99_ms: Math.round((figures.nginx.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
       throughput_ratio_vs_nginx: Math.round((figures.causeway.max_rps / figures.nginx.max_rps) * 100) / 100,
+      node_proxy_added_p99_ms: Math.round((figures.node_proxy.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
+      node_proxy_throughput_ratio_vs_nginx:
+        Math.round((figures.node_proxy.max_rps / figures.nginx.max_rps) * 100) / 100,
     };
     const row = (name: string, f: HopFigures): [string, string] => [
       name,
@@ -347,11 +394,15 @@ metadata: { name: app, namespace: bench }
         row('direct', figures.direct),
         row('causeway (2 sidecars, mTLS)', figures.causeway),
         row('nginx (2 proxies, mTLS)', figures.nginx),
+        row('plain Node proxies (2, mTLS)', figures.node_proxy),
         [
           'added p99 at fixed rate',
-          `causeway ${result.added_p99_ms} ms, nginx ${result.nginx_added_p99_ms} ms`,
+          `causeway ${result.added_p99_ms} ms, nginx ${result.nginx_added_p99_ms} ms, plain Node ${result.node_proxy_added_p99_ms} ms`,
         ],
-        ['throughput causeway / nginx', String(result.throughput_ratio_vs_nginx)],
+        [
+          'throughput / nginx',
+          `causeway ${result.throughput_ratio_vs_nginx}, plain Node ${result.node_proxy_throughput_ratio_vs_nginx}`,
+        ],
       ],
       options.json ?? false,
     );
