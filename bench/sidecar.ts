@@ -20,7 +20,10 @@ interface HopFigures {
   max_rps: number;
   /** Requests that failed or took over 5 s at the fixed rate. */
   errors: number;
+  /** The largest RSS among the proxy processes of the hop while at the fixed rate. */
   rss_mb?: number;
+  /** CPU time the hop's processes (both proxies; the app for `direct`) spent per request at saturation. */
+  cpu_us_per_request: number;
 }
 
 const say = (line: string): void => void process.stderr.write(`bench sidecar: ${line}\n`);
@@ -132,8 +135,8 @@ async function fixedRate(
   };
 }
 
-/** Requests per second at saturation: wrk, 1 thread, 32 connections. */
-function saturation(port: number, host: string, seconds: number): number {
+/** Requests per second at saturation, and how many were made: wrk, 1 thread, 32 connections. */
+function saturation(port: number, host: string, seconds: number): { rps: number; requests: number } {
   const output = execFileSync(
     'wrk',
     ['-t1', '-c32', `-d${seconds}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`],
@@ -142,7 +145,28 @@ function saturation(port: number, host: string, seconds: number): number {
   const match = /Requests\/sec:\s+([\d.]+)/.exec(output);
   if (!match) throw new Error(`wrk printed no rate:\n${output}`);
   if (/Non-2xx or 3xx responses: (\d+)/.test(output)) throw new Error(`errors at saturation:\n${output}`);
-  return Math.round(Number(match[1]));
+  const requests = Number(/(\d+) requests in/.exec(output)?.[1] ?? NaN);
+  return { rps: Math.round(Number(match[1])), requests };
+}
+
+/** A process and its children (nginx: the master and its workers). */
+const withChildren = async (pid: number): Promise<number[]> => {
+  const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
+  return [pid, ...children.split(' ').filter(Boolean).map(Number)];
+};
+
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** CPU time (user + system) the processes have used so far, in seconds. */
+async function cpuSeconds(pids: readonly number[]): Promise<number> {
+  let ticks = 0;
+  for (const pid of pids) {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): utime and stime are 14 and 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(fields[11]) + Number(fields[12]);
+  }
+  return ticks / CLOCK_TICKS;
 }
 
 const rssMb = async (pid: number): Promise<number> => {
@@ -346,12 +370,14 @@ metadata: { name: app, namespace: bench }
       await fixedRate(hop.port, hop.host, options.rate, 2);
       let rss = 0;
       const pids = {
-        causeway: [server.child.pid!, client.child.pid!],
+        direct: [app.child.pid!],
+        causeway: [client.child.pid!, server.child.pid!],
+        nginx: (await Promise.all(nginx.children.map((c) => withChildren(c.pid!)))).flat(),
         node_proxy: nodePair.children.map((c) => c.pid!),
-      };
+      }[name];
       const sampleRss = (): void => {
-        if (name !== 'causeway' && name !== 'node_proxy') return;
-        void Promise.all(pids[name].map(rssMb)).then((values) => {
+        if (name === 'direct') return;
+        void Promise.all(pids.map(rssMb)).then((values) => {
           rss = Math.max(rss, ...values);
         });
       };
@@ -359,14 +385,17 @@ metadata: { name: app, namespace: bench }
       if (latency.errors > 0)
         say(`${name}: ${latency.errors} requests failed or timed out (5 s) at ${options.rate} rps`);
       say(`${name}: saturation with wrk (32 connections, ${options.seconds} s)...`);
-      const maxRps = saturation(hop.port, hop.host, options.seconds);
+      const cpuBefore = await cpuSeconds(pids);
+      const max = saturation(hop.port, hop.host, options.seconds);
+      const cpu = (await cpuSeconds(pids)) - cpuBefore;
       figures[name] = {
         p50_ms: latency.p50,
         p90_ms: latency.p90,
         p99_ms: latency.p99,
-        max_rps: maxRps,
+        max_rps: max.rps,
         errors: latency.errors,
-        ...(name === 'causeway' || name === 'node_proxy' ? { rss_mb: rss } : {}),
+        ...(name === 'direct' ? {} : { rss_mb: rss }),
+        cpu_us_per_request: Math.round((cpu / max.requests) * 1e6),
       };
     }
     const result = {
@@ -386,7 +415,7 @@ metadata: { name: app, namespace: bench }
     };
     const row = (name: string, f: HopFigures): [string, string] => [
       name,
-      `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB` : ''}`,
+      `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps  CPU ${f.cpu_us_per_request} us/request${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB` : ''}`,
     ];
     report(
       result,
