@@ -16,16 +16,22 @@ const HOP_BY_HOP = new Set([
 
 /** The end-to-end headers of a request or response, pseudo-headers and hop-by-hop ones removed. */
 export function endToEnd(headers: IncomingHttpHeaders, drop: readonly string[] = []): OutgoingHttpHeaders {
-  const named = new Set(
-    String(headers.connection ?? '')
-      .split(',')
-      .map((token) => token.trim().toLowerCase())
-      .filter(Boolean),
-  );
+  // Headers the `Connection` header names are hop-by-hop too (rarely any: no set then).
+  const connection = headers.connection;
+  const named =
+    connection === undefined
+      ? undefined
+      : new Set(
+          String(connection)
+            .split(',')
+            .map((token) => token.trim().toLowerCase())
+            .filter(Boolean),
+        );
   const out: OutgoingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined || name.startsWith(':') || HOP_BY_HOP.has(name) || named.has(name)) continue;
-    if (drop.includes(name)) continue;
+  for (const name in headers) {
+    const value = headers[name];
+    if (value === undefined || name.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(name)) continue;
+    if (named?.has(name) || (drop.length > 0 && drop.includes(name))) continue;
     // `te` may only say `trailers` in HTTP/2; gRPC needs it.
     if (name === 'te') {
       if (String(value).toLowerCase().includes('trailers')) out.te = 'trailers';

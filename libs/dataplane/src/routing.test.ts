@@ -71,7 +71,7 @@ test('targets: ready local endpoints, then fresh clusters, then stale ones; a cl
 test('a backend whose serving identities are not listed yet is no target (nothing could check who answers)', () => {
   const current = config([local([]), remote('east', false, [])]);
   const targets = targetsFor(current, { namespace: 'shop', name: 'cart', port: 80 }, false);
-  assert.deepEqual(targets, { local: [], remote: [] });
+  assert.deepEqual(targets, { local: [], remote: [], all: [] });
 });
 
 test('answers are computed once per config: a new config is read afresh', () => {

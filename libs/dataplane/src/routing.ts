@@ -223,6 +223,8 @@ function pickWeighted<T extends { weight: number }>(
 export interface Targets {
   readonly local: readonly Target[];
   readonly remote: readonly Target[];
+  /** Local, then remote. */
+  readonly all: readonly Target[];
 }
 
 /**
@@ -244,7 +246,7 @@ function findTargets(config: ProxyConfig, backend: RoutedBackend, localOnly: boo
   const local: Target[] = [];
   const fresh: Target[] = [];
   const stale: Target[] = [];
-  if (!service || !servicePort) return { local, remote: [] };
+  if (!service || !servicePort) return { local, remote: [], all: local };
   const servername = serviceSni({ namespace: service.namespace, name: service.name, port: servicePort.port });
   for (const entry of service.backends) {
     if (entry.identities.length === 0) continue;
@@ -278,7 +280,8 @@ function findTargets(config: ProxyConfig, backend: RoutedBackend, localOnly: boo
       }
     }
   }
-  return { local, remote: [...fresh, ...stale] };
+  const remote = [...fresh, ...stale];
+  return { local, remote, all: [...local, ...remote] };
 }
 
 /** The load balancer a TrafficPolicy names for a service (`RoundRobin`, `Random`; default least request). */

@@ -405,8 +405,11 @@ export class Sidecar {
     config: ProxyConfig,
     routed: { namespace: string; name: string; port: number },
     targets: Targets,
-  ): Target[] {
+  ): readonly Target[] {
     const now = Date.now();
+    for (const [key, until] of this.ejectedUntil) if (until <= now) this.ejectedUntil.delete(key);
+    // Nothing failed lately and no choice among local endpoints: the order is the config's.
+    if (this.ejectedUntil.size === 0 && targets.local.length <= 1) return targets.all;
     const ejected = (target: Target) => (this.ejectedUntil.get(target.key) ?? 0) > now;
     const healthy = targets.local.filter((t) => !ejected(t));
     const type = loadBalancerOf(config, routed.namespace, routed.name);
@@ -680,7 +683,8 @@ export class Sidecar {
       response.once('close', () => {
         if (!response.writableFinished) upstream.destroy();
       });
-      request.pipe(upstream);
+      if (hasNoBody(request)) upstream.end();
+      else request.pipe(upstream);
     });
   }
 
@@ -703,13 +707,17 @@ export class Sidecar {
         current.unref();
         this.appSessions.set(port.appPort, session);
       }
-      const stream = session.request({
-        ...headers,
-        ':method': request.method ?? 'GET',
-        ':path': target,
-        ':authority': String(request.headers[':authority'] ?? request.headers.host ?? ''),
-        ':scheme': 'http',
-      });
+      const empty = hasNoBody(request);
+      const stream = session.request(
+        {
+          ...headers,
+          ':method': request.method ?? 'GET',
+          ':path': target,
+          ':authority': String(request.headers[':authority'] ?? request.headers.host ?? ''),
+          ':scheme': 'http',
+        },
+        { endStream: empty },
+      );
       let answered = false;
       stream.on('response', (reply, flags) => {
         answered = true;
@@ -726,7 +734,7 @@ export class Sidecar {
       response.once('close', () => {
         if (!response.writableFinished && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
       });
-      request.pipe(stream);
+      if (!empty) request.pipe(stream);
     });
   }
 
