@@ -448,3 +448,41 @@ test('a stopping sidecar closes the kept-alive HTTP/1.1 connections of its app i
   await ended;
   agent.destroy();
 });
+
+test('local endpoints share the load: least request by default, strict turns under a RoundRobin TrafficPolicy', async () => {
+  await federation.startSampleWorkload('west', 'shop', 'notes', 'http', 'notes-west-2');
+  const instances = async (count: number): Promise<string[]> => {
+    const seen: string[] = [];
+    for (let i = 0; i < count; i++) {
+      const answer = await get('notes.shop');
+      assert.equal(answer.status, 200, answer.body);
+      seen.push(answer.reply!.instance);
+    }
+    return seen;
+  };
+  await eventually(async () => assert.equal(new Set(await instances(10)).size, 2), 30_000);
+  // Least request with two random choices: with nothing in flight, either one, evenly.
+  const spread = await instances(60);
+  for (const instance of ['notes-west', 'notes-west-2'])
+    assert.ok(
+      spread.filter((seen) => seen === instance).length >= 15,
+      `${instance} got ${spread.filter((seen) => seen === instance).length} of 60`,
+    );
+
+  await federation.apply(
+    'west',
+    'notes-policy.yaml',
+    `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: notes-turns, namespace: shop }
+spec:
+  targetRefs: [{ group: '', kind: Service, name: notes }]
+  loadBalancer: { type: RoundRobin }
+`,
+  );
+  const alternates = (seen: string[]) => seen.every((instance, i) => i === 0 || instance !== seen[i - 1]);
+  await eventually(async () => assert.ok(alternates(await instances(10))), 30_000);
+  // Random choices would alternate 40 times in a row once in 2^39 runs.
+  const turns = await instances(40);
+  assert.ok(alternates(turns), turns.join(' '));
+});

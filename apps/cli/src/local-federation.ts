@@ -249,14 +249,16 @@ export class LocalFederation {
     namespace: string,
     name: string,
     kind: 'http' | 'grpc',
+    /** The workload's name (default `<name>-<cluster>`): a second instance needs its own. */
+    instance = `${name}-${cluster}`,
   ): Promise<{ app: SampleApp; sidecar: SidecarProcess }> {
-    const identity = { service: name, cluster, instance: `${name}-${cluster}` };
+    const identity = { service: name, cluster, instance };
     const app = kind === 'http' ? await startHttpEcho(identity) : await startGrpcEcho(identity);
     this.apps.push(app);
     const sidecar = await this.startSidecar(cluster, {
       namespace,
       serviceAccount: name,
-      workload: { name: `${name}-${cluster}`, labels: { app: name } },
+      workload: { name: instance, labels: { app: name } },
       inbound: [
         kind === 'http'
           ? { name: 'http', appPort: app.port }
