@@ -34,7 +34,8 @@ await runComponent<Settings>({
     const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
       logger[level](fields ?? {}, message);
     let config: ProxyConfig | undefined;
-    let gateway: EastWestGateway | undefined;
+    // Set once the gateway exists; a config can come earlier.
+    const running: { gateway?: EastWestGateway } = {};
     const identity = await startProxyIdentity({
       settings,
       kind: 'east-west-gateway',
@@ -44,13 +45,13 @@ await runComponent<Settings>({
       instance: `${os.hostname()}-${process.pid}`,
       onConfig: (message) => {
         config = message.config;
-        gateway?.configChanged(config);
+        running.gateway?.configChanged(config);
         log('info', 'config applied', { version: message.version, services: config.services.length });
       },
       log,
     });
     await identity.connect();
-    gateway = new EastWestGateway({
+    const gateway = new EastWestGateway({
       cluster: settings.cluster,
       config: () => config,
       maxConnections: settings.maxConnections,
@@ -60,6 +61,7 @@ await runComponent<Settings>({
       registry,
       log,
     });
+    running.gateway = gateway;
     const { host, port } = splitAddress(settings.address);
     const bound = await gateway.listen(host, port);
     logger.info({ address: `${bound.address}:${bound.port}` }, 'east-west gateway listening');

@@ -221,7 +221,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
    */
   const handle = (event: SourceEvent): void => {
     reconciler.handle(event);
-    const { kind, object } = event;
+    const { kind } = event;
     if (kind === 'TrafficPolicy') schedule('refresh');
     else if (kind === 'AuthorizationPolicy' || kind === 'RateLimitPolicy') schedule('change');
     // Sidecars reach every local Service by its cluster-local names: its endpoints and the
