@@ -335,7 +335,7 @@ test('connections to a service are closed when it is no longer exported', async 
     new Promise((_, reject) => setTimeout(() => reject(new Error('the connection stayed open')), 15_000)),
   ]);
   const logged = await gateway.waitForLog('closing connections to a service no longer exported');
-  assert.equal(logged.service, 'shop/cart');
+  assert.equal(logged.service, 'shop/cart:443');
   // Exported again: new connections get through.
   await writeFile(manifest, SERVICES);
   await eventually(async () =>

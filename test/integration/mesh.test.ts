@@ -449,7 +449,7 @@ test('a stopping sidecar closes the kept-alive HTTP/1.1 connections of its app i
   agent.destroy();
 });
 
-test('local endpoints share the load: least request by default, strict turns under a RoundRobin TrafficPolicy', async () => {
+test('local endpoints share the load (both get traffic by default) and take strict turns under a RoundRobin TrafficPolicy', async () => {
   await federation.startSampleWorkload('west', 'shop', 'notes', 'http', 'notes-west-2');
   const instances = async (count: number): Promise<string[]> => {
     const seen: string[] = [];

@@ -58,7 +58,10 @@ export class EastWestGateway {
   private readonly perSource = new Map<string, number>();
   private readonly failedUntil = new Map<string, number>();
   private readonly next = new Map<string, number>();
-  /** Passed-through connections by service (`namespace/name`), closed when it is no longer exported. */
+  /**
+   * Connections passed through (or being connected) by service port (`namespace/name:port`),
+   * closed when it is no longer exported.
+   */
   private readonly tunnels = new Map<string, Set<net.Socket>>();
   private readonly refused: Counter;
   private readonly routed: Counter;
@@ -115,7 +118,11 @@ export class EastWestGateway {
 
   /** A new config: connections to services it no longer exports are closed. */
   configChanged(config: ProxyConfig): void {
-    const exported = new Set(config.services.map((service) => `${service.namespace}/${service.name}`));
+    const exported = new Set(
+      config.services.flatMap((service) =>
+        service.ports.map((port) => `${service.namespace}/${service.name}:${port.port}`),
+      ),
+    );
     for (const [service, sockets] of this.tunnels) {
       if (exported.has(service)) continue;
       this.options.log?.('info', 'closing connections to a service no longer exported', {
@@ -184,6 +191,16 @@ export class EastWestGateway {
       this.options.config()?.services.find((s) => s.namespace === target.namespace && s.name === target.name);
     const servicePort = target && service?.ports.find((p) => p.port === target.port && p.protocol === 'TCP');
     if (!target || !service || !servicePort) return this.refuse(socket, 'not_exported', { serverName });
+    // Registered before the endpoint is dialled: an unexport while connecting closes it too.
+    const tunnel = `${target.namespace}/${target.name}:${target.port}`;
+    let open = this.tunnels.get(tunnel);
+    if (!open) this.tunnels.set(tunnel, (open = new Set()));
+    const tunnels = open;
+    tunnels.add(socket);
+    socket.once('close', () => {
+      tunnels.delete(socket);
+      if (tunnels.size === 0 && this.tunnels.get(tunnel) === tunnels) this.tunnels.delete(tunnel);
+    });
     const candidates: Array<{ address: string; port: number }> = [];
     for (const backend of service.backends) {
       if (backend.kind !== 'local') continue;
@@ -223,20 +240,14 @@ export class EastWestGateway {
       upstream.once('connect', () => {
         upstream.off('error', failed);
         upstream.setTimeout(0);
+        // The client went (or was closed: its service was unexported) while this connected.
+        if (socket.destroyed) return void upstream.destroy();
         this.routed.inc({ destination_service: `${target.name}.${target.namespace}` });
         upstream.on('error', () => socket.destroy());
         socket.on('close', () => upstream.destroy());
         upstream.on('close', () => socket.destroy());
         const idle = this.options.idleTimeoutMs ?? 3_600_000;
         for (const end of [socket, upstream]) end.setTimeout(idle, () => socket.destroy());
-        const service = `${target.namespace}/${target.name}`;
-        let open = this.tunnels.get(service);
-        if (!open) this.tunnels.set(service, (open = new Set()));
-        open.add(socket);
-        socket.once('close', () => {
-          open.delete(socket);
-          if (open.size === 0 && this.tunnels.get(service) === open) this.tunnels.delete(service);
-        });
         upstream.write(hello);
         socket.pipe(upstream);
         upstream.pipe(socket);

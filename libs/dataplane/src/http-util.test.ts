@@ -1,6 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { normalizeTarget } from './http-util.ts';
+import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { setImmediate } from 'node:timers/promises';
+import { hasNoBody, normalizeTarget, ReplayableBody } from './http-util.ts';
 
 test('request targets are normalized the way authorization must see them', () => {
   const cases: Array<[string, string | undefined]> = [
@@ -16,4 +19,46 @@ test('request targets are normalized the way authorization must see them', () =>
     ['*', undefined],
   ];
   for (const [input, expected] of cases) assert.equal(normalizeTarget(input), expected, input);
+});
+
+test('a request body streams to its sink, is sent again from its start, and is drained when nobody reads it', async () => {
+  const source = new PassThrough();
+  const body = new ReplayableBody(source, 8);
+  const first = new PassThrough();
+  body.sendTo(first);
+  source.write('abc');
+  await setImmediate();
+  assert.equal(String(first.read()), 'abc');
+  // The first attempt fails: a second sink gets what was kept, then the rest.
+  first.destroy();
+  const second = new PassThrough();
+  body.sendTo(second);
+  source.write('de');
+  await setImmediate();
+  assert.equal(String(second.read()), 'abcde');
+  assert.equal(body.replayable, true);
+  source.write('fghij'); // past 8 bytes: no longer kept
+  await setImmediate();
+  assert.equal(body.replayable, false);
+  assert.throws(() => body.sendTo(new PassThrough()), /too long to send again/);
+
+  // The sink goes away mid-body (the peer answered early and reset): the source keeps
+  // flowing instead of waiting for a 'drain' that never comes.
+  second.destroy();
+  for (let i = 0; i < 100; i++) source.write(Buffer.alloc(1024));
+  await setImmediate();
+  assert.equal(source.isPaused(), false, 'the source waits on a sink that is gone');
+  assert.equal(second.listenerCount('drain'), 0);
+  body.discard();
+  source.end('last');
+  await once(source, 'end');
+});
+
+test('a body with no length and no chunking is empty; HTTP/2 says so on its headers', () => {
+  assert.equal(hasNoBody({ headers: {} }), true);
+  assert.equal(hasNoBody({ headers: { 'content-length': '0' } }), true);
+  assert.equal(hasNoBody({ headers: { 'content-length': '3' } }), false);
+  assert.equal(hasNoBody({ headers: { 'transfer-encoding': 'chunked' } }), false);
+  assert.equal(hasNoBody({ headers: {}, stream: { endAfterHeaders: false } }), false);
+  assert.equal(hasNoBody({ headers: {}, stream: { endAfterHeaders: true } }), true);
 });

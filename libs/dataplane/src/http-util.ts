@@ -52,6 +52,7 @@ export class ReplayableBody {
   private size = 0;
   private ended = false;
   private sink: Writable | undefined;
+  private readonly resume = (): void => void this.source.resume();
 
   constructor(
     private readonly source: Readable,
@@ -63,14 +64,17 @@ export class ReplayableBody {
         if (this.size > this.limit) this.kept = undefined;
         else this.kept.push(chunk);
       }
-      if (this.sink && !this.sink.write(chunk)) {
+      const sink = this.sink;
+      // A sink that is gone (reset, or answered and closed) never drains: the rest is dropped.
+      if (!sink || sink.destroyed || sink.writableEnded) return;
+      if (!sink.write(chunk)) {
         source.pause();
-        this.sink.once('drain', () => source.resume());
+        sink.once('drain', this.resume);
       }
     });
     source.once('end', () => {
       this.ended = true;
-      this.sink?.end();
+      if (this.sink && !this.sink.destroyed && !this.sink.writableEnded) this.sink.end();
     });
     source.pause();
   }
@@ -83,12 +87,24 @@ export class ReplayableBody {
   /** Sends the body into `sink`: what was kept so far, then the rest as it comes. */
   sendTo(sink: Writable): void {
     if (!this.kept && this.sink) throw new Error('the body was too long to send again');
-    const previous = this.sink;
+    this.sink?.off('drain', this.resume);
     this.sink = sink;
-    previous?.removeAllListeners('drain');
     for (const chunk of this.kept ?? []) sink.write(chunk);
     if (this.ended) sink.end();
     else this.source.resume();
+  }
+
+  /** An answer is on its way: the body will not be sent again, so nothing more is kept. */
+  commit(): void {
+    this.kept = undefined;
+  }
+
+  /** Nowhere to send the rest: it is read and dropped (the connection stays usable). */
+  discard(): void {
+    this.kept = undefined;
+    this.sink?.off('drain', this.resume);
+    this.sink = undefined;
+    this.source.resume();
   }
 }
 

@@ -103,4 +103,15 @@ test("a cluster-local name reaches this cluster's own Service, exported or not; 
   assert.equal(resolveDestination(mixed, 'notes.shop.svc.clusterset.local', 'web'), undefined);
   assert.equal(resolveDestination(mixed, 'cart.shop', 'web')?.service, localCart);
   assert.equal(resolveDestination(mixed, 'cart.shop.svc.clusterset.local', 'web')?.service, importedCart);
+  // And the targets follow: this cluster's endpoints for the cluster-local name, the other
+  // cluster for the clusterset name.
+  const cart = { namespace: 'shop', name: 'cart', port: 80 };
+  assert.deepEqual(
+    targetsFor(mixed, cart, true).all.map((t) => `${t.cluster} ${t.host}`),
+    ['west 10.0.0.1'],
+  );
+  assert.deepEqual(
+    targetsFor(mixed, cart, false).all.map((t) => `${t.cluster} ${t.host}`),
+    ['east east.example'],
+  );
 });

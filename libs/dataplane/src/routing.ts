@@ -41,6 +41,23 @@ function memo<T>(config: ProxyConfig, key: string, compute: () => T): T {
   return value;
 }
 
+/**
+ * The config's entry for a service: by a cluster-local name, this cluster's own Service
+ * (`scope: cluster`, when the clusterset does not serve it from here) before the clusterset
+ * entry; by a clusterset name, the clusterset entry only.
+ */
+function serviceNamed(
+  config: ProxyConfig,
+  namespace: string,
+  name: string,
+  localOnly: boolean,
+): Service | undefined {
+  const named = (s: Service) => s.name === name && s.namespace === namespace;
+  return localOnly
+    ? (config.services.find((s) => s.scope === 'cluster' && named(s)) ?? config.services.find(named))
+    : config.services.find((s) => s.scope !== 'cluster' && named(s));
+}
+
 const CLUSTERSET = '.svc.clusterset.local';
 const CLUSTER_LOCAL = '.svc.cluster.local';
 
@@ -75,12 +92,7 @@ function findDestination(
   const parts = host.split('.');
   if (parts.length > 2 || (!localOnly && parts.length !== 2)) return undefined;
   const [name, namespace = ownNamespace] = parts as [string, string?];
-  const named = (s: Service) => s.name === name && s.namespace === namespace;
-  // A cluster-local name means this cluster's own Service, exported or not; a clusterset
-  // name only what the clusterset serves.
-  const service = localOnly
-    ? (config.services.find((s) => s.scope === 'cluster' && named(s)) ?? config.services.find(named))
-    : config.services.find((s) => s.scope !== 'cluster' && named(s));
+  const service = serviceNamed(config, namespace, name, localOnly);
   if (!service) return undefined;
   const port = match[2] ? Number(match[2]) : service.ports.length === 1 ? service.ports[0]!.port : 80;
   if (!service.ports.some((p) => p.port === port)) return undefined;
@@ -241,7 +253,7 @@ export function targetsFor(config: ProxyConfig, backend: RoutedBackend, localOnl
 }
 
 function findTargets(config: ProxyConfig, backend: RoutedBackend, localOnly: boolean): Targets {
-  const service = config.services.find((s) => s.namespace === backend.namespace && s.name === backend.name);
+  const service = serviceNamed(config, backend.namespace, backend.name, localOnly);
   const servicePort = service?.ports.find((p) => p.port === backend.port);
   const local: Target[] = [];
   const fresh: Target[] = [];

@@ -104,10 +104,12 @@ export class Sidecar {
   private readonly outboundH2: http2.Http2Server;
   private readonly inboundServers: http2.Http2SecureServer[] = [];
   private readonly inboundSessions = new Set<http2.ServerHttp2Session>();
+  private readonly outboundSessions = new Set<http2.ServerHttp2Session>();
   private readonly identities = new WeakMap<object, VerifiedIdentity>();
   private readonly appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, noDelay: true });
   private readonly appSessions = new Map<number, http2.ClientHttp2Session>();
-  private servedServices: readonly string[] = [];
+  /** Per inbound port, the services it serves (computed once per config). */
+  private servedByPort = new Map<number, readonly ProxyConfig['services'][number][]>();
   private servedFor: ProxyConfig | undefined;
   private inboundPorts: number[] = [];
   private rootsFor: { pems: readonly string[]; roots: X509Certificate[] } | undefined;
@@ -121,7 +123,7 @@ export class Sidecar {
     );
     this.metrics = new RequestMetrics(options.registry);
     const handler = (request: Request, response: Response): void => {
-      if (response instanceof http.ServerResponse) this.trackH1(response);
+      if (response instanceof http.ServerResponse) this.trackH1(request.socket as net.Socket, response);
       this.outbound(request, response).catch((error: unknown) =>
         this.fail(request, response, 500, String(error)),
       );
@@ -130,6 +132,11 @@ export class Sidecar {
     // obs-fold and oversized headers (431) before a request exists: nothing is forwarded.
     this.outboundH1 = http.createServer({ keepAliveTimeout: 65_000 }, handler);
     this.outboundH2 = http2.createServer({}, handler);
+    // The app's HTTP/2 connections (gRPC) are told to finish and go when the sidecar stops.
+    this.outboundH2.on('session', (session: http2.ServerHttp2Session) => {
+      this.outboundSessions.add(session);
+      session.once('close', () => this.outboundSessions.delete(session));
+    });
     this.outboundServer = net.createServer({ noDelay: true }, (socket) => this.sniff(socket));
   }
 
@@ -150,6 +157,8 @@ export class Sidecar {
     );
     const credentials = this.options.credentials();
     for (const port of this.options.inbound) {
+      // The port it got (the settings may say 0: any free port).
+      const bound = { port: port.port };
       const server = http2.createSecureServer(
         {
           allowHTTP1: true,
@@ -163,7 +172,7 @@ export class Sidecar {
           noDelay: true,
         },
         (request: Request, response: Response) => {
-          this.inbound(port, request, response).catch((error: unknown) =>
+          this.inbound(port, bound.port, request, response).catch((error: unknown) =>
             this.fail(request, response, 500, String(error)),
           );
         },
@@ -181,7 +190,8 @@ export class Sidecar {
         session.once('close', () => this.inboundSessions.delete(session));
       });
       this.inboundServers.push(server);
-      this.inboundPorts.push(await listen(server, this.options.inboundHost ?? '0.0.0.0', port.port));
+      bound.port = await listen(server, this.options.inboundHost ?? '0.0.0.0', port.port);
+      this.inboundPorts.push(bound.port);
     }
     return { outbound, inbound: this.inboundPorts };
   }
@@ -204,7 +214,7 @@ export class Sidecar {
         const { local, remote } = targetsFor(
           config,
           { namespace: service.namespace, name: service.name, port: port.port },
-          false,
+          service.scope === 'cluster',
         );
         for (const target of [...local, ...remote]) keys.add(target.key);
       }
@@ -235,7 +245,7 @@ export class Sidecar {
     const closing = [this.outboundServer, ...this.inboundServers].map(
       (server) => new Promise<void>((resolve) => server.close(() => resolve())),
     );
-    for (const session of this.inboundSessions) session.close();
+    for (const session of [...this.inboundSessions, ...this.outboundSessions]) session.close();
     await Promise.race([Promise.all(closing), new Promise((resolve) => setTimeout(resolve, 5_000).unref())]);
     // Only now: requests still in flight used these connections to peers and to the app.
     this.pool.close();
@@ -277,10 +287,10 @@ export class Sidecar {
     socket.on('data', onData);
   }
 
-  private trackH1(response: ServerResponse): void {
-    const socket = response.socket;
-    const responses = socket && this.h1Connections.get(socket);
-    if (!socket || !responses) return;
+  /** (The request's socket: a pipelined response waiting its turn has none of its own yet.) */
+  private trackH1(socket: net.Socket, response: ServerResponse): void {
+    const responses = this.h1Connections.get(socket);
+    if (!responses) return;
     if (this.stopping) response.shouldKeepAlive = false;
     responses.add(response);
     response.once('close', () => {
@@ -348,7 +358,7 @@ export class Sidecar {
         routed.status,
         grpc ? String(grpcStatusForHttp(routed.status)) : '',
         'unknown',
-        `${destination.service.name}.${destination.service.namespace}.svc.clusterset.local`,
+        destination.service.hostname,
       );
     }
     const serviceName = `${routed.name}.${routed.namespace}.svc.clusterset.local`;
@@ -371,30 +381,36 @@ export class Sidecar {
     const failures: string[] = [];
     const plan = targets.slice(0, MAX_ATTEMPTS);
     let reconnected = false;
-    for (let index = 0; index < plan.length; index++) {
-      const target = plan[index]!;
-      try {
-        const outcome = await this.attempt(target, headers, body, response);
-        return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
-      } catch (error) {
-        if (closed(response)) return record(499, '', target.cluster, serviceName);
-        if (!(error instanceof RetryableFailure)) {
-          this.fail(request, response, 502, `upstream reset: ${(error as Error).message}`);
-          return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
-        }
-        failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
-        if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
-        if (response.headersSent || (body && !body.replayable)) break;
-        // A lost connection (GOAWAY, reset) gets one new connection to the same target.
-        if (error.reconnect && !reconnected) {
-          reconnected = true;
-          plan.splice(index + 1, 0, target);
+    try {
+      for (let index = 0; index < plan.length; index++) {
+        const target = plan[index]!;
+        try {
+          const outcome = await this.attempt(target, headers, body, response);
+          return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
+        } catch (error) {
+          if (closed(response)) return record(499, '', target.cluster, serviceName);
+          if (!(error instanceof RetryableFailure)) {
+            this.fail(request, response, 502, `upstream reset: ${(error as Error).message}`);
+            return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
+          }
+          failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
+          if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+          if (response.headersSent || (body && !body.replayable)) break;
+          // A lost connection (GOAWAY, reset) gets one new connection to the same target.
+          if (error.reconnect && !reconnected) {
+            reconnected = true;
+            plan.splice(index + 1, 0, target);
+          }
         }
       }
+      this.options.log?.('warn', 'upstream failed', { service: serviceName, failures });
+      this.fail(request, response, 503, `upstream connect error: ${failures.join('; ')}`);
+      record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
+    } finally {
+      // Whatever of the body is still coming has nowhere to go (the answer is complete, or
+      // there is none): it is read and dropped, so the app's connection stays usable.
+      body?.discard();
     }
-    this.options.log?.('warn', 'upstream failed', { service: serviceName, failures });
-    this.fail(request, response, 503, `upstream connect error: ${failures.join('; ')}`);
-    record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
   }
 
   /**
@@ -492,6 +508,7 @@ export class Sidecar {
           );
         }
         committed = true;
+        body?.commit();
         void relay(stream, upstream, flags, response).then((outcome) => {
           done();
           resolve(outcome);
@@ -507,7 +524,12 @@ export class Sidecar {
     });
   }
 
-  private async inbound(port: InboundPort, request: Request, response: Response): Promise<void> {
+  private async inbound(
+    port: InboundPort,
+    listening: number,
+    request: Request,
+    response: Response,
+  ): Promise<void> {
     const started = process.hrtime.bigint();
     const config = this.options.config();
     const grpc = isGrpc(request.headers);
@@ -523,10 +545,9 @@ export class Sidecar {
       }
       this.identities.set(socket, caller);
     }
-    const services = config ? this.served(config) : [];
-    const destinationService = services[0]
-      ? `${services[0]}.${this.options.namespace}.svc.clusterset.local`
-      : 'unknown';
+    const served = config ? this.served(config, listening) : [];
+    const services = served.map((service) => service.name);
+    const destinationService = served[0]?.hostname ?? 'unknown';
     const record = (status: number, grpcStatus: string): void => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       const workload =
@@ -607,27 +628,33 @@ export class Sidecar {
     record(outcome.status, outcome.grpcStatus);
   }
 
-  /** The services this inbound port serves (those whose local endpoints include it). */
-  private served(config: ProxyConfig): readonly string[] {
+  /**
+   * The services an inbound port serves: those whose local endpoints include this workload's
+   * address and that port (their AuthorizationPolicies apply to its requests, no others).
+   */
+  private served(config: ProxyConfig, listening: number): readonly ProxyConfig['services'][number][] {
     if (this.servedFor !== config) {
       this.servedFor = config;
-      const ports = new Set(this.inboundPorts);
-      this.servedServices = config.services
-        .filter((service) =>
+      this.servedByPort = new Map();
+    }
+    let services = this.servedByPort.get(listening);
+    if (!services) {
+      services = config.services.filter(
+        (service) =>
+          service.namespace === this.options.namespace &&
           service.backends.some(
             (backend) =>
               backend.kind === 'local' &&
               backend.endpoints.some(
                 (endpoint) =>
                   endpoint.address === this.options.workloadAddress &&
-                  endpoint.ports.some((p) => ports.has(p.port)),
+                  endpoint.ports.some((p) => p.port === listening),
               ),
           ),
-        )
-        .filter((service) => service.namespace === this.options.namespace)
-        .map((service) => service.name);
+      );
+      this.servedByPort.set(listening, services);
     }
-    return this.servedServices;
+    return services;
   }
 
   private roots(): X509Certificate[] {
@@ -813,14 +840,15 @@ function relay(
     return Promise.resolve({ status: 499, grpcStatus });
   }
   if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
-    endWithHeaders(response, status, endToEnd(upstream));
+    endWithHeaders(response, status, endToEnd(upstream, [UPSTREAM_FAILURE]));
     return Promise.resolve({ status, grpcStatus });
   }
   stream.on('trailers', (trailers) => {
     grpcStatus = String(trailers['grpc-status'] ?? grpcStatus);
     (response as ServerResponse).addTrailers(endToEnd(trailers) as Record<string, string>);
   });
-  response.writeHead(status, endToEnd(upstream));
+  // (The retry marker is the inbound sidecar's to set, never an app's.)
+  response.writeHead(status, endToEnd(upstream, [UPSTREAM_FAILURE]));
   stream.pipe(response as NodeJS.WritableStream);
   return new Promise((resolve) => {
     stream.once('end', () => resolve({ status, grpcStatus }));

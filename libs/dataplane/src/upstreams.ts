@@ -118,7 +118,7 @@ export class UpstreamPool {
     });
     session.on('close', forget);
     session.on('goaway', forget);
-    // No keep-alive traffic of its own: an idle session costs nothing but a socket.
+    // An idle session does not keep the process alive (its PINGs are unref'd timers too).
     session.unref();
     this.sessions.set(target.key, pooled);
     return pooled;

@@ -138,6 +138,7 @@ export class ExportReconciler {
    * This cluster's Services that local proxies reach by cluster-local names only: each
    * Service (ExternalName aside) that `served` (`namespace/name`: the clusterset gives it a
    * local backend already) does not name, with its endpoints and the identities serving them.
+   * A Service with no mesh workload behind it (no pod, so no identity to check) is left out.
    */
   clusterLocalServices(served: ReadonlySet<string>): ClustersetService[] {
     const services: ClustersetService[] = [];
@@ -147,6 +148,8 @@ export class ExportReconciler {
       const slices = this.slices(namespace).filter(
         (slice) => slice.metadata?.labels?.[SERVICE_NAME_LABEL] === name,
       );
+      const identities = this.servingIdentities(namespace, slices);
+      if (identities.length === 0) continue;
       services.push({
         namespace,
         name,
@@ -159,7 +162,7 @@ export class ExportReconciler {
             kind: 'local',
             cluster: this.options.cluster,
             endpoints: this.localEndpoints(namespace, name),
-            identities: this.servingIdentities(namespace, slices),
+            identities,
           },
         ],
         withdrawn: [],
