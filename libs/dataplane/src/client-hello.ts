@@ -65,7 +65,8 @@ export class ClientHelloReader {
   private length = 0;
   /** Where the next record starts. */
   private offset = 0;
-  private readonly fragments: Buffer[] = [];
+  /** Where each record's fragment lies in the buffer (start, end): offsets survive its growth. */
+  private readonly fragments: Array<readonly [number, number]> = [];
   private collected = 0;
   private needed: number | undefined;
   private result: ClientHelloResult = { kind: 'incomplete' };
@@ -84,12 +85,16 @@ export class ClientHelloReader {
     if (length > this.buffer.length) {
       const grown = Buffer.alloc(Math.min(this.capacity, Math.max(2_048, length, 2 * this.buffer.length)));
       this.buffer.copy(grown, 0, 0, this.length);
-      // (Fragments already taken still point into the old buffer, which holds the same bytes.)
       this.buffer = grown;
     }
     chunk.copy(this.buffer, this.length);
     this.length += chunk.length;
     return (this.result = this.advance());
+  }
+
+  /** The handshake bytes collected so far, in one buffer. */
+  private handshake(): Buffer {
+    return Buffer.concat(this.fragments.map(([start, end]) => this.buffer.subarray(start, end)));
   }
 
   private advance(): ClientHelloResult {
@@ -102,12 +107,11 @@ export class ClientHelloReader {
       const length = data.readUInt16BE(this.offset + 3);
       if (length === 0 || length > MAX_RECORD) return { kind: 'malformed', reason: 'bad record length' };
       if (this.length - this.offset - RECORD_HEADER < length) return { kind: 'incomplete' };
-      const fragment = data.subarray(this.offset + RECORD_HEADER, this.offset + RECORD_HEADER + length);
-      this.fragments.push(fragment);
-      this.collected += fragment.length;
+      this.fragments.push([this.offset + RECORD_HEADER, this.offset + RECORD_HEADER + length]);
+      this.collected += length;
       this.offset += RECORD_HEADER + length;
       if (this.needed === undefined && this.collected >= 4) {
-        const head = Buffer.concat(this.fragments);
+        const head = this.handshake();
         if (head[0] !== CLIENT_HELLO)
           return { kind: 'malformed', reason: 'the first handshake is not a ClientHello' };
         this.needed = 4 + head.readUIntBE(1, 3);
@@ -115,7 +119,7 @@ export class ClientHelloReader {
       }
       if (this.needed === undefined && this.offset >= MAX_CLIENT_HELLO) return { kind: 'oversized' };
     }
-    const message = Buffer.concat(this.fragments).subarray(4, this.needed);
+    const message = this.handshake().subarray(4, this.needed);
     try {
       return { kind: 'hello', serverName: serverNameOf(new Reader(message)) };
     } catch (error) {

@@ -361,7 +361,12 @@ export class Sidecar {
         destination.service.hostname,
       );
     }
-    const serviceName = `${routed.name}.${routed.namespace}.svc.clusterset.local`;
+    // The destination's own name (cluster-local for a Service that is not exported), or the
+    // clusterset name of the backend a route chose.
+    const serviceName =
+      routed.name === destination.service.name && routed.namespace === destination.service.namespace
+        ? destination.service.hostname
+        : `${routed.name}.${routed.namespace}.svc.clusterset.local`;
     const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
     if (targets.length === 0) {
       this.fail(request, response, 503, `no ready endpoint of ${serviceName}`);
