@@ -193,16 +193,29 @@ async function startApp(): Promise<{ child: ChildProcess; port: number }> {
   return { child, port };
 }
 
+/**
+ * Mesh certificates for a proxy pair, `<name>-a` (front) and `<name>-b` (back; its
+ * certificate's CN is `<name>-b.bench`), the root file, and a port for each side.
+ */
+async function proxyPair(federation: LocalFederation, name: string) {
+  const trust = federation.trust;
+  const issue = (side: string) =>
+    trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: `${name}-${side}` });
+  return {
+    a: (await issue('a')).files,
+    b: (await issue('b')).files,
+    root: trust.rootFiles('root-1').certificate,
+    front: await freePort(),
+    back: await freePort(),
+  };
+}
+
 async function startNginxPair(
   dir: string,
   federation: LocalFederation,
   appPort: number,
 ): Promise<{ children: ChildProcess[]; port: number }> {
-  const trust = federation.trust;
-  const a = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'nginx-a' });
-  const b = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'nginx-b' });
-  const root = trust.rootFiles('root-1').certificate;
-  const [front, back] = [await freePort(), await freePort()];
+  const { a, b, root, front, back } = await proxyPair(federation, 'nginx');
   const common = (name: string) => `daemon off; master_process on; worker_processes 1; user root;
 pid ${dir}/${name}.pid; error_log ${dir}/${name}-error.log warn;
 events { worker_connections 4096; }`;
@@ -218,7 +231,7 @@ http { access_log off; ${temp('nginx-a')}
   server { listen 127.0.0.1:${front}; keepalive_requests 1000000;
     location / {
       proxy_pass https://peer; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_ssl_certificate ${a.files.certificate}; proxy_ssl_certificate_key ${a.files.privateKey};
+      proxy_ssl_certificate ${a.certificate}; proxy_ssl_certificate_key ${a.privateKey};
       proxy_ssl_trusted_certificate ${root}; proxy_ssl_verify on; proxy_ssl_verify_depth 3;
       proxy_ssl_name nginx-b.bench; proxy_ssl_protocols TLSv1.3; proxy_ssl_session_reuse on;
     } } }
@@ -230,7 +243,7 @@ http { access_log off; ${temp('nginx-a')}
 http { access_log off; ${temp('nginx-b')}
   upstream app { server 127.0.0.1:${appPort}; keepalive 64; keepalive_requests 1000000; }
   server { listen 127.0.0.1:${back} ssl; keepalive_requests 1000000;
-    ssl_certificate ${b.files.certificate}; ssl_certificate_key ${b.files.privateKey};
+    ssl_certificate ${b.certificate}; ssl_certificate_key ${b.privateKey};
     ssl_client_certificate ${root}; ssl_verify_client on; ssl_verify_depth 3; ssl_protocols TLSv1.3;
     location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
 `,
@@ -258,11 +271,7 @@ async function startNodePair(
   federation: LocalFederation,
   appPort: number,
 ): Promise<{ children: ChildProcess[]; port: number }> {
-  const trust = federation.trust;
-  const a = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'node-a' });
-  const b = await trust.issueWorkload({ cluster: 'bench', namespace: 'bench', serviceAccount: 'node-b' });
-  const root = trust.rootFiles('root-1').certificate;
-  const [front, back] = [await freePort(), await freePort()];
+  const { a, b, root, front, back } = await proxyPair(federation, 'node');
   const script = path.join(repoRoot, 'bench/node-proxy.mjs');
   const start = async (args: string[]): Promise<ChildProcess> => {
     const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -273,16 +282,8 @@ async function startNodePair(
     return child;
   };
   const children = [
-    await start(['back', String(back), String(appPort), b.files.certificate, b.files.privateKey, root]),
-    await start([
-      'front',
-      String(front),
-      String(back),
-      a.files.certificate,
-      a.files.privateKey,
-      root,
-      'node-b.bench',
-    ]),
+    await start(['back', String(back), String(appPort), b.certificate, b.privateKey, root]),
+    await start(['front', String(front), String(back), a.certificate, a.privateKey, root, 'node-b.bench']),
   ];
   return { children, port: front };
 }

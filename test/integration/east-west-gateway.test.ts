@@ -180,6 +180,21 @@ function call(options: {
 
 const cartSni = serviceSni({ namespace: 'shop', name: 'cart', port: 443 });
 
+/** A mesh client's TLS connection through the gateway to shop/cart, once its handshake is done. */
+async function cartConnection(): Promise<tls.TLSSocket> {
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port: gatewayPort,
+    servername: cartSni,
+    key: client.privateKeyPem,
+    cert: client.certificateChainPem,
+    ca: [...client.roots],
+    checkServerIdentity: () => undefined,
+  });
+  await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  return socket;
+}
+
 async function refusals(): Promise<Record<string, number>> {
   const text = await (await fetch(`${gateway.adminUrl}/metrics`)).text();
   const counts: Record<string, number> = {};
@@ -265,17 +280,7 @@ test('a client without a mesh certificate, or with one from another root, is ref
 test('connections over the per-source limit are refused', async () => {
   const open: tls.TLSSocket[] = [];
   for (let i = 0; i < 4; i++) {
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port: gatewayPort,
-      servername: cartSni,
-      key: client.privateKeyPem,
-      cert: client.certificateChainPem,
-      ca: [...client.roots],
-      checkServerIdentity: () => undefined,
-    });
-    await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
-    open.push(socket);
+    open.push(await cartConnection());
   }
   const fifth = await call({ servername: cartSni, credentials: client });
   assert.ok(fifth.error, 'the fifth connection from one address got through');
@@ -317,16 +322,7 @@ test('a ClientHello sent a byte at a time is cut off at the deadline, however bu
 });
 
 test('connections to a service are closed when it is no longer exported', async () => {
-  const socket = tls.connect({
-    host: '127.0.0.1',
-    port: gatewayPort,
-    servername: cartSni,
-    key: client.privateKeyPem,
-    cert: client.certificateChainPem,
-    ca: [...client.roots],
-    checkServerIdentity: () => undefined,
-  });
-  await new Promise<void>((resolve, reject) => socket.once('secureConnect', resolve).once('error', reject));
+  const socket = await cartConnection();
   const closed = new Promise((resolve) => socket.once('close', resolve));
   const manifest = path.join(dir, 'manifests', 'shop.yaml');
   await writeFile(manifest, SERVICES.replace(/apiVersion: multicluster[^]*?---\n/, ''));

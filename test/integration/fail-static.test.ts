@@ -128,6 +128,20 @@ const conditionOf = (conditions: Condition[] | undefined, type: string): Conditi
 const metric = async (controller: ControllerProcess, pattern: RegExp): Promise<string | undefined> =>
   pattern.exec(await (await fetch(`${controller.adminUrl}/metrics`)).text())?.[1];
 
+/** A mesh certificate for shop/web in west, from west's signing service. */
+async function webCredentials(signingUrl: string) {
+  const root = await new TrustDirectory(dir).activeRoot();
+  return workloadCredentials({
+    signingUrl,
+    rootPem: root.certificatePem,
+    trustDomain: TD,
+    cluster: 'west',
+    namespace: 'shop',
+    serviceAccount: 'web',
+    token: TOKEN,
+  });
+}
+
 test('an export reaches a proxy in another cluster; NATS restarts and a controller SIGKILL delete nothing', async () => {
   await exportCart([{ name: 'http', port: 80 }]);
   const east = controllers.get('east')!;
@@ -157,16 +171,7 @@ test('an export reaches a proxy in another cluster; NATS restarts and a controll
 
   // A sidecar in west, on west's discovery API with its mesh certificate.
   const west = controllers.get('west')!;
-  const root = await new TrustDirectory(dir).activeRoot();
-  const credentials = await workloadCredentials({
-    signingUrl: west.signingUrl,
-    rootPem: root.certificatePem,
-    trustDomain: TD,
-    cluster: 'west',
-    namespace: 'shop',
-    serviceAccount: 'web',
-    token: TOKEN,
-  });
+  const credentials = await webCredentials(west.signingUrl);
   const received: SnapshotMessage[] = [];
   let controllerUrl = west.signingUrl;
   const proxy = new DiscoveryClient({
@@ -357,16 +362,7 @@ test('an export reaches a proxy in another cluster; NATS restarts and a controll
 
 test('a Kubernetes-mode controller refuses a workload registration: endpoints come from its API server', async () => {
   const west = controllers.get('west')!;
-  const root = await new TrustDirectory(dir).activeRoot();
-  const credentials = await workloadCredentials({
-    signingUrl: west.signingUrl,
-    rootPem: root.certificatePem,
-    trustDomain: TD,
-    cluster: 'west',
-    namespace: 'shop',
-    serviceAccount: 'web',
-    token: TOKEN,
-  });
+  const credentials = await webCredentials(west.signingUrl);
   const refusals: string[] = [];
   const proxy = new DiscoveryClient({
     controllerUrl: west.signingUrl,

@@ -27,12 +27,15 @@ export interface SampleApp {
   close(): Promise<void>;
 }
 
+/** Who a sample app is: what it answers in every {@link EchoReply}. */
+export interface SampleIdentity {
+  readonly service: string;
+  readonly cluster: string;
+  readonly instance: string;
+}
+
 /** An HTTP/1.1 service that answers every request with an {@link EchoReply}. */
-export async function startHttpEcho(identity: {
-  service: string;
-  cluster: string;
-  instance: string;
-}): Promise<SampleApp> {
+export async function startHttpEcho(identity: SampleIdentity): Promise<SampleApp> {
   let served = 0;
   const server = http.createServer((request, response) => {
     served++;
@@ -84,11 +87,7 @@ const method = (name: string, streams: boolean) => ({
 export const ECHO_SERVICE: grpc.ServiceDefinition = { Say: method('Say', false), Chat: method('Chat', true) };
 
 /** A gRPC (HTTP/2 cleartext) service that answers `Say` with an {@link EchoReply}. */
-export async function startGrpcEcho(identity: {
-  service: string;
-  cluster: string;
-  instance: string;
-}): Promise<SampleApp> {
+export async function startGrpcEcho(identity: SampleIdentity): Promise<SampleApp> {
   let served = 0;
   const server = new grpc.Server();
   server.addService(ECHO_SERVICE, {

@@ -479,13 +479,7 @@ export class Sidecar {
         done();
         return reject(new RetryableFailure((error as Error).message, true));
       }
-      // The app went away: the upstream stream is cancelled.
-      // The caller went away before the answer was complete: the upstream stream is
-      // cancelled. (After a complete answer nothing is sent: a reset for a finished stream is
-      // an invalid frame to the peer, and enough of them make it drop the connection.)
-      response.once('close', () => {
-        if (!response.writableFinished && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      });
+      cancelWhenCallerLeaves(response, stream);
       stream.on('error', (error: Error) => {
         done();
         if (committed) return void response.destroy(error);
@@ -760,12 +754,7 @@ export class Sidecar {
         this.appUnreachable(request, response, error);
         resolve({ status: 503, grpcStatus: '' });
       });
-      // The caller went away before the answer was complete: the upstream stream is
-      // cancelled. (After a complete answer nothing is sent: a reset for a finished stream is
-      // an invalid frame to the peer, and enough of them make it drop the connection.)
-      response.once('close', () => {
-        if (!response.writableFinished && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      });
+      cancelWhenCallerLeaves(response, stream);
       if (!empty) request.pipe(stream);
     });
   }
@@ -815,6 +804,17 @@ function closed(response: Response): boolean {
     response.writableEnded ||
     ('stream' in response && response.stream !== undefined && response.stream.destroyed)
   );
+}
+
+/**
+ * The caller went away before the answer was complete: the upstream stream is cancelled.
+ * (After a complete answer nothing is sent: a reset for a finished stream is an invalid frame
+ * to the peer, and enough of them make it drop the connection.)
+ */
+function cancelWhenCallerLeaves(response: Response, stream: http2.ClientHttp2Stream): void {
+  response.once('close', () => {
+    if (!response.writableFinished && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  });
 }
 
 /** Answers with headers only, ending the stream on them (HTTP/2: one HEADERS frame). */

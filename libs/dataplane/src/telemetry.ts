@@ -1,8 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client';
 
-/** Label sets whose series are kept at hand. */
-const MAX_CACHED_SERIES = 10_000;
-
 /** One finished request, as either side reports it. */
 export interface RequestRecord {
   readonly reporter: 'source' | 'destination';
@@ -22,10 +19,6 @@ export interface RequestRecord {
 export class RequestMetrics {
   private readonly total: Counter;
   private readonly duration: Histogram;
-  private readonly series = new Map<
-    string,
-    { total: Counter.Internal; duration: Histogram.Internal<string> }
-  >();
 
   constructor(registry: Registry | undefined) {
     const registers = registry ? [registry] : [];
@@ -54,32 +47,24 @@ export class RequestMetrics {
   }
 
   record(request: RequestRecord): void {
-    // The labelled series are looked up once per label set, not hashed on every request.
-    const key = `${request.reporter}\n${request.sourceCluster}\n${request.sourceWorkload}\n${request.destinationCluster}\n${request.destinationService}\n${request.responseCode}\n${request.grpcStatus}`;
-    let series = this.series.get(key);
-    if (!series) {
-      const code = String(request.responseCode);
-      series = {
-        total: this.total.labels({
-          reporter: request.reporter,
-          source_cluster: request.sourceCluster,
-          source_workload: request.sourceWorkload,
-          destination_cluster: request.destinationCluster,
-          destination_service: request.destinationService,
-          response_code: code,
-          grpc_status: request.grpcStatus,
-        }),
-        duration: this.duration.labels({
-          reporter: request.reporter,
-          destination_cluster: request.destinationCluster,
-          destination_service: request.destinationService,
-          response_code: code,
-        }),
-      };
-      if (this.series.size >= MAX_CACHED_SERIES) this.series.clear();
-      this.series.set(key, series);
-    }
-    series.total.inc();
-    series.duration.observe(request.seconds);
+    const code = String(request.responseCode);
+    this.total.inc({
+      reporter: request.reporter,
+      source_cluster: request.sourceCluster,
+      source_workload: request.sourceWorkload,
+      destination_cluster: request.destinationCluster,
+      destination_service: request.destinationService,
+      response_code: code,
+      grpc_status: request.grpcStatus,
+    });
+    this.duration.observe(
+      {
+        reporter: request.reporter,
+        destination_cluster: request.destinationCluster,
+        destination_service: request.destinationService,
+        response_code: code,
+      },
+      request.seconds,
+    );
   }
 }
