@@ -5,6 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { accessSync, constants, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLOOR_MAJOR, useProjectNode } from './node-runtime.mjs';
 
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
@@ -51,9 +52,12 @@ function mtime(file) {
 }
 
 export function checkNode() {
-  const [major, minor] = process.versions.node.split('.').map(Number);
-  if (major < 20 || (major === 20 && minor < 6)) {
-    fail([`Node.js >= 20.6 is needed; this is ${process.versions.node}.`]);
+  const major = Number(process.versions.node.split('.')[0]);
+  if (major < NODE_FLOOR_MAJOR) {
+    fail([
+      `Node.js >= ${NODE_FLOOR_MAJOR} is needed; this is ${process.versions.node}.`,
+      'the npm scripts fetch it themselves (scripts/node-runtime.mjs); or install Node.js 24 LTS.',
+    ]);
   }
 }
 
@@ -116,6 +120,7 @@ export function bootstrap({ kube = true } = {}) {
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  await useProjectNode();
   const kube = !process.argv.includes('--no-kube');
   bootstrap({ kube });
   say('prerequisites are in place.');

@@ -4,6 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, existsSync } from 'node:fs';
 import path from 'node:path';
 import { bootstrap, root } from './bootstrap.mjs';
+import { useProjectNode } from './node-runtime.mjs';
+
+await useProjectNode();
 
 bootstrap({ kube: false });
 const { build } = await import('esbuild');
@@ -40,7 +43,7 @@ for (const app of apps) {
     bundle: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node24',
     sourcemap: true,
     plugins: [externalNpmPackages],
     banner: { js: '#!/usr/bin/env node' },

@@ -3,6 +3,10 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bootstrap, root } from './bootstrap.mjs';
+import { useProjectNode } from './node-runtime.mjs';
+
+// Under Node 24 or newer (fetched into the cache when the system one is older).
+await useProjectNode();
 
 // `--no-kube` (before FILE): the entry point needs no Kubernetes binaries.
 const noKube = process.argv[2] === '--no-kube';

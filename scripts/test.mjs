@@ -7,6 +7,9 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { bootstrap, root } from './bootstrap.mjs';
+import { useProjectNode } from './node-runtime.mjs';
+
+await useProjectNode();
 
 const args = process.argv.slice(2);
 const unitOnly = args.includes('--unit');

@@ -166,7 +166,7 @@ test('an export in east appears as a ServiceImport and a labelled EndpointSlice 
     });
     assert.equal(slices.items.length, 1);
     assert.deepEqual(
-      slices.items[0]!.endpoints.map((e) => e.addresses),
+      slices.items[0]!.endpoints!.map((e) => e.addresses),
       [['127.0.0.1']],
     );
   }

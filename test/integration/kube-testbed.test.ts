@@ -331,12 +331,12 @@ describe('kube test bed', () => {
       body: { spec: { audiences: ['causeway'], expirationSeconds: 600 } },
     });
     const review = await east.makeApiClient(AuthenticationV1Api).createTokenReview({
-      body: { spec: { token: token.status!.token, audiences: ['causeway'] } },
+      body: { spec: { token: token.status!.token!, audiences: ['causeway'] } },
     });
     assert.equal(review.status?.authenticated, true);
     assert.equal(review.status?.user?.username, `system:serviceaccount:${namespace}:frontend`);
     const forged = await east.makeApiClient(AuthenticationV1Api).createTokenReview({
-      body: { spec: { token: token.status!.token.slice(0, -4) + 'AAAA', audiences: ['causeway'] } },
+      body: { spec: { token: token.status!.token!.slice(0, -4) + 'AAAA', audiences: ['causeway'] } },
     });
     assert.notEqual(forged.status?.authenticated, true);
   });

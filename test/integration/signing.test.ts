@@ -138,13 +138,13 @@ describe('signing service with TokenReview (real kube-apiserver)', () => {
       namespace: 'shop',
       body: { spec: { audiences: ['causeway'], expirationSeconds: 600 } },
     });
-    frontendToken = token.status!.token;
+    frontendToken = token.status!.token!;
     const other = await core.createNamespacedServiceAccountToken({
       name: 'frontend',
       namespace: 'shop',
       body: { spec: { audiences: ['someone-else'], expirationSeconds: 600 } },
     });
-    otherAudienceToken = other.status!.token;
+    otherAudienceToken = other.status!.token!;
     controller = await startSigning({ kind: 'token-review', verifier: new TokenReviewVerifier(kubeConfig) });
   });
   after(async () => {

@@ -106,7 +106,7 @@ export class Sidecar {
   private readonly inboundSessions = new Set<http2.ServerHttp2Session>();
   private readonly outboundSessions = new Set<http2.ServerHttp2Session>();
   private readonly identities = new WeakMap<object, VerifiedIdentity>();
-  private readonly appAgent = new http.Agent({ keepAlive: true, maxSockets: 256, noDelay: true });
+  private readonly appAgent = new http.Agent({ keepAlive: true, maxSockets: 256 });
   private readonly appSessions = new Map<number, http2.ClientHttp2Session>();
   /** Per inbound port, the services it serves (computed once per config). */
   private servedByPort = new Map<number, readonly ProxyConfig['services'][number][]>();
@@ -690,11 +690,11 @@ export class Sidecar {
         if (status < 200 || status > 599) {
           // HTTP/2 cannot carry it (1xx, or out of range): the app's answer is unusable.
           reply.destroy();
-          response.writeHead(502, { 'content-type': 'text/plain' });
+          (response as ServerResponse).writeHead(502, { 'content-type': 'text/plain' });
           response.end(`the app answered status ${status}\n`);
           return resolve({ status: 502, grpcStatus: '' });
         }
-        response.writeHead(status, endToEnd(reply.headers, [UPSTREAM_FAILURE]));
+        (response as ServerResponse).writeHead(status, endToEnd(reply.headers, [UPSTREAM_FAILURE]));
         reply.pipe(response as NodeJS.WritableStream);
         // 'close' too: an answer cut short has no 'end'.
         reply.once('end', () => resolve({ status, grpcStatus: '' }));
@@ -769,7 +769,7 @@ export class Sidecar {
       `${error.code ?? ''} ${error.message}`,
     );
     const status = notDelivered ? 503 : 502;
-    response.writeHead(status, {
+    (response as ServerResponse).writeHead(status, {
       ...(notDelivered ? { [UPSTREAM_FAILURE]: 'connect' } : {}),
       'content-type': 'text/plain',
     });
@@ -790,7 +790,7 @@ export class Sidecar {
       });
       return;
     }
-    response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+    (response as ServerResponse).writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
     response.end(`${message}\n`);
     // Drain what the app is still sending.
     request.resume();
@@ -824,7 +824,7 @@ function endWithHeaders(response: Response, status: number, headers: http2.Outgo
     response.stream.respond({ ...headers, ':status': status }, { endStream: true });
     return;
   }
-  response.writeHead(status, headers);
+  (response as ServerResponse).writeHead(status, headers);
   response.end();
 }
 
@@ -853,7 +853,7 @@ function relay(
     (response as ServerResponse).addTrailers(endToEnd(trailers) as Record<string, string>);
   });
   // (The retry marker is the inbound sidecar's to set, never an app's.)
-  response.writeHead(status, endToEnd(upstream, [UPSTREAM_FAILURE]));
+  (response as ServerResponse).writeHead(status, endToEnd(upstream, [UPSTREAM_FAILURE]));
   stream.pipe(response as NodeJS.WritableStream);
   return new Promise((resolve) => {
     stream.once('end', () => resolve({ status, grpcStatus }));
