@@ -28,3 +28,4 @@ export {
   type RouteParentStatus,
   type RouteView,
 } from './routes.ts';
+export { dataPlaneMode, type DataPlaneMode, type ModeDecision } from './mode.ts';
