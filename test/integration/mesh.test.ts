@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -240,7 +241,7 @@ metadata: { name: no-admin, namespace: shop }
 spec:
   targetRefs: [{ group: "", kind: Service, name: ledger }]
   action: DENY
-  rules: [{ to: [{ paths: ["/admin/*"] }] }]
+  rules: [{ to: [{ paths: ["/admin", "/admin/*"] }] }]
 ---
 apiVersion: policy.causeway.dev/v1alpha1
 kind: AuthorizationPolicy
@@ -319,6 +320,59 @@ function raw(bytes: string, port = client.outboundPort): Promise<string> {
   });
 }
 
+/** Spellings of `/admin` that servers read as `/admin`: each must be refused (400) or denied (403). */
+const ADMIN_SPELLINGS = [
+  '/admin#x',
+  '/admin%00',
+  '/admin;x',
+  '/admin%2f',
+  '/%2Fadmin',
+  '/app/..;/admin',
+  '/app%2f..%2fadmin',
+  '/x/..%2fadmin',
+  '/app/%5C../admin',
+  '/app\\..\\admin',
+  '/app/%c0%af../admin',
+  '/%2561dmin',
+  '/admin%20',
+  '/admin%09',
+  '/admin.',
+  '/ADMIN',
+  '/Admin/keys',
+  '/admin/./keys',
+  '/%61dmin',
+  '/app/%2e%2e/admin',
+];
+
+test('every spelling of a denied path is refused at the first hop or denied, over HTTP/1.1 and HTTP/2; the app sees none', async () => {
+  await eventually(async () =>
+    assert.equal((await get('ledger.shop.svc.clusterset.local', '/admin')).status, 403),
+  );
+  const servedBefore = ledger.served();
+  const host = 'Host: ledger.shop.svc.clusterset.local\r\n';
+  const session = http2.connect(`http://127.0.0.1:${client.outboundPort}`);
+  try {
+    for (const spelling of ADMIN_SPELLINGS) {
+      const h1 = await raw(`GET ${spelling} HTTP/1.1\r\n${host}Connection: close\r\n\r\n`);
+      assert.match(h1, /^HTTP\/1\.1 (400|403) /, `HTTP/1.1 ${spelling}: ${h1.split('\r\n')[0]}`);
+      const h2 = await new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ':path': spelling, ':authority': 'ledger.shop.svc.clusterset.local' });
+        stream.on('response', (headers) => resolve(Number(headers[':status'])));
+        stream.on('error', reject);
+        stream.resume();
+        stream.end();
+      });
+      assert.ok(h2 === 400 || h2 === 403, `HTTP/2 ${spelling}: ${h2}`);
+    }
+  } finally {
+    session.close();
+  }
+  assert.equal(ledger.served(), servedBefore, 'a spelling of /admin reached the app');
+  // What the app gets is the normalized path.
+  const normalized = await get('ledger.shop.svc.clusterset.local', '/books/./new/../%61ll');
+  assert.equal(normalized.reply?.path, '/books/all');
+});
+
 test('smuggling, obs-fold and oversized headers get 400/431 at the sidecar and reach nothing', async () => {
   const servedBefore = ledger.served();
   const host = 'Host: ledger.shop.svc.clusterset.local\r\n';
@@ -330,7 +384,16 @@ test('smuggling, obs-fold and oversized headers get 400/431 at the sidecar and r
   assert.match(folded, /^HTTP\/1\.1 400 /);
   const huge = await raw(`GET /books HTTP/1.1\r\n${host}X-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
   assert.match(huge, /^HTTP\/1\.1 431 /);
+  // Too many header fields: 431 at the first hop, nothing sent on (not a reset further along).
+  const many = Array.from({ length: 130 }, (_, i) => `X-Field-${i}: ${i}\r\n`).join('');
+  assert.match(await raw(`GET /books HTTP/1.1\r\n${host}${many}\r\n`), /^HTTP\/1\.1 431 /);
+  const hundred = Array.from({ length: 98 }, (_, i) => `X-Field-${i}: ${i}\r\n`).join('');
   assert.equal(ledger.served(), servedBefore);
+  // Exactly at the limit (Host, Connection and 98 more) is fine.
+  assert.match(
+    await raw(`GET /books HTTP/1.1\r\n${host}${hundred}Connection: close\r\n\r\n`),
+    /^HTTP\/1\.1 200 /,
+  );
 });
 
 test('the inbound listener refuses plaintext (STRICT mTLS)', async () => {

@@ -128,6 +128,8 @@ export async function startGrpcEcho(identity: SampleIdentity): Promise<SampleApp
 export function grpcEchoClient(
   sidecarPort: number,
   authority: string,
+  /** The channel's target (default the sidecar's port; a service name when grpc_proxy is set). */
+  target = `127.0.0.1:${sidecarPort}`,
 ): {
   say(message: string, deadlineMs?: number): Promise<EchoReply>;
   /** A `Chat` stream: each `send` resolves with the answer to that message. */
@@ -135,7 +137,7 @@ export function grpcEchoClient(
   close(): void;
 } {
   const Client = grpc.makeGenericClientConstructor(ECHO_SERVICE, 'Echo');
-  const client = new Client(`127.0.0.1:${sidecarPort}`, grpc.credentials.createInsecure(), {
+  const client = new Client(target, grpc.credentials.createInsecure(), {
     'grpc.default_authority': authority,
   });
   return {

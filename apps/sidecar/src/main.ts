@@ -46,6 +46,25 @@ const settingsSchema = z
     appHost: z.string().min(1).default('127.0.0.1'),
     /** A JSON access log line per request, from both sides. */
     accessLog: z.boolean().default(true),
+    /** Request path normalization before routing and authorization (the defaults refuse every ambiguous spelling). */
+    pathNormalization: z
+      .object({
+        escapedSlashes: z.enum(['reject', 'decode', 'keep']).default('reject'),
+        backslash: z.enum(['reject', 'slash']).default('reject'),
+        semicolons: z.enum(['reject', 'strip', 'keep']).default('reject'),
+        mergeSlashes: z.boolean().default(true),
+        trailingDots: z.enum(['reject', 'keep']).default('reject'),
+        encodedWhitespace: z.enum(['reject', 'inside']).default('reject'),
+      })
+      .strict()
+      .default({
+        escapedSlashes: 'reject',
+        backslash: 'reject',
+        semicolons: 'reject',
+        mergeSlashes: true,
+        trailingDots: 'reject',
+        encodedWhitespace: 'reject',
+      }),
   })
   .strict();
 type Settings = z.output<typeof settingsSchema>;
@@ -55,10 +74,10 @@ await runComponent<Settings>({
   description:
     "Per-workload proxy: routes the app's outbound calls (local or through a remote east-west gateway) over mTLS, and terminates inbound mTLS with authorization.",
   status:
-    'outbound HTTP/1.1 and h2c routed by authority and mesh routes, nearest endpoints first with failover to other clusters; inbound mTLS (TLS 1.3) with AuthorizationPolicy; config from the federation controller.',
+    'outbound HTTP/1.1 and h2c routed by authority and mesh routes (L7), and CONNECT carried whole as HBONE tunnels (L4), nearest endpoints first with failover to other clusters; inbound mTLS (TLS 1.3) with SVIDs checked at the handshake and AuthorizationPolicy; strict path normalization; config from the federation controller.',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost, accessLog',
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost, accessLog, pathNormalization.{escapedSlashes,backslash,semicolons,mergeSlashes,trailingDots,encodedWhitespace}',
   defaultAdminAddress: '127.0.0.1:15020',
   start: async ({ settings, logger, registry }) => {
     const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
@@ -96,6 +115,7 @@ await runComponent<Settings>({
       inboundHost: settings.inboundHost,
       workloadAddress: settings.workload?.address ?? '',
       outbound: splitAddress(settings.outbound),
+      pathNormalization: settings.pathNormalization,
       registry,
       ...(settings.accessLog
         ? { accessLog: (entry: Record<string, unknown>) => access.info(entry, 'request') }

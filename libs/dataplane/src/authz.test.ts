@@ -60,3 +60,19 @@ test('principals (with or without spiffe://, wildcards), clusters, paths, method
   for (const [rule, allowed] of cases)
     assert.equal(authorize([policy('p', 'ALLOW', [rule])], web).allowed, allowed, JSON.stringify(rule));
 });
+
+test('path case: each list is compared the way that refuses more', () => {
+  const at = (path: string): CallFacts => ({ ...web, path });
+  const denyAdmin = policy('deny-admin', 'DENY', [{ to: [{ paths: ['/admin', '/admin/*'] }] }]);
+  for (const path of ['/admin', '/ADMIN', '/Admin/keys'])
+    assert.equal(authorize([denyAdmin], at(path)).allowed, false, path);
+  const allowPublic = policy('allow-public', 'ALLOW', [{ to: [{ paths: ['/public/*'] }] }]);
+  assert.equal(authorize([allowPublic], at('/public/a')).allowed, true);
+  assert.equal(authorize([allowPublic], at('/PUBLIC/a')).allowed, false);
+  const denyAllButPublic = policy('deny-but-public', 'DENY', [{ to: [{ notPaths: ['/public/*'] }] }]);
+  assert.equal(authorize([denyAllButPublic], at('/public/a')).allowed, true);
+  assert.equal(authorize([denyAllButPublic], at('/PUBLIC/a')).allowed, false);
+  const allowAllButAdmin = policy('allow-but-admin', 'ALLOW', [{ to: [{ notPaths: ['/admin/*'] }] }]);
+  assert.equal(authorize([allowAllButAdmin], at('/books')).allowed, true);
+  assert.equal(authorize([allowAllButAdmin], at('/ADMIN/x')).allowed, false);
+});

@@ -82,12 +82,21 @@ function sourceMatches(source: Source, facts: CallFacts): boolean {
   );
 }
 
-function operationMatches(operation: Operation, facts: CallFacts): boolean {
+/**
+ * Paths are case-sensitive (RFC 3986), but many apps route `/ADMIN` to `/admin`. So each
+ * path list is compared in the way that refuses more: a DENY's `paths` and an ALLOW's
+ * `notPaths` ignore case (`/ADMIN` is denied, or not allowed, like `/admin`); a DENY's
+ * `notPaths` and an ALLOW's `paths` match exactly (`/PUBLIC` is not exempt like `/public`).
+ */
+function operationMatches(operation: Operation, facts: CallFacts, action: 'ALLOW' | 'DENY'): boolean {
   const path = facts.path.split('?')[0]!;
-  return (
-    field(operation.paths, operation.notPaths, [path]) &&
-    field(operation.methods, operation.notMethods, [facts.method])
-  );
+  const lower = path.toLowerCase();
+  const lowered = (patterns: string[] | undefined) => patterns?.map((p) => p.toLowerCase());
+  const paths =
+    action === 'DENY'
+      ? field(lowered(operation.paths), undefined, [lower]) && field(undefined, operation.notPaths, [path])
+      : field(operation.paths, undefined, [path]) && field(undefined, lowered(operation.notPaths), [lower]);
+  return paths && field(operation.methods, operation.notMethods, [facts.method]);
 }
 
 function conditionMatches(condition: Condition, facts: CallFacts): boolean {
@@ -97,10 +106,10 @@ function conditionMatches(condition: Condition, facts: CallFacts): boolean {
 }
 
 /** A rule matches when some source, some operation and every condition match (absent: any). */
-function ruleMatches(rule: Rule, facts: CallFacts): boolean {
+function ruleMatches(rule: Rule, facts: CallFacts, action: 'ALLOW' | 'DENY'): boolean {
   return (
     (rule.from === undefined || rule.from.some((source) => sourceMatches(source, facts))) &&
-    (rule.to === undefined || rule.to.some((operation) => operationMatches(operation, facts))) &&
+    (rule.to === undefined || rule.to.some((operation) => operationMatches(operation, facts, action))) &&
     (rule.when ?? []).every((condition) => conditionMatches(condition, facts))
   );
 }
@@ -136,13 +145,13 @@ export function authorize(
 ): Decision {
   for (const policy of policies) {
     if (policy.spec.action !== 'DENY') continue;
-    if ((policy.spec.rules ?? []).some((rule) => ruleMatches(rule, facts)))
+    if ((policy.spec.rules ?? []).some((rule) => ruleMatches(rule, facts, 'DENY')))
       return { allowed: false, policy: policy.name, reason: 'denied by a DENY policy' };
   }
   const allows = policies.filter((policy) => (policy.spec.action ?? 'ALLOW') === 'ALLOW');
   if (allows.length === 0) return { allowed: true };
   for (const policy of allows)
-    if ((policy.spec.rules ?? []).some((rule) => ruleMatches(rule, facts)))
+    if ((policy.spec.rules ?? []).some((rule) => ruleMatches(rule, facts, 'ALLOW')))
       return { allowed: true, policy: policy.name };
   return {
     allowed: false,

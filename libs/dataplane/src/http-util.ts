@@ -118,6 +118,22 @@ export function hasNoBody(request: {
   return request.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
 
+/**
+ * Header fields a request may carry, on every hop: more get 431 at the first hop, and
+ * nothing is sent on (HTTP/2 peers reset streams with many more, ENHANCE_YOUR_CALM).
+ */
+export const MAX_REQUEST_HEADERS = 100;
+
+/** Field lines of a request (pseudo-headers not counted), from Node's raw name/value list. */
+export function headerFieldCount(rawHeaders: readonly string[]): number {
+  let count = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i]!.charCodeAt(0) !== 58 /* : */) count++;
+  return count;
+}
+
+/** Lets HTTP/2 servers hand over requests with up to MAX_REQUEST_HEADERS fields, for a clean 431 beyond. */
+export const H2_MAX_HEADER_LIST_PAIRS = 2 * MAX_REQUEST_HEADERS + 8;
+
 /** Whether a request is gRPC (by its content type). */
 export const isGrpc = (headers: IncomingHttpHeaders): boolean =>
   String(headers['content-type'] ?? '').startsWith('application/grpc');
@@ -133,37 +149,4 @@ export function grpcStatusForHttp(status: number): number {
   if (status === 404) return GRPC.UNIMPLEMENTED;
   if (status === 429 || status === 502 || status === 503 || status === 504) return GRPC.UNAVAILABLE;
   return 2;
-}
-
-const UNRESERVED = /^[A-Za-z0-9\-._~]$/;
-
-/**
- * A request target as authorization sees it and the app gets it: origin form only (an
- * absolute or authority form is refused: undefined), unreserved characters decoded, other
- * escapes upper-cased, repeated slashes merged and dot segments resolved, so that
- * `/%61dmin`, `//admin` and `/x/../admin` are all `/admin`.
- */
-export function normalizeTarget(target: string): string | undefined {
-  if (!target.startsWith('/')) return undefined;
-  const question = target.indexOf('?');
-  const rawPath = question < 0 ? target : target.slice(0, question);
-  const query = question < 0 ? '' : target.slice(question);
-  const decoded = rawPath
-    .replace(/%([0-9A-Fa-f]{2})/g, (escape, hex: string) => {
-      const char = String.fromCharCode(Number.parseInt(hex, 16));
-      return UNRESERVED.test(char) ? char : escape.toUpperCase();
-    })
-    .replace(/\/{2,}/g, '/');
-  const segments: string[] = [];
-  const parts = decoded.split('/').slice(1);
-  for (const [index, segment] of parts.entries()) {
-    if (segment === '.' || segment === '..') {
-      if (segment === '..') segments.pop();
-      // A trailing dot segment leaves a directory path.
-      if (index === parts.length - 1) segments.push('');
-      continue;
-    }
-    segments.push(segment);
-  }
-  return `/${segments.join('/')}${query}`;
 }

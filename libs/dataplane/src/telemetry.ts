@@ -68,3 +68,77 @@ export class RequestMetrics {
     );
   }
 }
+
+/** One finished connection carried whole (L4), as either side reports it. */
+export interface ConnectionRecord {
+  readonly reporter: 'source' | 'destination';
+  readonly sourceCluster: string;
+  readonly sourceWorkload: string;
+  readonly destinationCluster: string;
+  readonly destinationService: string;
+  /** Bytes from the caller towards the server, and back. */
+  readonly sentBytes: number;
+  readonly receivedBytes: number;
+}
+
+/**
+ * Connection metrics of the L4 mode, with the request metrics' labels (Istio's
+ * `istio_tcp_*` vocabulary): `causeway_tcp_connections_opened_total`,
+ * `causeway_tcp_connections_closed_total`, `causeway_tcp_sent_bytes_total` (caller to
+ * server) and `causeway_tcp_received_bytes_total` (server to caller).
+ */
+export class ConnectionMetrics {
+  private readonly opened: Counter;
+  private readonly closed: Counter;
+  private readonly sent: Counter;
+  private readonly received: Counter;
+
+  constructor(registry: Registry | undefined) {
+    const registers = registry ? [registry] : [];
+    const labelNames = [
+      'reporter',
+      'source_cluster',
+      'source_workload',
+      'destination_cluster',
+      'destination_service',
+    ];
+    const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers });
+    this.opened = counter(
+      'causeway_tcp_connections_opened_total',
+      'Connections carried whole (L4 mode), when they open.',
+    );
+    this.closed = counter(
+      'causeway_tcp_connections_closed_total',
+      'Connections carried whole (L4 mode), when they close.',
+    );
+    this.sent = counter(
+      'causeway_tcp_sent_bytes_total',
+      'Bytes of L4 connections from the caller towards the server.',
+    );
+    this.received = counter(
+      'causeway_tcp_received_bytes_total',
+      'Bytes of L4 connections from the server back to the caller.',
+    );
+  }
+
+  private labels(record: Omit<ConnectionRecord, 'sentBytes' | 'receivedBytes'>) {
+    return {
+      reporter: record.reporter,
+      source_cluster: record.sourceCluster,
+      source_workload: record.sourceWorkload,
+      destination_cluster: record.destinationCluster,
+      destination_service: record.destinationService,
+    };
+  }
+
+  open(record: Omit<ConnectionRecord, 'sentBytes' | 'receivedBytes'>): void {
+    this.opened.inc(this.labels(record));
+  }
+
+  close(record: ConnectionRecord): void {
+    const labels = this.labels(record);
+    this.closed.inc(labels);
+    this.sent.inc(labels, record.sentBytes);
+    this.received.inc(labels, record.receivedBytes);
+  }
+}

@@ -1,16 +1,10 @@
+import { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import type { WorkloadCredentials } from '@causeway/identity';
+import { parseSpiffeId, spiffeIdOf } from '@causeway/pki';
 import type { Target } from './routing.ts';
-
-/** The SPIFFE URI in a certificate's subjectAltName, if any. */
-export function spiffeUriOf(subjectAltName: string | undefined): string | undefined {
-  return subjectAltName
-    ?.split(', ')
-    .find((entry) => entry.startsWith('URI:spiffe://'))
-    ?.slice('URI:'.length);
-}
 
 interface PooledSession {
   readonly session: http2.ClientHttp2Session;
@@ -63,6 +57,7 @@ export class UpstreamPool {
       existing.session.close();
     }
     const expected = new Set(target.identities);
+    const trustDomain = parseSpiffeId(credentials.spiffeId).trustDomain;
     const session = http2.connect(`https://${target.host}:${target.port}`, {
       createConnection: () => {
         const socket = tls.connect({
@@ -76,8 +71,16 @@ export class UpstreamPool {
           ALPNProtocols: ['h2'],
 
           checkServerIdentity: (_host, certificate) => {
-            const uri = spiffeUriOf(certificate.subjectaltname);
-            if (!uri) return new Error('the server presented no SPIFFE ID');
+            // The SVID's shape first (one URI SAN, SPIFFE, this trust domain, not a CA), so that
+            // a certificate naming a listed identity among others is refused in the handshake.
+            let uri: string;
+            try {
+              const leaf = new X509Certificate(certificate.raw);
+              if (leaf.ca) return new Error('the server certificate is a CA (basicConstraints CA=true)');
+              uri = spiffeIdOf(leaf, trustDomain, 'the server certificate').uri;
+            } catch (error) {
+              return error as Error;
+            }
             // No listed identity: nobody may answer (fail closed).
             if (!expected.has(uri))
               return new Error(

@@ -1,0 +1,333 @@
+import { X509Certificate } from 'node:crypto';
+import type { Http2ServerRequest } from 'node:http2';
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { Counter } from 'prom-client';
+import type { TLSSocket } from 'node:tls';
+import { dataPlaneMode, type ProxyConfig } from '@causeway/discovery';
+import { PkiError, peerIdentity, type VerifiedIdentity } from '@causeway/pki';
+import { AppForwarder } from './app-forwarder.ts';
+import { authorize, policiesFor } from './authz.ts';
+import { normalizePath } from '@causeway/http';
+import { endToEnd, GRPC, headerFieldCount, isGrpc, MAX_REQUEST_HEADERS } from './http-util.ts';
+import { failResponse, UPSTREAM_FAILURE, type ProxyRequest, type ProxyResponse } from './responses.ts';
+import type { InboundPort, SidecarOptions } from './sidecar-options.ts';
+import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
+import { L7_REQUIRED, splice } from './tunnel.ts';
+
+type Service = ProxyConfig['services'][number];
+
+/**
+ * Where an admitted connection keeps its caller: a property of the TLS socket, which reads
+ * the same through the socket stand-in Node's HTTP/2 sessions hand out.
+ */
+const CALLER = Symbol('causeway.caller');
+type AdmittedSocket = TLSSocket & { [CALLER]?: VerifiedIdentity };
+
+/**
+ * The sidecar's inbound side: a request that arrived over mTLS has its caller's SPIFFE ID
+ * checked, the AuthorizationPolicies of the services its port serves applied (DENY first,
+ * then ALLOW), and goes to the app with the caller in `x-forwarded-client-cert`.
+ */
+export class InboundProxy {
+  private readonly app: AppForwarder;
+  /** Per inbound port, the services it serves (computed once per config). */
+  private servedByPort = new Map<number, readonly Service[]>();
+  private servedFor: ProxyConfig | undefined;
+  private rootsFor: { pems: readonly string[]; roots: X509Certificate[] } | undefined;
+  private readonly refusals: Counter<'reason'>;
+  /** Open L4 connections, with what they were admitted for (re-checked on each new config). */
+  private readonly tunnels = new Map<Duplex, { service: Service; port: number; caller: VerifiedIdentity }>();
+
+  constructor(
+    private readonly options: SidecarOptions,
+    private readonly metrics: RequestMetrics,
+    private readonly connections: ConnectionMetrics,
+  ) {
+    this.app = new AppForwarder(options.appHost);
+    this.refusals = new Counter({
+      name: 'causeway_inbound_tls_refusals_total',
+      help: 'Inbound mTLS connections closed as their handshake completed: the client certificate is not a valid SVID of this trust domain.',
+      labelNames: ['reason'],
+      registers: options.registry ? [options.registry] : [],
+    });
+  }
+
+  /**
+   * Checks the client certificate of a connection whose TLS handshake has just completed,
+   * before any byte of it is read: OpenSSL has verified the chain; this adds the SPIFFE
+   * rules (exactly one URI SAN, `spiffe://` in this trust domain, a leaf that is no CA,
+   * issued by a cluster intermediate). A connection that fails them is to be closed at once.
+   */
+  admit(socket: TLSSocket): boolean {
+    try {
+      (socket as AdmittedSocket)[CALLER] = peerIdentity(socket, {
+        roots: this.roots(),
+        trustDomain: this.options.trustDomain,
+      });
+      return true;
+    } catch (error) {
+      const reason = error instanceof PkiError ? error.code : 'CAUSEWAY_PKI_BAD_INPUT';
+      this.refusals.inc({ reason });
+      this.options.log?.('warn', 'inbound connection refused: not a mesh identity', {
+        reason,
+        err: (error as Error).message,
+        peer: socket.remoteAddress,
+      });
+      return false;
+    }
+  }
+
+  /** One request on inbound `port`, whose listener got port `listening`. */
+  async handle(
+    port: InboundPort,
+    listening: number,
+    request: ProxyRequest,
+    response: ProxyResponse,
+  ): Promise<void> {
+    if (request.method === 'CONNECT') return this.tunnel(port, listening, request, response);
+    const started = process.hrtime.bigint();
+    const config = this.options.config();
+    const grpc = isGrpc(request.headers);
+    // Every connection was admitted as its handshake completed; none other gets this far.
+    const caller = callerOf(request);
+    if (!caller) return failResponse(request, response, 403, 'not a mesh identity');
+    const served = config ? this.served(config, listening) : [];
+    const services = served.map((service) => service.name);
+    const destinationService = served[0]?.hostname ?? 'unknown';
+    const record = (status: number, grpcStatus: string): void => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      const workload =
+        caller!.spiffeId.kind === 'workload' ? caller!.spiffeId.serviceAccount : caller!.spiffeId.uri;
+      this.metrics.record({
+        reporter: 'destination',
+        sourceCluster: caller!.cluster,
+        sourceWorkload: workload,
+        destinationCluster: this.options.cluster,
+        destinationService,
+        responseCode: status,
+        grpcStatus,
+        seconds,
+      });
+      this.options.accessLog?.({
+        reporter: 'destination',
+        method: request.method,
+        path: request.url,
+        status,
+        grpcStatus: grpc ? grpcStatus : undefined,
+        durationMs: Math.round(seconds * 100_000) / 100,
+        sourcePrincipal: caller!.spiffeId.uri,
+        sourceCluster: caller!.cluster,
+        destinationService,
+        traceparent: request.headers.traceparent,
+      });
+    };
+    const fields = headerFieldCount(request.rawHeaders);
+    if (fields > MAX_REQUEST_HEADERS) {
+      failResponse(
+        request,
+        response,
+        431,
+        `${fields} header fields; at most ${MAX_REQUEST_HEADERS} are accepted`,
+      );
+      return record(431, grpc ? String(GRPC.INTERNAL) : '');
+    }
+    if (!config) {
+      // Without a config the policies are unknown: nothing is let in (fail closed).
+      failResponse(request, response, 503, 'no config from the controller yet');
+      return record(503, grpc ? String(GRPC.UNAVAILABLE) : '');
+    }
+    // Authorization sees exactly what the app will get: an upper-case method and a
+    // normalized origin-form target (or a 400 naming what is wrong with it).
+    const method = request.method ?? 'GET';
+    if (!/^[A-Z]+$/.test(method)) {
+      failResponse(request, response, 400, 'the method must be upper case');
+      return record(400, grpc ? String(GRPC.INTERNAL) : '');
+    }
+    const normalized = normalizePath(request.url ?? '', this.options.pathNormalization);
+    if (!normalized.ok) {
+      failResponse(request, response, 400, `${normalized.code}: ${normalized.reason}`);
+      return record(400, grpc ? String(GRPC.INTERNAL) : '');
+    }
+    const target = normalized.target;
+    const spiffe = caller.spiffeId;
+    const namespaceHasPolicies = config.policies.some(
+      (p) => p.kind === 'AuthorizationPolicy' && p.namespace === this.options.namespace,
+    );
+    const decision =
+      services.length === 0 && namespaceHasPolicies
+        ? // Which service this is cannot be told: the namespace's policies cannot be applied (fail closed).
+          {
+            allowed: false as const,
+            policy: this.options.namespace,
+            reason: 'this workload serves no known service',
+          }
+        : authorize(policiesFor(config, this.options.namespace, services), {
+            principal: spiffe.uri,
+            namespace: spiffe.kind === 'workload' ? spiffe.namespace : undefined,
+            cluster: caller.cluster,
+            method,
+            path: target,
+            headers: request.headers,
+          });
+    if (!decision.allowed) {
+      failResponse(request, response, 403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
+      return record(403, grpc ? String(GRPC.PERMISSION_DENIED) : '');
+    }
+    // The caller is ours to state: any header an app could read as the client certificate
+    // (underscore spellings included, as CGI-style servers merge them) is dropped first.
+    const spoofable = Object.keys(request.headers).filter(
+      (name) => name.replace(/_/g, '-') === 'x-forwarded-client-cert' || name === UPSTREAM_FAILURE,
+    );
+    const headers = {
+      ...endToEnd(request.headers, spoofable),
+      'x-forwarded-client-cert': `By=${this.options.credentials().spiffeId};URI=${spiffe.uri}`,
+    };
+    const outcome =
+      port.appProtocol === 'h2c'
+        ? await this.app.h2(port.appPort, request, response, headers, target)
+        : await this.app.h1(port.appPort, request, response, headers, target);
+    record(outcome.status, outcome.grpcStatus);
+  }
+
+  /**
+   * An L4 connection (HBONE): an HTTP/2 CONNECT stream naming a service this port serves
+   * (`hostname:port`). The caller is authorized by identity; then the stream is spliced to a
+   * new connection to the app. A service port that needs L7 here (a path, method or header
+   * rule) is refused with a marker, and the caller carries its requests one by one instead.
+   */
+  private tunnel(port: InboundPort, listening: number, request: ProxyRequest, response: ProxyResponse): void {
+    const caller = callerOf(request);
+    const stream = (request as Http2ServerRequest).stream;
+    if (!stream) return failResponse(request, response, 405, 'CONNECT is carried over HTTP/2 only');
+    const refuse = (status: number, message: string, extra: Record<string, string> = {}): void => {
+      if (stream.destroyed || stream.headersSent) return;
+      stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8', ...extra });
+      stream.end(`${message}\n`);
+    };
+    const config = this.options.config();
+    if (!caller) return refuse(403, 'not a mesh identity');
+    if (!config) return refuse(503, 'no config from the controller yet');
+    const authority = String(request.headers[':authority'] ?? '');
+    const colon = authority.lastIndexOf(':');
+    const host = authority.slice(0, colon);
+    const servicePort = Number(authority.slice(colon + 1));
+    const service = this.served(config, listening).find(
+      (s) =>
+        (s.hostname === host || `${s.name}.${s.namespace}.svc.clusterset.local` === host) &&
+        s.ports.some((p) => p.port === servicePort),
+    );
+    if (colon < 0 || !service) return refuse(404, `${authority} is not served here`);
+    if (dataPlaneMode(config, service.namespace, service.name, servicePort).mode === 'L7')
+      return refuse(421, `${authority} needs L7 here`, { [L7_REQUIRED]: '1' });
+    const decision = this.authorizeConnection(config, service, caller);
+    if (!decision.allowed) return refuse(403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
+    const spiffe = caller.spiffeId;
+    const labels = {
+      reporter: 'destination' as const,
+      sourceCluster: caller.cluster,
+      sourceWorkload: spiffe.kind === 'workload' ? spiffe.serviceAccount : spiffe.uri,
+      destinationCluster: this.options.cluster,
+      destinationService: service.hostname,
+    };
+    const app = net.connect({ host: this.options.appHost, port: port.appPort, noDelay: true });
+    const unreachable = (error: Error): void =>
+      refuse(503, `the app is unreachable: ${error.message}`, { [UPSTREAM_FAILURE]: 'connect' });
+    app.once('error', unreachable);
+    // The caller gave up before the app answered.
+    stream.once('close', () => {
+      if (app.connecting) app.destroy();
+    });
+    app.once('connect', () => {
+      app.off('error', unreachable);
+      if (stream.destroyed) return void app.destroy();
+      stream.respond({ ':status': 200 });
+      this.connections.open(labels);
+      this.tunnels.set(stream, { service, port: servicePort, caller });
+      splice(stream, app, () => {
+        this.tunnels.delete(stream);
+        this.connections.close({ ...labels, sentBytes: app.bytesWritten, receivedBytes: app.bytesRead });
+      });
+    });
+  }
+
+  /**
+   * A new config: an open L4 connection that it would no longer admit (its service port
+   * needs L7 now, or its caller is no longer authorized) is cut, so that no connection made
+   * before a policy outlives it. The caller's next connection gets the new rules.
+   */
+  configChanged(config: ProxyConfig): void {
+    for (const [stream, { service, port, caller }] of this.tunnels) {
+      const l7 = dataPlaneMode(config, service.namespace, service.name, port).mode === 'L7';
+      if (l7 || !this.authorizeConnection(config, service, caller).allowed) {
+        this.options.log?.('info', 'L4 connection cut: the new config no longer admits it', {
+          service: service.hostname,
+          caller: caller.spiffeId.uri,
+          reason: l7 ? 'the service port needs L7' : 'not authorized',
+        });
+        stream.destroy();
+      }
+    }
+  }
+
+  /** Authorization by identity alone (an L4 connection has no paths, methods or headers). */
+  private authorizeConnection(config: ProxyConfig, service: Service, caller: VerifiedIdentity) {
+    const spiffe = caller.spiffeId;
+    return authorize(policiesFor(config, this.options.namespace, [service.name]), {
+      principal: spiffe.uri,
+      namespace: spiffe.kind === 'workload' ? spiffe.namespace : undefined,
+      cluster: caller.cluster,
+      method: 'CONNECT',
+      path: '',
+      headers: {},
+    });
+  }
+
+  /** Closes the connections to the app (after the requests that used them have finished). */
+  close(): void {
+    this.app.close();
+  }
+
+  /**
+   * The services an inbound port serves: those whose local endpoints include this workload's
+   * address and that port (their AuthorizationPolicies apply to its requests, no others).
+   */
+  private served(config: ProxyConfig, listening: number): readonly Service[] {
+    if (this.servedFor !== config) {
+      this.servedFor = config;
+      this.servedByPort = new Map();
+    }
+    let services = this.servedByPort.get(listening);
+    if (!services) {
+      services = config.services.filter(
+        (service) =>
+          service.namespace === this.options.namespace &&
+          service.backends.some(
+            (backend) =>
+              backend.kind === 'local' &&
+              backend.endpoints.some(
+                (endpoint) =>
+                  endpoint.address === this.options.workloadAddress &&
+                  endpoint.ports.some((p) => p.port === listening),
+              ),
+          ),
+      );
+      this.servedByPort.set(listening, services);
+    }
+    return services;
+  }
+
+  private roots(): X509Certificate[] {
+    const pems = this.options.credentials().roots;
+    if (this.rootsFor?.pems !== pems)
+      this.rootsFor = { pems, roots: pems.map((pem) => new X509Certificate(pem)) };
+    return this.rootsFor.roots;
+  }
+}
+
+/** The verified caller of a request's connection (set when it was admitted). */
+function callerOf(request: ProxyRequest): VerifiedIdentity | undefined {
+  const socket = ('stream' in request && request.stream ? request.stream.session?.socket : request.socket) as
+    AdmittedSocket | undefined;
+  return socket?.[CALLER];
+}

@@ -1,0 +1,470 @@
+import type { IncomingMessage } from 'node:http';
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import { dataPlaneMode, type DataPlaneMode, type ProxyConfig } from '@causeway/discovery';
+import { normalizePath } from '@causeway/http';
+import { orderTargets } from './balancer.ts';
+import {
+  endToEnd,
+  GRPC,
+  grpcStatusForHttp,
+  hasNoBody,
+  headerFieldCount,
+  isGrpc,
+  MAX_REQUEST_HEADERS,
+  ReplayableBody,
+} from './http-util.ts';
+import {
+  cancelWhenCallerLeaves,
+  closed,
+  failResponse,
+  relay,
+  UPSTREAM_FAILURE,
+  type Outcome,
+  type ProxyRequest,
+  type ProxyResponse,
+} from './responses.ts';
+import {
+  loadBalancerOf,
+  resolveDestination,
+  routeRequest,
+  targetsFor,
+  type Destination,
+  type Target,
+} from './routing.ts';
+import type { SidecarOptions } from './sidecar-options.ts';
+import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
+import { openTunnel, splice, TunnelRefused } from './tunnel.ts';
+import { UpstreamPool } from './upstreams.ts';
+
+/** A target that refused a connection is tried last for this long. */
+const EJECTION_MS = 10_000;
+/** A service port whose server side asked for L7 is carried per request for this long. */
+const LEARNED_L7_MS = 60_000;
+/** Different targets tried for one request at most. */
+const MAX_ATTEMPTS = 4;
+
+/** Methods that may be sent again after a failure (RFC 9110 §9.2.2). */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** A failure before any response byte: the next target may be tried. */
+class RetryableFailure extends Error {
+  constructor(
+    message: string,
+    readonly eject: boolean,
+    /** The connection was lost, not refused: a new one to the same target may work. */
+    readonly reconnect = false,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The sidecar's outbound side: an app's request is routed by its authority and the mesh
+ * routes, and sent over a pooled mTLS HTTP/2 session to the nearest healthy endpoint, or to
+ * another cluster through its east-west gateway; a target that cannot be reached makes way
+ * for the next one.
+ */
+export class OutboundProxy {
+  readonly pool: UpstreamPool;
+  private readonly ejectedUntil = new Map<string, number>();
+  private readonly roundRobin = new Map<string, number>();
+  /** Each service port's mode, worked out once per config. */
+  private modes = new WeakMap<ProxyConfig, Map<string, DataPlaneMode>>();
+  /** Service ports whose other side asked for L7 lately (a policy there needs HTTP): until when. */
+  private readonly learnedL7 = new Map<string, number>();
+  /** The service each of the app's HTTP/2 connections was opened for (its first stream's). */
+  private readonly h2Destinations = new WeakMap<object, string>();
+  /** The app's connections carried whole right now (cut when the sidecar stops). */
+  readonly tunnels = new Set<Duplex>();
+
+  constructor(
+    private readonly options: SidecarOptions,
+    private readonly metrics: RequestMetrics,
+    private readonly connections: ConnectionMetrics,
+  ) {
+    this.pool = new UpstreamPool(options.credentials, (message, fields) =>
+      options.log?.('warn', message, fields),
+    );
+  }
+
+  /** A new config was applied: sessions to targets it no longer has are closed when idle. */
+  configChanged(config: ProxyConfig): void {
+    const keys = new Set<string>();
+    for (const service of config.services)
+      for (const port of service.ports) {
+        const { local, remote } = targetsFor(
+          config,
+          { namespace: service.namespace, name: service.name, port: port.port },
+          service.scope === 'cluster',
+        );
+        for (const target of [...local, ...remote]) keys.add(target.key);
+      }
+    this.pool.retain(keys);
+    const now = Date.now();
+    for (const [key, until] of this.ejectedUntil)
+      if (until <= now || !keys.has(key)) this.ejectedUntil.delete(key);
+    const ports = new Set(
+      config.services.flatMap((service) =>
+        service.ports.map((port) => `${service.namespace}/${service.name}:${port.port}`),
+      ),
+    );
+    for (const key of this.roundRobin.keys()) if (!ports.has(key)) this.roundRobin.delete(key);
+  }
+
+  /** Closes the pooled sessions to peers (after the requests that used them have finished). */
+  close(): void {
+    this.pool.close();
+  }
+
+  async handle(request: ProxyRequest, response: ProxyResponse): Promise<void> {
+    const started = process.hrtime.bigint();
+    const config = this.options.config();
+    const grpc = isGrpc(request.headers);
+    let authority = String(request.headers[':authority'] ?? request.headers.host ?? '');
+    let path = request.url ?? '/';
+    if (/^https?:\/\//i.test(path)) {
+      // Absolute form: the app uses this sidecar as its HTTP proxy.
+      const url = new URL(path);
+      authority = url.host;
+      path = `${url.pathname}${url.search}`;
+    }
+    const record = (status: number, grpcStatus: string, cluster: string, service: string): void => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.metrics.record({
+        reporter: 'source',
+        sourceCluster: this.options.cluster,
+        sourceWorkload: this.options.serviceAccount,
+        destinationCluster: cluster,
+        destinationService: service,
+        responseCode: status,
+        grpcStatus,
+        seconds,
+      });
+      this.options.accessLog?.({
+        reporter: 'source',
+        method: request.method,
+        authority,
+        path,
+        status,
+        grpcStatus: grpc ? grpcStatus : undefined,
+        durationMs: Math.round(seconds * 100_000) / 100,
+        destinationCluster: cluster,
+        destinationService: service,
+        traceparent: request.headers.traceparent,
+      });
+    };
+    const fields = headerFieldCount(request.rawHeaders);
+    if (fields > MAX_REQUEST_HEADERS) {
+      failResponse(
+        request,
+        response,
+        431,
+        `${fields} header fields; at most ${MAX_REQUEST_HEADERS} are accepted`,
+      );
+      return record(431, grpc ? String(GRPC.INTERNAL) : '', 'unknown', 'unknown');
+    }
+    if (!config) {
+      failResponse(request, response, 503, 'no config from the controller yet');
+      return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', 'unknown');
+    }
+    // Routing sees the path the server's authorization and app will see.
+    const normalized = normalizePath(path, this.options.pathNormalization);
+    if (!normalized.ok) {
+      failResponse(request, response, 400, `${normalized.code}: ${normalized.reason}`);
+      return record(400, grpc ? String(GRPC.INTERNAL) : '', 'unknown', 'unknown');
+    }
+    path = normalized.target;
+    const destination = resolveDestination(config, authority, this.options.namespace);
+    if (!destination) {
+      failResponse(request, response, 404, `no service ${authority} in the clusterset`);
+      // The label is not the raw authority: an app could fill the metrics with made-up names.
+      return record(404, grpc ? String(GRPC.UNIMPLEMENTED) : '', 'unknown', 'unknown');
+    }
+    // An app's HTTP/2 connection is for one service, the one its first stream named: a later
+    // stream naming another one is misdirected (RFC 9110 §15.5.20), never sent elsewhere.
+    const session = 'stream' in request ? request.stream?.session : undefined;
+    if (session) {
+      const key = `${destination.service.namespace}/${destination.service.name}:${destination.port}`;
+      const pinned = this.h2Destinations.get(session);
+      if (pinned === undefined) this.h2Destinations.set(session, key);
+      else if (pinned !== key) {
+        failResponse(request, response, 421, `this connection is for ${pinned}, not ${authority}`);
+        return record(421, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', destination.service.hostname);
+      }
+    }
+    const routed = routeRequest(config, destination, {
+      method: request.method ?? 'GET',
+      path,
+      headers: request.headers,
+      grpc,
+    });
+    if ('status' in routed) {
+      failResponse(request, response, routed.status, routed.reason);
+      return record(
+        routed.status,
+        grpc ? String(grpcStatusForHttp(routed.status)) : '',
+        'unknown',
+        destination.service.hostname,
+      );
+    }
+    // The destination's own name (cluster-local for a Service that is not exported), or the
+    // clusterset name of the backend a route chose.
+    const serviceName =
+      routed.name === destination.service.name && routed.namespace === destination.service.namespace
+        ? destination.service.hostname
+        : `${routed.name}.${routed.namespace}.svc.clusterset.local`;
+    const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
+    if (targets.length === 0) {
+      failResponse(request, response, 503, `no ready endpoint of ${serviceName}`);
+      return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
+    }
+    // Streamed as it comes; its start is kept for a retry on another target.
+    const body = hasNoBody(request)
+      ? undefined
+      : new ReplayableBody(request, this.options.retryBufferBytes ?? 65_536);
+    const headers = {
+      ...endToEnd(request.headers),
+      ':method': request.method ?? 'GET',
+      ':path': path,
+      ':authority': authority,
+      ':scheme': 'https',
+    };
+    const failures: string[] = [];
+    const plan = targets.slice(0, MAX_ATTEMPTS);
+    let reconnected = false;
+    try {
+      for (let index = 0; index < plan.length; index++) {
+        const target = plan[index]!;
+        try {
+          const outcome = await this.attempt(target, headers, body, response);
+          return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
+        } catch (error) {
+          if (closed(response)) return record(499, '', target.cluster, serviceName);
+          if (!(error instanceof RetryableFailure)) {
+            failResponse(request, response, 502, `upstream reset: ${(error as Error).message}`);
+            return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
+          }
+          failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
+          if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+          if (response.headersSent || (body && !body.replayable)) break;
+          // A lost connection (GOAWAY, reset) gets one new connection to the same target.
+          if (error.reconnect && !reconnected) {
+            reconnected = true;
+            plan.splice(index + 1, 0, target);
+          }
+        }
+      }
+      this.options.log?.('warn', 'upstream failed', { service: serviceName, failures });
+      failResponse(request, response, 503, `upstream connect error: ${failures.join('; ')}`);
+      record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
+    } finally {
+      // Whatever of the body is still coming has nowhere to go (the answer is complete, or
+      // there is none): it is read and dropped, so the app's connection stays usable.
+      body?.discard();
+    }
+  }
+
+  /** L4 or L7 for a service port under a config (see `dataPlaneMode`). */
+  modeOf(config: ProxyConfig, namespace: string, name: string, port: number): DataPlaneMode {
+    let modes = this.modes.get(config);
+    if (!modes) this.modes.set(config, (modes = new Map()));
+    const key = `${namespace}/${name}:${port}`;
+    const learned = this.learnedL7.get(key);
+    if (learned !== undefined) {
+      if (learned > Date.now()) return 'L7';
+      this.learnedL7.delete(key);
+    }
+    let mode = modes.get(key);
+    if (!mode) modes.set(key, (mode = dataPlaneMode(config, namespace, name, port).mode));
+    return mode;
+  }
+
+  /**
+   * An app's `CONNECT host:port` (its `https_proxy` or `grpc_proxy` is this sidecar): the
+   * connection is carried whole to one endpoint of the service (L4), the next endpoint tried
+   * when one cannot be reached. A service port that needs L7 gets `200` at once, and what the
+   * app sends inside is served request by request by `asL7`, like a direct connection.
+   */
+  async connect(
+    request: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    asL7: (socket: Duplex, head: Buffer) => void,
+  ): Promise<void> {
+    const config = this.options.config();
+    const refuse = (status: number, reason: string, message: string): void => {
+      const body = `${message}\n`;
+      socket.end(
+        `HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    };
+    if (!config) return refuse(503, 'Service Unavailable', 'no config from the controller yet');
+    const authority = request.url ?? '';
+    const destination = resolveDestination(config, authority, this.options.namespace);
+    if (!destination) return refuse(404, 'Not Found', `no service ${authority} in the clusterset`);
+    const established = (): boolean => socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    const { service } = destination;
+    if (this.modeOf(config, service.namespace, service.name, destination.port) === 'L7') {
+      established();
+      return asL7(socket, head);
+    }
+    const outcome = await this.carry(config, destination, socket, head, established);
+    if (outcome === 'l7') {
+      this.learnedL7.set(
+        `${service.namespace}/${service.name}:${destination.port}`,
+        Date.now() + LEARNED_L7_MS,
+      );
+      established();
+      asL7(socket, head);
+    } else if (outcome !== 'carried') refuse(503, 'Service Unavailable', outcome);
+  }
+
+  /**
+   * Carries `socket` whole to the first target of `destination` that accepts a tunnel;
+   * `ready` runs just before the first byte goes through. Says 'carried', 'l7' (the other
+   * side needs L7 now), or why no target would take it.
+   */
+  async carry(
+    config: ProxyConfig,
+    destination: Destination,
+    socket: Duplex,
+    head: Buffer,
+    ready: () => void,
+  ): Promise<'carried' | 'l7' | string> {
+    const { service, port } = destination;
+    const routed = { namespace: service.namespace, name: service.name, port };
+    const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
+    if (targets.length === 0) return `no ready endpoint of ${service.hostname}`;
+    const failures: string[] = [];
+    for (const target of targets.slice(0, MAX_ATTEMPTS)) {
+      if (socket.destroyed) return 'carried';
+      let tunnel: http2.ClientHttp2Stream;
+      try {
+        tunnel = await openTunnel(this.pool, target, `${service.hostname}:${port}`);
+      } catch (error) {
+        if (!(error instanceof TunnelRefused)) throw error;
+        if (error.l7Required) return 'l7';
+        if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+        failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
+        continue;
+      }
+      if (socket.destroyed) {
+        tunnel.close(http2.constants.NGHTTP2_CANCEL);
+        return 'carried';
+      }
+      ready();
+      if (head.length > 0) tunnel.write(head);
+      const labels = {
+        reporter: 'source' as const,
+        sourceCluster: this.options.cluster,
+        sourceWorkload: this.options.serviceAccount,
+        destinationCluster: target.cluster,
+        destinationService: service.hostname,
+      };
+      this.connections.open(labels);
+      this.tunnels.add(socket);
+      let sent = head.length;
+      let received = 0;
+      socket.on('data', (chunk: Buffer) => (sent += chunk.length));
+      tunnel.on('data', (chunk: Buffer) => (received += chunk.length));
+      splice(socket, tunnel, () => {
+        this.tunnels.delete(socket);
+        this.connections.close({ ...labels, sentBytes: sent, receivedBytes: received });
+      });
+      return 'carried';
+    }
+    this.options.log?.('warn', 'upstream failed', { service: service.hostname, failures });
+    return `upstream connect error: ${failures.join('; ')}`;
+  }
+
+  /** The order a request's targets are tried in (see `orderTargets`). */
+  private order(
+    config: ProxyConfig,
+    routed: { namespace: string; name: string; port: number },
+    targets: ReturnType<typeof targetsFor>,
+  ): readonly Target[] {
+    const now = Date.now();
+    for (const [key, until] of this.ejectedUntil) if (until <= now) this.ejectedUntil.delete(key);
+    return orderTargets(
+      targets,
+      loadBalancerOf(config, routed.namespace, routed.name),
+      `${routed.namespace}/${routed.name}:${routed.port}`,
+      {
+        ejectedUntil: this.ejectedUntil,
+        roundRobin: this.roundRobin,
+        active: (key) => this.pool.active(key),
+      },
+      now,
+    );
+  }
+
+  /** One try on one target. Throws RetryableFailure when nothing was sent back to the app yet. */
+  private attempt(
+    target: Target,
+    headers: http2.OutgoingHttpHeaders,
+    body: ReplayableBody | undefined,
+    response: ProxyResponse,
+  ): Promise<Outcome> {
+    return new Promise((resolve, reject) => {
+      const pooled = this.pool.session(target);
+      pooled.active++;
+      let committed = false;
+      let settled = false;
+      const done = (): void => {
+        if (settled) return;
+        settled = true;
+        pooled.active--;
+      };
+      let stream: http2.ClientHttp2Stream;
+      try {
+        // A request without a body ends with its HEADERS frame.
+        stream = pooled.session.request(headers, { endStream: body === undefined });
+      } catch (error) {
+        done();
+        return reject(new RetryableFailure((error as Error).message, true));
+      }
+      cancelWhenCallerLeaves(response, stream);
+      stream.on('error', (error: Error) => {
+        done();
+        if (committed) return void response.destroy(error);
+        // Safe to send again: the target was never reached, the peer said it did not
+        // process the stream (GOAWAY with a lower last stream id, REFUSED_STREAM), or the
+        // method is idempotent. A target that could not be reached is ejected for a while.
+        const unprocessed =
+          !pooled.connected ||
+          (pooled.lastStreamId !== undefined && (stream.id ?? Infinity) > pooled.lastStreamId) ||
+          (stream.rstCode ?? 0) === http2.constants.NGHTTP2_REFUSED_STREAM;
+        if (unprocessed || IDEMPOTENT.has(String(headers[':method'])))
+          reject(new RetryableFailure(error.message, !pooled.connected, pooled.connected));
+        else reject(error);
+      });
+      stream.on('response', (upstream, flags) => {
+        const status = Number(upstream[':status']);
+        if (status === 503 && upstream[UPSTREAM_FAILURE]) {
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+          done();
+          return reject(
+            new RetryableFailure(
+              `the app there is unreachable (${String(upstream[UPSTREAM_FAILURE])})`,
+              true,
+            ),
+          );
+        }
+        committed = true;
+        body?.commit();
+        void relay(stream, upstream, flags, response).then((outcome) => {
+          done();
+          resolve(outcome);
+        });
+      });
+      // Closed with neither an answer nor an error (cancelled): the attempt is over.
+      stream.once('close', () => {
+        if (committed || settled) return;
+        done();
+        reject(new Error(`the stream closed unanswered (code ${stream.rstCode ?? 0})`));
+      });
+      body?.sendTo(stream);
+    });
+  }
+}

@@ -1,0 +1,102 @@
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { Target } from './routing.ts';
+import { UPSTREAM_FAILURE } from './responses.ts';
+import type { UpstreamPool } from './upstreams.ts';
+
+/** The inbound side answers a tunnel with this header when the service port now needs L7. */
+export const L7_REQUIRED = 'x-causeway-l7-required';
+
+/** Why a tunnel could not be opened; `next` says whether another target may be tried. */
+export class TunnelRefused extends Error {
+  constructor(
+    message: string,
+    /** The target could not be reached or its app refused: try the next one, eject this one. */
+    readonly eject: boolean,
+    /** The service port needs L7 at the other end: carry the connection per request instead. */
+    readonly l7Required = false,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * Opens one HBONE tunnel: an HTTP/2 CONNECT stream to `authority` (the destination service
+ * `hostname:port`) over the pooled mTLS session to `target`. Resolves with the stream once
+ * the other side has connected to its app (200); rejects with TunnelRefused otherwise.
+ */
+export function openTunnel(
+  pool: UpstreamPool,
+  target: Target,
+  authority: string,
+): Promise<http2.ClientHttp2Stream> {
+  return new Promise((resolve, reject) => {
+    const pooled = pool.session(target);
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = pooled.session.request({ ':method': 'CONNECT', ':authority': authority });
+    } catch (error) {
+      return reject(new TunnelRefused((error as Error).message, true));
+    }
+    pooled.active++;
+    let settled = false;
+    const release = (): void => {
+      pooled.active--;
+    };
+    stream.once('close', release);
+    const fail = (error: TunnelRefused): void => {
+      if (settled) return;
+      settled = true;
+      if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+      reject(error);
+    };
+    stream.once('error', (error) => fail(new TunnelRefused(error.message, !pooled.connected)));
+    stream.once('close', () =>
+      fail(new TunnelRefused(`the tunnel closed unanswered (code ${stream.rstCode ?? 0})`, false)),
+    );
+    stream.once('response', (headers) => {
+      const status = Number(headers[':status']);
+      if (status === 200) {
+        settled = true;
+        return resolve(stream);
+      }
+      if (headers[L7_REQUIRED])
+        return fail(new TunnelRefused('the service port needs L7 there', false, true));
+      fail(
+        new TunnelRefused(
+          `the tunnel was refused with ${status}${headers[UPSTREAM_FAILURE] ? ' (the app there is unreachable)' : ''}`,
+          Boolean(headers[UPSTREAM_FAILURE]),
+        ),
+      );
+    });
+  });
+}
+
+/**
+ * Carries bytes both ways between two streams until both directions have ended; a half
+ * close is passed on (a FIN from one side ends the other side's writing), an error or
+ * reset on either side tears down both. `done` runs once, when both are closed.
+ */
+export function splice(a: Duplex, b: Duplex, done: () => void): void {
+  a.pipe(b);
+  b.pipe(a);
+  let closed = 0;
+  const onClose = (): void => {
+    if (++closed === 2) done();
+  };
+  const tearDown = (): void => {
+    a.destroy();
+    b.destroy();
+  };
+  a.once('error', tearDown);
+  b.once('error', tearDown);
+  a.once('close', () => {
+    // A stream that closed before its write side finished cannot take more: stop the other.
+    if (!b.destroyed && !b.writableFinished) b.destroy();
+    onClose();
+  });
+  b.once('close', () => {
+    if (!a.destroyed && !a.writableFinished) a.destroy();
+    onClose();
+  });
+}

@@ -1,0 +1,214 @@
+// The L4 mode (HBONE): an app's CONNECT (https_proxy, grpc_proxy) is carried whole from
+// west's sidecar to a server's sidecar in east, through east's east-west gateway, as one
+// HTTP/2 CONNECT stream over the pooled mTLS session, authorized by identity, with TCP
+// metrics on both sides. When a path policy appears, the service port switches to L7
+// without a failed request. Every part is a real process.
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import http2 from 'node:http2';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
+import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
+import { eventually, startEnvironment, type Environment } from '@causeway/testing';
+
+let env: Environment;
+let dir: string;
+let federation: LocalFederation;
+let client: SidecarProcess;
+let ledger: { app: SampleApp; sidecar: SidecarProcess };
+
+const LEDGER = 'ledger.shop.svc.clusterset.local';
+
+before(async () => {
+  env = await startEnvironment({ nats: true });
+  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-mesh-l4-'));
+  federation = await LocalFederation.start({
+    dir,
+    natsUrl: env.nats!.url,
+    clusters: ['east', 'west'],
+    heartbeatInterval: '500ms',
+    workloadGrace: '1s',
+  });
+  await federation.apply(
+    'east',
+    'shop.yaml',
+    [
+      exportedService('shop', 'ledger', 80, 'http'),
+      exportedService('shop', 'till', 9000, 'grpc', 'grpc'),
+    ].join('---\n'),
+  );
+  ledger = await federation.startSampleWorkload('east', 'shop', 'ledger', 'http');
+  await federation.startSampleWorkload('east', 'shop', 'till', 'grpc');
+  client = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
+});
+
+after(async () => {
+  await federation?.stop();
+  await env?.dispose();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** `CONNECT authority` to the client's sidecar; resolves with the socket once it answered 200. */
+function tunnel(authority: string): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '127.0.0.1', port: client.outboundPort });
+    let head = '';
+    const onData = (chunk: Buffer): void => {
+      head += chunk.toString('latin1');
+      const end = head.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      socket.off('data', onData);
+      if (!head.startsWith('HTTP/1.1 200')) {
+        socket.on('data', (more: Buffer) => (head += more.toString('latin1')));
+        socket.once('close', () => reject(new Error(`CONNECT answered ${head}`)));
+        return;
+      }
+      // Anything after the head is the tunnel's first bytes.
+      if (head.length > end + 4) socket.unshift(Buffer.from(head.slice(end + 4), 'latin1'));
+      resolve(socket);
+    };
+    socket.on('data', onData);
+    socket.once('error', reject);
+    socket.setTimeout(10_000, () => socket.destroy(new Error('CONNECT timed out')));
+    socket.write(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n\r\n`);
+  });
+}
+
+/** A GET inside a CONNECT tunnel to the ledger. */
+async function getThroughTunnel(requestPath: string): Promise<{ status: number; reply?: EchoReply }> {
+  const socket = await tunnel(`${LEDGER}:80`);
+  return await new Promise((resolve, reject) => {
+    const request = http.get(
+      { createConnection: () => socket, path: requestPath, headers: { host: LEDGER, connection: 'close' } },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          let reply: EchoReply | undefined;
+          try {
+            reply = JSON.parse(body) as EchoReply;
+          } catch {
+            reply = undefined;
+          }
+          resolve({ status: response.statusCode!, ...(reply ? { reply } : {}) });
+        });
+      },
+    );
+    request.on('error', reject);
+  });
+}
+
+async function metric(sidecar: SidecarProcess, pattern: RegExp): Promise<number> {
+  const text = await (await fetch(`${sidecar.adminUrl}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((line) => pattern.test(line))
+    .reduce((sum, line) => sum + Number(line.split(' ').at(-1)), 0);
+}
+
+test('HTTP inside a CONNECT crosses clusters as an L4 tunnel, counted as TCP on both sides', async () => {
+  const { status, reply } = await eventually(async () => {
+    const result = await getThroughTunnel('/hello');
+    assert.equal(result.status, 200);
+    return result;
+  }, 30_000);
+  assert.equal(status, 200);
+  assert.equal(reply?.instance, 'ledger-east');
+  // L4: nothing inside the connection is read or changed, so no caller header is added.
+  assert.equal(reply?.caller, undefined);
+  assert.equal(reply?.path, '/hello');
+  await eventually(async () => {
+    const source =
+      /^causeway_tcp_connections_closed_total\{reporter="source",.*destination_service="ledger\.shop\.svc\.clusterset\.local"/;
+    assert.ok((await metric(client, source)) >= 1);
+    const sent = /^causeway_tcp_sent_bytes_total\{reporter="source",.*destination_cluster="east".*ledger/;
+    assert.ok((await metric(client, sent)) > 40);
+    const destination =
+      /^causeway_tcp_connections_opened_total\{reporter="destination",source_cluster="west",source_workload="web",destination_cluster="east",destination_service="ledger/;
+    assert.ok((await metric(ledger.sidecar, destination)) >= 1);
+  });
+});
+
+test('gRPC with grpc_proxy set to the sidecar: unary calls and a bidirectional stream through L4', async () => {
+  const saved = process.env.grpc_proxy;
+  process.env.grpc_proxy = `http://127.0.0.1:${client.outboundPort}`;
+  // grpc-js reads the proxy when the channel is made: the target is the service's own name.
+  const echo = grpcEchoClient(
+    0,
+    'till.shop.svc.clusterset.local:9000',
+    'till.shop.svc.clusterset.local:9000',
+  );
+  if (saved === undefined) delete process.env.grpc_proxy;
+  else process.env.grpc_proxy = saved;
+  try {
+    const reply = await eventually(() => echo.say('through a tunnel'), 30_000);
+    assert.equal(reply.message, 'through a tunnel');
+    assert.equal(reply.instance, 'till-east');
+    const chat = echo.chat();
+    for (const message of ['one', 'two', 'three']) assert.equal((await chat.send(message)).message, message);
+    chat.end();
+  } finally {
+    echo.close();
+  }
+  const opened =
+    /^causeway_tcp_connections_opened_total\{reporter="source",.*destination_service="till\.shop/;
+  assert.ok((await metric(client, opened)) >= 1);
+});
+
+test('an h2c connection whose later stream names another service is refused with 421', async () => {
+  const session = http2.connect(`http://127.0.0.1:${client.outboundPort}`);
+  try {
+    const call = (authority: string) =>
+      new Promise<number>((resolve, reject) => {
+        const stream = session.request({ ':path': '/hello', ':authority': authority });
+        stream.on('response', (headers) => resolve(Number(headers[':status'])));
+        stream.on('error', reject);
+        stream.resume();
+        stream.end();
+      });
+    assert.equal(
+      await eventually(() =>
+        call(LEDGER).then((s) => (s === 200 ? s : Promise.reject(new Error(String(s))))),
+      ),
+      200,
+    );
+    assert.equal(await call('till.shop.svc.clusterset.local:9000'), 421);
+  } finally {
+    session.close();
+  }
+});
+
+test('a path policy switches the ledger to L7 without a failed request, and applies inside CONNECT too', async () => {
+  let stop = false;
+  const statuses: number[] = [];
+  const loop = (async () => {
+    while (!stop) statuses.push((await getThroughTunnel('/books').catch(() => ({ status: 0 }))).status);
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  await federation.apply(
+    'east',
+    'deny.yaml',
+    `apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: no-admin, namespace: shop }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: ledger }]
+  action: DENY
+  rules: [{ to: [{ paths: ["/admin", "/admin/*"] }] }]
+`,
+  );
+  await eventually(async () => assert.equal((await getThroughTunnel('/admin')).status, 403), 30_000);
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  stop = true;
+  await loop;
+  assert.ok(statuses.length > 10, `only ${statuses.length} requests made`);
+  assert.deepEqual(
+    statuses.filter((status) => status !== 200),
+    [],
+    'every request while the mode changed succeeded',
+  );
+});
