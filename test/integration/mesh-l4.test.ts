@@ -4,6 +4,7 @@
 // metrics on both sides. When a path policy appears, the service port switches to L7
 // without a failed request. Every part is a real process.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -11,9 +12,10 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { promisify } from 'node:util';
 import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
-import { eventually, startEnvironment, type Environment } from '@causeway/testing';
+import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
 
 let env: Environment;
 let dir: string;
@@ -51,6 +53,22 @@ after(async () => {
   await env?.dispose();
   await rm(dir, { recursive: true, force: true });
 });
+
+/** `causeway explain ledger.shop --json` against east's controller: the ledger's port modes. */
+async function explainModes(): Promise<Array<{ port: number; mode: string; reasons: string[] }>> {
+  const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
+  const east = federation.clusters.get('east')!.controller.adminUrl;
+  const { stdout } = await promisify(execFile)(process.execPath, [
+    cli,
+    'explain',
+    'ledger.shop',
+    '--controller',
+    east,
+    '--json',
+  ]);
+  return (JSON.parse(stdout) as { dataPlaneModes: Array<{ port: number; mode: string; reasons: string[] }> })
+    .dataPlaneModes;
+}
 
 /** `CONNECT authority` to the client's sidecar; resolves with the socket once it answered 200. */
 function tunnel(authority: string): Promise<net.Socket> {
@@ -121,6 +139,9 @@ test('HTTP inside a CONNECT crosses clusters as an L4 tunnel, counted as TCP on 
   // L4: nothing inside the connection is read or changed, so no caller header is added.
   assert.equal(reply?.caller, undefined);
   assert.equal(reply?.path, '/hello');
+  assert.deepEqual(await explainModes(), [
+    { namespace: 'shop', name: 'ledger', port: 80, mode: 'L4', reasons: [] },
+  ]);
   await eventually(async () => {
     const source =
       /^causeway_tcp_connections_closed_total\{reporter="source",.*destination_service="ledger\.shop\.svc\.clusterset\.local"/;
@@ -206,6 +227,9 @@ spec:
   stop = true;
   await loop;
   assert.ok(statuses.length > 10, `only ${statuses.length} requests made`);
+  const [mode] = await explainModes();
+  assert.equal(mode?.mode, 'L7');
+  assert.match(mode!.reasons.join(), /AuthorizationPolicy shop\/no-admin matches paths, methods or headers/);
   assert.deepEqual(
     statuses.filter((status) => status !== 200),
     [],

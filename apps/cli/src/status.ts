@@ -193,6 +193,23 @@ export function renderExplain(status: ControllerStatus, namespace: string, name:
       `left out: ${verdict.conflicts.map((c) => `${c.reason} (${c.message})`).join('; ')}`,
     ]);
   lines.push(formatTable(['cluster', 'reached through', 'endpoints', 'why'], backendRows));
+  const modes = (status.dataPlaneModes ?? []).filter((m) => m.namespace === namespace && m.name === name);
+  if (modes.length > 0) {
+    lines.push('');
+    lines.push(`How sidecars in ${status.cluster} carry it:`);
+    lines.push(
+      formatTable(
+        ['port', 'mode', 'why'],
+        modes.map((m) => [
+          String(m.port),
+          m.mode,
+          m.mode === 'L4'
+            ? 'each connection is one HBONE tunnel (no route or request-level policy needs HTTP)'
+            : m.reasons.join('; '),
+        ]),
+      ),
+    );
+  }
   lines.push('');
   lines.push('Conflict conditions of the exports:');
   lines.push(
@@ -278,6 +295,9 @@ export function statusCommands(): Command[] {
             cluster: status.cluster,
             service: service ?? null,
             serviceExport: serviceExport ?? null,
+            dataPlaneModes: (status.dataPlaneModes ?? []).filter(
+              (m) => m.namespace === namespace && m.name === name,
+            ),
             proxies: status.proxies.map((p) => ({ ...p, hasService: p.ackedServices.includes(key) })),
           })}\n`,
         );

@@ -1,4 +1,4 @@
-import type { ControllerStatus, ProxyStatus } from '@causeway/discovery';
+import { dataPlaneMode, type ControllerStatus, type ProxyStatus } from '@causeway/discovery';
 import type { CatalogController } from '@causeway/k8s';
 
 /** The controller's state for `/debug/catalog` (read by `causeway status` and `explain`). */
@@ -37,6 +37,21 @@ export async function catalogStatus(input: {
       verdicts: merged?.get(`${service.namespace}/${service.name}`)?.verdicts ?? [],
     })),
     refusals: (await catalog?.sync.refusals()) ?? {},
+    dataPlaneModes: catalog
+      ? catalog.proxyServices().flatMap((service) =>
+          service.ports.map((port) => ({
+            namespace: service.namespace,
+            name: service.name,
+            port: port.port,
+            ...dataPlaneMode(
+              { routes: catalog.routes(), policies: catalog.policies() },
+              service.namespace,
+              service.name,
+              port.port,
+            ),
+          })),
+        )
+      : [],
     proxies: input.proxies,
   };
 }

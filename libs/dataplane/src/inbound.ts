@@ -37,7 +37,7 @@ export class InboundProxy {
   private rootsFor: { pems: readonly string[]; roots: X509Certificate[] } | undefined;
   private readonly refusals: Counter<'reason'>;
   /** Open L4 connections, with what they were admitted for (re-checked on each new config). */
-  private readonly tunnels = new Map<Duplex, { service: Service; port: number; caller: VerifiedIdentity }>();
+  private readonly tunnels = new Map<Duplex, { service: Service; caller: VerifiedIdentity }>();
 
   constructor(
     private readonly options: SidecarOptions,
@@ -243,7 +243,7 @@ export class InboundProxy {
       if (stream.destroyed) return void app.destroy();
       stream.respond({ ':status': 200 });
       this.connections.open(labels);
-      this.tunnels.set(stream, { service, port: servicePort, caller });
+      this.tunnels.set(stream, { service, caller });
       splice(stream, app, () => {
         this.tunnels.delete(stream);
         this.connections.close({ ...labels, sentBytes: app.bytesWritten, receivedBytes: app.bytesRead });
@@ -252,21 +252,19 @@ export class InboundProxy {
   }
 
   /**
-   * A new config: an open L4 connection that it would no longer admit (its service port
-   * needs L7 now, or its caller is no longer authorized) is cut, so that no connection made
-   * before a policy outlives it. The caller's next connection gets the new rules.
+   * A new config: an open L4 connection whose caller it no longer authorizes is cut. (One
+   * whose service port needs L7 now stays: cutting it would fail the request inside it; its
+   * caller's next connection is carried per request. Until it closes, it keeps the identity
+   * rules it was admitted under.)
    */
   configChanged(config: ProxyConfig): void {
-    for (const [stream, { service, port, caller }] of this.tunnels) {
-      const l7 = dataPlaneMode(config, service.namespace, service.name, port).mode === 'L7';
-      if (l7 || !this.authorizeConnection(config, service, caller).allowed) {
-        this.options.log?.('info', 'L4 connection cut: the new config no longer admits it', {
-          service: service.hostname,
-          caller: caller.spiffeId.uri,
-          reason: l7 ? 'the service port needs L7' : 'not authorized',
-        });
-        stream.destroy();
-      }
+    for (const [stream, { service, caller }] of this.tunnels) {
+      if (this.authorizeConnection(config, service, caller).allowed) continue;
+      this.options.log?.('info', 'L4 connection cut: the new config no longer authorizes its caller', {
+        service: service.hostname,
+        caller: caller.spiffeId.uri,
+      });
+      stream.destroy();
     }
   }
 

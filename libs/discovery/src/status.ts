@@ -48,5 +48,16 @@ export interface ControllerStatus {
   readonly services: ReadonlyArray<ClustersetService & { readonly verdicts: readonly ExportVerdict[] }>;
   /** Records and signers refused, by reason. */
   readonly refusals: Readonly<Record<string, number>>;
+  /**
+   * How this cluster's sidecars carry each service port (L4 unless something needs L7),
+   * from this cluster's routes and policies (absent from older controllers).
+   */
+  readonly dataPlaneModes?: ReadonlyArray<{
+    readonly namespace: string;
+    readonly name: string;
+    readonly port: number;
+    readonly mode: 'L4' | 'L7';
+    readonly reasons: readonly string[];
+  }>;
   readonly proxies: readonly ProxyStatus[];
 }
