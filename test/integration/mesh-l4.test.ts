@@ -13,6 +13,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
+import { WebSocket } from 'ws';
 import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
 import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
@@ -178,6 +179,25 @@ test('gRPC with grpc_proxy set to the sidecar: unary calls and a bidirectional s
   const opened =
     /^causeway_tcp_connections_opened_total\{reporter="source",.*destination_service="till\.shop/;
   assert.ok((await metric(client, opened)) >= 1);
+});
+
+test('a WebSocket echo crosses clusters inside a CONNECT: the upgrade and every message pass', async () => {
+  const socket = await eventually(() => tunnel(`${LEDGER}:80`), 30_000);
+  const ws = new WebSocket(`ws://${LEDGER}/chat`, { createConnection: () => socket });
+  const messages: string[] = [];
+  ws.on('message', (data) => messages.push(String(data)));
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  for (const text of ['hello', 'across', 'clusters']) {
+    const count = messages.length;
+    ws.send(text);
+    await eventually(async () => assert.equal(messages.length, count + 1));
+    assert.equal(messages.at(-1), `ledger-east: ${text}`);
+  }
+  ws.close();
+  await new Promise((resolve) => ws.once('close', resolve));
 });
 
 test('an h2c connection whose later stream names another service is refused with 421', async () => {

@@ -356,7 +356,10 @@ test('every spelling of a denied path is refused at the first hop or denied, ove
       const h1 = await raw(`GET ${spelling} HTTP/1.1\r\n${host}Connection: close\r\n\r\n`);
       assert.match(h1, /^HTTP\/1\.1 (400|403) /, `HTTP/1.1 ${spelling}: ${h1.split('\r\n')[0]}`);
       const h2 = await new Promise<number>((resolve, reject) => {
-        const stream = session.request({ ':path': spelling, ':authority': 'ledger.shop.svc.clusterset.local' });
+        const stream = session.request({
+          ':path': spelling,
+          ':authority': 'ledger.shop.svc.clusterset.local',
+        });
         stream.on('response', (headers) => resolve(Number(headers[':status'])));
         stream.on('error', reject);
         stream.resume();

@@ -1,6 +1,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { WebSocketServer } from 'ws';
 
 /** What a sample app answers: who it is, and who called it (as its sidecar said). */
 export interface EchoReply {
@@ -54,6 +55,13 @@ export async function startHttpEcho(identity: SampleIdentity): Promise<SampleApp
     });
     response.end(body);
   });
+  // A WebSocket upgrade on any path: each message is echoed with the instance that answered.
+  const sockets = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (request, socket, head) =>
+    sockets.handleUpgrade(request, socket, head, (ws) =>
+      ws.on('message', (data) => ws.send(`${identity.instance}: ${String(data)}`)),
+    ),
+  );
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as AddressInfo).port,
