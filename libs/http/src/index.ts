@@ -6,3 +6,17 @@ export {
   type PathNormalizationOptions,
   type PathRefusalCode,
 } from './path.ts';
+export { BodyTracker, type BodyProgress } from './h1-body.ts';
+export type { H1Error, H1ErrorCode } from './h1-errors.ts';
+export {
+  HeadScan,
+  headerValue,
+  parseRequestHead,
+  parseResponseHead,
+  type BodyFraming,
+  type HeadResult,
+  type RequestHead,
+  type ResponseHead,
+} from './h1-head.ts';
+export { createH1Limits, DEFAULT_H1_LIMITS, type H1Limits } from './h1-limits.ts';
+export { H1WriteError, writeRequestHead, writeResponseHead } from './h1-write.ts';
