@@ -200,6 +200,47 @@ test('a WebSocket echo crosses clusters inside a CONNECT: the upgrade and every 
   await new Promise((resolve) => ws.once('close', resolve));
 });
 
+test('plain HTTP/1.1 in L4: pipelined requests answered in order, a chunked body, a WebSocket upgrade, bad framing refused', async () => {
+  const host = `Host: ${LEDGER}\r\n`;
+  // Two requests in one write, then a chunked POST: three answers, in order, one connection.
+  const replies = await rawExchange(
+    `GET /one HTTP/1.1\r\n${host}\r\nGET /two HTTP/1.1\r\n${host}\r\n` +
+      `POST /three HTTP/1.1\r\n${host}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+  );
+  const paths = [...replies.matchAll(/"path":"([^"]+)"/g)].map((match) => match[1]);
+  assert.deepEqual(paths, ['/one', '/two', '/three']);
+  assert.equal(replies.match(/HTTP\/1\.1 200 /g)?.length, 3);
+  // Smuggling shapes never reach the tunnel.
+  const smuggled = await rawExchange(
+    `POST /x HTTP/1.1\r\n${host}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
+  );
+  assert.match(smuggled, /^HTTP\/1\.1 400 /);
+  // A WebSocket through the plain HTTP port (no CONNECT): the 101 turns it into a tunnel.
+  const ws = new WebSocket(`ws://${LEDGER}/chat`, {
+    createConnection: () => net.connect({ host: '127.0.0.1', port: client.outboundPort }),
+  });
+  const answer = await new Promise<string>((resolve, reject) => {
+    ws.once('open', () => ws.send('plain'));
+    ws.once('message', (data) => resolve(String(data)));
+    ws.once('error', reject);
+  });
+  assert.equal(answer, 'ledger-east: plain');
+  ws.close();
+});
+
+/** Raw bytes to the client's outbound port; resolves with everything answered until it closes. */
+function rawExchange(bytes: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port: client.outboundPort });
+    let data = '';
+    socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+    socket.on('close', () => resolve(data));
+    socket.on('error', () => resolve(data));
+    socket.setTimeout(10_000, () => socket.destroy());
+    socket.write(bytes);
+  });
+}
+
 test('an h2c connection whose later stream names another service is refused with 421', async () => {
   const session = http2.connect(`http://127.0.0.1:${client.outboundPort}`);
   try {

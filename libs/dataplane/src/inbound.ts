@@ -1,7 +1,6 @@
 import { X509Certificate } from 'node:crypto';
-import type { Http2ServerRequest } from 'node:http2';
+import http2, { type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2';
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { Counter } from 'prom-client';
 import type { TLSSocket } from 'node:tls';
 import { dataPlaneMode, type ProxyConfig } from '@causeway/discovery';
@@ -37,7 +36,10 @@ export class InboundProxy {
   private rootsFor: { pems: readonly string[]; roots: X509Certificate[] } | undefined;
   private readonly refusals: Counter<'reason'>;
   /** Open L4 connections, with what they were admitted for (re-checked on each new config). */
-  private readonly tunnels = new Map<Duplex, { service: Service; caller: VerifiedIdentity }>();
+  private readonly tunnels = new Map<
+    ServerHttp2Stream,
+    { service: Service; port: number; caller: VerifiedIdentity }
+  >();
 
   constructor(
     private readonly options: SidecarOptions,
@@ -243,28 +245,42 @@ export class InboundProxy {
       if (stream.destroyed) return void app.destroy();
       stream.respond({ ':status': 200 });
       this.connections.open(labels);
-      this.tunnels.set(stream, { service, caller });
+      this.tunnels.set(stream, { service, port: servicePort, caller });
+      const opened = process.hrtime.bigint();
       splice(stream, app, () => {
         this.tunnels.delete(stream);
         this.connections.close({ ...labels, sentBytes: app.bytesWritten, receivedBytes: app.bytesRead });
+        // One line per connection (L4 reads no requests).
+        this.options.accessLog?.({
+          reporter: 'destination',
+          mode: 'L4',
+          sourcePrincipal: spiffe.uri,
+          sourceCluster: caller.cluster,
+          destinationService: service.hostname,
+          sentBytes: app.bytesWritten,
+          receivedBytes: app.bytesRead,
+          durationMs: Math.round(Number(process.hrtime.bigint() - opened) / 10_000) / 100,
+        });
       });
     });
   }
 
   /**
-   * A new config: an open L4 connection whose caller it no longer authorizes is cut. (One
-   * whose service port needs L7 now stays: cutting it would fail the request inside it; its
-   * caller's next connection is carried per request. Until it closes, it keeps the identity
-   * rules it was admitted under.)
+   * A new config: an open L4 connection that it would no longer admit (its service port
+   * needs L7 now, or its caller is no longer authorized) is cut, so that no connection made
+   * before a policy outlives it. (The caller's sidecar sends an idempotent request that was
+   * in flight again, per request if the port needs L7 now.)
    */
   configChanged(config: ProxyConfig): void {
-    for (const [stream, { service, caller }] of this.tunnels) {
-      if (this.authorizeConnection(config, service, caller).allowed) continue;
-      this.options.log?.('info', 'L4 connection cut: the new config no longer authorizes its caller', {
+    for (const [stream, { service, port, caller }] of this.tunnels) {
+      const l7 = dataPlaneMode(config, service.namespace, service.name, port).mode === 'L7';
+      if (!l7 && this.authorizeConnection(config, service, caller).allowed) continue;
+      this.options.log?.('info', 'L4 connection cut: the new config no longer admits it', {
         service: service.hostname,
         caller: caller.spiffeId.uri,
+        reason: l7 ? 'the service port needs L7' : 'not authorized',
       });
-      stream.destroy();
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
     }
   }
 

@@ -41,6 +41,8 @@ import { UpstreamPool } from './upstreams.ts';
 const EJECTION_MS = 10_000;
 /** A service port whose server side asked for L7 is carried per request for this long. */
 const LEARNED_L7_MS = 60_000;
+/** Idle tunnels kept per service port and target. */
+const MAX_IDLE_TUNNELS = 64;
 /** Different targets tried for one request at most. */
 const MAX_ATTEMPTS = 4;
 
@@ -71,6 +73,8 @@ export class OutboundProxy {
   private readonly roundRobin = new Map<string, number>();
   /** Each service port's mode, worked out once per config. */
   private modes = new WeakMap<ProxyConfig, Map<string, DataPlaneMode>>();
+  /** Idle tunnels per service port and target, for the next request of any app connection. */
+  private readonly idle = new Map<string, TunnelLease[]>();
   /** Service ports whose other side asked for L7 lately (a policy there needs HTTP): until when. */
   private readonly learnedL7 = new Map<string, number>();
   /** The service each of the app's HTTP/2 connections was opened for (its first stream's). */
@@ -114,6 +118,8 @@ export class OutboundProxy {
 
   /** Closes the pooled sessions to peers (after the requests that used them have finished). */
   close(): void {
+    for (const list of this.idle.values()) for (const lease of list) lease.release(false);
+    this.idle.clear();
     this.pool.close();
   }
 
@@ -332,50 +338,155 @@ export class OutboundProxy {
     head: Buffer,
     ready: () => void,
   ): Promise<'carried' | 'l7' | string> {
+    const lease = await this.leaseTunnel(config, destination, new Set());
+    if (typeof lease !== 'object') return lease;
+    if (socket.destroyed) {
+      lease.release(true);
+      return 'carried';
+    }
+    ready();
+    this.tunnels.add(socket);
+    socket.once('close', () => this.tunnels.delete(socket));
+    lease.splice(socket, head);
+    return 'carried';
+  }
+
+  /**
+   * A tunnel to one target of `destination` (none of `exclude`), the next target tried when
+   * one cannot be reached (and ejected for a while). Says 'l7' when the server side needs
+   * L7 for the port (remembered for a while), or why no target would take it.
+   */
+  async leaseTunnel(
+    config: ProxyConfig,
+    destination: Destination,
+    exclude: ReadonlySet<string>,
+  ): Promise<TunnelLease | 'l7' | string> {
     const { service, port } = destination;
     const routed = { namespace: service.namespace, name: service.name, port };
-    const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
+    const key = `${service.namespace}/${service.name}:${port}`;
+    const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly)).filter(
+      (target) => !exclude.has(target.key),
+    );
     if (targets.length === 0) return `no ready endpoint of ${service.hostname}`;
     const failures: string[] = [];
     for (const target of targets.slice(0, MAX_ATTEMPTS)) {
-      if (socket.destroyed) return 'carried';
-      let tunnel: http2.ClientHttp2Stream;
       try {
-        tunnel = await openTunnel(this.pool, target, `${service.hostname}:${port}`);
+        const stream = await openTunnel(this.pool, target, `${service.hostname}:${port}`);
+        return new StreamLease(key, target, stream, this.connections, {
+          reporter: 'source',
+          sourceCluster: this.options.cluster,
+          sourceWorkload: this.options.serviceAccount,
+          destinationCluster: target.cluster,
+          destinationService: service.hostname,
+        });
       } catch (error) {
         if (!(error instanceof TunnelRefused)) throw error;
-        if (error.l7Required) return 'l7';
-        if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+        if (error.l7Required) {
+          this.learnedL7.set(key, Date.now() + LEARNED_L7_MS);
+          return 'l7';
+        }
+        if (error.eject) this.ejectTarget(target);
         failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
-        continue;
       }
-      if (socket.destroyed) {
-        tunnel.close(http2.constants.NGHTTP2_CANCEL);
-        return 'carried';
-      }
-      ready();
-      if (head.length > 0) tunnel.write(head);
-      const labels = {
-        reporter: 'source' as const,
-        sourceCluster: this.options.cluster,
-        sourceWorkload: this.options.serviceAccount,
-        destinationCluster: target.cluster,
-        destinationService: service.hostname,
-      };
-      this.connections.open(labels);
-      this.tunnels.add(socket);
-      let sent = head.length;
-      let received = 0;
-      socket.on('data', (chunk: Buffer) => (sent += chunk.length));
-      tunnel.on('data', (chunk: Buffer) => (received += chunk.length));
-      splice(socket, tunnel, () => {
-        this.tunnels.delete(socket);
-        this.connections.close({ ...labels, sentBytes: sent, receivedBytes: received });
-      });
-      return 'carried';
     }
     this.options.log?.('warn', 'upstream failed', { service: service.hostname, failures });
     return `upstream connect error: ${failures.join('; ')}`;
+  }
+
+  /**
+   * A tunnel for one request of an app's HTTP/1.1 connection: the balancer picks the
+   * target per request, and an idle tunnel to it is reused when there is one.
+   */
+  async acquireTunnel(
+    config: ProxyConfig,
+    destination: Destination,
+    exclude: ReadonlySet<string>,
+  ): Promise<TunnelLease | 'l7' | string> {
+    const { service, port } = destination;
+    const routed = { namespace: service.namespace, name: service.name, port };
+    const first = this.order(config, routed, targetsFor(config, routed, destination.localOnly)).find(
+      (target) => !exclude.has(target.key),
+    );
+    if (first) {
+      const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
+      for (let lease = idle?.pop(); lease; lease = idle?.pop()) if (!lease.closed) return lease;
+    }
+    return this.leaseTunnel(config, destination, exclude);
+  }
+
+  /** A tunnel whose exchange ended cleanly waits for the next request to its target. */
+  returnTunnel(lease: TunnelLease): void {
+    if (lease.closed) return;
+    lease.attach(undefined);
+    const key = `${lease.key} ${lease.target.key}`;
+    let idle = this.idle.get(key);
+    if (!idle) this.idle.set(key, (idle = []));
+    if (idle.length >= MAX_IDLE_TUNNELS) return lease.release(false);
+    idle.push(lease);
+    (lease as StreamLease).onEnded = () => {
+      const list = this.idle.get(key);
+      const at = list?.indexOf(lease) ?? -1;
+      if (at >= 0) list!.splice(at, 1);
+      if (list?.length === 0) this.idle.delete(key);
+    };
+  }
+
+  /** One request of an app's HTTP/1.1 connection carried in L4, for metrics and the access log. */
+  recordRequest(entry: {
+    method: string;
+    authority: string;
+    path: string;
+    status: number;
+    seconds: number;
+    cluster: string;
+    service: string;
+    traceparent: string | undefined;
+  }): void {
+    this.metrics.record({
+      reporter: 'source',
+      sourceCluster: this.options.cluster,
+      sourceWorkload: this.options.serviceAccount,
+      destinationCluster: entry.cluster,
+      destinationService: entry.service,
+      responseCode: entry.status,
+      grpcStatus: '',
+      seconds: entry.seconds,
+    });
+    this.options.accessLog?.({
+      reporter: 'source',
+      mode: 'L4',
+      method: entry.method,
+      authority: entry.authority,
+      path: entry.path,
+      status: entry.status,
+      durationMs: Math.round(entry.seconds * 100_000) / 100,
+      destinationCluster: entry.cluster,
+      destinationService: entry.service,
+      traceparent: entry.traceparent,
+    });
+  }
+
+  /** A target that failed is tried last for a while. */
+  ejectTarget(target: Target): void {
+    this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+  }
+
+  /** The sidecar's log. */
+  log(level: 'info' | 'warn', message: string, fields?: Record<string, unknown>): void {
+    this.options.log?.(level, message, fields);
+  }
+
+  /** The config now in force (undefined before the first). */
+  config(): ProxyConfig | undefined {
+    return this.options.config();
+  }
+
+  get namespace(): string {
+    return this.options.namespace;
+  }
+
+  get pathNormalization(): SidecarOptions['pathNormalization'] {
+    return this.options.pathNormalization;
   }
 
   /** The order a request's targets are tried in (see `orderTargets`). */
@@ -466,5 +577,112 @@ export class OutboundProxy {
       });
       body?.sendTo(stream);
     });
+  }
+}
+
+/**
+ * One HBONE tunnel lent to a caller (an app's CONNECT, or the destination of an app's
+ * HTTP/1.1 connection): bytes written go to the app behind the target; its TCP metrics are
+ * recorded when it closes.
+ */
+export interface TunnelLease {
+  /** The service port it reaches (`namespace/name:port`). */
+  readonly key: string;
+  readonly target: Target;
+  /** Closed or closing: no more exchanges. */
+  readonly closed: boolean;
+  write(chunk: Buffer): boolean;
+  once(event: 'drain', listener: () => void): void;
+  /**
+   * Who gets what comes back, and the end of the tunnel (why, for a failure), until the
+   * next `attach`. Bytes that come while nobody is attached (an idle tunnel) end it.
+   */
+  attach(handler: LeaseHandler | undefined): void;
+  pause(): void;
+  resume(): void;
+  /** From here on the tunnel and `socket` exchange bytes as they are, `first` going first. */
+  splice(socket: Duplex, first: Buffer): void;
+  /** Ends the tunnel: `abort` resets it (an exchange was cut short), otherwise a clean end. */
+  release(abort: boolean): void;
+}
+
+/** What a tunnel's borrower is told. */
+export interface LeaseHandler {
+  data(chunk: Buffer): void;
+  end(error?: string): void;
+}
+
+class StreamLease implements TunnelLease {
+  closed = false;
+  private sent = 0;
+  private received = 0;
+  private handler: LeaseHandler | undefined;
+  private endedWith: { error?: string } | undefined;
+  /** Told when the tunnel ends (the idle pool forgets it). */
+  onEnded: (() => void) | undefined;
+
+  constructor(
+    readonly key: string,
+    readonly target: Target,
+    private readonly stream: http2.ClientHttp2Stream,
+    private readonly connections: ConnectionMetrics,
+    private readonly labels: Parameters<ConnectionMetrics['open']>[0],
+  ) {
+    connections.open(labels);
+    stream.on('data', (chunk: Buffer) => {
+      this.received += chunk.length;
+      if (this.handler) this.handler.data(chunk);
+      else this.release(true);
+    });
+    const end = (error?: string): void => {
+      if (this.endedWith) return;
+      this.closed = true;
+      this.endedWith = error === undefined ? {} : { error };
+      this.onEnded?.();
+      this.handler?.end(error);
+    };
+    stream.once('end', () => end());
+    stream.once('error', (error) => end(error.message));
+    stream.once('close', () => {
+      end(stream.rstCode ? `the tunnel was reset (code ${stream.rstCode})` : undefined);
+      connections.close({ ...labels, sentBytes: this.sent, receivedBytes: this.received });
+    });
+  }
+
+  write(chunk: Buffer): boolean {
+    this.sent += chunk.length;
+    return this.stream.write(chunk);
+  }
+
+  once(event: 'drain', listener: () => void): void {
+    this.stream.once(event, listener);
+  }
+
+  attach(handler: LeaseHandler | undefined): void {
+    this.handler = handler;
+    if (handler && this.endedWith) handler.end(this.endedWith.error);
+  }
+
+  pause(): void {
+    this.stream.pause();
+  }
+
+  resume(): void {
+    this.stream.resume();
+  }
+
+  splice(socket: Duplex, first: Buffer): void {
+    this.stream.removeAllListeners('data');
+    this.stream.on('data', (chunk: Buffer) => (this.received += chunk.length));
+    socket.on('data', (chunk: Buffer) => (this.sent += chunk.length));
+    if (first.length > 0) this.write(first);
+    splice(socket, this.stream, () => {});
+  }
+
+  release(abort: boolean): void {
+    if (this.stream.destroyed) return;
+    this.closed = true;
+    if (abort) this.stream.close(http2.constants.NGHTTP2_CANCEL);
+    else this.stream.end();
   }
 }

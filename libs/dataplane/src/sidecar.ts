@@ -6,6 +6,7 @@ import type { TLSSocket } from 'node:tls';
 import type { ProxyConfig } from '@causeway/discovery';
 import type { WorkloadCredentials } from '@causeway/identity';
 import { H2_MAX_HEADER_LIST_PAIRS } from './http-util.ts';
+import { OutboundH1Connection } from './h1-outbound.ts';
 import { InboundProxy } from './inbound.ts';
 import { OutboundProxy } from './outbound.ts';
 import { failResponse, isH1Response, type ProxyRequest, type ProxyResponse } from './responses.ts';
@@ -34,6 +35,8 @@ export class Sidecar {
   private inboundPorts: number[] = [];
   /** The app's HTTP/1.1 connections to the outbound port, with their responses in progress. */
   private readonly h1Connections = new Map<net.Socket, Set<ServerResponse>>();
+  /** The app's HTTP/1.1 connections framed by the sidecar itself (L4 while they can be). */
+  private readonly framed = new Set<OutboundH1Connection>();
   private stopping = false;
 
   constructor(private readonly options: SidecarOptions) {
@@ -154,6 +157,7 @@ export class Sidecar {
     this.stopping = true;
     // HTTP/1.1 has no GOAWAY: idle connections are closed, busy ones say `Connection: close`
     // on their last response and close after it.
+    for (const connection of this.framed) connection.stop();
     for (const [socket, responses] of this.h1Connections) {
       if (responses.size === 0) socket.end();
       for (const response of responses) if (!response.headersSent) response.shouldKeepAlive = false;
@@ -196,15 +200,26 @@ export class Sidecar {
         stream.on('error', () => socket.destroy());
         this.outboundH2.emit('connection', stream);
       } else {
-        socket.unshift(head);
-        this.h1Connections.set(socket as net.Socket, new Set());
-        socket.once('close', () => this.h1Connections.delete(socket as net.Socket));
-        this.outboundH1.emit('connection', socket);
+        // HTTP/1.1: framed here, carried in L4 while its requests go to L4 ports.
+        const connection = new OutboundH1Connection(socket, head, this.outboundProxy, (inner, buffered) =>
+          this.perRequest(inner, buffered),
+        );
+        this.framed.add(connection);
+        socket.once('close', () => this.framed.delete(connection));
       }
       socket.resume();
     };
     socket.on('data', onData);
     if (early.length > 0) onData(Buffer.alloc(0));
+  }
+
+  /** An app's HTTP/1.1 connection to be served request by request by Node's HTTP/1.1 server (L7). */
+  private perRequest(socket: Duplex, buffered: Buffer): void {
+    if (buffered.length > 0) socket.unshift(buffered);
+    this.h1Connections.set(socket as net.Socket, new Set());
+    socket.once('close', () => this.h1Connections.delete(socket as net.Socket));
+    this.outboundH1.emit('connection', socket);
+    socket.resume();
   }
 
   /** (The request's socket: a pipelined response waiting its turn has none of its own yet.) */
