@@ -1,5 +1,7 @@
-// The sidecar hop measured four ways in one run: client -> app directly; through two
-// Causeway sidecars (outbound -> mTLS -> inbound); through two nginx instances configured as
+// The sidecar hop measured five ways in one run: client -> app directly; through two
+// Causeway sidecars (outbound -> mTLS -> inbound) in L4 mode (the service `app`: each
+// connection one HBONE tunnel) and in L7 mode (the service `app-l7`, the same workload, with
+// a path rule that makes every request authorized on its own); through two nginx instances configured as
 // the same mTLS proxy pair; through the plainest such pair Node's own modules make
 // (bench/node-proxy.mjs: what any Node.js data plane starts from). Latency at a fixed rate (open loop: each request is timed from
 // when it was due, so a stall is not hidden), throughput at saturation (wrk), sidecar RSS.
@@ -322,6 +324,23 @@ spec: { selector: { app: app }, ports: [{ name: http, port: 80, targetPort: http
 apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceExport
 metadata: { name: app, namespace: bench }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: app-l7, namespace: bench }
+spec: { selector: { app: app }, ports: [{ name: http, port: 80, targetPort: http }] }
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: app-l7, namespace: bench }
+---
+apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: app-l7-paths, namespace: bench }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: app-l7 }]
+  action: ALLOW
+  rules: [{ to: [{ paths: ["/*"] }] }]
 `,
     );
     const server = await federation.startSidecar('bench', {
@@ -337,19 +356,24 @@ metadata: { name: app, namespace: bench }
       accessLog: false,
     });
     const host = 'app.bench.svc.clusterset.local';
-    for (let i = 0; ; i++) {
-      const ok = await new Promise<boolean>((resolve) =>
-        http
-          .get({ host: '127.0.0.1', port: client.outboundPort, path: '/', headers: { host } }, (r) => {
-            r.resume();
-            resolve(r.statusCode === 200);
-          })
-          .on('error', () => resolve(false)),
-      );
-      if (ok) break;
-      if (i > 300) throw new Error('the sidecars never routed to the app');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    const hostL7 = 'app-l7.bench.svc.clusterset.local';
+    for (const name of [host, hostL7])
+      for (let i = 0; ; i++) {
+        const ok = await new Promise<boolean>((resolve) =>
+          http
+            .get(
+              { host: '127.0.0.1', port: client.outboundPort, path: '/', headers: { host: name } },
+              (r) => {
+                r.resume();
+                resolve(r.statusCode === 200);
+              },
+            )
+            .on('error', () => resolve(false)),
+        );
+        if (ok) break;
+        if (i > 300) throw new Error(`the sidecars never routed ${name} to the app`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
     await mkdir(path.join(dir, 'nginx'), { recursive: true });
     const nginx = await startNginxPair(path.join(dir, 'nginx'), federation, app.port);
     children.push(...nginx.children);
@@ -357,9 +381,13 @@ metadata: { name: app, namespace: bench }
     const nodePair = await startNodePair(federation, app.port);
     children.push(...nodePair.children);
 
-    const hops: Record<'direct' | 'causeway' | 'nginx' | 'node_proxy', { port: number; host: string }> = {
+    const hops: Record<
+      'direct' | 'causeway' | 'causeway_l7' | 'nginx' | 'node_proxy',
+      { port: number; host: string }
+    > = {
       direct: { port: app.port, host: 'app' },
       causeway: { port: client.outboundPort, host },
+      causeway_l7: { port: client.outboundPort, host: hostL7 },
       nginx: { port: nginx.port, host: 'app' },
       node_proxy: { port: nodePair.port, host: 'app' },
     };
@@ -373,6 +401,7 @@ metadata: { name: app, namespace: bench }
       const pids = {
         direct: [app.child.pid!],
         causeway: [client.child.pid!, server.child.pid!],
+        causeway_l7: [client.child.pid!, server.child.pid!],
         nginx: (await Promise.all(nginx.children.map((c) => withChildren(c.pid!)))).flat(),
         node_proxy: nodePair.children.map((c) => c.pid!),
       }[name];
@@ -405,11 +434,19 @@ metadata: { name: app, namespace: bench }
       seconds: options.seconds,
       direct: figures.direct,
       causeway: figures.causeway,
+      causeway_l7: figures.causeway_l7,
       nginx: figures.nginx,
       node_proxy: figures.node_proxy,
       added_p99_ms: Math.round((figures.causeway.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
       nginx_added_p99_ms: Math.round((figures.nginx.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
       throughput_ratio_vs_nginx: Math.round((figures.causeway.max_rps / figures.nginx.max_rps) * 100) / 100,
+      l7_throughput_ratio_vs_nginx:
+        Math.round((figures.causeway_l7.max_rps / figures.nginx.max_rps) * 100) / 100,
+      cpu_ratio_vs_nginx:
+        Math.round((figures.causeway.cpu_us_per_request / figures.nginx.cpu_us_per_request) * 100) / 100,
+      l7_cpu_ratio_vs_nginx:
+        Math.round((figures.causeway_l7.cpu_us_per_request / figures.nginx.cpu_us_per_request) * 100) / 100,
+      l7_added_p99_ms: Math.round((figures.causeway_l7.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
       node_proxy_added_p99_ms: Math.round((figures.node_proxy.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
       node_proxy_throughput_ratio_vs_nginx:
         Math.round((figures.node_proxy.max_rps / figures.nginx.max_rps) * 100) / 100,
@@ -422,16 +459,21 @@ metadata: { name: app, namespace: bench }
       result,
       [
         row('direct', figures.direct),
-        row('causeway (2 sidecars, mTLS)', figures.causeway),
+        row('causeway L4 (2 sidecars, mTLS)', figures.causeway),
+        row('causeway L7 (2 sidecars, mTLS)', figures.causeway_l7),
         row('nginx (2 proxies, mTLS)', figures.nginx),
         row('plain Node proxies (2, mTLS)', figures.node_proxy),
         [
           'added p99 at fixed rate',
-          `causeway ${result.added_p99_ms} ms, nginx ${result.nginx_added_p99_ms} ms, plain Node ${result.node_proxy_added_p99_ms} ms`,
+          `causeway L4 ${result.added_p99_ms} ms, L7 ${result.l7_added_p99_ms} ms, nginx ${result.nginx_added_p99_ms} ms, plain Node ${result.node_proxy_added_p99_ms} ms`,
         ],
         [
           'throughput / nginx',
-          `causeway ${result.throughput_ratio_vs_nginx}, plain Node ${result.node_proxy_throughput_ratio_vs_nginx}`,
+          `causeway L4 ${result.throughput_ratio_vs_nginx}, L7 ${result.l7_throughput_ratio_vs_nginx}, plain Node ${result.node_proxy_throughput_ratio_vs_nginx}`,
+        ],
+        [
+          'CPU per request / nginx',
+          `causeway L4 ${result.cpu_ratio_vs_nginx}, L7 ${result.l7_cpu_ratio_vs_nginx}`,
         ],
       ],
       options.json ?? false,
