@@ -356,7 +356,12 @@ export class OutboundH1Connection {
    * gets 502 and the connection closes.
    */
   private async failed(exchange: Exchange, why: string): Promise<void> {
-    if (exchange.answered || !exchange.kept || !IDEMPOTENT.has(exchange.head.method) || exchange.retries >= 2) {
+    if (
+      exchange.answered ||
+      !exchange.kept ||
+      !IDEMPOTENT.has(exchange.head.method) ||
+      exchange.retries >= 2
+    ) {
       this.record(exchange, 502);
       if (!exchange.answered) return this.refuse(502, `upstream reset: ${why}`, true);
       return void this.socket.destroy();
