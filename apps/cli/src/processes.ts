@@ -21,6 +21,15 @@ export interface ComponentProcess {
 const KEPT_LOGS = 5_000;
 
 /**
+ * V8 flags per component. A sidecar's young generation is capped: Node 24 sizes it up to
+ * 3 x 16 MB under load, and a proxy's garbage is short-lived (measured: 120 -> 100 MB RSS
+ * under `wrk -c32`, no fewer requests per second). Deployments start sidecars the same way.
+ */
+export const COMPONENT_NODE_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  sidecar: ['--max-semi-space-size=4'],
+};
+
+/**
  * Starts `apps/<app>/src/main.ts` (through tsx, or its built bundle) with a settings file
  * and an admin port of its own, and resolves once it has started. Its stderr goes to ours; its JSON log lines are
  * collected (and passed to `onLog`).
@@ -40,7 +49,14 @@ export async function startComponentProcess(
     : ['--import', 'tsx', path.join(repoRoot, 'apps', app, 'src/main.ts')];
   const child = spawn(
     process.execPath,
-    [...entry, '--config', settingsFile, '--admin-address', '127.0.0.1:0'],
+    [
+      ...(COMPONENT_NODE_FLAGS[app] ?? []),
+      ...entry,
+      '--config',
+      settingsFile,
+      '--admin-address',
+      '127.0.0.1:0',
+    ],
     { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'] },
   );
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { listenAddress, splitAddress, z } from '@causeway/config';
 import { proxyIdentitySettings, Sidecar, startProxyIdentity } from '@causeway/dataplane';
 import type { ProxyConfig, Workload } from '@causeway/discovery';
+import { DEFAULT_PATH_NORMALIZATION as PATH } from '@causeway/http';
 import { runComponent } from '@causeway/runtime';
 
 const dnsLabel = z
@@ -49,22 +50,15 @@ const settingsSchema = z
     /** Request path normalization before routing and authorization (the defaults refuse every ambiguous spelling). */
     pathNormalization: z
       .object({
-        escapedSlashes: z.enum(['reject', 'decode', 'keep']).default('reject'),
-        backslash: z.enum(['reject', 'slash']).default('reject'),
-        semicolons: z.enum(['reject', 'strip', 'keep']).default('reject'),
-        mergeSlashes: z.boolean().default(true),
-        trailingDots: z.enum(['reject', 'keep']).default('reject'),
-        encodedWhitespace: z.enum(['reject', 'inside']).default('reject'),
+        escapedSlashes: z.enum(['reject', 'decode', 'keep']).default(PATH.escapedSlashes),
+        backslash: z.enum(['reject', 'slash']).default(PATH.backslash),
+        semicolons: z.enum(['reject', 'strip', 'keep']).default(PATH.semicolons),
+        mergeSlashes: z.boolean().default(PATH.mergeSlashes),
+        trailingDots: z.enum(['reject', 'keep']).default(PATH.trailingDots),
+        encodedWhitespace: z.enum(['reject', 'inside']).default(PATH.encodedWhitespace),
       })
       .strict()
-      .default({
-        escapedSlashes: 'reject',
-        backslash: 'reject',
-        semicolons: 'reject',
-        mergeSlashes: true,
-        trailingDots: 'reject',
-        encodedWhitespace: 'reject',
-      }),
+      .default({ ...PATH }),
   })
   .strict();
 type Settings = z.output<typeof settingsSchema>;

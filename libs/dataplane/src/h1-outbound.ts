@@ -270,6 +270,16 @@ export class OutboundH1Connection {
 
   /** Bytes of the answer: the head parsed (interim ones passed on), the body followed. */
   private answer(exchange: Exchange, chunk: Buffer): void {
+    // A head and its body that came together leave in one write.
+    this.socket.cork();
+    try {
+      this.passAnswer(exchange, chunk);
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
+  private passAnswer(exchange: Exchange, chunk: Buffer): void {
     let data = chunk;
     while (!exchange.responseBody) {
       const buffer = exchange.responseHead.length === 0 ? data : Buffer.concat([exchange.responseHead, data]);

@@ -356,17 +356,49 @@ export class OutboundProxy {
    * one cannot be reached (and ejected for a while). Says 'l7' when the server side needs
    * L7 for the port (remembered for a while), or why no target would take it.
    */
-  async leaseTunnel(
+  leaseTunnel(
     config: ProxyConfig,
     destination: Destination,
     exclude: ReadonlySet<string>,
   ): Promise<TunnelLease | 'l7' | string> {
+    return this.openTo(destination, this.candidates(config, destination, exclude));
+  }
+
+  /**
+   * A tunnel for one request of an app's HTTP/1.1 connection: the balancer picks the
+   * target per request, and an idle tunnel to it is reused when there is one.
+   */
+  async acquireTunnel(
+    config: ProxyConfig,
+    destination: Destination,
+    exclude: ReadonlySet<string>,
+  ): Promise<TunnelLease | 'l7' | string> {
+    const targets = this.candidates(config, destination, exclude);
+    const first = targets[0];
+    if (first) {
+      const { service, port } = destination;
+      const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
+      for (let lease = idle?.pop(); lease; lease = idle?.pop()) if (!lease.closed) return lease;
+    }
+    return this.openTo(destination, targets);
+  }
+
+  /** The targets of a destination in the order to try them (the balancer's pick first). */
+  private candidates(config: ProxyConfig, destination: Destination, exclude: ReadonlySet<string>): Target[] {
     const { service, port } = destination;
     const routed = { namespace: service.namespace, name: service.name, port };
-    const key = `${service.namespace}/${service.name}:${port}`;
-    const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly)).filter(
+    return this.order(config, routed, targetsFor(config, routed, destination.localOnly)).filter(
       (target) => !exclude.has(target.key),
     );
+  }
+
+  /** Opens a tunnel to the first of `targets` that takes one. */
+  private async openTo(
+    destination: Destination,
+    targets: readonly Target[],
+  ): Promise<TunnelLease | 'l7' | string> {
+    const { service, port } = destination;
+    const key = `${service.namespace}/${service.name}:${port}`;
     if (targets.length === 0) return `no ready endpoint of ${service.hostname}`;
     const failures: string[] = [];
     for (const target of targets.slice(0, MAX_ATTEMPTS)) {
@@ -391,27 +423,6 @@ export class OutboundProxy {
     }
     this.options.log?.('warn', 'upstream failed', { service: service.hostname, failures });
     return `upstream connect error: ${failures.join('; ')}`;
-  }
-
-  /**
-   * A tunnel for one request of an app's HTTP/1.1 connection: the balancer picks the
-   * target per request, and an idle tunnel to it is reused when there is one.
-   */
-  async acquireTunnel(
-    config: ProxyConfig,
-    destination: Destination,
-    exclude: ReadonlySet<string>,
-  ): Promise<TunnelLease | 'l7' | string> {
-    const { service, port } = destination;
-    const routed = { namespace: service.namespace, name: service.name, port };
-    const first = this.order(config, routed, targetsFor(config, routed, destination.localOnly)).find(
-      (target) => !exclude.has(target.key),
-    );
-    if (first) {
-      const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
-      for (let lease = idle?.pop(); lease; lease = idle?.pop()) if (!lease.closed) return lease;
-    }
-    return this.leaseTunnel(config, destination, exclude);
   }
 
   /** A tunnel whose exchange ended cleanly waits for the next request to its target. */
