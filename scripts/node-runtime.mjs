@@ -78,52 +78,60 @@ export function ensureNodeRuntime(version) {
   );
   mkdirSync(path.dirname(home), { recursive: true });
   const work = mkdtempSync(path.join(path.dirname(home), `.fetch-${version}-`));
+  let problem;
   try {
-    const packed = spawnSync(
-      'npm',
-      ['pack', `${pkg}@${version}`, '--pack-destination', work, '--silent', '--no-audit', '--no-fund'],
-      { cwd: work, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    const tarball = packed.stdout?.trim().split('\n').pop();
-    if (packed.status !== 0 || !tarball) {
-      say(`npm pack ${pkg}@${version} failed; install Node.js ${NODE_FLOOR_MAJOR} LTS yourself.`);
-      process.exit(1);
-    }
-    say(`fetched ${tarball} in ${((Date.now() - started) / 1000).toFixed(1)} s; unpacking...`);
-    const unpacked = path.join(work, 'unpacked');
-    mkdirSync(unpacked);
-    // Only the executable and the licence: the headers are for native add-on builds.
-    const tar = spawnSync(
-      'tar',
-      [
-        '-xzf',
-        path.join(work, tarball),
-        '-C',
-        unpacked,
-        '--strip-components=1',
-        'package/bin',
-        'package/LICENSE',
-      ],
-      { stdio: 'inherit' },
-    );
-    if (tar.status !== 0) {
-      say(`unpacking ${tarball} failed.`);
-      process.exit(1);
-    }
-    const check = spawnSync(path.join(unpacked, 'bin', 'node'), ['--version'], { encoding: 'utf8' });
-    if (check.status !== 0 || check.stdout.trim() !== `v${version}`) {
-      say(
-        `the fetched binary does not run here (${check.error?.message ?? check.stderr?.trim() ?? 'no output'}).`,
-      );
-      process.exit(1);
-    }
+    problem = fetchInto(work, pkg, version, started);
     // Another command may have finished the same fetch meanwhile: either copy is good.
-    if (!existsSync(executable)) renameSync(unpacked, home);
+    if (!problem && !existsSync(executable)) {
+      try {
+        renameSync(path.join(work, 'unpacked'), home);
+      } catch (error) {
+        if (!existsSync(executable)) problem = `could not move Node.js into ${home}: ${error.message}`;
+      }
+    }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
+  if (problem) {
+    say(problem);
+    process.exit(1);
+  }
   say(`Node.js ${version} is ready (${((Date.now() - started) / 1000).toFixed(1)} s).`);
   return bin;
+}
+
+/** Fetches and unpacks the package into `work/unpacked`; says what went wrong, if anything. */
+function fetchInto(work, pkg, version, started) {
+  const packed = spawnSync(
+    'npm',
+    ['pack', `${pkg}@${version}`, '--pack-destination', work, '--silent', '--no-audit', '--no-fund'],
+    { cwd: work, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const tarball = packed.stdout?.trim().split('\n').pop();
+  if (packed.status !== 0 || !tarball)
+    return `npm pack ${pkg}@${version} failed; install Node.js ${NODE_FLOOR_MAJOR} LTS yourself.`;
+  say(`fetched ${tarball} in ${((Date.now() - started) / 1000).toFixed(1)} s; unpacking...`);
+  const unpacked = path.join(work, 'unpacked');
+  mkdirSync(unpacked);
+  // Only the executable and the licence: the headers are for native add-on builds.
+  const tar = spawnSync(
+    'tar',
+    [
+      '-xzf',
+      path.join(work, tarball),
+      '-C',
+      unpacked,
+      '--strip-components=1',
+      'package/bin',
+      'package/LICENSE',
+    ],
+    { stdio: 'inherit' },
+  );
+  if (tar.status !== 0) return `unpacking ${tarball} failed.`;
+  const check = spawnSync(path.join(unpacked, 'bin', 'node'), ['--version'], { encoding: 'utf8' });
+  if (check.status !== 0 || check.stdout.trim() !== `v${version}`)
+    return `the fetched binary does not run here (${check.error?.message ?? check.stderr?.trim() ?? 'no output'}).`;
+  return undefined;
 }
 
 /**
@@ -147,6 +155,12 @@ export function useProjectNode() {
     env: { ...process.env, [REEXEC_MARK]: '1', PATH: `${bin}${path.delimiter}${process.env.PATH ?? ''}` },
   });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  // However this wrapper ends, the command it started does not outlive it.
+  process.once('exit', () => child.exitCode === null && child.signalCode === null && child.kill('SIGTERM'));
+  child.once('error', (error) => {
+    say(`could not start Node.js ${version}: ${error.message}`);
+    process.exit(1);
+  });
   child.on('exit', (code, signal) => {
     if (signal) {
       // Die the same way, so the caller sees what happened.

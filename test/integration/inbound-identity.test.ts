@@ -118,6 +118,36 @@ test('a valid SVID of the trust domain is answered over HTTP (the control case)'
   assert.match(reply, /spiffe:\/\/mesh\.local\/ns\/shop\/sa\/web/);
 });
 
+test('an HTTP/1.1 CONNECT to the inbound port gets 405 and the sidecar keeps serving', async () => {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const cert = issueWorkloadCertificate(intermediate, {
+    trustDomain: federation.trustDomain,
+    namespace: 'shop',
+    serviceAccount: 'web',
+    publicKey,
+  });
+  const credentials = { key: privateKeyToPem(privateKey), cert: `${cert}${intermediate.certificatePem}` };
+  const reply = await new Promise<string>((resolve) => {
+    let data = '';
+    const socket = tls.connect({
+      host: '127.0.0.1',
+      port: ledger.inboundPorts[0]!,
+      ...credentials,
+      ca: roots,
+      ALPNProtocols: ['http/1.1'],
+      checkServerIdentity: () => undefined,
+    });
+    socket.on('secureConnect', () => socket.write('CONNECT ledger:80 HTTP/1.1\r\nhost: ledger:80\r\n\r\n'));
+    socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+    socket.on('error', () => {});
+    socket.on('close', () => resolve(data));
+    socket.setTimeout(10_000, () => socket.destroy());
+  });
+  assert.match(reply, /^HTTP\/1\.1 405 /);
+  const after = await call(credentials);
+  assert.match(after.reply, /^HTTP\/1\.1 200 /, 'the sidecar stopped serving');
+});
+
 const td = 'mesh.local';
 const shapes: Array<[string, { uris: string[]; isCa?: boolean }, string]> = [
   [

@@ -210,6 +210,17 @@ test('plain HTTP/1.1 in L4: pipelined requests answered in order, a chunked body
   const paths = [...replies.matchAll(/"path":"([^"]+)"/g)].map((match) => match[1]);
   assert.deepEqual(paths, ['/one', '/two', '/three']);
   assert.equal(replies.match(/HTTP\/1\.1 200 /g)?.length, 3);
+  // Empty bodies both ways keep the connection: an answer of `Content-Length: 0`, a POST
+  // with `Content-Length: 0`, then a last request.
+  const empties = await rawExchange(
+    `GET /empty HTTP/1.1\r\n${host}\r\nPOST /posted HTTP/1.1\r\n${host}Content-Length: 0\r\n\r\n` +
+      `GET /last HTTP/1.1\r\n${host}Connection: close\r\n\r\n`,
+  );
+  assert.equal(empties.match(/HTTP\/1\.1 200 /g)?.length, 3, empties);
+  assert.deepEqual(
+    [...empties.matchAll(/"path":"([^"]+)"/g)].map((match) => match[1]),
+    ['/posted', '/last'],
+  );
   // Smuggling shapes never reach the tunnel.
   const smuggled = await rawExchange(
     `POST /x HTTP/1.1\r\n${host}Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`,
@@ -265,10 +276,24 @@ test('an h2c connection whose later stream names another service is refused with
 });
 
 test('a path policy switches the ledger to L7 without a failed request, and applies inside CONNECT too', async () => {
+  // Plain HTTP/1.1 on kept-alive connections (each request borrows a pooled tunnel): when
+  // the server side cuts its L4 tunnels, a request in flight is sent again, per request.
   let stop = false;
   const statuses: number[] = [];
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const plainGet = () =>
+    new Promise<number>((resolve) => {
+      const request = http.get(
+        { host: '127.0.0.1', port: client.outboundPort, path: '/books', agent, headers: { host: LEDGER } },
+        (response) => {
+          response.resume();
+          response.on('end', () => resolve(response.statusCode ?? 0));
+        },
+      );
+      request.on('error', () => resolve(0));
+    });
   const loop = (async () => {
-    while (!stop) statuses.push((await getThroughTunnel('/books').catch(() => ({ status: 0 }))).status);
+    while (!stop) statuses.push(...(await Promise.all([plainGet(), plainGet()])));
   })();
   await new Promise((resolve) => setTimeout(resolve, 500));
   await federation.apply(
@@ -287,6 +312,7 @@ spec:
   await new Promise((resolve) => setTimeout(resolve, 1_000));
   stop = true;
   await loop;
+  agent.destroy();
   assert.ok(statuses.length > 10, `only ${statuses.length} requests made`);
   const [mode] = await explainModes();
   assert.equal(mode?.mode, 'L7');

@@ -40,6 +40,8 @@ export async function startHttpEcho(identity: SampleIdentity): Promise<SampleApp
   let served = 0;
   const server = http.createServer((request, response) => {
     served++;
+    // An answer without a body (`Content-Length: 0`).
+    if (request.url === '/empty') return void response.end();
     const reply: EchoReply = {
       ...identity,
       ...(callerOf(request.headers['x-forwarded-client-cert'])

@@ -33,6 +33,8 @@ const DROPPED_FIELDS = new Set([
   'x_causeway_upstream_failure',
 ]);
 const EMPTY = Buffer.alloc(0);
+/** After the sidecar closes an app connection, how long the app has to close its side. */
+const CLOSE_GRACE_MS = 5_000;
 
 /** One request in flight on the app's connection. */
 interface Exchange {
@@ -82,6 +84,8 @@ export class OutboundH1Connection {
   private busy = false;
   private done = false;
   private stopping = false;
+  /** The app sent its FIN. */
+  private appEnded = false;
 
   constructor(
     private readonly socket: Duplex,
@@ -104,6 +108,8 @@ export class OutboundH1Connection {
   }
 
   private readonly onData = (chunk: Buffer): void => {
+    // Closed by the sidecar: what the app still sends is dropped, never kept.
+    if (this.done) return;
     const exchange = this.exchange;
     if (exchange && !exchange.requestDone && !this.busy) return this.sendBody(exchange, chunk);
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
@@ -113,7 +119,9 @@ export class OutboundH1Connection {
   };
 
   private readonly onEnd = (): void => {
-    // The app is done sending: once nothing is in flight, the connection closes.
+    // The app is done sending (a half close): the answer in flight still goes back to it,
+    // then the connection closes.
+    this.appEnded = true;
     if (!this.exchange && !this.busy) this.close();
   };
 
@@ -145,9 +153,11 @@ export class OutboundH1Connection {
   private async begin(head: RequestHead, end: number): Promise<void> {
     const raw = this.pending.subarray(0, end);
     const config = this.proxy.config();
+    // A refusal keeps the connection only when the request had no body and the app keeps it.
+    const mustClose = head.body.type !== 'none' || !head.keepAlive;
     // A CONNECT, or anything the per-request path handles, goes there with every byte intact.
     if (head.method === 'CONNECT') return this.giveUp();
-    if (!config) return this.refuse(503, 'no config from the controller yet', head.body.type !== 'none', end);
+    if (!config) return this.refuse(503, 'no config from the controller yet', mustClose, end);
     let authority = head.host ?? '';
     let path = head.target;
     if (/^http:\/\//i.test(path)) {
@@ -159,20 +169,25 @@ export class OutboundH1Connection {
       return this.refuse(400, `the request target ${JSON.stringify(path.slice(0, 64))} is not a path`, true);
     }
     const destination = resolveDestination(config, authority, this.proxy.namespace);
-    if (!destination)
-      return this.refuse(404, `no service ${authority} in the clusterset`, head.body.type !== 'none', end);
+    if (!destination) return this.refuse(404, `no service ${authority} in the clusterset`, mustClose, end);
     const normalized = normalizePath(path, this.proxy.pathNormalization);
-    if (!normalized.ok)
-      return this.refuse(400, `${normalized.code}: ${normalized.reason}`, head.body.type !== 'none', end);
+    if (!normalized.ok) return this.refuse(400, `${normalized.code}: ${normalized.reason}`, mustClose, end);
     const { service } = destination;
     if (this.proxy.modeOf(config, service.namespace, service.name, destination.port) === 'L7')
       return this.giveUp();
     // The head as the app sent it, unless the target or a proxy field must change.
     let headers = head.headers;
-    if (headers.some((value, index) => index % 2 === 0 && DROPPED_FIELDS.has(value))) {
+    const absolute = path !== head.target;
+    if (absolute || headers.some((value, index) => index % 2 === 0 && DROPPED_FIELDS.has(value))) {
       const kept: string[] = [];
-      for (let i = 0; i < headers.length; i += 2)
-        if (!DROPPED_FIELDS.has(headers[i]!)) kept.push(headers[i]!, headers[i + 1]!);
+      for (let k = 0; k < headers.length; k += 2)
+        if (!DROPPED_FIELDS.has(headers[k]!)) kept.push(headers[k]!, headers[k + 1]!);
+      // An absolute-form target names the host: Host says the same (RFC 9112 §3.2.2).
+      if (absolute) {
+        const at = kept.findIndex((name, index) => index % 2 === 0 && name === 'host');
+        if (at >= 0) kept[at + 1] = authority;
+        else kept.unshift('host', authority);
+      }
       headers = kept;
     }
     const out =
@@ -188,8 +203,10 @@ export class OutboundH1Connection {
       return;
     }
     if (lease === 'l7') return this.giveUp();
-    if (typeof lease === 'string') return this.refuse(503, lease, head.body.type !== 'none', end);
+    if (typeof lease === 'string') return this.refuse(503, lease, mustClose, end);
     this.pending = this.pending.subarray(end);
+    const body = new BodyTracker(head.body);
+    const empty = body.feed(EMPTY, 0);
     const exchange: Exchange = {
       head,
       destination,
@@ -199,10 +216,11 @@ export class OutboundH1Connection {
       started: process.hrtime.bigint(),
       status: 0,
       lease,
-      body: new BodyTracker(head.body),
+      body,
       kept: [out],
       keptBytes: out.length,
-      requestDone: head.body.type === 'none',
+      // No body, or `Content-Length: 0`: the request is complete with its head.
+      requestDone: 'done' in empty && empty.done,
       tried: new Set([lease.target.key]),
       retries: 0,
       responseHead: EMPTY,
@@ -308,7 +326,6 @@ export class OutboundH1Connection {
       exchange.status = parsed.status;
       exchange.responseBody = new BodyTracker(parsed.body, undefined, 'response');
     }
-    if (data.length === 0 && exchange.responseFraming !== 'none') return;
     const progress = exchange.responseBody.feed(data, 0);
     if ('error' in progress) {
       exchange.lease.release(true);
@@ -318,7 +335,9 @@ export class OutboundH1Connection {
       const body = progress.consumed === data.length ? data : data.subarray(0, progress.consumed);
       if (!this.socket.write(body)) {
         exchange.lease.pause();
-        this.socket.once('drain', () => exchange.lease.resume());
+        this.socket.once('drain', () => {
+          if (!exchange.lease.closed) exchange.lease.resume();
+        });
       }
     }
     if (progress.done) {
@@ -332,17 +351,10 @@ export class OutboundH1Connection {
   private finish(exchange: Exchange, framed: boolean): void {
     this.exchange = undefined;
     this.record(exchange, exchange.status);
-    const tunnelReusable = framed && exchange.responseKeepAlive && exchange.requestDone;
-    if (tunnelReusable) this.proxy.returnTunnel(exchange.lease);
+    const reusable = framed && exchange.head.keepAlive && exchange.responseKeepAlive && exchange.requestDone;
+    if (reusable) this.proxy.returnTunnel(exchange.lease);
     else exchange.lease.release(!exchange.requestDone);
-    if (
-      !framed ||
-      !exchange.head.keepAlive ||
-      !exchange.responseKeepAlive ||
-      !exchange.requestDone ||
-      this.stopping
-    )
-      return this.close();
+    if (!reusable || this.stopping || this.appEnded) return this.close();
     this.socket.resume();
     this.next();
   }
@@ -399,6 +411,7 @@ export class OutboundH1Connection {
       return this.refuse(503, `upstream connect error: ${why}`, true);
     }
     exchange.tried.add(opened.target.key);
+    exchange.lease.release(true);
     exchange.lease = opened;
     exchange.responseHead = EMPTY;
     exchange.responseScan.reset();
@@ -447,6 +460,7 @@ export class OutboundH1Connection {
       ]),
     );
     this.socket.write(body);
+    this.exchange?.lease.release(true);
     this.exchange = undefined;
     if (close || this.stopping) return this.close();
     // The refused request had no body: the next one may follow.
@@ -459,6 +473,9 @@ export class OutboundH1Connection {
     this.done = true;
     this.exchange?.lease.release(true);
     this.exchange = undefined;
+    this.socket.resume();
     this.socket.end();
+    // An app that keeps sending after our FIN is cut off.
+    setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }
 }

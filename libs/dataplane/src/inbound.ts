@@ -38,7 +38,7 @@ export class InboundProxy {
   /** Open L4 connections, with what they were admitted for (re-checked on each new config). */
   private readonly tunnels = new Map<
     ServerHttp2Stream,
-    { service: Service; port: number; caller: VerifiedIdentity }
+    { service: Service; listening: number; caller: VerifiedIdentity }
   >();
 
   constructor(
@@ -214,15 +214,17 @@ export class InboundProxy {
     const colon = authority.lastIndexOf(':');
     const host = authority.slice(0, colon);
     const servicePort = Number(authority.slice(colon + 1));
-    const service = this.served(config, listening).find(
+    // Every Service served on this port: their policies all apply, as they do per request.
+    const served = this.served(config, listening);
+    const service = served.find(
       (s) =>
         (s.hostname === host || `${s.name}.${s.namespace}.svc.clusterset.local` === host) &&
         s.ports.some((p) => p.port === servicePort),
     );
     if (colon < 0 || !service) return refuse(404, `${authority} is not served here`);
-    if (dataPlaneMode(config, service.namespace, service.name, servicePort).mode === 'L7')
+    if (this.needsL7(config, served))
       return refuse(421, `${authority} needs L7 here`, { [L7_REQUIRED]: '1' });
-    const decision = this.authorizeConnection(config, service, caller);
+    const decision = this.authorizeConnection(config, served, caller);
     if (!decision.allowed) return refuse(403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
     const spiffe = caller.spiffeId;
     const labels = {
@@ -245,7 +247,7 @@ export class InboundProxy {
       if (stream.destroyed) return void app.destroy();
       stream.respond({ ':status': 200 });
       this.connections.open(labels);
-      this.tunnels.set(stream, { service, port: servicePort, caller });
+      this.tunnels.set(stream, { service, listening, caller });
       const opened = process.hrtime.bigint();
       splice(stream, app, () => {
         this.tunnels.delete(stream);
@@ -269,12 +271,14 @@ export class InboundProxy {
    * A new config: an open L4 connection that it would no longer admit (its service port
    * needs L7 now, or its caller is no longer authorized) is cut, so that no connection made
    * before a policy outlives it. (The caller's sidecar sends an idempotent request that was
-   * in flight again, per request if the port needs L7 now.)
+   * in flight on plain HTTP/1.1 again, per request if the port needs L7 now; an app's own
+   * CONNECT connection is opaque and is reset: security over the request in flight.)
    */
   configChanged(config: ProxyConfig): void {
-    for (const [stream, { service, port, caller }] of this.tunnels) {
-      const l7 = dataPlaneMode(config, service.namespace, service.name, port).mode === 'L7';
-      if (!l7 && this.authorizeConnection(config, service, caller).allowed) continue;
+    for (const [stream, { service, listening, caller }] of this.tunnels) {
+      const served = this.served(config, listening);
+      const l7 = this.needsL7(config, served);
+      if (!l7 && this.authorizeConnection(config, served, caller).allowed) continue;
       this.options.log?.('info', 'L4 connection cut: the new config no longer admits it', {
         service: service.hostname,
         caller: caller.spiffeId.uri,
@@ -284,10 +288,21 @@ export class InboundProxy {
     }
   }
 
-  /** Authorization by identity alone (an L4 connection has no paths, methods or headers). */
-  private authorizeConnection(config: ProxyConfig, service: Service, caller: VerifiedIdentity) {
+  /** Whether a Service served on the port needs L7 on any of its ports. */
+  private needsL7(config: ProxyConfig, served: readonly Service[]): boolean {
+    return served.some((s) =>
+      s.ports.some((p) => dataPlaneMode(config, s.namespace, s.name, p.port).mode === 'L7'),
+    );
+  }
+
+  /**
+   * Authorization by identity alone (an L4 connection has no paths, methods or headers),
+   * under the policies of every Service served on the port.
+   */
+  private authorizeConnection(config: ProxyConfig, served: readonly Service[], caller: VerifiedIdentity) {
     const spiffe = caller.spiffeId;
-    return authorize(policiesFor(config, this.options.namespace, [service.name]), {
+    const names = served.map((s) => s.name);
+    return authorize(policiesFor(config, this.options.namespace, names), {
       principal: spiffe.uri,
       namespace: spiffe.kind === 'workload' ? spiffe.namespace : undefined,
       cluster: caller.cluster,

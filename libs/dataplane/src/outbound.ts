@@ -41,8 +41,9 @@ import { UpstreamPool } from './upstreams.ts';
 const EJECTION_MS = 10_000;
 /** A service port whose server side asked for L7 is carried per request for this long. */
 const LEARNED_L7_MS = 60_000;
-/** Idle tunnels kept per service port and target. */
+/** Idle tunnels kept per service port and target, and for how long. */
 const MAX_IDLE_TUNNELS = 64;
+const IDLE_TUNNEL_MS = 30_000;
 /** Different targets tried for one request at most. */
 const MAX_ATTEMPTS = 4;
 
@@ -378,7 +379,11 @@ export class OutboundProxy {
     if (first) {
       const { service, port } = destination;
       const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
-      for (let lease = idle?.pop(); lease; lease = idle?.pop()) if (!lease.closed) return lease;
+      for (let lease = idle?.pop(); lease; lease = idle?.pop()) {
+        clearTimeout((lease as StreamLease).idleTimer);
+        if (!lease.closed) return lease;
+        lease.release(false);
+      }
     }
     return this.openTo(destination, targets);
   }
@@ -432,14 +437,21 @@ export class OutboundProxy {
     const key = `${lease.key} ${lease.target.key}`;
     let idle = this.idle.get(key);
     if (!idle) this.idle.set(key, (idle = []));
-    if (idle.length >= MAX_IDLE_TUNNELS) return lease.release(false);
+    // A tunnel that a slow app left paused is not lent again.
+    if (idle.length >= MAX_IDLE_TUNNELS || (lease as StreamLease).paused) return lease.release(false);
     idle.push(lease);
-    (lease as StreamLease).onEnded = () => {
+    const forget = (): void => {
       const list = this.idle.get(key);
       const at = list?.indexOf(lease) ?? -1;
       if (at >= 0) list!.splice(at, 1);
       if (list?.length === 0) this.idle.delete(key);
     };
+    (lease as StreamLease).onEnded = forget;
+    // Idle too long: closed (its session may be going; the app behind it times out anyway).
+    (lease as StreamLease).idleTimer = setTimeout(() => {
+      forget();
+      lease.release(false);
+    }, IDLE_TUNNEL_MS).unref();
   }
 
   /** One request of an app's HTTP/1.1 connection carried in L4, for metrics and the access log. */
@@ -631,6 +643,10 @@ class StreamLease implements TunnelLease {
   private endedWith: { error?: string } | undefined;
   /** Told when the tunnel ends (the idle pool forgets it). */
   onEnded: (() => void) | undefined;
+  /** While idle in the pool: when it is closed for being idle too long. */
+  idleTimer: NodeJS.Timeout | undefined;
+  /** Paused for a slow reader. */
+  paused = false;
 
   constructor(
     readonly key: string,
@@ -648,6 +664,9 @@ class StreamLease implements TunnelLease {
     const end = (error?: string): void => {
       if (this.endedWith) return;
       this.closed = true;
+      clearTimeout(this.idleTimer);
+      // The far side ended: ours ends too, so the stream closes and its counts are released.
+      if (!stream.destroyed && !stream.writableEnded) stream.end();
       this.endedWith = error === undefined ? {} : { error };
       this.onEnded?.();
       this.handler?.end(error);
@@ -658,6 +677,8 @@ class StreamLease implements TunnelLease {
       end(stream.rstCode ? `the tunnel was reset (code ${stream.rstCode})` : undefined);
       connections.close({ ...labels, sentBytes: this.sent, receivedBytes: this.received });
     });
+    // Closed between its 200 and now (the answer and a reset in one read).
+    if (stream.destroyed) end('the tunnel closed as it opened');
   }
 
   write(chunk: Buffer): boolean {
@@ -675,10 +696,12 @@ class StreamLease implements TunnelLease {
   }
 
   pause(): void {
+    this.paused = true;
     this.stream.pause();
   }
 
   resume(): void {
+    this.paused = false;
     this.stream.resume();
   }
 

@@ -70,7 +70,8 @@ export class Sidecar {
       this.outboundSessions.add(session);
       session.once('close', () => this.outboundSessions.delete(session));
     });
-    this.outboundServer = net.createServer({ noDelay: true }, (socket) => {
+    // Half-open allowed: an app that sends its FIN after a request still gets the answer.
+    this.outboundServer = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
       socket.setNoDelay(true);
       this.sniff(socket, Buffer.alloc(0));
     });
@@ -107,8 +108,13 @@ export class Sidecar {
         },
         onRequest,
       );
-      // HBONE tunnels (HTTP/2 CONNECT streams) come as 'connect', not as requests.
-      server.on('connect', onRequest);
+      // HBONE tunnels (HTTP/2 CONNECT streams) come as 'connect', not as requests; an
+      // HTTP/1.1 CONNECT (ALPN http/1.1) comes with a bare socket and is refused.
+      server.on('connect', (request: ProxyRequest, second: ProxyResponse | Duplex) => {
+        if ('writeHead' in second) return onRequest(request, second);
+        second.on('error', () => second.destroy());
+        second.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      });
       // Before Node's HTTP/2 server sees the connection: one whose certificate is not an SVID
       // of this trust domain is closed without a byte of HTTP read or answered.
       server.prependListener('secureConnection', (socket: TLSSocket) => {
@@ -181,6 +187,8 @@ export class Sidecar {
   private sniff(socket: Duplex, early: Buffer): void {
     socket.on('error', () => socket.destroy());
     const chunks: Buffer[] = early.length > 0 ? [early] : [];
+    // A FIN before the protocol is known: nothing to answer, the connection closes.
+    const onEnd = (): void => void socket.end();
     const onData = (chunk: Buffer): void => {
       chunks.push(chunk);
       const head = Buffer.concat(chunks);
@@ -188,6 +196,7 @@ export class Sidecar {
       // Undecided while what arrived is still a prefix of the preface.
       if (seen.length < H2_PREFACE.length && H2_PREFACE.startsWith(seen)) return;
       socket.off('data', onData);
+      socket.off('end', onEnd);
       socket.pause();
       if (seen === H2_PREFACE) {
         // HTTP/2 takes the native handle of a socket and would lose the bytes already read:
@@ -210,6 +219,7 @@ export class Sidecar {
       socket.resume();
     };
     socket.on('data', onData);
+    socket.once('end', onEnd);
     if (early.length > 0) onData(Buffer.alloc(0));
   }
 
