@@ -61,6 +61,18 @@ function certificate(shape: { uris: string[]; isCa?: boolean }): { key: string; 
   return { key: privateKeyToPem(privateKey), cert: `${leaf}${intermediate.certificatePem}` };
 }
 
+/** A valid SVID of the trust domain, `shop/web`, issued by east's intermediate. */
+function validCredentials(): { key: string; cert: string } {
+  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const cert = issueWorkloadCertificate(intermediate, {
+    trustDomain: federation.trustDomain,
+    namespace: 'shop',
+    serviceAccount: 'web',
+    publicKey,
+  });
+  return { key: privateKeyToPem(privateKey), cert: `${cert}${intermediate.certificatePem}` };
+}
+
 /**
  * Connects with `credentials`, completes the handshake, sends an HTTP/1.1 request and
  * collects what comes back until the connection closes.
@@ -100,18 +112,8 @@ async function refusals(): Promise<Map<string, number>> {
 }
 
 test('a valid SVID of the trust domain is answered over HTTP (the control case)', async () => {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const cert = issueWorkloadCertificate(intermediate, {
-    trustDomain: federation.trustDomain,
-    namespace: 'shop',
-    serviceAccount: 'web',
-    publicKey,
-  });
   const { reply } = await eventually(async () => {
-    const result = await call({
-      key: privateKeyToPem(privateKey),
-      cert: `${cert}${intermediate.certificatePem}`,
-    });
+    const result = await call(validCredentials());
     assert.match(result.reply, /^HTTP\/1\.1 200 /);
     return result;
   });
@@ -119,14 +121,7 @@ test('a valid SVID of the trust domain is answered over HTTP (the control case)'
 });
 
 test('an HTTP/1.1 CONNECT to the inbound port gets 405 and the sidecar keeps serving', async () => {
-  const { publicKey, privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const cert = issueWorkloadCertificate(intermediate, {
-    trustDomain: federation.trustDomain,
-    namespace: 'shop',
-    serviceAccount: 'web',
-    publicKey,
-  });
-  const credentials = { key: privateKeyToPem(privateKey), cert: `${cert}${intermediate.certificatePem}` };
+  const credentials = validCredentials();
   const reply = await new Promise<string>((resolve) => {
     let data = '';
     const socket = tls.connect({

@@ -4,7 +4,6 @@ import type { ProxyConfig } from '@causeway/discovery';
 import {
   BodyTracker,
   HeadScan,
-  headerValue,
   normalizePath,
   parseRequestHead,
   parseResponseHead,
@@ -368,7 +367,7 @@ export class OutboundH1Connection {
       seconds: Number(process.hrtime.bigint() - exchange.started) / 1e9,
       cluster: exchange.lease.target.cluster,
       service: exchange.destination.service.hostname,
-      traceparent: headerValue(exchange.head.headers, 'traceparent'),
+      headers: exchange.head.headers,
     });
   }
 

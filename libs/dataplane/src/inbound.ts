@@ -8,8 +8,14 @@ import { PkiError, peerIdentity, type VerifiedIdentity } from '@causeway/pki';
 import { AppForwarder } from './app-forwarder.ts';
 import { authorize, policiesFor } from './authz.ts';
 import { normalizePath } from '@causeway/http';
-import { endToEnd, GRPC, headerFieldCount, isGrpc, MAX_REQUEST_HEADERS } from './http-util.ts';
-import { failResponse, UPSTREAM_FAILURE, type ProxyRequest, type ProxyResponse } from './responses.ts';
+import { endToEnd, GRPC, isGrpc } from './http-util.ts';
+import {
+  failResponse,
+  refuseManyHeaders,
+  UPSTREAM_FAILURE,
+  type ProxyRequest,
+  type ProxyResponse,
+} from './responses.ts';
 import type { InboundPort, SidecarOptions } from './sidecar-options.ts';
 import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
 import { L7_REQUIRED, splice } from './tunnel.ts';
@@ -124,14 +130,7 @@ export class InboundProxy {
         traceparent: request.headers.traceparent,
       });
     };
-    const fields = headerFieldCount(request.rawHeaders);
-    if (fields > MAX_REQUEST_HEADERS) {
-      failResponse(
-        request,
-        response,
-        431,
-        `${fields} header fields; at most ${MAX_REQUEST_HEADERS} are accepted`,
-      );
+    if (refuseManyHeaders(request, response)) {
       return record(431, grpc ? String(GRPC.INTERNAL) : '');
     }
     if (!config) {

@@ -2,22 +2,14 @@ import type { IncomingMessage } from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { dataPlaneMode, type DataPlaneMode, type ProxyConfig } from '@causeway/discovery';
-import { normalizePath } from '@causeway/http';
+import { headerValue, normalizePath } from '@causeway/http';
 import { orderTargets } from './balancer.ts';
-import {
-  endToEnd,
-  GRPC,
-  grpcStatusForHttp,
-  hasNoBody,
-  headerFieldCount,
-  isGrpc,
-  MAX_REQUEST_HEADERS,
-  ReplayableBody,
-} from './http-util.ts';
+import { endToEnd, GRPC, grpcStatusForHttp, hasNoBody, isGrpc, ReplayableBody } from './http-util.ts';
 import {
   cancelWhenCallerLeaves,
   closed,
   failResponse,
+  refuseManyHeaders,
   relay,
   UPSTREAM_FAILURE,
   type Outcome,
@@ -161,14 +153,7 @@ export class OutboundProxy {
         traceparent: request.headers.traceparent,
       });
     };
-    const fields = headerFieldCount(request.rawHeaders);
-    if (fields > MAX_REQUEST_HEADERS) {
-      failResponse(
-        request,
-        response,
-        431,
-        `${fields} header fields; at most ${MAX_REQUEST_HEADERS} are accepted`,
-      );
+    if (refuseManyHeaders(request, response)) {
       return record(431, grpc ? String(GRPC.INTERNAL) : '', 'unknown', 'unknown');
     }
     if (!config) {
@@ -463,7 +448,8 @@ export class OutboundProxy {
     seconds: number;
     cluster: string;
     service: string;
-    traceparent: string | undefined;
+    /** The request's fields (flat name/value list), read only for the access log. */
+    headers: readonly string[];
   }): void {
     this.metrics.record({
       reporter: 'source',
@@ -485,7 +471,7 @@ export class OutboundProxy {
       durationMs: Math.round(entry.seconds * 100_000) / 100,
       destinationCluster: entry.cluster,
       destinationService: entry.service,
-      traceparent: entry.traceparent,
+      traceparent: headerValue(entry.headers, 'traceparent'),
     });
   }
 

@@ -1,6 +1,6 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse } from 'node:http2';
-import { endToEnd, grpcStatusForHttp, isGrpc } from './http-util.ts';
+import { endToEnd, grpcStatusForHttp, headerFieldCount, isGrpc, MAX_REQUEST_HEADERS } from './http-util.ts';
 
 /** A request either of Node's servers hands over (HTTP/1.1 or HTTP/2). */
 export type ProxyRequest = IncomingMessage | Http2ServerRequest;
@@ -46,6 +46,19 @@ export function failResponse(
   response.end(`${message}\n`);
   // Drain what the app is still sending.
   request.resume();
+}
+
+/** More header fields than any hop accepts: answered 431 here (true), nothing sent on. */
+export function refuseManyHeaders(request: ProxyRequest, response: ProxyResponse): boolean {
+  const fields = headerFieldCount(request.rawHeaders);
+  if (fields <= MAX_REQUEST_HEADERS) return false;
+  failResponse(
+    request,
+    response,
+    431,
+    `${fields} header fields; at most ${MAX_REQUEST_HEADERS} are accepted`,
+  );
+  return true;
 }
 
 /**
