@@ -1,4 +1,4 @@
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, type Metric, type Registry } from 'prom-client';
 
 /** One finished request, as either side reports it. */
 export interface RequestRecord {
@@ -12,60 +12,156 @@ export interface RequestRecord {
   readonly seconds: number;
 }
 
+/** One series of a family: its labels, and what was counted under them. */
+interface Series {
+  readonly labels: Record<string, string | number>;
+  count: number;
+  sum: number;
+  /** Observations per bucket (not cumulative), for a histogram. */
+  readonly buckets: Float64Array | undefined;
+  /** The histogram series this counter series also feeds (request metrics). */
+  timing?: Series;
+}
+
+/**
+ * A metric family counted on the hot path at the cost of a few map lookups: its series are
+ * found by walking one map per label value (values a config already holds, whose hashes are
+ * cached), never by building and hashing a key string as prom-client's `inc`/`observe` do.
+ * The registry (prom-client) formats it when scraped, like any of its own metrics.
+ */
+class Family {
+  readonly aggregator = 'sum';
+  private root = new Map<unknown, unknown>();
+  private readonly all: Series[] = [];
+
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: 'counter' | 'histogram',
+    private readonly labelNames: readonly string[],
+    private readonly bounds: readonly number[] = [],
+    registry?: Registry,
+  ) {
+    registry?.registerMetric(this as unknown as Metric);
+  }
+
+  /** The series of these label values (in `labelNames` order), made on first use. */
+  series(values: ReadonlyArray<string | number>): Series {
+    let node = this.root;
+    const last = values.length - 1;
+    for (let i = 0; i < last; i++) {
+      let next = node.get(values[i]) as Map<unknown, unknown> | undefined;
+      if (!next) node.set(values[i], (next = new Map()));
+      node = next;
+    }
+    let found = node.get(values[last]) as Series | undefined;
+    if (!found) {
+      const labels: Record<string, string | number> = {};
+      for (let i = 0; i <= last; i++) labels[this.labelNames[i]!] = values[i]!;
+      found = {
+        labels,
+        count: 0,
+        sum: 0,
+        buckets: this.type === 'histogram' ? new Float64Array(this.bounds.length + 1) : undefined,
+      };
+      node.set(values[last], found);
+      this.all.push(found);
+    }
+    return found;
+  }
+
+  /** One observation of `value` in a histogram series. */
+  observe(series: Series, value: number): void {
+    series.count++;
+    series.sum += value;
+    let bucket = 0;
+    while (bucket < this.bounds.length && value > this.bounds[bucket]!) bucket++;
+    series.buckets![bucket]!++;
+  }
+
+  /** prom-client's view, read by the registry when scraped. */
+  async get() {
+    const values: Array<{ labels: Record<string, string | number>; value: number; metricName?: string }> = [];
+    for (const series of this.all) {
+      if (this.type === 'counter') {
+        values.push({ labels: series.labels, value: series.sum });
+        continue;
+      }
+      let cumulative = 0;
+      for (let i = 0; i <= this.bounds.length; i++) {
+        cumulative += series.buckets![i]!;
+        const le = i < this.bounds.length ? this.bounds[i]! : '+Inf';
+        values.push({
+          labels: { le, ...series.labels },
+          value: cumulative,
+          metricName: `${this.name}_bucket`,
+        });
+      }
+      values.push({ labels: series.labels, value: series.sum, metricName: `${this.name}_sum` });
+      values.push({ labels: series.labels, value: series.count, metricName: `${this.name}_count` });
+    }
+    return { name: this.name, help: this.help, type: this.type, values, aggregator: this.aggregator };
+  }
+
+  reset(): void {
+    this.root = new Map();
+    this.all.length = 0;
+  }
+}
+
 /**
  * Request metrics with Istio's label vocabulary (DESIGN §7), from both sides of a call:
  * `causeway_requests_total` and `causeway_request_duration_seconds`.
  */
 export class RequestMetrics {
-  private readonly total: Counter;
-  private readonly duration: Histogram;
+  private readonly total: Family;
+  private readonly duration: Family;
 
   constructor(registry: Registry | undefined) {
-    const registers = registry ? [registry] : [];
-    const labelNames = [
-      'reporter',
-      'source_cluster',
-      'source_workload',
-      'destination_cluster',
-      'destination_service',
-      'response_code',
-      'grpc_status',
-    ];
-    this.total = new Counter({
-      name: 'causeway_requests_total',
-      help: 'Requests through the sidecar, from the source side and from the destination side.',
-      labelNames,
-      registers,
-    });
-    this.duration = new Histogram({
-      name: 'causeway_request_duration_seconds',
-      help: 'Request duration as each side saw it, headers in to body out.',
-      labelNames: ['reporter', 'destination_cluster', 'destination_service', 'response_code'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-      registers,
-    });
+    this.total = new Family(
+      'causeway_requests_total',
+      'Requests through the sidecar, from the source side and from the destination side.',
+      'counter',
+      [
+        'reporter',
+        'source_cluster',
+        'source_workload',
+        'destination_cluster',
+        'destination_service',
+        'response_code',
+        'grpc_status',
+      ],
+      [],
+      registry,
+    );
+    this.duration = new Family(
+      'causeway_request_duration_seconds',
+      'Request duration as each side saw it, headers in to body out.',
+      'histogram',
+      ['reporter', 'destination_cluster', 'destination_service', 'response_code'],
+      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registry,
+    );
   }
 
   record(request: RequestRecord): void {
-    const code = String(request.responseCode);
-    this.total.inc({
-      reporter: request.reporter,
-      source_cluster: request.sourceCluster,
-      source_workload: request.sourceWorkload,
-      destination_cluster: request.destinationCluster,
-      destination_service: request.destinationService,
-      response_code: code,
-      grpc_status: request.grpcStatus,
-    });
-    this.duration.observe(
-      {
-        reporter: request.reporter,
-        destination_cluster: request.destinationCluster,
-        destination_service: request.destinationService,
-        response_code: code,
-      },
-      request.seconds,
-    );
+    const series = this.total.series([
+      request.reporter,
+      request.sourceCluster,
+      request.sourceWorkload,
+      request.destinationCluster,
+      request.destinationService,
+      request.responseCode,
+      request.grpcStatus,
+    ]);
+    series.sum++;
+    series.timing ??= this.duration.series([
+      request.reporter,
+      request.destinationCluster,
+      request.destinationService,
+      request.responseCode,
+    ]);
+    this.duration.observe(series.timing, request.seconds);
   }
 }
 
