@@ -16,7 +16,7 @@ import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
 import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
-import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
+import { eventually, repoRoot, startEnvironment, withEnv, type Environment } from '@causeway/testing';
 
 let env: Environment;
 let dir: string;
@@ -156,16 +156,10 @@ test('HTTP inside a CONNECT crosses clusters as an L4 tunnel, counted as TCP on 
 });
 
 test('gRPC with grpc_proxy set to the sidecar: unary calls and a bidirectional stream through L4', async () => {
-  const saved = process.env.grpc_proxy;
-  process.env.grpc_proxy = `http://127.0.0.1:${client.outboundPort}`;
   // grpc-js reads the proxy when the channel is made: the target is the service's own name.
-  const echo = grpcEchoClient(
-    0,
-    'till.shop.svc.clusterset.local:9000',
-    'till.shop.svc.clusterset.local:9000',
+  const echo = withEnv({ grpc_proxy: `http://127.0.0.1:${client.outboundPort}` }, () =>
+    grpcEchoClient(0, 'till.shop.svc.clusterset.local:9000', 'till.shop.svc.clusterset.local:9000'),
   );
-  if (saved === undefined) delete process.env.grpc_proxy;
-  else process.env.grpc_proxy = saved;
   try {
     const reply = await eventually(() => echo.say('through a tunnel'), 30_000);
     assert.equal(reply.message, 'through a tunnel');
@@ -322,4 +316,104 @@ spec:
     [],
     'every request while the mode changed succeeded',
   );
+});
+
+test('L7 over framed tunnels: each request authorized on its own, a refused body never sent, the caller not spoofable, upgrades carried', async () => {
+  // The ledger is L7 now (the DENY above). Plain HTTP/1.1 still rides tunnels: the server's
+  // sidecar frames each request in them and authorizes it.
+  // The server's access log marks the requests it framed itself (L7 in a tunnel).
+  const framed = () =>
+    ledger.sidecar.logs.filter((entry) => entry.mode === 'L7' && entry.reporter === 'destination').length;
+  const framedBefore = framed();
+  const host = `Host: ${LEDGER}\r\n`;
+  // Pipelined, a refused one between two allowed ones: answered in order on one connection;
+  // dot segments and escapes are resolved before the rule is applied.
+  const mixed = await rawExchange(
+    `GET /a HTTP/1.1\r\n${host}\r\nGET /admin HTTP/1.1\r\n${host}\r\nGET /books/../admin HTTP/1.1\r\n${host}\r\n` +
+      `GET /%61dmin/x HTTP/1.1\r\n${host}\r\nGET /b HTTP/1.1\r\n${host}Connection: close\r\n\r\n`,
+  );
+  assert.deepEqual(
+    [...mixed.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((match) => match[1]),
+    ['200', '403', '403', '403', '200'],
+    mixed,
+  );
+  assert.deepEqual(
+    [...mixed.matchAll(/"path":"([^"]+)"/g)].map((match) => match[1]),
+    ['/a', '/b'],
+  );
+  await eventually(async () => assert.ok(framed() >= framedBefore + 5, 'the requests rode tunnels'));
+  // A refused request with a body: 403, the connection ends, and the app never sees it.
+  const served = ledger.app.served();
+  const refused = await rawExchange(
+    `POST /admin HTTP/1.1\r\n${host}Content-Length: 11\r\n\r\nsecret-bodyGET /after HTTP/1.1\r\n${host}\r\n`,
+  );
+  assert.match(refused, /^HTTP\/1\.1 403 /);
+  assert.doesNotMatch(refused, /"path"/);
+  assert.equal(ledger.app.served(), served);
+  // A caller naming itself in x-forwarded-client-cert (either spelling) is not believed.
+  const spoofed = await rawExchange(
+    `GET /who HTTP/1.1\r\n${host}x-forwarded-client-cert: By=spiffe://cluster.local/ns/shop/sa/ledger;URI=spiffe://cluster.local/ns/admin/sa/root\r\n` +
+      `x_forwarded_client_cert: URI=spiffe://cluster.local/ns/admin/sa/root\r\nConnection: close\r\n\r\n`,
+  );
+  assert.match(spoofed, /^HTTP\/1\.1 200 /);
+  assert.match(spoofed, /"caller":"spiffe:\/\/mesh\.local\/ns\/shop\/sa\/web"/);
+  // A chunked body that is allowed, and a WebSocket: both carried.
+  const posted = await rawExchange(
+    `POST /posted HTTP/1.1\r\n${host}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
+  );
+  assert.match(posted, /"path":"\/posted"/);
+  const ws = new WebSocket(`ws://${LEDGER}/chat`, {
+    createConnection: () => net.connect({ host: '127.0.0.1', port: client.outboundPort }),
+  });
+  const answer = await new Promise<string>((resolve, reject) => {
+    ws.once('open', () => ws.send('framed'));
+    ws.once('message', (data) => resolve(String(data)));
+    ws.once('error', reject);
+  });
+  assert.equal(answer, 'ledger-east: framed');
+  ws.close();
+});
+
+test('slow and idle app connections: a head that never completes gets 408, an idle connection is closed', async () => {
+  const slow = await federation.startSidecar('west', {
+    namespace: 'shop',
+    serviceAccount: 'slow',
+    timeouts: { requestHead: '1s', idle: '1500ms' },
+  });
+  /** Opens a connection, runs `drive` on it; resolves with what came back and when it closed. */
+  const session = (drive: (socket: net.Socket) => void) =>
+    new Promise<{ data: string; closedAfterMs: number }>((resolve) => {
+      const started = Date.now();
+      const socket = net.connect({ host: '127.0.0.1', port: slow.outboundPort });
+      let data = '';
+      socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
+      socket.on('error', () => {});
+      socket.on('close', () => resolve({ data, closedAfterMs: Date.now() - started }));
+      socket.setTimeout(10_000, () => socket.destroy());
+      drive(socket);
+    });
+  // A byte every 200 ms: never idle, but the head is not done after 1 s.
+  const dribbled = await session((socket) => {
+    const head = `GET /books HTTP/1.1\r\nHost: ${LEDGER}\r\nx-pad: ${'a'.repeat(100)}`;
+    let at = 0;
+    const timer = setInterval(() => {
+      if (socket.destroyed || at >= head.length) return clearInterval(timer);
+      socket.write(head[at++]!);
+    }, 200);
+    socket.once('close', () => clearInterval(timer));
+  });
+  assert.match(dribbled.data, /^HTTP\/1\.1 408 /);
+  assert.ok(dribbled.closedAfterMs < 5_000, `closed after ${dribbled.closedAfterMs} ms`);
+  // Silent from the start: closed without a word.
+  const silent = await session(() => {});
+  assert.equal(silent.data, '');
+  assert.ok(
+    silent.closedAfterMs >= 1_000 && silent.closedAfterMs < 5_000,
+    `after ${silent.closedAfterMs} ms`,
+  );
+  // One exchange, then silence: the answer comes, then the connection is closed.
+  const kept = await session((socket) => socket.write(`GET /books HTTP/1.1\r\nHost: ${LEDGER}\r\n\r\n`));
+  assert.match(kept.data, /^HTTP\/1\.1 200 /);
+  assert.match(kept.data, /"path":"\/books"/);
+  assert.ok(kept.closedAfterMs < 5_000, `after ${kept.closedAfterMs} ms`);
 });

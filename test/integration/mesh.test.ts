@@ -546,10 +546,11 @@ test('a stopping sidecar closes the kept-alive HTTP/1.1 connections of its app i
 
 test('local endpoints share the load (both get traffic by default) and take strict turns under a RoundRobin TrafficPolicy', async () => {
   await federation.startSampleWorkload('west', 'shop', 'notes', 'http', 'notes-west-2');
+  // L4 balances connections (a kept-alive connection stays with its endpoint); L7, requests.
   const instances = async (count: number): Promise<string[]> => {
     const seen: string[] = [];
     for (let i = 0; i < count; i++) {
-      const answer = await get('notes.shop');
+      const answer = await get('notes.shop', '/', MODE === 'L4' ? { connection: 'close' } : {});
       assert.equal(answer.status, 200, answer.body);
       seen.push(answer.reply!.instance);
     }
@@ -561,7 +562,7 @@ test('local endpoints share the load (both get traffic by default) and take stri
   for (const instance of ['notes-west', 'notes-west-2'])
     assert.ok(
       spread.filter((seen) => seen === instance).length >= 15,
-      `${instance} got ${spread.filter((seen) => seen === instance).length} of 60`,
+      `${instance} got ${spread.filter((seen) => seen === instance).length} of 60: ${spread.join(' ')}`,
     );
 
   await federation.apply(
@@ -580,4 +581,26 @@ spec:
   // Random choices would alternate 40 times in a row once in 2^39 runs.
   const turns = await instances(40);
   assert.ok(alternates(turns), turns.join(' '));
+  if (MODE === 'L4') {
+    // One kept-alive connection: one endpoint for all its requests.
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const seen = new Set<string>();
+    for (let i = 0; i < 10; i++) {
+      const reply = await new Promise<EchoReply>((resolve, reject) =>
+        http
+          .get(
+            { host: '127.0.0.1', port: client.outboundPort, headers: { host: 'notes.shop' }, agent },
+            (response) => {
+              let body = '';
+              response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+              response.on('end', () => resolve(JSON.parse(body) as EchoReply));
+            },
+          )
+          .on('error', reject),
+      );
+      seen.add(reply.instance);
+    }
+    agent.destroy();
+    assert.equal(seen.size, 1, [...seen].join(' '));
+  }
 });

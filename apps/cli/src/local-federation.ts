@@ -58,6 +58,8 @@ export interface SidecarSpec {
   readonly inbound?: ReadonlyArray<{ name?: string; appPort: number; appProtocol?: 'http' | 'h2c' }>;
   /** A JSON line per request (default true). */
   readonly accessLog?: boolean;
+  /** The sidecar's `timeouts` settings (durations such as `2s`), where not the defaults. */
+  readonly timeouts?: Readonly<Partial<Record<'requestHead' | 'idle' | 'appConnect' | 'tunnelOpen', string>>>;
 }
 
 export interface LocalFederationOptions {
@@ -221,6 +223,7 @@ export class LocalFederation {
       outbound: '127.0.0.1:0',
       inboundHost: '127.0.0.1',
       accessLog: spec.accessLog ?? true,
+      ...(spec.timeouts ? { timeouts: spec.timeouts } : {}),
       inbound: (spec.inbound ?? []).map((port) => ({
         ...(port.name ? { name: port.name } : {}),
         port: 0,

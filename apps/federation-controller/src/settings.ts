@@ -1,18 +1,6 @@
-import { listenAddress, parseDuration, z } from '@causeway/config';
+import { durationSetting, listenAddress, z } from '@causeway/config';
 
-const duration = (fallback: string) =>
-  z
-    .string()
-    .default(fallback)
-    .refine((text) => {
-      try {
-        parseDuration(text);
-        return true;
-      } catch {
-        return false;
-      }
-    }, 'must be a duration such as 500ms, 2s, 24h')
-    .transform((text) => parseDuration(text));
+const duration = durationSetting;
 
 const dnsLabel = z
   .string()

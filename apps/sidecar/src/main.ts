@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { listenAddress, splitAddress, z } from '@causeway/config';
+import { durationSetting, listenAddress, splitAddress, z } from '@causeway/config';
 import { proxyIdentitySettings, Sidecar, startProxyIdentity } from '@causeway/dataplane';
 import type { ProxyConfig, Workload } from '@causeway/discovery';
 import { DEFAULT_PATH_NORMALIZATION as PATH } from '@causeway/http';
@@ -59,6 +59,20 @@ const settingsSchema = z
       })
       .strict()
       .default({ ...PATH }),
+    /** How long the sidecar waits on an app or a peer. */
+    timeouts: z
+      .object({
+        /** An app's request head must be complete this long after its first byte (else 408). */
+        requestHead: durationSetting('60s'),
+        /** An app connection with nothing in flight that sends nothing for this long is closed. */
+        idle: durationSetting('65s'),
+        /** The app has this long to accept a connection for a caller (else the caller goes elsewhere). */
+        appConnect: durationSetting('10s'),
+        /** A peer sidecar or gateway has this long to answer a tunnel (else the next endpoint is tried). */
+        tunnelOpen: durationSetting('15s'),
+      })
+      .strict()
+      .prefault({}),
   })
   .strict();
 type Settings = z.output<typeof settingsSchema>;
@@ -71,7 +85,7 @@ await runComponent<Settings>({
     'outbound HTTP/1.1 and h2c routed by authority and mesh routes (L7), and CONNECT carried whole as HBONE tunnels (L4), nearest endpoints first with failover to other clusters; inbound mTLS (TLS 1.3) with SVIDs checked at the handshake and AuthorizationPolicy; strict path normalization; config from the federation controller.',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost, accessLog, pathNormalization.{escapedSlashes,backslash,semicolons,mergeSlashes,trailingDots,encodedWhitespace}',
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost, accessLog, pathNormalization.{escapedSlashes,backslash,semicolons,mergeSlashes,trailingDots,encodedWhitespace}, timeouts.{requestHead,idle,appConnect,tunnelOpen}',
   defaultAdminAddress: '127.0.0.1:15020',
   start: async ({ settings, logger, registry }) => {
     const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
@@ -110,6 +124,12 @@ await runComponent<Settings>({
       workloadAddress: settings.workload?.address ?? '',
       outbound: splitAddress(settings.outbound),
       pathNormalization: settings.pathNormalization,
+      timeouts: {
+        requestHeadMs: settings.timeouts.requestHead,
+        idleMs: settings.timeouts.idle,
+        appConnectMs: settings.timeouts.appConnect,
+        tunnelOpenMs: settings.timeouts.tunnelOpen,
+      },
       registry,
       ...(settings.accessLog
         ? { accessLog: (entry: Record<string, unknown>) => access.info(entry, 'request') }

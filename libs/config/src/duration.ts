@@ -1,3 +1,5 @@
+import { z } from 'zod';
+
 /** Units accepted in durations: `250ms`, `30s`, `90m`, `24h`, `365d`, and sums like `1h30m`. */
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
@@ -32,3 +34,18 @@ export function formatDuration(ms: number): string {
   }
   return parts.join('');
 }
+
+/** A settings field holding a duration (`500ms`, `2s`, `24h`), read as milliseconds. */
+export const durationSetting = (fallback: string) =>
+  z
+    .string()
+    .default(fallback)
+    .refine((text) => {
+      try {
+        parseDuration(text);
+        return true;
+      } catch {
+        return false;
+      }
+    }, 'must be a duration such as 500ms, 2s, 24h')
+    .transform((text) => parseDuration(text));

@@ -4,5 +4,5 @@ export { ConfigError } from './errors.ts';
 export { parseConfig } from './parse.ts';
 export { envName, readEnvironment } from './env.ts';
 export { listenAddress, logLevel, splitAddress } from './address.ts';
-export { formatDuration, parseDuration } from './duration.ts';
+export { durationSetting, formatDuration, parseDuration } from './duration.ts';
 export { StateFile } from './state-file.ts';

@@ -1,18 +1,20 @@
 import http from 'node:http';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ProxyConfig } from '@causeway/discovery';
+import type { DataPlaneMode, ProxyConfig } from '@causeway/discovery';
 import {
   BodyTracker,
   HeadScan,
   normalizePath,
   parseRequestHead,
-  parseResponseHead,
   writeRequestHead,
   writeResponseHead,
   type RequestHead,
 } from '@causeway/http';
-import type { OutboundProxy, TunnelLease } from './outbound.ts';
-import { resolveDestination, type Destination } from './routing.ts';
+import { H1Answer, type AnswerStep } from './h1-answer.ts';
+import type { LeaseHandler, OutboundProxy, TunnelLease } from './outbound.ts';
+import { fieldsOf } from './http-util.ts';
+import { resolveDestination, routedDestination, routeRequest, type Destination } from './routing.ts';
 
 /** A request's head and body are kept up to this size for a resend on another endpoint. */
 const REPLAY_LIMIT = 65_536;
@@ -38,47 +40,70 @@ const CLOSE_GRACE_MS = 5_000;
 /** One request in flight on the app's connection. */
 interface Exchange {
   readonly head: RequestHead;
+  /** The service port the request goes to (after the mesh routes, in L7). */
   readonly destination: Destination;
+  readonly mode: DataPlaneMode;
   readonly config: ProxyConfig;
   readonly authority: string;
   readonly path: string;
   readonly started: bigint;
-  /** The final answer's status (0 until its head came). */
-  status: number;
   lease: TunnelLease;
-  readonly body: BodyTracker;
+  /** The request body's framing, followed (none: the request ended with its head). */
+  readonly body: BodyTracker | undefined;
   /** Head and body bytes sent so far, while they fit the replay limit (then undefined). */
   kept: Buffer[] | undefined;
   keptBytes: number;
   requestDone: boolean;
-  /** Targets tried for this request, and how often it was sent again. */
-  readonly tried: Set<string>;
+  /** Targets tried for this request (from its first resend on), and how often it was sent again. */
+  tried: Set<string> | undefined;
   retries: number;
-  /** Response bytes not parsed yet, while its head is incomplete. */
-  responseHead: Buffer;
-  readonly responseScan: HeadScan;
-  responseBody: BodyTracker | undefined;
-  /** How the answer's body ends (`close`: with the connection). */
-  responseFraming: string;
-  responseKeepAlive: boolean;
-  /** A byte of the answer went to the app: no resend from here on. */
-  answered: boolean;
+}
+
+/** The tunnel an app connection keeps between its requests while they name the same authority (L4). */
+interface Sticky {
+  readonly authority: string;
+  readonly config: ProxyConfig;
+  readonly destination: Destination;
+  readonly mode: DataPlaneMode;
+  readonly lease: TunnelLease;
+}
+
+/** No target excluded. */
+const NONE: ReadonlySet<string> = new Set();
+
+/** Whether a flat field list holds a field the next hop must not see. */
+function hasDroppedField(headers: readonly string[]): boolean {
+  for (let k = 0; k < headers.length; k += 2) if (DROPPED_FIELDS.has(headers[k]!)) return true;
+  return false;
 }
 
 /**
  * The app's plain HTTP/1.1 connection to the outbound port, framed by Causeway itself (the
  * strict parser of `@causeway/http`). Each request head is read, its destination resolved
- * and its path normalized; a request to an L4 service port goes into that port's tunnel for
- * this connection (one HBONE stream per destination, kept while the connection lives), its
- * body and the answer pass through as bytes, with only their framing followed. Requests are
- * handled one at a time: a pipelined request waits until the answer before it is complete.
- * The first request to an L7 port hands the connection, at that request boundary, to the
- * per-request path (`handOff`), for good.
+ * and its path normalized; on an L7 port the mesh routes then choose the backend. The
+ * request borrows a pooled HBONE tunnel to the endpoint the balancer picks (marked as framed:
+ * an L7 port at the other end authorizes each request in it), its body and the answer pass
+ * through as bytes, with only their framing followed, and the tunnel goes back to the pool.
+ * Requests are handled one at a time: a pipelined request waits until the answer before it
+ * is complete. A CONNECT, or a port whose server side cannot take framed exchanges (an
+ * HTTP/2 app), hands the connection at that request boundary to the per-request path
+ * (`handOff`), for good.
  */
 export class OutboundH1Connection {
   private pending: Buffer;
   private readonly scan = new HeadScan();
   private exchange: Exchange | undefined;
+  /** The answer to the exchange in flight, read as it comes. */
+  private readonly answer: H1Answer;
+  /** The tunnel kept from the last request (L4), for the next one to the same authority. */
+  private sticky: Sticky | undefined;
+  /** What this connection's tunnels tell it (one handler, whichever tunnel is in use). */
+  private readonly tunnel: LeaseHandler = {
+    data: (chunk) => this.onAnswer(chunk),
+    end: (error) => this.onTunnelEnd(error),
+  };
+  /** When the head being received started (0: none is incomplete). */
+  private headSince = 0;
   /** A step that waits (a tunnel being opened) is under way: incoming bytes wait in `pending`. */
   private busy = false;
   private done = false;
@@ -93,6 +118,8 @@ export class OutboundH1Connection {
     private readonly handOff: (socket: Duplex, buffered: Buffer) => void,
   ) {
     this.pending = early;
+    this.answer = new H1Answer(socket);
+    if (socket instanceof net.Socket) socket.setTimeout(proxy.timeouts.idleMs, this.onIdle);
     socket.on('data', this.onData);
     socket.on('close', this.onClose);
     socket.on('end', this.onEnd);
@@ -127,15 +154,31 @@ export class OutboundH1Connection {
   private readonly onClose = (): void => {
     this.done = true;
     // The app left in the middle of an exchange: its tunnel cannot carry another.
-    this.exchange?.lease.release(true);
+    if (this.exchange) drop(this.exchange.lease, true);
     this.exchange = undefined;
+    this.unstick();
+  };
+
+  /** Nothing came for a while: an idle connection closes, a head that never completed gets 408. */
+  private readonly onIdle = (): void => {
+    // Waiting for an answer is not idleness (how long an answer may take is the app's business).
+    if (this.done || this.exchange || this.busy) return;
+    if (this.pending.length > 0) return this.refuse(408, 'the request head did not complete in time', true);
+    this.close();
   };
 
   /** Reads the next request head from what the app sent, if it is all there. */
   private next(): void {
     if (this.done || this.busy || this.exchange || this.pending.length === 0) return;
     const parsed = parseRequestHead(this.pending, 0, undefined, this.scan);
-    if (parsed.kind === 'incomplete') return;
+    if (parsed.kind === 'incomplete') {
+      // A head sent a byte at a time, slower than any client would: refused.
+      if (this.headSince === 0) this.headSince = Date.now();
+      else if (Date.now() - this.headSince > this.proxy.timeouts.requestHeadMs)
+        this.refuse(408, 'the request head did not complete in time', true);
+      return;
+    }
+    this.headSince = 0;
     if (parsed.kind === 'error') return this.refuse(parsed.status, `${parsed.code}: ${parsed.reason}`, true);
     this.begin(parsed, parsed.end).catch((error: unknown) => this.crashed(error));
   }
@@ -144,8 +187,7 @@ export class OutboundH1Connection {
   private crashed(error: unknown): void {
     this.busy = false;
     this.proxy.log('warn', 'HTTP/1.1 exchange failed', { err: String((error as Error)?.stack ?? error) });
-    if (this.exchange?.answered) return void this.socket.destroy();
-    this.exchange?.lease.release(true);
+    if (this.exchange && this.answer.answered) return void this.socket.destroy();
     this.refuse(500, 'the sidecar failed on this request', true);
   }
 
@@ -159,25 +201,51 @@ export class OutboundH1Connection {
     if (!config) return this.refuse(503, 'no config from the controller yet', mustClose, end);
     let authority = head.host ?? '';
     let path = head.target;
-    if (/^http:\/\//i.test(path)) {
+    if (path.charCodeAt(0) !== 0x2f) {
+      if (!/^http:\/\//i.test(path))
+        return this.refuse(
+          400,
+          `the request target ${JSON.stringify(path.slice(0, 64))} is not a path`,
+          true,
+        );
       // Absolute form: the app uses this sidecar as its HTTP proxy.
       const slash = path.indexOf('/', 7);
       authority = path.slice(7, slash < 0 ? undefined : slash);
       path = slash < 0 ? '/' : path.slice(slash);
-    } else if (!path.startsWith('/')) {
-      return this.refuse(400, `the request target ${JSON.stringify(path.slice(0, 64))} is not a path`, true);
     }
-    const destination = resolveDestination(config, authority, this.proxy.namespace);
-    if (!destination) return this.refuse(404, `no service ${authority} in the clusterset`, mustClose, end);
     const normalized = normalizePath(path, this.proxy.pathNormalization);
+    // The tunnel the last request used, kept while the app names the same authority (L4).
+    const sticky = this.sticky;
+    const same = sticky !== undefined && sticky.authority === authority && sticky.config === config;
+    let destination: Destination;
+    let mode: DataPlaneMode;
+    if (same) ({ destination, mode } = sticky);
+    else {
+      const found = resolveDestination(config, authority, this.proxy.namespace);
+      if (!found) return this.refuse(404, `no service ${authority} in the clusterset`, mustClose, end);
+      destination = found;
+      const { service } = destination;
+      mode = this.proxy.modeOf(config, service.namespace, service.name, destination.port);
+    }
     if (!normalized.ok) return this.refuse(400, `${normalized.code}: ${normalized.reason}`, mustClose, end);
-    const { service } = destination;
-    if (this.proxy.modeOf(config, service.namespace, service.name, destination.port) === 'L7')
-      return this.giveUp();
+    // L7: the mesh routes choose the backend; the server side authorizes each request.
+    if (mode === 'L7') {
+      const routed = routeRequest(config, destination, {
+        method: head.method,
+        path: normalized.target,
+        headers: fieldsOf(head.headers),
+        grpc: false,
+      });
+      if ('status' in routed) return this.refuse(routed.status, routed.reason, mustClose, end);
+      const chosen = routedDestination(config, destination, routed);
+      if (!chosen)
+        return this.refuse(503, `no ready endpoint of ${routed.name}.${routed.namespace}`, mustClose, end);
+      destination = chosen;
+    }
     // The head as the app sent it, unless the target or a proxy field must change.
     let headers = head.headers;
     const absolute = path !== head.target;
-    if (absolute || headers.some((value, index) => index % 2 === 0 && DROPPED_FIELDS.has(value))) {
+    if (absolute || hasDroppedField(headers)) {
       const kept: string[] = [];
       for (let k = 0; k < headers.length; k += 2)
         if (!DROPPED_FIELDS.has(headers[k]!)) kept.push(headers[k]!, headers[k + 1]!);
@@ -193,43 +261,43 @@ export class OutboundH1Connection {
       headers === head.headers && normalized.target === head.target
         ? raw
         : writeRequestHead(head.method, normalized.target, headers);
-    this.busy = true;
-    this.socket.pause();
-    const lease = await this.proxy.acquireTunnel(config, destination, new Set());
-    this.busy = false;
-    if (this.done) {
-      if (typeof lease === 'object') lease.release(true);
-      return;
+    let lease: TunnelLease | 'l7' | string;
+    if (same && mode === 'L4' && !sticky.lease.closed) lease = sticky.lease;
+    else {
+      this.unstick();
+      this.busy = true;
+      this.socket.pause();
+      lease = await this.proxy.acquireTunnel(config, destination, NONE);
+      this.busy = false;
+      if (this.done) {
+        if (typeof lease === 'object') lease.release(true);
+        return;
+      }
+      if (lease === 'l7') return this.giveUp();
+      if (typeof lease === 'string') return this.refuse(503, lease, mustClose, end);
     }
-    if (lease === 'l7') return this.giveUp();
-    if (typeof lease === 'string') return this.refuse(503, lease, mustClose, end);
+    this.sticky = undefined;
     this.pending = this.pending.subarray(end);
-    const body = new BodyTracker(head.body);
-    const empty = body.feed(EMPTY, 0);
+    const framed = head.body.type !== 'none' && !(head.body.type === 'length' && head.body.length === 0);
     const exchange: Exchange = {
       head,
       destination,
+      mode,
       config,
       authority,
       path: normalized.path,
       started: process.hrtime.bigint(),
-      status: 0,
       lease,
-      body,
+      body: framed ? new BodyTracker(head.body) : undefined,
       kept: [out],
       keptBytes: out.length,
       // No body, or `Content-Length: 0`: the request is complete with its head.
-      requestDone: 'done' in empty && empty.done,
-      tried: new Set([lease.target.key]),
+      requestDone: !framed,
+      tried: undefined,
       retries: 0,
-      responseHead: EMPTY,
-      responseScan: new HeadScan(),
-      responseBody: undefined,
-      responseFraming: 'none',
-      responseKeepAlive: true,
-      answered: false,
     };
     this.exchange = exchange;
+    this.answer.start(head.method);
     this.watch(exchange);
     lease.write(out);
     const rest = this.pending;
@@ -239,11 +307,19 @@ export class OutboundH1Connection {
     this.socket.resume();
   }
 
+  /** The kept tunnel (if any) goes back to the pool, for any connection's next request to its target. */
+  private unstick(): void {
+    const sticky = this.sticky;
+    this.sticky = undefined;
+    if (sticky && !sticky.lease.closed) this.proxy.returnTunnel(sticky.lease);
+  }
+
   /** Body bytes from the app: as far as the request's framing goes, into its tunnel. */
   private sendBody(exchange: Exchange, chunk: Buffer): void {
-    const progress = exchange.body.feed(chunk, 0);
+    // Called only while the request is not done: it has a body.
+    const progress = exchange.body!.feed(chunk, 0);
     if ('error' in progress) {
-      if (!exchange.answered) return this.refuse(progress.error.status, progress.error.reason, true);
+      if (!this.answer.answered) return this.refuse(progress.error.status, progress.error.reason, true);
       return void this.socket.destroy();
     }
     const body = progress.consumed === chunk.length ? chunk : chunk.subarray(0, progress.consumed);
@@ -266,93 +342,93 @@ export class OutboundH1Connection {
     }
   }
 
-  /** What the exchange's tunnel sends back is its answer; the tunnel's end may fail it. */
+  /** The exchange's tunnel answers to this connection from now on. */
   private watch(exchange: Exchange): void {
-    const lease = exchange.lease;
-    lease.attach({
-      data: (chunk) => this.answer(exchange, chunk),
-      end: (error) => {
-        if (this.exchange !== exchange || exchange.lease !== lease) return;
-        if (!exchange.answered)
-          return void this.failed(exchange, error ?? 'the tunnel closed unanswered').catch(
-            (failure: unknown) => this.crashed(failure),
-          );
-        // An answer framed by the end of the connection ends here; any other is cut short.
-        if (exchange.responseBody && exchange.responseFraming === 'close')
-          return this.finish(exchange, false);
-        this.socket.destroy();
-      },
-    });
+    exchange.lease.attach(this.tunnel);
   }
 
-  /** Bytes of the answer: the head parsed (interim ones passed on), the body followed. */
-  private answer(exchange: Exchange, chunk: Buffer): void {
+  /** The tunnel in use ended (`error`: why, for a failure). */
+  private onTunnelEnd(error: string | undefined): void {
+    const exchange = this.exchange;
+    if (!exchange) {
+      // The kept tunnel ended between requests: the next request opens another.
+      if (this.sticky?.lease.closed) this.sticky = undefined;
+      return;
+    }
+    if (!this.answer.answered)
+      return void this.failed(exchange, error ?? 'the tunnel closed unanswered').catch((failure: unknown) =>
+        this.crashed(failure),
+      );
+    // An answer framed by the end of the connection ends here; any other is cut short.
+    if (this.answer.endedCleanly()) return this.finish(exchange, false);
+    this.socket.destroy();
+  }
+
+  /** Bytes of the answer: passed on as they came, its head parsed and its body followed. */
+  private onAnswer(chunk: Buffer): void {
+    const exchange = this.exchange;
+    if (!exchange) {
+      // Bytes on the kept tunnel with no request out: out of step, it cannot be used again.
+      if (this.sticky) drop(this.sticky.lease, true);
+      this.sticky = undefined;
+      return;
+    }
     // A head and its body that came together leave in one write.
     this.socket.cork();
+    let step: AnswerStep;
     try {
-      this.passAnswer(exchange, chunk);
+      step = this.answer.feed(chunk);
     } finally {
       this.socket.uncork();
     }
-  }
-
-  private passAnswer(exchange: Exchange, chunk: Buffer): void {
-    let data = chunk;
-    while (!exchange.responseBody) {
-      const buffer = exchange.responseHead.length === 0 ? data : Buffer.concat([exchange.responseHead, data]);
-      const parsed = parseResponseHead(buffer, 0, exchange.head.method, undefined, exchange.responseScan);
-      if (parsed.kind === 'incomplete') {
-        exchange.responseHead = buffer;
+    if (this.answer.answered) exchange.kept = undefined;
+    if (this.answer.backedUp) {
+      const lease = exchange.lease;
+      lease.pause();
+      this.socket.once('drain', () => {
+        if (!lease.closed) lease.resume();
+      });
+    }
+    switch (step.kind) {
+      case 'more':
         return;
-      }
-      exchange.responseHead = EMPTY;
-      if (parsed.kind === 'error') {
-        exchange.lease.release(true);
-        if (!exchange.answered) return this.refuse(502, `the app answered badly: ${parsed.reason}`, true);
+      case 'error':
+        drop(exchange.lease, true);
+        if (!this.answer.answered) return this.refuse(502, `the app answered badly: ${step.reason}`, true);
         return void this.socket.destroy();
-      }
-      exchange.answered = true;
-      exchange.kept = undefined;
-      if (parsed.tunnel) {
+      case 'tunnel':
         // 101 Switching Protocols: from here on the connection is the tunnel's, both ways.
-        return this.upgrade(exchange, buffer);
-      }
-      this.socket.write(buffer.subarray(0, parsed.end));
-      data = buffer.subarray(parsed.end);
-      if (parsed.interim) continue;
-      exchange.responseKeepAlive = parsed.keepAlive;
-      exchange.responseFraming = parsed.body.type;
-      exchange.status = parsed.status;
-      exchange.responseBody = new BodyTracker(parsed.body, undefined, 'response');
-    }
-    const progress = exchange.responseBody.feed(data, 0);
-    if ('error' in progress) {
-      exchange.lease.release(true);
-      return void this.socket.destroy();
-    }
-    if (progress.consumed > 0) {
-      const body = progress.consumed === data.length ? data : data.subarray(0, progress.consumed);
-      if (!this.socket.write(body)) {
-        exchange.lease.pause();
-        this.socket.once('drain', () => {
-          if (!exchange.lease.closed) exchange.lease.resume();
-        });
-      }
-    }
-    if (progress.done) {
-      // More than the framing said: the tunnel cannot carry another exchange.
-      if (progress.consumed < data.length) exchange.lease.release(true);
-      this.finish(exchange, true);
+        return this.upgrade(exchange, step.rest);
+      case 'done':
+        // More than the framing said: the tunnel cannot carry another exchange.
+        if (step.excess > 0) drop(exchange.lease, true);
+        return this.finish(exchange, true);
     }
   }
 
-  /** The answer is complete: the tunnel back to the pool, then the next request or the end. */
+  /**
+   * The answer is complete: the tunnel is kept for the next request (L4) or goes back to the
+   * pool (L7: the next request may go elsewhere); then the next request, or the end.
+   */
   private finish(exchange: Exchange, framed: boolean): void {
     this.exchange = undefined;
-    this.record(exchange, exchange.status);
-    const reusable = framed && exchange.head.keepAlive && exchange.responseKeepAlive && exchange.requestDone;
-    if (reusable) this.proxy.returnTunnel(exchange.lease);
-    else exchange.lease.release(!exchange.requestDone);
+    this.record(exchange, this.answer.status);
+    const reusable =
+      framed &&
+      exchange.head.keepAlive &&
+      this.answer.keepAlive &&
+      exchange.requestDone &&
+      !exchange.lease.closed;
+    if (!reusable) drop(exchange.lease, !exchange.requestDone);
+    else if (exchange.mode === 'L4')
+      this.sticky = {
+        authority: exchange.authority,
+        config: exchange.config,
+        destination: exchange.destination,
+        mode: exchange.mode,
+        lease: exchange.lease,
+      };
+    else this.proxy.returnTunnel(exchange.lease);
     if (!reusable || this.stopping || this.appEnded) return this.close();
     this.socket.resume();
     this.next();
@@ -360,6 +436,7 @@ export class OutboundH1Connection {
 
   private record(exchange: Exchange, status: number): void {
     this.proxy.recordRequest({
+      mode: exchange.mode,
       method: exchange.head.method,
       authority: exchange.authority,
       path: exchange.path,
@@ -378,13 +455,13 @@ export class OutboundH1Connection {
    */
   private async failed(exchange: Exchange, why: string): Promise<void> {
     if (
-      exchange.answered ||
+      this.answer.answered ||
       !exchange.kept ||
       !IDEMPOTENT.has(exchange.head.method) ||
       exchange.retries >= 2
     ) {
       this.record(exchange, 502);
-      if (!exchange.answered) return this.refuse(502, `upstream reset: ${why}`, true);
+      if (!this.answer.answered) return this.refuse(502, `upstream reset: ${why}`, true);
       return void this.socket.destroy();
     }
     this.busy = true;
@@ -392,7 +469,8 @@ export class OutboundH1Connection {
     // A tunnel cut under a request (a new policy, a stopping peer) says nothing against its
     // target: the first resend may go there again; a second one goes elsewhere.
     exchange.retries++;
-    const exclude = exchange.retries > 1 ? exchange.tried : new Set<string>();
+    exchange.tried ??= new Set([exchange.lease.target.key]);
+    const exclude = exchange.retries > 1 ? exchange.tried : NONE;
     const opened = await this.proxy.acquireTunnel(exchange.config, exchange.destination, exclude);
     this.busy = false;
     if (this.done) {
@@ -410,26 +488,34 @@ export class OutboundH1Connection {
       return this.refuse(503, `upstream connect error: ${why}`, true);
     }
     exchange.tried.add(opened.target.key);
-    exchange.lease.release(true);
+    drop(exchange.lease, true);
     exchange.lease = opened;
-    exchange.responseHead = EMPTY;
-    exchange.responseScan.reset();
+    this.answer.reset();
     this.watch(exchange);
     for (const part of exchange.kept) opened.write(part);
     this.socket.resume();
   }
 
   /** After a 101: what the app sends and what the server sends pass untouched, both ways. */
-  private upgrade(exchange: Exchange, buffered: Buffer): void {
+  private upgrade(exchange: Exchange, after: Buffer): void {
     this.exchange = undefined;
-    this.record(exchange, 101);
+    this.record(exchange, this.answer.status);
     exchange.lease.attach(undefined);
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
-    this.socket.write(buffered);
+    this.quiet();
+    if (after.length > 0) this.socket.write(after);
     const rest = this.pending;
     this.pending = EMPTY;
     exchange.lease.splice(this.socket, rest);
+  }
+
+  /** The idle timeout is no longer this class's (the connection became a tunnel, or went elsewhere). */
+  private quiet(): void {
+    if (this.socket instanceof net.Socket) {
+      this.socket.setTimeout(0);
+      this.socket.off('timeout', this.onIdle);
+    }
   }
 
   /** Hands the connection, with every byte not yet handled, to the per-request path. */
@@ -438,6 +524,7 @@ export class OutboundH1Connection {
     this.socket.off('data', this.onData);
     this.socket.off('close', this.onClose);
     this.socket.off('end', this.onEnd);
+    this.quiet();
     const buffered = this.pending;
     this.pending = EMPTY;
     this.handOff(this.socket, buffered);
@@ -459,7 +546,7 @@ export class OutboundH1Connection {
       ]),
     );
     this.socket.write(body);
-    this.exchange?.lease.release(true);
+    if (this.exchange) drop(this.exchange.lease, true);
     this.exchange = undefined;
     if (close || this.stopping) return this.close();
     // The refused request had no body: the next one may follow.
@@ -470,11 +557,18 @@ export class OutboundH1Connection {
 
   private close(): void {
     this.done = true;
-    this.exchange?.lease.release(true);
+    if (this.exchange) drop(this.exchange.lease, true);
     this.exchange = undefined;
+    this.unstick();
     this.socket.resume();
     this.socket.end();
     // An app that keeps sending after our FIN is cut off.
     setTimeout(() => this.socket.destroy(), CLOSE_GRACE_MS).unref();
   }
+}
+
+/** Ends a tunnel this connection no longer uses; its end is no longer this connection's business. */
+function drop(lease: TunnelLease, abort: boolean): void {
+  lease.attach(undefined);
+  lease.release(abort);
 }

@@ -150,3 +150,15 @@ export function grpcStatusForHttp(status: number): number {
   if (status === 429 || status === 502 || status === 503 || status === 504) return GRPC.UNAVAILABLE;
   return 2;
 }
+
+/** Flat header fields (`@causeway/http`) as a name-to-value record, repeated fields as lists. */
+export function fieldsOf(flat: readonly string[]): Record<string, string | string[]> {
+  const fields: Record<string, string | string[]> = {};
+  for (let k = 0; k < flat.length; k += 2) {
+    const name = flat[k]!;
+    const value = flat[k + 1]!;
+    const seen = fields[name];
+    fields[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
+  }
+  return fields;
+}

@@ -6,9 +6,10 @@ import type { TLSSocket } from 'node:tls';
 import { dataPlaneMode, type ProxyConfig } from '@causeway/discovery';
 import { PkiError, peerIdentity, type VerifiedIdentity } from '@causeway/pki';
 import { AppForwarder } from './app-forwarder.ts';
-import { authorize, policiesFor } from './authz.ts';
-import { normalizePath } from '@causeway/http';
-import { endToEnd, GRPC, isGrpc } from './http-util.ts';
+import { authorize, policiesFor, type CallFacts, type Decision } from './authz.ts';
+import { headerValue, normalizePath } from '@causeway/http';
+import { InboundH1Tunnel } from './inbound-h1.ts';
+import { endToEnd, fieldsOf, GRPC, isGrpc } from './http-util.ts';
 import {
   failResponse,
   refuseManyHeaders,
@@ -16,9 +17,9 @@ import {
   type ProxyRequest,
   type ProxyResponse,
 } from './responses.ts';
-import type { InboundPort, SidecarOptions } from './sidecar-options.ts';
+import { DEFAULT_SIDECAR_TIMEOUTS, type InboundPort, type SidecarOptions } from './sidecar-options.ts';
 import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
-import { L7_REQUIRED, splice } from './tunnel.ts';
+import { FRAMING, L7_REQUIRED, splice } from './tunnel.ts';
 
 type Service = ProxyConfig['services'][number];
 
@@ -100,36 +101,18 @@ export class InboundProxy {
     // Every connection was admitted as its handshake completed; none other gets this far.
     const caller = callerOf(request);
     if (!caller) return failResponse(request, response, 403, 'not a mesh identity');
-    const served = config ? this.served(config, listening) : [];
-    const services = served.map((service) => service.name);
-    const destinationService = served[0]?.hostname ?? 'unknown';
-    const record = (status: number, grpcStatus: string): void => {
-      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      const workload =
-        caller!.spiffeId.kind === 'workload' ? caller!.spiffeId.serviceAccount : caller!.spiffeId.uri;
-      this.metrics.record({
-        reporter: 'destination',
-        sourceCluster: caller!.cluster,
-        sourceWorkload: workload,
-        destinationCluster: this.options.cluster,
-        destinationService,
-        responseCode: status,
-        grpcStatus,
-        seconds,
-      });
-      this.options.accessLog?.({
-        reporter: 'destination',
+    const destinationService = config
+      ? (this.served(config, listening)[0]?.hostname ?? 'unknown')
+      : 'unknown';
+    const record = (status: number, grpcStatus: string): void =>
+      this.recordExchange(caller, destinationService, {
         method: request.method,
         path: request.url,
         status,
         grpcStatus: grpc ? grpcStatus : undefined,
-        durationMs: Math.round(seconds * 100_000) / 100,
-        sourcePrincipal: caller!.spiffeId.uri,
-        sourceCluster: caller!.cluster,
-        destinationService,
+        seconds: Number(process.hrtime.bigint() - started) / 1e9,
         traceparent: request.headers.traceparent,
       });
-    };
     if (refuseManyHeaders(request, response)) {
       return record(431, grpc ? String(GRPC.INTERNAL) : '');
     }
@@ -151,26 +134,7 @@ export class InboundProxy {
       return record(400, grpc ? String(GRPC.INTERNAL) : '');
     }
     const target = normalized.target;
-    const spiffe = caller.spiffeId;
-    const namespaceHasPolicies = config.policies.some(
-      (p) => p.kind === 'AuthorizationPolicy' && p.namespace === this.options.namespace,
-    );
-    const decision =
-      services.length === 0 && namespaceHasPolicies
-        ? // Which service this is cannot be told: the namespace's policies cannot be applied (fail closed).
-          {
-            allowed: false as const,
-            policy: this.options.namespace,
-            reason: 'this workload serves no known service',
-          }
-        : authorize(policiesFor(config, this.options.namespace, services), {
-            principal: spiffe.uri,
-            namespace: spiffe.kind === 'workload' ? spiffe.namespace : undefined,
-            cluster: caller.cluster,
-            method,
-            path: target,
-            headers: request.headers,
-          });
+    const decision = this.decide(config, listening, caller, method, target, request.headers);
     if (!decision.allowed) {
       failResponse(request, response, 403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
       return record(403, grpc ? String(GRPC.PERMISSION_DENIED) : '');
@@ -182,7 +146,7 @@ export class InboundProxy {
     );
     const headers = {
       ...endToEnd(request.headers, spoofable),
-      'x-forwarded-client-cert': `By=${this.options.credentials().spiffeId};URI=${spiffe.uri}`,
+      'x-forwarded-client-cert': this.clientCert(caller),
     };
     const outcome =
       port.appProtocol === 'h2c'
@@ -192,10 +156,92 @@ export class InboundProxy {
   }
 
   /**
-   * An L4 connection (HBONE): an HTTP/2 CONNECT stream naming a service this port serves
-   * (`hostname:port`). The caller is authorized by identity; then the stream is spliced to a
-   * new connection to the app. A service port that needs L7 here (a path, method or header
-   * rule) is refused with a marker, and the caller carries its requests one by one instead.
+   * Authorization of one request under the AuthorizationPolicies of the services served on
+   * the port (DENY first, then ALLOW). A workload that serves no known service in a
+   * namespace with policies is refused: which policies apply cannot be told (fail closed).
+   */
+  private decide(
+    config: ProxyConfig,
+    listening: number,
+    caller: VerifiedIdentity,
+    method: string,
+    path: string,
+    headers: CallFacts['headers'],
+  ): Decision {
+    const services = this.served(config, listening).map((service) => service.name);
+    if (
+      services.length === 0 &&
+      config.policies.some((p) => p.kind === 'AuthorizationPolicy' && p.namespace === this.options.namespace)
+    )
+      return {
+        allowed: false,
+        policy: this.options.namespace,
+        reason: 'this workload serves no known service',
+      };
+    const spiffe = caller.spiffeId;
+    return authorize(policiesFor(config, this.options.namespace, services), {
+      principal: spiffe.uri,
+      namespace: spiffe.kind === 'workload' ? spiffe.namespace : undefined,
+      cluster: caller.cluster,
+      method,
+      path,
+      headers,
+    });
+  }
+
+  /** One request's metrics and access-log line. */
+  private recordExchange(
+    caller: VerifiedIdentity,
+    destinationService: string,
+    entry: {
+      method: string | undefined;
+      path: string | undefined;
+      status: number;
+      grpcStatus?: string;
+      seconds: number;
+      traceparent: unknown;
+      mode?: 'L7';
+    },
+  ): void {
+    const spiffe = caller.spiffeId;
+    this.metrics.record({
+      reporter: 'destination',
+      sourceCluster: caller.cluster,
+      sourceWorkload: spiffe.kind === 'workload' ? spiffe.serviceAccount : spiffe.uri,
+      destinationCluster: this.options.cluster,
+      destinationService,
+      responseCode: entry.status,
+      grpcStatus: entry.grpcStatus ?? '',
+      seconds: entry.seconds,
+    });
+    this.options.accessLog?.({
+      reporter: 'destination',
+      ...(entry.mode ? { mode: entry.mode } : {}),
+      method: entry.method,
+      path: entry.path,
+      status: entry.status,
+      grpcStatus: entry.grpcStatus,
+      durationMs: Math.round(entry.seconds * 100_000) / 100,
+      sourcePrincipal: spiffe.uri,
+      sourceCluster: caller.cluster,
+      destinationService,
+      traceparent: entry.traceparent,
+    });
+  }
+
+  /** The `x-forwarded-client-cert` value the app gets: this workload and its caller. */
+  private clientCert(caller: VerifiedIdentity): string {
+    return `By=${this.options.credentials().spiffeId};URI=${caller.spiffeId.uri}`;
+  }
+
+  /**
+   * A tunnel (HBONE): an HTTP/2 CONNECT stream naming a service this port serves
+   * (`hostname:port`), carried to a new connection to the app. On an L4 port the caller is
+   * authorized by identity and the bytes are spliced. A port that needs L7 here (a path,
+   * method or header rule) takes a tunnel whose caller framed it as HTTP/1.1 exchanges
+   * (`x-causeway-framing: http/1.1`) and authorizes each request in it (`InboundH1Tunnel`);
+   * any other tunnel is refused with a marker, and the caller carries its requests one by
+   * one over HTTP/2 instead.
    */
   private tunnel(port: InboundPort, listening: number, request: ProxyRequest, response: ProxyResponse): void {
     const caller = callerOf(request);
@@ -221,10 +267,14 @@ export class InboundProxy {
         s.ports.some((p) => p.port === servicePort),
     );
     if (colon < 0 || !service) return refuse(404, `${authority} is not served here`);
-    if (this.needsL7(config, served))
+    const l7 = this.needsL7(config, served);
+    if (l7 && (request.headers[FRAMING] !== 'http/1.1' || port.appProtocol === 'h2c'))
       return refuse(421, `${authority} needs L7 here`, { [L7_REQUIRED]: '1' });
-    const decision = this.authorizeConnection(config, served, caller);
-    if (!decision.allowed) return refuse(403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
+    if (!l7) {
+      const decision = this.authorizeConnection(config, served, caller);
+      if (!decision.allowed)
+        return refuse(403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
+    }
     const spiffe = caller.spiffeId;
     const labels = {
       reporter: 'destination' as const,
@@ -237,17 +287,24 @@ export class InboundProxy {
     const unreachable = (error: Error): void =>
       refuse(503, `the app is unreachable: ${error.message}`, { [UPSTREAM_FAILURE]: 'connect' });
     app.once('error', unreachable);
+    // An app that never accepts: the caller goes elsewhere rather than wait.
+    const connectMs = this.options.timeouts?.appConnectMs ?? DEFAULT_SIDECAR_TIMEOUTS.appConnectMs;
+    app.setTimeout(connectMs, () => {
+      if (app.connecting) app.destroy(new Error(`no connection within ${connectMs} ms`));
+    });
     // The caller gave up before the app answered.
     stream.once('close', () => {
       if (app.connecting) app.destroy();
     });
     app.once('connect', () => {
       app.off('error', unreachable);
+      app.setTimeout(0);
       if (stream.destroyed) return void app.destroy();
       stream.respond({ ':status': 200 });
       this.connections.open(labels);
-      this.tunnels.set(stream, { service, listening, caller });
       const opened = process.hrtime.bigint();
+      if (l7) return this.framed(stream, app, listening, caller, service.hostname, labels);
+      this.tunnels.set(stream, { service, listening, caller });
       splice(stream, app, () => {
         this.tunnels.delete(stream);
         this.connections.close({ ...labels, sentBytes: app.bytesWritten, receivedBytes: app.bytesRead });
@@ -264,6 +321,39 @@ export class InboundProxy {
         });
       });
     });
+  }
+
+  /** Serves a framed tunnel to an L7 port: each request in it is authorized on its own. */
+  private framed(
+    stream: ServerHttp2Stream,
+    app: net.Socket,
+    listening: number,
+    caller: VerifiedIdentity,
+    destinationService: string,
+    labels: Parameters<ConnectionMetrics['open']>[0],
+  ): void {
+    new InboundH1Tunnel(
+      stream,
+      app,
+      {
+        pathNormalization: this.options.pathNormalization,
+        clientCert: this.clientCert(caller),
+        authorize: (method, path, headers) => {
+          // The config in force for this request: a policy applies from the next request on.
+          const config = this.options.config();
+          if (!config) return 'no config from the controller yet';
+          const decision = this.decide(config, listening, caller, method, path, fieldsOf(headers));
+          return decision.allowed ? undefined : `${decision.policy}: ${decision.reason}`;
+        },
+        record: (entry) =>
+          this.recordExchange(caller, destinationService, {
+            ...entry,
+            mode: 'L7',
+            traceparent: headerValue(entry.headers, 'traceparent'),
+          }),
+      },
+      () => this.connections.close({ ...labels, sentBytes: app.bytesWritten, receivedBytes: app.bytesRead }),
+    );
   }
 
   /**

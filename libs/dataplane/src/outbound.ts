@@ -24,7 +24,7 @@ import {
   type Destination,
   type Target,
 } from './routing.ts';
-import type { SidecarOptions } from './sidecar-options.ts';
+import { DEFAULT_SIDECAR_TIMEOUTS, type SidecarOptions, type SidecarTimeouts } from './sidecar-options.ts';
 import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
 import { openTunnel, splice, TunnelRefused } from './tunnel.ts';
 import { UpstreamPool } from './upstreams.ts';
@@ -74,12 +74,14 @@ export class OutboundProxy {
   private readonly h2Destinations = new WeakMap<object, string>();
   /** The app's connections carried whole right now (cut when the sidecar stops). */
   readonly tunnels = new Set<Duplex>();
+  private readonly timeoutsInForce: SidecarTimeouts;
 
   constructor(
     private readonly options: SidecarOptions,
     private readonly metrics: RequestMetrics,
     private readonly connections: ConnectionMetrics,
   ) {
+    this.timeoutsInForce = { ...DEFAULT_SIDECAR_TIMEOUTS, ...options.timeouts };
     this.pool = new UpstreamPool(options.credentials, (message, fields) =>
       options.log?.('warn', message, fields),
     );
@@ -347,7 +349,7 @@ export class OutboundProxy {
     destination: Destination,
     exclude: ReadonlySet<string>,
   ): Promise<TunnelLease | 'l7' | string> {
-    return this.openTo(destination, this.candidates(config, destination, exclude));
+    return this.openTo(destination, this.candidates(config, destination, exclude), false);
   }
 
   /**
@@ -370,7 +372,7 @@ export class OutboundProxy {
         lease.release(false);
       }
     }
-    return this.openTo(destination, targets);
+    return this.openTo(destination, targets, true);
   }
 
   /** The targets of a destination in the order to try them (the balancer's pick first). */
@@ -382,10 +384,14 @@ export class OutboundProxy {
     );
   }
 
-  /** Opens a tunnel to the first of `targets` that takes one. */
+  /**
+   * Opens a tunnel to the first of `targets` that takes one; `framed`: it carries HTTP/1.1
+   * exchanges framed by this side (an L7 port at the other end may take it).
+   */
   private async openTo(
     destination: Destination,
     targets: readonly Target[],
+    framed: boolean,
   ): Promise<TunnelLease | 'l7' | string> {
     const { service, port } = destination;
     const key = `${service.namespace}/${service.name}:${port}`;
@@ -393,7 +399,13 @@ export class OutboundProxy {
     const failures: string[] = [];
     for (const target of targets.slice(0, MAX_ATTEMPTS)) {
       try {
-        const stream = await openTunnel(this.pool, target, `${service.hostname}:${port}`);
+        const stream = await openTunnel(
+          this.pool,
+          target,
+          `${service.hostname}:${port}`,
+          framed,
+          this.timeoutsInForce.tunnelOpenMs,
+        );
         return new StreamLease(key, target, stream, this.connections, {
           reporter: 'source',
           sourceCluster: this.options.cluster,
@@ -439,8 +451,9 @@ export class OutboundProxy {
     }, IDLE_TUNNEL_MS).unref();
   }
 
-  /** One request of an app's HTTP/1.1 connection carried in L4, for metrics and the access log. */
+  /** One request of an app's HTTP/1.1 connection framed by the sidecar, for metrics and the access log. */
   recordRequest(entry: {
+    mode: DataPlaneMode;
     method: string;
     authority: string;
     path: string;
@@ -463,7 +476,7 @@ export class OutboundProxy {
     });
     this.options.accessLog?.({
       reporter: 'source',
-      mode: 'L4',
+      mode: entry.mode,
       method: entry.method,
       authority: entry.authority,
       path: entry.path,
@@ -492,6 +505,11 @@ export class OutboundProxy {
 
   get namespace(): string {
     return this.options.namespace;
+  }
+
+  /** The timeouts in force (the defaults where the options say nothing). */
+  get timeouts(): SidecarTimeouts {
+    return this.timeoutsInForce;
   }
 
   get pathNormalization(): SidecarOptions['pathNormalization'] {

@@ -217,6 +217,28 @@ export function routeRequest(
   return { status: 404, reason: `no rule of the routes on ${service.name}.${service.namespace} matches` };
 }
 
+/**
+ * The destination a route chose: the destination itself (perhaps on another port), or the
+ * backend Service, named the way the app named the destination (cluster-local or clusterset).
+ */
+export function routedDestination(
+  config: ProxyConfig,
+  destination: Destination,
+  routed: RoutedBackend,
+): Destination | undefined {
+  const { service } = destination;
+  if (routed.name === service.name && routed.namespace === service.namespace)
+    return routed.port === destination.port ? destination : { ...destination, port: routed.port };
+  return memo(
+    config,
+    `routed ${routed.namespace}/${routed.name}:${routed.port} ${destination.localOnly}`,
+    () => {
+      const backend = serviceNamed(config, routed.namespace, routed.name, destination.localOnly);
+      return backend && { service: backend, port: routed.port, localOnly: destination.localOnly };
+    },
+  );
+}
+
 function pickWeighted<T extends { weight: number }>(
   items: readonly T[],
   random: () => number,

@@ -13,6 +13,25 @@ export interface InboundPort {
   readonly appProtocol: 'http' | 'h2c';
 }
 
+/** How long the sidecar waits on the parties of a connection (milliseconds). */
+export interface SidecarTimeouts {
+  /** An app's request head must be complete this long after its first byte (else 408). */
+  readonly requestHeadMs: number;
+  /** An app connection with no request in flight that sends nothing for this long is closed. */
+  readonly idleMs: number;
+  /** The app has this long to accept a tunnel's connection (else the caller goes elsewhere). */
+  readonly appConnectMs: number;
+  /** A peer has this long to answer a tunnel (else the next target is tried). */
+  readonly tunnelOpenMs: number;
+}
+
+export const DEFAULT_SIDECAR_TIMEOUTS: SidecarTimeouts = Object.freeze({
+  requestHeadMs: 60_000,
+  idleMs: 65_000,
+  appConnectMs: 10_000,
+  tunnelOpenMs: 15_000,
+});
+
 export interface SidecarOptions {
   readonly cluster: string;
   readonly trustDomain: string;
@@ -30,6 +49,8 @@ export interface SidecarOptions {
   readonly outbound: { readonly host: string; readonly port: number };
   /** How request paths are normalized before routing and authorization (defaults: the strict rules). */
   readonly pathNormalization?: PathNormalizationOptions;
+  /** Timeouts (defaults: `DEFAULT_SIDECAR_TIMEOUTS`). */
+  readonly timeouts?: Partial<SidecarTimeouts>;
   /** Request bodies up to this size are kept for a retry on another endpoint (default 64 KiB). */
   readonly retryBufferBytes?: number;
   readonly registry?: Registry;

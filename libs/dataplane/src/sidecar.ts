@@ -13,7 +13,8 @@ import { failResponse, isH1Response, type ProxyRequest, type ProxyResponse } fro
 import type { SidecarOptions } from './sidecar-options.ts';
 import { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
 
-export type { InboundPort, SidecarOptions } from './sidecar-options.ts';
+export type { InboundPort, SidecarOptions, SidecarTimeouts } from './sidecar-options.ts';
+export { DEFAULT_SIDECAR_TIMEOUTS } from './sidecar-options.ts';
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
 
@@ -186,6 +187,9 @@ export class Sidecar {
    */
   private sniff(socket: Duplex, early: Buffer): void {
     socket.on('error', () => socket.destroy());
+    // A connection that says nothing is closed after the idle timeout.
+    const idle = (): void => void socket.destroy();
+    if (socket instanceof net.Socket) socket.setTimeout(this.outboundProxy.timeouts.idleMs, idle);
     const chunks: Buffer[] = early.length > 0 ? [early] : [];
     // A FIN before the protocol is known: nothing to answer, the connection closes.
     const onEnd = (): void => void socket.end();
@@ -197,6 +201,8 @@ export class Sidecar {
       if (seen.length < H2_PREFACE.length && H2_PREFACE.startsWith(seen)) return;
       socket.off('data', onData);
       socket.off('end', onEnd);
+      socket.off('timeout', idle);
+      if (socket instanceof net.Socket) socket.setTimeout(0);
       socket.pause();
       if (seen === H2_PREFACE) {
         // HTTP/2 takes the native handle of a socket and would lose the bytes already read:

@@ -7,6 +7,13 @@ import type { UpstreamPool } from './upstreams.ts';
 /** The inbound side answers a tunnel with this header when the service port now needs L7. */
 export const L7_REQUIRED = 'x-causeway-l7-required';
 
+/**
+ * The outbound side opens a tunnel with this header set to `http/1.1` when it frames what it
+ * carries as HTTP/1.1 exchanges, one at a time: an inbound port that needs L7 may then read
+ * and authorize each request in it instead of refusing the tunnel.
+ */
+export const FRAMING = 'x-causeway-framing';
+
 /** Why a tunnel could not be opened; `next` says whether another target may be tried. */
 export class TunnelRefused extends Error {
   constructor(
@@ -29,12 +36,19 @@ export function openTunnel(
   pool: UpstreamPool,
   target: Target,
   authority: string,
+  framed = false,
+  /** How long the peer may take to answer (it connects to its app first). */
+  timeoutMs = 15_000,
 ): Promise<http2.ClientHttp2Stream> {
   return new Promise((resolve, reject) => {
     const pooled = pool.session(target);
     let stream: http2.ClientHttp2Stream;
     try {
-      stream = pooled.session.request({ ':method': 'CONNECT', ':authority': authority });
+      stream = pooled.session.request(
+        framed
+          ? { ':method': 'CONNECT', ':authority': authority, [FRAMING]: 'http/1.1' }
+          : { ':method': 'CONNECT', ':authority': authority },
+      );
     } catch (error) {
       return reject(new TunnelRefused((error as Error).message, true));
     }
@@ -54,7 +68,14 @@ export function openTunnel(
     stream.once('close', () =>
       fail(new TunnelRefused(`the tunnel closed unanswered (code ${stream.rstCode ?? 0})`, false)),
     );
+    // A peer that never answers (hung, or its app never accepts): the next target is tried.
+    const timer = setTimeout(
+      () => fail(new TunnelRefused(`no answer to the tunnel within ${timeoutMs} ms`, true)),
+      timeoutMs,
+    );
+    stream.once('close', () => clearTimeout(timer));
     stream.once('response', (headers) => {
+      clearTimeout(timer);
       const status = Number(headers[':status']);
       if (status === 200) {
         settled = true;

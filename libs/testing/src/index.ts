@@ -4,6 +4,7 @@
  */
 export { TestbedError, type TestbedErrorCode } from './errors.ts';
 export { freePort, freePorts } from './ports.ts';
+export { withEnv } from './env-vars.ts';
 export { ManagedProcess } from './managed-process.ts';
 export {
   findOnPath,

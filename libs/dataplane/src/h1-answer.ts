@@ -1,0 +1,106 @@
+import { BodyTracker, HeadScan, parseResponseHead, type BodyFraming } from '@causeway/http';
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+/** Where an answer's bytes go (the connection back to whoever asked). */
+export interface AnswerSink {
+  /** False: the sink is full, wait for its 'drain'. */
+  write(chunk: Buffer): boolean;
+}
+
+/** What the bytes fed so far made of the answer. */
+export type AnswerStep =
+  /** Every byte was passed on; the answer goes on. */
+  | { readonly kind: 'more' }
+  /** The answer is complete; `excess` bytes came after its end (the connection cannot be reused). */
+  | { readonly kind: 'done'; readonly excess: number }
+  /** 101 (or a 2xx to CONNECT): the head was passed on, `rest` follows it; from here on, bytes both ways as they are. */
+  | { readonly kind: 'tunnel'; readonly rest: Buffer }
+  /** A malformed answer: nothing more may pass (`answered`: part of it already did). */
+  | { readonly kind: 'error'; readonly reason: string; readonly answered: boolean };
+
+const MORE: AnswerStep = Object.freeze({ kind: 'more' });
+
+/**
+ * One HTTP/1.1 answer read from a server's byte stream and passed on to a sink: heads parsed
+ * by the strict parser (interim 1xx ones passed on too), the body followed by its framing so
+ * that the end of the exchange is known exactly. The bytes pass as they came.
+ */
+export class H1Answer {
+  /** The final answer's status (0 until its head came). */
+  status = 0;
+  /** Whether the connection may carry another exchange after this answer. */
+  keepAlive = true;
+  /** How the final answer's body ends (`close`: with the connection). */
+  framing: BodyFraming['type'] = 'none';
+  /** A byte of the answer went to the sink: the request cannot be sent again. */
+  answered = false;
+  /** The sink said it is full on the last write. */
+  backedUp = false;
+  private head = EMPTY;
+  private readonly scan = new HeadScan();
+  private body: BodyTracker | undefined;
+
+  private method = 'GET';
+
+  constructor(private readonly sink: AnswerSink) {}
+
+  /** Expects the answer to a new request (`method`: HEAD and CONNECT answers are framed differently). */
+  start(method: string): void {
+    this.method = method;
+    this.status = 0;
+    this.keepAlive = true;
+    this.framing = 'none';
+    this.answered = false;
+    this.backedUp = false;
+    this.body = undefined;
+    this.reset();
+  }
+
+  /** Starts over (the request is sent again elsewhere; nothing of this answer was passed on). */
+  reset(): void {
+    this.head = EMPTY;
+    this.scan.reset();
+  }
+
+  feed(chunk: Buffer): AnswerStep {
+    let data = chunk;
+    while (!this.body) {
+      const buffer = this.head.length === 0 ? data : Buffer.concat([this.head, data]);
+      const parsed = parseResponseHead(buffer, 0, this.method, undefined, this.scan);
+      if (parsed.kind === 'incomplete') {
+        this.head = buffer;
+        return MORE;
+      }
+      this.head = EMPTY;
+      if (parsed.kind === 'error') return { kind: 'error', reason: parsed.reason, answered: this.answered };
+      this.answered = true;
+      if (parsed.tunnel) {
+        this.status = parsed.status;
+        this.pass(buffer.subarray(0, parsed.end));
+        return { kind: 'tunnel', rest: buffer.subarray(parsed.end) };
+      }
+      this.pass(buffer.subarray(0, parsed.end));
+      data = buffer.subarray(parsed.end);
+      if (parsed.interim) continue;
+      this.status = parsed.status;
+      this.keepAlive = parsed.keepAlive;
+      this.framing = parsed.body.type;
+      this.body = new BodyTracker(parsed.body, undefined, 'response');
+    }
+    const progress = this.body.feed(data, 0);
+    if ('error' in progress) return { kind: 'error', reason: progress.error.reason, answered: true };
+    if (progress.consumed > 0)
+      this.pass(progress.consumed === data.length ? data : data.subarray(0, progress.consumed));
+    return progress.done ? { kind: 'done', excess: data.length - progress.consumed } : MORE;
+  }
+
+  /** The server's side ended: whether that completed the answer (a body framed by the close). */
+  endedCleanly(): boolean {
+    return this.body !== undefined && this.framing === 'close';
+  }
+
+  private pass(bytes: Buffer): void {
+    this.backedUp = !this.sink.write(bytes);
+  }
+}
