@@ -57,7 +57,11 @@ program
   .option('--json', 'print the result as JSON on the last stdout line')
   .option('--rate <n>', 'requests per second for the latency figures', (v) => Number(v), 1000)
   .option('--seconds <n>', 'how long each measurement runs', (v) => Number(v), 10)
-  .action(async (options: { json?: boolean; rate: number; seconds: number }) => {
+  .option(
+    '--hold',
+    'start every hop, print where it listens and its processes, and wait for Ctrl-C (to profile with your own tools)',
+  )
+  .action(async (options: { json?: boolean; rate: number; seconds: number; hold?: boolean }) => {
     await sidecarBench(options);
   });
 await program.parseAsync(process.argv);

@@ -1,10 +1,12 @@
 // The sidecar hop measured five ways in one run: client -> app directly; through two
-// Causeway sidecars (outbound -> mTLS -> inbound) in L4 mode (the service `app`: each
-// connection one HBONE tunnel) and in L7 mode (the service `app-l7`, the same workload, with
-// a path rule that makes every request authorized on its own); through two nginx instances configured as
-// the same mTLS proxy pair; through the plainest such pair Node's own modules make
-// (bench/node-proxy.mjs: what any Node.js data plane starts from). Latency at a fixed rate (open loop: each request is timed from
-// when it was due, so a stall is not hidden), throughput at saturation (wrk), sidecar RSS.
+// Causeway sidecars (outbound -> mTLS -> inbound) in L4 mode (the service `app`: HBONE
+// tunnels) and in L7 mode (the service `app-l7`, a workload of its own in front of the same
+// app, with a path rule that makes every request authorized on its own); through two nginx
+// instances configured as the same mTLS proxy pair; through the plainest such pair Node's own
+// modules make (bench/node-proxy.mjs: what any Node.js data plane starts from). Latency at a
+// fixed rate (open loop: each request is timed from when it was due, so a stall is not
+// hidden), throughput at saturation (wrk), sidecar RSS. Then unary gRPC calls (grpc-js) to a
+// gRPC app directly, through L4 and through L7 (the app's grpc_proxy is the sidecar).
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -12,7 +14,8 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { LocalFederation } from '@causeway/cli/local-federation';
-import { freePort, repoRoot, startNats } from '@causeway/testing';
+import { grpcEchoClient } from '@causeway/cli/sample-apps';
+import { freePort, repoRoot, startNats, withEnv } from '@causeway/testing';
 import { report } from './report.ts';
 
 interface HopFigures {
@@ -177,6 +180,78 @@ const rssMb = async (pid: number): Promise<number> => {
 };
 
 /** The app: 1 KiB per response, in its own process. */
+/** The sample gRPC echo service (grpc-js, HTTP/2 cleartext) in a process of its own. */
+async function startGrpcApp(): Promise<{ child: ChildProcess; port: number }> {
+  const child = spawn(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `import { startGrpcEcho } from '@causeway/cli/sample-apps';
+       const app = await startGrpcEcho({ service: 'grpc', cluster: 'bench', instance: 'grpc-0' });
+       console.log(app.port);`,
+    ],
+    { cwd: repoRoot, stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    child.stdout!.once('data', (chunk) => resolve(Number(String(chunk).trim())));
+    child.once('exit', (code) => reject(new Error(`the gRPC app exited (${code})`)));
+  });
+  return { child, port };
+}
+
+interface GrpcFigures {
+  rps: number;
+  p50_ms: number;
+  p99_ms: number;
+  errors: number;
+}
+
+/**
+ * Unary gRPC calls (`causeway.demo.Echo/Say`, grpc-js) from this process, 32 in flight on one
+ * channel, for `seconds`: calls per second and latency. `proxy`: the channel dials the service
+ * by its name through the sidecar (grpc_proxy: an HTTP CONNECT, as grpc-js does it).
+ */
+async function grpcLoad(
+  target: { port: number; authority: string; proxy: boolean },
+  seconds: number,
+): Promise<GrpcFigures> {
+  // grpc-js reads the proxy when the channel is made.
+  const echo = withEnv({ grpc_proxy: target.proxy ? `http://127.0.0.1:${target.port}` : undefined }, () =>
+    grpcEchoClient(
+      target.port,
+      target.authority,
+      target.proxy ? target.authority : `127.0.0.1:${target.port}`,
+    ),
+  );
+  try {
+    for (let i = 0; i < 200; i++) await echo.say('warm-up');
+    const latencies: number[] = [];
+    let errors = 0;
+    const until = performance.now() + seconds * 1000;
+    const worker = async (): Promise<void> => {
+      while (performance.now() < until) {
+        const started = performance.now();
+        try {
+          await echo.say('bench');
+          latencies.push(performance.now() - started);
+        } catch {
+          errors++;
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: 32 }, worker));
+    latencies.sort((a, b) => a - b);
+    const at = (q: number) =>
+      Math.round((latencies[Math.floor(q * (latencies.length - 1))] ?? 0) * 1000) / 1000;
+    return { rps: Math.round(latencies.length / seconds), p50_ms: at(0.5), p99_ms: at(0.99), errors };
+  } finally {
+    echo.close();
+  }
+}
+
 async function startApp(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     process.execPath,
@@ -294,6 +369,8 @@ export async function sidecarBench(options: {
   json?: boolean;
   rate: number;
   seconds: number;
+  /** Start the hops, print where they listen and their processes, and wait for Ctrl-C (for profiling). */
+  hold?: boolean;
 }): Promise<void> {
   ensurePackages();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-bench-sidecar-'));
@@ -328,7 +405,7 @@ metadata: { name: app, namespace: bench }
 apiVersion: v1
 kind: Service
 metadata: { name: app-l7, namespace: bench }
-spec: { selector: { app: app }, ports: [{ name: http, port: 80, targetPort: http }] }
+spec: { selector: { app: app-l7 }, ports: [{ name: http, port: 80, targetPort: http }] }
 ---
 apiVersion: multicluster.x-k8s.io/v1alpha1
 kind: ServiceExport
@@ -341,6 +418,32 @@ spec:
   targetRefs: [{ group: "", kind: Service, name: app-l7 }]
   action: ALLOW
   rules: [{ to: [{ paths: ["/*"] }] }]
+---
+apiVersion: v1
+kind: Service
+metadata: { name: grpc, namespace: bench }
+spec: { selector: { app: grpc }, ports: [{ name: grpc, port: 9000, targetPort: grpc, appProtocol: grpc }] }
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: grpc, namespace: bench }
+---
+apiVersion: v1
+kind: Service
+metadata: { name: grpc-l7, namespace: bench }
+spec: { selector: { app: grpc-l7 }, ports: [{ name: grpc, port: 9000, targetPort: grpc, appProtocol: grpc }] }
+---
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata: { name: grpc-l7, namespace: bench }
+---
+apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: grpc-l7-paths, namespace: bench }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: grpc-l7 }]
+  action: ALLOW
+  rules: [{ to: [{ paths: ["/causeway.demo.Echo/*"] }] }]
 `,
     );
     const server = await federation.startSidecar('bench', {
@@ -350,6 +453,28 @@ spec:
       inbound: [{ name: 'http', appPort: app.port }],
       accessLog: false,
     });
+    // The L7 service has a workload of its own in front of the same app: a port's mode is
+    // decided by every Service it serves, and this one needs L7.
+    const serverL7 = await federation.startSidecar('bench', {
+      namespace: 'bench',
+      serviceAccount: 'app-l7',
+      workload: { name: 'app-l7-0', labels: { app: 'app-l7' } },
+      inbound: [{ name: 'http', appPort: app.port }],
+      accessLog: false,
+    });
+    const grpcApp = await startGrpcApp();
+    children.push(grpcApp.child);
+    const grpcServers = [];
+    for (const name of ['grpc', 'grpc-l7'])
+      grpcServers.push(
+        await federation.startSidecar('bench', {
+          namespace: 'bench',
+          serviceAccount: name,
+          workload: { name: `${name}-0`, labels: { app: name } },
+          inbound: [{ name: 'grpc', appPort: grpcApp.port, appProtocol: 'h2c' }],
+          accessLog: false,
+        }),
+      );
     const client = await federation.startSidecar('bench', {
       namespace: 'bench',
       serviceAccount: 'client',
@@ -391,6 +516,22 @@ spec:
       nginx: { port: nginx.port, host: 'app' },
       node_proxy: { port: nodePair.port, host: 'app' },
     };
+    if (options.hold) {
+      const pids = {
+        direct: [app.child.pid],
+        causeway: [client.child.pid, server.child.pid],
+        causeway_l7: [client.child.pid, serverL7.child.pid],
+        nginx: (await Promise.all(nginx.children.map((c) => withChildren(c.pid!)))).flat(),
+        node_proxy: nodePair.children.map((c) => c.pid),
+      };
+      for (const [name, hop] of Object.entries(hops))
+        say(
+          `${name}: 127.0.0.1:${hop.port} Host ${hop.host} (processes ${pids[name as keyof typeof pids].join(' ')})`,
+        );
+      say('holding: press Ctrl-C to stop');
+      await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
+      return;
+    }
     const figures = {} as Record<keyof typeof hops, HopFigures>;
     for (const [name, hop] of Object.entries(hops) as Array<
       [keyof typeof hops, { port: number; host: string }]
@@ -401,7 +542,7 @@ spec:
       const pids = {
         direct: [app.child.pid!],
         causeway: [client.child.pid!, server.child.pid!],
-        causeway_l7: [client.child.pid!, server.child.pid!],
+        causeway_l7: [client.child.pid!, serverL7.child.pid!],
         nginx: (await Promise.all(nginx.children.map((c) => withChildren(c.pid!)))).flat(),
         node_proxy: nodePair.children.map((c) => c.pid!),
       }[name];
@@ -428,6 +569,23 @@ spec:
         cpu_us_per_request: Math.round((cpu / max.requests) * 1e6),
       };
     }
+    const grpcHops = {
+      direct: { port: grpcApp.port, authority: 'grpc', proxy: false },
+      causeway: { port: client.outboundPort, authority: 'grpc.bench.svc.clusterset.local:9000', proxy: true },
+      causeway_l7: {
+        port: client.outboundPort,
+        authority: 'grpc-l7.bench.svc.clusterset.local:9000',
+        proxy: true,
+      },
+    };
+    const grpcFigures = {} as Record<keyof typeof grpcHops, GrpcFigures>;
+    for (const [name, target] of Object.entries(grpcHops) as Array<
+      [keyof typeof grpcHops, (typeof grpcHops)['direct']]
+    >) {
+      say(`gRPC ${name}: unary calls, 32 in flight, ${options.seconds} s...`);
+      grpcFigures[name] = await grpcLoad(target, options.seconds);
+      if (grpcFigures[name].errors > 0) say(`gRPC ${name}: ${grpcFigures[name].errors} calls failed`);
+    }
     const result = {
       bench: 'sidecar',
       rate: options.rate,
@@ -450,7 +608,16 @@ spec:
       node_proxy_added_p99_ms: Math.round((figures.node_proxy.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
       node_proxy_throughput_ratio_vs_nginx:
         Math.round((figures.node_proxy.max_rps / figures.nginx.max_rps) * 100) / 100,
+      grpc: grpcFigures,
+      grpc_throughput_ratio_vs_direct:
+        Math.round((grpcFigures.causeway.rps / grpcFigures.direct.rps) * 100) / 100,
+      grpc_l7_throughput_ratio_vs_direct:
+        Math.round((grpcFigures.causeway_l7.rps / grpcFigures.direct.rps) * 100) / 100,
     };
+    const grpcRow = (name: string, f: GrpcFigures): [string, string] => [
+      name,
+      `p50 ${f.p50_ms} ms  p99 ${f.p99_ms} ms  ${f.rps} calls/s (32 in flight)`,
+    ];
     const row = (name: string, f: HopFigures): [string, string] => [
       name,
       `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps  CPU ${f.cpu_us_per_request} us/request${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB` : ''}`,
@@ -474,6 +641,13 @@ spec:
         [
           'CPU per request / nginx',
           `causeway L4 ${result.cpu_ratio_vs_nginx}, L7 ${result.l7_cpu_ratio_vs_nginx}`,
+        ],
+        grpcRow('gRPC unary direct', grpcFigures.direct),
+        grpcRow('gRPC unary causeway L4', grpcFigures.causeway),
+        grpcRow('gRPC unary causeway L7', grpcFigures.causeway_l7),
+        [
+          'gRPC calls/s / direct',
+          `causeway L4 ${result.grpc_throughput_ratio_vs_direct}, L7 ${result.grpc_l7_throughput_ratio_vs_direct}`,
         ],
       ],
       options.json ?? false,
