@@ -374,6 +374,54 @@ test('L7 over framed tunnels: each request authorized on its own, a refused body
   ws.close();
 });
 
+test('framed L7 edges: other upgrades are not carried, HTTP/1.0 stays 1.0, a flood of refusals ends the tunnel, an open WebSocket is cut by a new DENY', async () => {
+  const host = `Host: ${LEDGER}\r\n`;
+  // An h2c upgrade would leave the sidecar blind: its fields are dropped, the app answers plainly.
+  const h2c = await rawExchange(
+    `GET /upgrade HTTP/1.1\r\n${host}Connection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n`,
+  );
+  assert.match(h2c, /^HTTP\/1\.1 200 /);
+  assert.match(h2c, /"path":"\/upgrade"/);
+  // HTTP/1.0 reaches the app as HTTP/1.0: its answer is framed for it, then the connection ends.
+  const old = await rawExchange(`GET /old HTTP/1.0\r\n${host}\r\n`);
+  assert.match(old, /^HTTP\/1\.[01] 200 /);
+  assert.doesNotMatch(old, /transfer-encoding: chunked/i);
+  assert.match(old, /"path":"\/old"/);
+  // A caller that sends nothing but refused requests is answered a hundred times, then cut off.
+  const flood = await rawExchange(`GET /admin HTTP/1.1\r\n${host}\r\n`.repeat(150));
+  assert.equal(flood.match(/HTTP\/1\.1 403 /g)?.length, 100);
+  // An open WebSocket lasts as long as its request would still be allowed.
+  const ws = new WebSocket(`ws://${LEDGER}/live`, {
+    createConnection: () => net.connect({ host: '127.0.0.1', port: client.outboundPort }),
+  });
+  await new Promise<void>((resolve, reject) => {
+    ws.once('open', () => ws.send('first'));
+    ws.once('message', () => resolve());
+    ws.once('error', reject);
+  });
+  const closed = new Promise<void>((resolve) => ws.once('close', () => resolve()));
+  await federation.apply(
+    'east',
+    'deny.yaml',
+    `apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: no-admin, namespace: shop }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: ledger }]
+  action: DENY
+  rules: [{ to: [{ paths: ["/admin", "/admin/*", "/live"] }] }]
+`,
+  );
+  await Promise.race([
+    closed,
+    new Promise((_, reject) =>
+      setTimeout(() => reject(new Error('the WebSocket outlived the DENY')), 20_000),
+    ),
+  ]);
+  const refused = await rawExchange(`GET /live HTTP/1.1\r\n${host}Connection: close\r\n\r\n`);
+  assert.match(refused, /^HTTP\/1\.1 403 /);
+});
+
 test('slow and idle app connections: a head that never completes gets 408, an idle connection is closed', async () => {
   const slow = await federation.startSidecar('west', {
     namespace: 'shop',

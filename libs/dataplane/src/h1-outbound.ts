@@ -137,7 +137,7 @@ export class OutboundH1Connection {
     // Closed by the sidecar: what the app still sends is dropped, never kept.
     if (this.done) return;
     const exchange = this.exchange;
-    if (exchange && !exchange.requestDone && !this.busy) return this.sendBody(exchange, chunk);
+    if (exchange && !exchange.requestDone && !this.busy) return void this.sendBody(exchange, chunk);
     this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
     // A pipelined request waits for the answer to the one before it.
     if (exchange || this.busy) this.socket.pause();
@@ -300,10 +300,19 @@ export class OutboundH1Connection {
     this.answer.start(head.method);
     this.watch(exchange);
     lease.write(out);
+    this.sendPending(exchange);
+  }
+
+  /**
+   * Bytes that came while the exchange was being set up: the rest of its body goes into the
+   * tunnel, a pipelined request waits. The app is read from again unless the tunnel is full.
+   */
+  private sendPending(exchange: Exchange): void {
     const rest = this.pending;
     this.pending = EMPTY;
-    if (!exchange.requestDone && rest.length > 0) this.sendBody(exchange, rest);
-    else if (rest.length > 0) this.pending = rest;
+    if (!exchange.requestDone && rest.length > 0) {
+      if (this.sendBody(exchange, rest)) return;
+    } else if (rest.length > 0) this.pending = rest;
     this.socket.resume();
   }
 
@@ -314,13 +323,17 @@ export class OutboundH1Connection {
     if (sticky && !sticky.lease.closed) this.proxy.returnTunnel(sticky.lease);
   }
 
-  /** Body bytes from the app: as far as the request's framing goes, into its tunnel. */
-  private sendBody(exchange: Exchange, chunk: Buffer): void {
+  /**
+   * Body bytes from the app: as far as the request's framing goes, into its tunnel. Says
+   * whether the app must wait (the tunnel is full, or a pipelined request is next).
+   */
+  private sendBody(exchange: Exchange, chunk: Buffer): boolean {
     // Called only while the request is not done: it has a body.
     const progress = exchange.body!.feed(chunk, 0);
     if ('error' in progress) {
-      if (!this.answer.answered) return this.refuse(progress.error.status, progress.error.reason, true);
-      return void this.socket.destroy();
+      if (!this.answer.answered) this.refuse(progress.error.status, progress.error.reason, true);
+      else this.socket.destroy();
+      return true;
     }
     const body = progress.consumed === chunk.length ? chunk : chunk.subarray(0, progress.consumed);
     if (exchange.kept) {
@@ -328,18 +341,27 @@ export class OutboundH1Connection {
       if (exchange.keptBytes > REPLAY_LIMIT) exchange.kept = undefined;
       else exchange.kept.push(body);
     }
+    let wait = false;
     if (body.length > 0 && !exchange.lease.write(body)) {
-      // The tunnel is full: the app waits.
+      // The tunnel is full: the app waits (while this exchange still uses it).
+      wait = true;
       this.socket.pause();
-      exchange.lease.once('drain', () => this.socket.resume());
+      const lease = exchange.lease;
+      lease.once('drain', () => {
+        if (this.exchange === exchange && exchange.lease === lease) this.socket.resume();
+      });
     }
     if (progress.done) {
       exchange.requestDone = true;
       if (progress.consumed < chunk.length) {
-        this.pending = chunk.subarray(progress.consumed);
+        // A pipelined request: it waits for this answer, after whatever came before it.
+        const next = chunk.subarray(progress.consumed);
+        this.pending = this.pending.length === 0 ? next : Buffer.concat([this.pending, next]);
+        wait = true;
         this.socket.pause();
       }
     }
+    return wait;
   }
 
   /** The exchange's tunnel answers to this connection from now on. */
@@ -386,7 +408,7 @@ export class OutboundH1Connection {
       const lease = exchange.lease;
       lease.pause();
       this.socket.once('drain', () => {
-        if (!lease.closed) lease.resume();
+        if (!lease.closed && this.exchange === exchange) lease.resume();
       });
     }
     switch (step.kind) {
@@ -493,7 +515,8 @@ export class OutboundH1Connection {
     this.answer.reset();
     this.watch(exchange);
     for (const part of exchange.kept) opened.write(part);
-    this.socket.resume();
+    // What of the body came meanwhile follows what was sent again.
+    this.sendPending(exchange);
   }
 
   /** After a 101: what the app sends and what the server sends pass untouched, both ways. */
@@ -521,6 +544,7 @@ export class OutboundH1Connection {
   /** Hands the connection, with every byte not yet handled, to the per-request path. */
   private giveUp(): void {
     this.done = true;
+    this.unstick();
     this.socket.off('data', this.onData);
     this.socket.off('close', this.onClose);
     this.socket.off('end', this.onEnd);

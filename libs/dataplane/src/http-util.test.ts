@@ -1,9 +1,12 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { once } from 'node:events';
+import http from 'node:http';
+import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { setImmediate } from 'node:timers/promises';
-import { hasNoBody, ReplayableBody } from './http-util.ts';
+import { parseRequestHead } from '@causeway/http';
+import { fieldsOf, hasNoBody, ReplayableBody } from './http-util.ts';
 
 /** What a sink has received once `length` bytes are there (data flows on later ticks). */
 async function received(sink: PassThrough, length: number): Promise<string> {
@@ -53,4 +56,42 @@ test('a body with no length and no chunking is empty; HTTP/2 says so on its head
   assert.equal(hasNoBody({ headers: { 'transfer-encoding': 'chunked' } }), false);
   assert.equal(hasNoBody({ headers: {}, stream: { endAfterHeaders: false } }), false);
   assert.equal(hasNoBody({ headers: {}, stream: { endAfterHeaders: true } }), true);
+});
+
+test('flat fields read as Node reads them: repeats joined, cookies with ";", single fields first', async () => {
+  const flat = [
+    'x-role',
+    'guest',
+    'x-role',
+    'admin',
+    'cookie',
+    'a=1',
+    'cookie',
+    'b=2',
+    'authorization',
+    'first',
+    'authorization',
+    'second',
+  ];
+  assert.deepEqual(fieldsOf(flat), { 'x-role': 'guest, admin', cookie: 'a=1; b=2', authorization: 'first' });
+  // The same as Node's own parser makes of the same head.
+  const raw =
+    'GET / HTTP/1.1\r\nHost: a\r\nX-Role: guest\r\nX-Role: admin\r\nCookie: a=1\r\nCookie: b=2\r\n\r\n';
+  const parsed = parseRequestHead(Buffer.from(raw), 0);
+  assert.equal(parsed.kind, 'head');
+  const server = http.createServer();
+  const seen = new Promise<Record<string, unknown>>((resolve) =>
+    server.on('request', (request, response) => {
+      resolve({ ...request.headers });
+      response.end();
+    }),
+  );
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const socket = net.connect((server.address() as { port: number }).port, '127.0.0.1', () =>
+    socket.write(raw),
+  );
+  socket.on('data', () => socket.destroy());
+  const fromNode = await seen;
+  server.close();
+  assert.deepEqual(fieldsOf((parsed as { headers: string[] }).headers), fromNode);
 });

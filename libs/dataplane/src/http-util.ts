@@ -151,14 +151,43 @@ export function grpcStatusForHttp(status: number): number {
   return 2;
 }
 
-/** Flat header fields (`@causeway/http`) as a name-to-value record, repeated fields as lists. */
+/** Fields whose repeats Node's HTTP parser drops (the first one counts), as the app would read them. */
+const FIRST_ONLY = new Set([
+  'age',
+  'authorization',
+  'content-length',
+  'content-type',
+  'etag',
+  'expires',
+  'from',
+  'host',
+  'if-modified-since',
+  'if-unmodified-since',
+  'last-modified',
+  'location',
+  'max-forwards',
+  'proxy-authorization',
+  'referer',
+  'retry-after',
+  'server',
+  'user-agent',
+]);
+
+/**
+ * Flat header fields (`@causeway/http`) as the name-to-value record Node's HTTP server would
+ * make of them, so that a rule reads a repeated field the way the per-request path (and a
+ * Node app) reads it: most repeats joined with ", ", `cookie` with "; ", `set-cookie` a list,
+ * and for fields that may appear once, the first.
+ */
 export function fieldsOf(flat: readonly string[]): Record<string, string | string[]> {
   const fields: Record<string, string | string[]> = {};
   for (let k = 0; k < flat.length; k += 2) {
     const name = flat[k]!;
     const value = flat[k + 1]!;
     const seen = fields[name];
-    fields[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
+    if (seen === undefined) fields[name] = name === 'set-cookie' ? [value] : value;
+    else if (Array.isArray(seen)) seen.push(value);
+    else if (!FIRST_ONLY.has(name)) fields[name] = `${seen}${name === 'cookie' ? '; ' : ', '}${value}`;
   }
   return fields;
 }

@@ -1,9 +1,10 @@
 import http from 'node:http';
+import type { ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
-import type { Duplex } from 'node:stream';
 import {
   BodyTracker,
   HeadScan,
+  headerValue,
   normalizePath,
   parseRequestHead,
   writeRequestHead,
@@ -25,10 +26,29 @@ const SPOOFABLE = new Set([
   'x-causeway-upstream-failure',
   'x_causeway_upstream_failure',
 ]);
+/**
+ * Upgrades carried: WebSocket. Any other (h2c, TLS) would turn the connection into a
+ * protocol whose requests the sidecar does not read: its fields are dropped, and the app
+ * answers the request as it is.
+ */
+const UPGRADES = new Set(['websocket']);
+/** Refusals on one tunnel before it is closed (a caller that only sends refused requests). */
+const MAX_REFUSALS = 100;
 
 /** What a framed tunnel asks of the inbound side for each request. */
 export interface FramedRequestChecks {
   readonly pathNormalization: Partial<PathNormalizationOptions> | undefined;
+  /** An incomplete request head gets 408 after this long; a tunnel with nothing in flight is closed after `idleMs`. */
+  readonly requestHeadMs: number;
+  readonly idleMs: number;
+  /**
+   * A request upgraded the tunnel (101): from here on it is bytes both ways, as authorized
+   * for that request; `cut` ends it (a new config no longer allows the request).
+   */
+  upgraded(
+    request: { method: string; path: string; headers: readonly string[] },
+    cut: () => void,
+  ): () => void;
   /** The caller's `x-forwarded-client-cert` value. */
   readonly clientCert: string;
   /** Authorization of one request: undefined when it may pass, else why not. */
@@ -47,6 +67,10 @@ export interface FramedRequestChecks {
 interface Exchange {
   readonly head: RequestHead;
   readonly path: string;
+  /** The normalized target the app got (authorized as such). */
+  readonly target: string;
+  /** The request asked for an upgrade that is carried (WebSocket). */
+  readonly upgrade: boolean;
   readonly started: bigint;
   readonly body: BodyTracker;
   requestDone: boolean;
@@ -71,14 +95,19 @@ export class InboundH1Tunnel {
   private spliced = false;
   /** The caller sent its FIN after its last request: the tunnel ends after that answer. */
   private callerEnded = false;
+  /** When the head being received started (0: none is incomplete). */
+  private headSince = 0;
+  private refusals = 0;
 
   constructor(
-    private readonly stream: Duplex,
+    private readonly stream: ServerHttp2Stream,
     private readonly app: Socket,
     private readonly checks: FramedRequestChecks,
     private readonly ended: () => void,
   ) {
     this.answer = new H1Answer(stream);
+    // Nothing for a while: an idle tunnel ends, a head that never completes gets 408.
+    stream.setTimeout(checks.idleMs, this.onIdle);
     stream.on('data', this.onData);
     stream.once('end', () => {
       this.callerEnded = true;
@@ -103,10 +132,23 @@ export class InboundH1Tunnel {
     else this.next();
   };
 
+  private readonly onIdle = (): void => {
+    // Waiting for the app's answer is not idleness.
+    if (this.done || this.exchange) return;
+    if (this.pending.length > 0) return this.refuse(408, 'the request head did not complete in time', true);
+    this.end(false);
+  };
+
   private next(): void {
     if (this.done || this.exchange || this.pending.length === 0) return;
     const parsed = parseRequestHead(this.pending, 0, undefined, this.scan);
-    if (parsed.kind === 'incomplete') return;
+    if (parsed.kind === 'incomplete') {
+      if (this.headSince === 0) this.headSince = Date.now();
+      else if (Date.now() - this.headSince > this.checks.requestHeadMs)
+        this.refuse(408, 'the request head did not complete in time', true);
+      return;
+    }
+    this.headSince = 0;
     if (parsed.kind === 'error') return this.refuse(parsed.status, `${parsed.code}: ${parsed.reason}`, true);
     const rest = this.pending.subarray(parsed.end);
     // A refusal keeps the tunnel only when the request had no body to skip.
@@ -127,15 +169,24 @@ export class InboundH1Tunnel {
       });
       return this.refuse(403, `RBAC: access denied (${denied})`, close, rest);
     }
+    // Only a WebSocket upgrade is carried: any other Upgrade (h2c...) loses its fields.
+    const upgradeTo = parsed.upgrade ? headerValue(parsed.headers, 'upgrade')?.toLowerCase() : undefined;
+    const upgrade = upgradeTo !== undefined && UPGRADES.has(upgradeTo);
     const headers: string[] = [];
-    for (let k = 0; k < parsed.headers.length; k += 2)
-      if (!SPOOFABLE.has(parsed.headers[k]!)) headers.push(parsed.headers[k]!, parsed.headers[k + 1]!);
+    for (let k = 0; k < parsed.headers.length; k += 2) {
+      const name = parsed.headers[k]!;
+      if (SPOOFABLE.has(name)) continue;
+      if (!upgrade && (name === 'upgrade' || name === 'http2-settings')) continue;
+      headers.push(name, parsed.headers[k + 1]!);
+    }
     headers.push('x-forwarded-client-cert', this.checks.clientCert);
     const body = new BodyTracker(parsed.body);
     const empty = body.feed(EMPTY, 0);
     const exchange: Exchange = {
       head: parsed,
       path: normalized.path,
+      target: normalized.target,
+      upgrade,
       started: process.hrtime.bigint(),
       body,
       requestDone: 'done' in empty && empty.done,
@@ -143,7 +194,7 @@ export class InboundH1Tunnel {
     this.answer.start(parsed.method);
     this.exchange = exchange;
     this.pending = EMPTY;
-    this.app.write(writeRequestHead(parsed.method, normalized.target, headers));
+    this.app.write(writeRequestHead(parsed.method, normalized.target, headers, parsed.version));
     if (rest.length > 0) {
       if (exchange.requestDone) this.pending = rest;
       else this.sendBody(exchange, rest);
@@ -154,8 +205,10 @@ export class InboundH1Tunnel {
   private sendBody(exchange: Exchange, chunk: Buffer): void {
     const progress = exchange.body.feed(chunk, 0);
     if ('error' in progress) {
-      if (!this.answer.answered) return this.refuse(progress.error.status, progress.error.reason, true);
-      return this.end(true);
+      if (this.answer.answered) return this.end(true);
+      this.exchange = undefined;
+      this.finish(exchange, progress.error.status);
+      return this.refuse(progress.error.status, progress.error.reason, true);
     }
     const body = progress.consumed === chunk.length ? chunk : chunk.subarray(0, progress.consumed);
     if (body.length > 0 && !this.app.write(body)) {
@@ -198,7 +251,10 @@ export class InboundH1Tunnel {
         }
         return this.end(true);
       case 'tunnel':
-        // 101: the app and the caller talk their new protocol, both ways as bytes.
+        // A 101 to a request that asked for no carried upgrade: the app is out of step.
+        if (!exchange.upgrade) return this.end(true);
+        // 101: the app and the caller talk their new protocol, both ways as bytes, for as
+        // long as the request that asked for it would still be allowed.
         this.finish(exchange, this.answer.status);
         this.exchange = undefined;
         this.done = true;
@@ -208,7 +264,21 @@ export class InboundH1Tunnel {
         if (step.rest.length > 0) this.stream.write(step.rest);
         if (this.pending.length > 0) this.app.write(this.pending);
         this.pending = EMPTY;
-        splice(this.stream, this.app, this.ended);
+        this.stream.setTimeout(0);
+        this.stream.resume();
+        {
+          const forget = this.checks.upgraded(
+            { method: exchange.head.method, path: exchange.target, headers: exchange.head.headers },
+            () => {
+              this.stream.destroy();
+              this.app.destroy();
+            },
+          );
+          splice(this.stream, this.app, () => {
+            forget();
+            this.ended();
+          });
+        }
         return;
       case 'done': {
         this.exchange = undefined;
@@ -247,6 +317,8 @@ export class InboundH1Tunnel {
    * any, is not read); otherwise the next request may follow (`rest`: the bytes after this one).
    */
   private refuse(status: number, message: string, close: boolean, rest = EMPTY): void {
+    // A caller that sends nothing but refused requests is not answered forever.
+    if (++this.refusals >= MAX_REFUSALS) close = true;
     const body = Buffer.from(`${message}\n`);
     this.stream.cork();
     this.stream.write(
@@ -258,11 +330,18 @@ export class InboundH1Tunnel {
         ...(close ? ['connection', 'close'] : []),
       ]),
     );
-    this.stream.write(body);
+    const full = !this.stream.write(body);
     this.stream.uncork();
     if (close) return this.end(false);
     this.pending = rest;
-    this.next();
+    // A caller that does not read its answers waits before the next request is read.
+    if (!full) return this.next();
+    this.stream.pause();
+    this.stream.once('drain', () => {
+      if (this.done) return;
+      this.stream.resume();
+      this.next();
+    });
   }
 
   /**
@@ -273,7 +352,13 @@ export class InboundH1Tunnel {
     if (this.spliced || (this.done && this.stream.destroyed && this.app.destroyed)) return;
     const first = !this.done;
     this.done = true;
+    // An exchange cut short is recorded as what the caller got: a failure.
+    if (this.exchange) this.finish(this.exchange, this.answer.answered ? this.answer.status : 502);
     this.exchange = undefined;
+    // Nothing more is read from the caller; what it still sends is drained, not buffered.
+    this.stream.off('data', this.onData);
+    this.stream.resume();
+    this.stream.setTimeout(0);
     if (abort) {
       this.stream.destroy();
       this.app.destroy();

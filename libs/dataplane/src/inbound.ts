@@ -42,6 +42,11 @@ export class InboundProxy {
   private servedFor: ProxyConfig | undefined;
   private rootsFor: { pems: readonly string[]; roots: X509Certificate[] } | undefined;
   private readonly refusals: Counter<'reason'>;
+  /** Upgraded connections of framed tunnels (WebSocket), with the request that was allowed; re-checked on each new config. */
+  private readonly upgrades = new Map<
+    () => void,
+    { listening: number; caller: VerifiedIdentity; method: string; path: string; headers: readonly string[] }
+  >();
   /** Open L4 connections, with what they were admitted for (re-checked on each new config). */
   private readonly tunnels = new Map<
     ServerHttp2Stream,
@@ -259,29 +264,40 @@ export class InboundProxy {
     const colon = authority.lastIndexOf(':');
     const host = authority.slice(0, colon);
     const servicePort = Number(authority.slice(colon + 1));
-    // Every Service served on this port: their policies all apply, as they do per request.
-    const served = this.served(config, listening);
-    const service = served.find(
-      (s) =>
-        (s.hostname === host || `${s.name}.${s.namespace}.svc.clusterset.local` === host) &&
-        s.ports.some((p) => p.port === servicePort),
-    );
-    if (colon < 0 || !service) return refuse(404, `${authority} is not served here`);
-    const l7 = this.needsL7(config, served);
-    if (l7 && (request.headers[FRAMING] !== 'http/1.1' || port.appProtocol === 'h2c'))
-      return refuse(421, `${authority} needs L7 here`, { [L7_REQUIRED]: '1' });
-    if (!l7) {
-      const decision = this.authorizeConnection(config, served, caller);
-      if (!decision.allowed)
-        return refuse(403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
-    }
+    const framed = request.headers[FRAMING] === 'http/1.1' && port.appProtocol !== 'h2c';
+    /** How a config takes this tunnel: carried as bytes (L4), framed (L7), or refused. */
+    const admission = (
+      config: ProxyConfig,
+    ):
+      | { readonly l7: boolean; readonly service: Service }
+      | { readonly status: number; readonly message: string; readonly extra?: Record<string, string> } => {
+      // Every Service served on this port: their policies all apply, as they do per request.
+      const served = this.served(config, listening);
+      const service = served.find(
+        (s) =>
+          (s.hostname === host || `${s.name}.${s.namespace}.svc.clusterset.local` === host) &&
+          s.ports.some((p) => p.port === servicePort),
+      );
+      if (colon < 0 || !service) return { status: 404, message: `${authority} is not served here` };
+      const l7 = this.needsL7(config, served);
+      if (l7 && !framed)
+        return { status: 421, message: `${authority} needs L7 here`, extra: { [L7_REQUIRED]: '1' } };
+      if (!l7) {
+        const decision = this.authorizeConnection(config, served, caller);
+        if (!decision.allowed)
+          return { status: 403, message: `RBAC: access denied (${decision.policy}: ${decision.reason})` };
+      }
+      return { l7, service };
+    };
+    const admitted = admission(config);
+    if ('status' in admitted) return refuse(admitted.status, admitted.message, admitted.extra);
     const spiffe = caller.spiffeId;
     const labels = {
       reporter: 'destination' as const,
       sourceCluster: caller.cluster,
       sourceWorkload: spiffe.kind === 'workload' ? spiffe.serviceAccount : spiffe.uri,
       destinationCluster: this.options.cluster,
-      destinationService: service.hostname,
+      destinationService: admitted.service.hostname,
     };
     const app = net.connect({ host: this.options.appHost, port: port.appPort, noDelay: true });
     const unreachable = (error: Error): void =>
@@ -300,6 +316,18 @@ export class InboundProxy {
       app.off('error', unreachable);
       app.setTimeout(0);
       if (stream.destroyed) return void app.destroy();
+      // A config that came while the app was being reached decides (no tunnel outlives one).
+      const now = this.options.config();
+      let current = admitted;
+      if (now && now !== config) {
+        const again = admission(now);
+        if ('status' in again) {
+          app.destroy();
+          return refuse(again.status, again.message, again.extra);
+        }
+        current = again;
+      }
+      const { l7, service } = current;
       stream.respond({ ':status': 200 });
       this.connections.open(labels);
       const opened = process.hrtime.bigint();
@@ -337,7 +365,13 @@ export class InboundProxy {
       app,
       {
         pathNormalization: this.options.pathNormalization,
+        requestHeadMs: this.options.timeouts?.requestHeadMs ?? DEFAULT_SIDECAR_TIMEOUTS.requestHeadMs,
+        idleMs: this.options.timeouts?.idleMs ?? DEFAULT_SIDECAR_TIMEOUTS.idleMs,
         clientCert: this.clientCert(caller),
+        upgraded: (upgrade, cut) => {
+          this.upgrades.set(cut, { listening, caller, ...upgrade });
+          return () => this.upgrades.delete(cut);
+        },
         authorize: (method, path, headers) => {
           // The config in force for this request: a policy applies from the next request on.
           const config = this.options.config();
@@ -374,6 +408,20 @@ export class InboundProxy {
         reason: l7 ? 'the service port needs L7' : 'not authorized',
       });
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    }
+    // Upgraded requests (WebSocket) last as long as the request would still be allowed.
+    for (const [cut, { listening, caller, method, path, headers }] of this.upgrades) {
+      const served = this.served(config, listening);
+      const allowed = this.needsL7(config, served)
+        ? this.decide(config, listening, caller, method, path, fieldsOf(headers)).allowed
+        : this.authorizeConnection(config, served, caller).allowed;
+      if (allowed) continue;
+      this.options.log?.('info', 'upgraded connection cut: the new config no longer allows it', {
+        path,
+        caller: caller.spiffeId.uri,
+      });
+      this.upgrades.delete(cut);
+      cut();
     }
   }
 

@@ -17,6 +17,7 @@ test('a request head is the request line, one line per field, and an empty line'
     'POST /orders?id=1 HTTP/1.1\r\nhost: shop:8080\r\ncontent-length: 2\r\nx-empty: \r\n\r\n',
   );
   assert.equal(writeRequestHead('GET', '/', []).toString('latin1'), 'GET / HTTP/1.1\r\n\r\n');
+  assert.equal(writeRequestHead('GET', '/', [], 0).toString('latin1'), 'GET / HTTP/1.0\r\n\r\n');
 });
 
 test('a response head is the status line, the fields and an empty line; obs-text stays one byte', () => {

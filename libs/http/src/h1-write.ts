@@ -31,11 +31,22 @@ function fieldLines(head: string, headers: readonly string[]): string {
   return head + '\r\n';
 }
 
-/** `method SP target SP HTTP/1.1 CRLF`, then `name: value CRLF` per pair of flat `headers`, then CRLF. */
-export function writeRequestHead(method: string, target: string, headers: readonly string[]): Buffer {
+/**
+ * `method SP target SP HTTP/1.x CRLF` (`version` 1 unless the request was HTTP/1.0), then
+ * `name: value CRLF` per pair of flat `headers`, then CRLF.
+ */
+export function writeRequestHead(
+  method: string,
+  target: string,
+  headers: readonly string[],
+  version: 0 | 1 = 1,
+): Buffer {
   if (!TOKEN.test(method)) throw new H1WriteError('method', method);
   if (!REQUEST_TARGET.test(target)) throw new H1WriteError('request-target', target);
-  return Buffer.from(fieldLines(method + ' ' + target + ' HTTP/1.1\r\n', headers), 'latin1');
+  return Buffer.from(
+    fieldLines(method + ' ' + target + (version === 0 ? ' HTTP/1.0\r\n' : ' HTTP/1.1\r\n'), headers),
+    'latin1',
+  );
 }
 
 /** `HTTP/1.1 SP status SP reason CRLF`, then `name: value CRLF` per pair of flat `headers`, then CRLF. */
