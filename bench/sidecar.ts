@@ -13,7 +13,7 @@ import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { LocalFederation } from '@causeway/cli/local-federation';
+import { exportedService, LocalFederation, pathPolicy } from '@causeway/cli/local-federation';
 import { grpcEchoClient } from '@causeway/cli/sample-apps';
 import { freePort, repoRoot, startNats, withEnv } from '@causeway/testing';
 import { report } from './report.ts';
@@ -393,58 +393,14 @@ export async function sidecarBench(options: {
     await federation.apply(
       'bench',
       'app.yaml',
-      `apiVersion: v1
-kind: Service
-metadata: { name: app, namespace: bench }
-spec: { selector: { app: app }, ports: [{ name: http, port: 80, targetPort: http }] }
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: { name: app, namespace: bench }
----
-apiVersion: v1
-kind: Service
-metadata: { name: app-l7, namespace: bench }
-spec: { selector: { app: app-l7 }, ports: [{ name: http, port: 80, targetPort: http }] }
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: { name: app-l7, namespace: bench }
----
-apiVersion: policy.causeway.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata: { name: app-l7-paths, namespace: bench }
-spec:
-  targetRefs: [{ group: "", kind: Service, name: app-l7 }]
-  action: ALLOW
-  rules: [{ to: [{ paths: ["/*"] }] }]
----
-apiVersion: v1
-kind: Service
-metadata: { name: grpc, namespace: bench }
-spec: { selector: { app: grpc }, ports: [{ name: grpc, port: 9000, targetPort: grpc, appProtocol: grpc }] }
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: { name: grpc, namespace: bench }
----
-apiVersion: v1
-kind: Service
-metadata: { name: grpc-l7, namespace: bench }
-spec: { selector: { app: grpc-l7 }, ports: [{ name: grpc, port: 9000, targetPort: grpc, appProtocol: grpc }] }
----
-apiVersion: multicluster.x-k8s.io/v1alpha1
-kind: ServiceExport
-metadata: { name: grpc-l7, namespace: bench }
----
-apiVersion: policy.causeway.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata: { name: grpc-l7-paths, namespace: bench }
-spec:
-  targetRefs: [{ group: "", kind: Service, name: grpc-l7 }]
-  action: ALLOW
-  rules: [{ to: [{ paths: ["/causeway.demo.Echo/*"] }] }]
-`,
+      [
+        exportedService('bench', 'app', 80, 'http'),
+        exportedService('bench', 'app-l7', 80, 'http'),
+        pathPolicy('bench', 'app-l7-paths', 'app-l7', 'ALLOW', ['/*']),
+        exportedService('bench', 'grpc', 9000, 'grpc', 'grpc'),
+        exportedService('bench', 'grpc-l7', 9000, 'grpc', 'grpc'),
+        pathPolicy('bench', 'grpc-l7-paths', 'grpc-l7', 'ALLOW', ['/causeway.demo.Echo/*']),
+      ].join('---\n'),
     );
     const server = await federation.startSidecar('bench', {
       namespace: 'bench',

@@ -14,7 +14,12 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
-import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
+import {
+  exportedService,
+  LocalFederation,
+  pathPolicy,
+  type SidecarProcess,
+} from '@causeway/cli/local-federation';
 import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
 import { eventually, repoRoot, startEnvironment, withEnv, type Environment } from '@causeway/testing';
 
@@ -221,17 +226,24 @@ test('plain HTTP/1.1 in L4: pipelined requests answered in order, a chunked body
   );
   assert.match(smuggled, /^HTTP\/1\.1 400 /);
   // A WebSocket through the plain HTTP port (no CONNECT): the 101 turns it into a tunnel.
+  assert.equal(await plainWebSocketEcho('plain'), 'ledger-east: plain');
+});
+
+/** A WebSocket to the ledger through the plain outbound port (no CONNECT): one message and its echo. */
+async function plainWebSocketEcho(text: string): Promise<string> {
   const ws = new WebSocket(`ws://${LEDGER}/chat`, {
     createConnection: () => net.connect({ host: '127.0.0.1', port: client.outboundPort }),
   });
-  const answer = await new Promise<string>((resolve, reject) => {
-    ws.once('open', () => ws.send('plain'));
-    ws.once('message', (data) => resolve(String(data)));
-    ws.once('error', reject);
-  });
-  assert.equal(answer, 'ledger-east: plain');
-  ws.close();
-});
+  try {
+    return await new Promise<string>((resolve, reject) => {
+      ws.once('open', () => ws.send(text));
+      ws.once('message', (data) => resolve(String(data)));
+      ws.once('error', reject);
+    });
+  } finally {
+    ws.close();
+  }
+}
 
 /** Raw bytes to the client's outbound port; resolves with everything answered until it closes. */
 function rawExchange(bytes: string): Promise<string> {
@@ -293,14 +305,7 @@ test('a path policy switches the ledger to L7 without a failed request, and appl
   await federation.apply(
     'east',
     'deny.yaml',
-    `apiVersion: policy.causeway.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata: { name: no-admin, namespace: shop }
-spec:
-  targetRefs: [{ group: "", kind: Service, name: ledger }]
-  action: DENY
-  rules: [{ to: [{ paths: ["/admin", "/admin/*"] }] }]
-`,
+    pathPolicy('shop', 'no-admin', 'ledger', 'DENY', ['/admin', '/admin/*']),
   );
   await eventually(async () => assert.equal((await getThroughTunnel('/admin')).status, 403), 30_000);
   await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -362,16 +367,7 @@ test('L7 over framed tunnels: each request authorized on its own, a refused body
     `POST /posted HTTP/1.1\r\n${host}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n`,
   );
   assert.match(posted, /"path":"\/posted"/);
-  const ws = new WebSocket(`ws://${LEDGER}/chat`, {
-    createConnection: () => net.connect({ host: '127.0.0.1', port: client.outboundPort }),
-  });
-  const answer = await new Promise<string>((resolve, reject) => {
-    ws.once('open', () => ws.send('framed'));
-    ws.once('message', (data) => resolve(String(data)));
-    ws.once('error', reject);
-  });
-  assert.equal(answer, 'ledger-east: framed');
-  ws.close();
+  assert.equal(await plainWebSocketEcho('framed'), 'ledger-east: framed');
 });
 
 test('framed L7 edges: other upgrades are not carried, HTTP/1.0 stays 1.0, a flood of refusals ends the tunnel, an open WebSocket is cut by a new DENY', async () => {
@@ -403,14 +399,7 @@ test('framed L7 edges: other upgrades are not carried, HTTP/1.0 stays 1.0, a flo
   await federation.apply(
     'east',
     'deny.yaml',
-    `apiVersion: policy.causeway.dev/v1alpha1
-kind: AuthorizationPolicy
-metadata: { name: no-admin, namespace: shop }
-spec:
-  targetRefs: [{ group: "", kind: Service, name: ledger }]
-  action: DENY
-  rules: [{ to: [{ paths: ["/admin", "/admin/*", "/live"] }] }]
-`,
+    pathPolicy('shop', 'no-admin', 'ledger', 'DENY', ['/admin', '/admin/*', '/live']),
   );
   await Promise.race([
     closed,

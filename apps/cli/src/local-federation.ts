@@ -29,6 +29,24 @@ metadata: { name: ${name}, namespace: ${namespace} }
 `;
 }
 
+/** An AuthorizationPolicy with one rule on request paths, targeting one Service (YAML). */
+export function pathPolicy(
+  namespace: string,
+  name: string,
+  service: string,
+  action: 'ALLOW' | 'DENY',
+  paths: readonly string[],
+): string {
+  return `apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: ${name}, namespace: ${namespace} }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: ${service} }]
+  action: ${action}
+  rules: [{ to: [{ paths: ${JSON.stringify(paths)} }] }]
+`;
+}
+
 /** One cluster of a federation on this machine, in file mode. */
 export interface LocalCluster {
   readonly name: string;
