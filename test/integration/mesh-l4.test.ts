@@ -4,7 +4,7 @@
 // metrics on both sides. When a path policy appears, the service port switches to L7
 // without a failed request. Every part is a real process.
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
@@ -245,10 +245,10 @@ async function plainWebSocketEcho(text: string): Promise<string> {
   }
 }
 
-/** Raw bytes to the client's outbound port; resolves with everything answered until it closes. */
-function rawExchange(bytes: string): Promise<string> {
+/** Raw bytes to a sidecar's outbound port (the client's by default); resolves with everything answered until it closes. */
+function rawExchange(bytes: string, port = client.outboundPort): Promise<string> {
   return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port: client.outboundPort });
+    const socket = net.connect({ host: '127.0.0.1', port });
     let data = '';
     socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
     socket.on('close', () => resolve(data));
@@ -453,4 +453,76 @@ test('slow and idle app connections: a head that never completes gets 408, an id
   assert.match(kept.data, /^HTTP\/1\.1 200 /);
   assert.match(kept.data, /"path":"\/books"/);
   assert.ok(kept.closedAfterMs < 5_000, `after ${kept.closedAfterMs} ms`);
+});
+
+test('an app that never accepts and a peer that never answers: the caller gets 503 within the timeouts, not a hang', async () => {
+  // A listener whose one-slot queue is full: further connections are never accepted (SYNs dropped).
+  const never = spawn(
+    'python3',
+    [
+      '-c',
+      "import socket,time\ns=socket.socket()\ns.bind(('127.0.0.1',0))\ns.listen(0)\nprint(s.getsockname()[1],flush=True)\ntime.sleep(600)",
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  const fillers: net.Socket[] = [];
+  try {
+    const port = await new Promise<number>((resolve, reject) => {
+      never.stdout!.once('data', (chunk: Buffer) => resolve(Number(String(chunk).trim())));
+      never.once('error', reject);
+    });
+    for (let i = 0; i < 3; i++) fillers.push(net.connect({ host: '127.0.0.1', port }).on('error', () => {}));
+    // It really does not accept: a new connection is still pending after half a second.
+    const probe = net.connect({ host: '127.0.0.1', port }).on('error', () => {});
+    const connected = await new Promise<boolean>((resolve) => {
+      probe.once('connect', () => resolve(true));
+      setTimeout(() => resolve(false), 500);
+    });
+    probe.destroy();
+    assert.equal(connected, false, 'the listener accepted a connection past its queue');
+
+    await federation.apply('east', 'stuck.yaml', exportedService('shop', 'stuck', 80, 'http'));
+    const stuck = await federation.startSidecar('east', {
+      namespace: 'shop',
+      serviceAccount: 'stuck',
+      workload: { name: 'stuck-0', labels: { app: 'stuck' } },
+      inbound: [{ name: 'http', appPort: port }],
+      timeouts: { appConnect: '1s' },
+    });
+    const caller = await federation.startSidecar('west', {
+      namespace: 'shop',
+      serviceAccount: 'patient',
+      timeouts: { tunnelOpen: '3s' },
+    });
+    const timed = async (): Promise<{ status: number; body: string; ms: number }> => {
+      const started = Date.now();
+      const data = await rawExchange(
+        `GET / HTTP/1.1\r\nHost: stuck.shop.svc.clusterset.local\r\nConnection: close\r\n\r\n`,
+        caller.outboundPort,
+      );
+      const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(data)?.[1] ?? 0);
+      return { status, body: data.slice(data.indexOf('\r\n\r\n') + 4), ms: Date.now() - started };
+    };
+    // The app never takes the connection: 503 naming it, after about a second.
+    const unreachable = await eventually(async () => {
+      const answer = await timed();
+      assert.equal(answer.status, 503, answer.body);
+      assert.match(answer.body, /unreachable/);
+      return answer;
+    }, 30_000);
+    assert.ok(unreachable.ms < 5_000, `answered after ${unreachable.ms} ms`);
+    // The peer's sidecar hangs (stopped): its tunnel is never answered; 503 after tunnelOpen (3 s).
+    process.kill(stuck.child.pid!, 'SIGSTOP');
+    try {
+      const hung = await timed();
+      assert.equal(hung.status, 503, hung.body);
+      assert.match(hung.body, /no answer to the tunnel within 3000 ms/);
+      assert.ok(hung.ms >= 2_500 && hung.ms < 8_000, `answered after ${hung.ms} ms`);
+    } finally {
+      process.kill(stuck.child.pid!, 'SIGCONT');
+    }
+  } finally {
+    for (const socket of fillers) socket.destroy();
+    never.kill();
+  }
 });
