@@ -3,7 +3,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { startEnvironment, type Environment } from '@causeway/testing';
-import { exportedService, LocalFederation, type SidecarProcess } from './local-federation.ts';
+import { exportedService, LocalFederation, pathPolicy, type SidecarProcess } from './local-federation.ts';
 import { grpcEchoClient, type EchoReply, type SampleApp } from './sample-apps.ts';
 
 /** One check of the demo scenario. */
@@ -73,7 +73,11 @@ export class Demo {
   private westCart: { app: SampleApp; sidecar: SidecarProcess } | undefined;
   readonly checks: DemoCheck[] = [];
 
-  constructor(private readonly say: (line: string) => void) {}
+  constructor(
+    private readonly say: (line: string) => void,
+    /** `L7`: every demo service gets a path rule (allowing all), so the sidecars serve it per request. */
+    private readonly mode: 'auto' | 'L7' = 'auto',
+  ) {}
 
   async start(): Promise<void> {
     this.say('starting NATS...');
@@ -96,9 +100,24 @@ export class Demo {
       [
         exportedService('shop', 'cart', 80, 'http'),
         exportedService('shop', 'till', 9000, 'grpc', 'grpc'),
+        ...(this.mode === 'L7'
+          ? [
+              pathPolicy('shop', 'cart-l7', 'cart', 'ALLOW', ['/*']),
+              pathPolicy('shop', 'till-l7', 'till', 'ALLOW', ['/*']),
+            ]
+          : []),
       ].join('---\n'),
     );
-    await this.federation.apply('west', 'shop.yaml', exportedService('shop', 'cart', 80, 'http'));
+    await this.federation.apply(
+      'west',
+      'shop.yaml',
+      [
+        exportedService('shop', 'cart', 80, 'http'),
+        ...(this.mode === 'L7' ? [pathPolicy('shop', 'cart-l7', 'cart', 'ALLOW', ['/*'])] : []),
+      ].join('---\n'),
+    );
+    if (this.mode === 'L7')
+      this.say('L7: every service has a path rule, so each request is authorized on its own');
     this.say(
       'starting sample workloads behind sidecars: east/cart (HTTP), east/till (gRPC), west/web (client)...',
     );
@@ -139,7 +158,8 @@ export class Demo {
         reply.cluster === 'east' && reply.message === 'hello over gRPC',
         `west/web -> ${TILL} causeway.demo.Echo/Say answered by ${reply.instance} in ${reply.cluster}`,
       );
-      seenCaller ??= reply.caller;
+      // In L7 the HTTP server hears the caller from its sidecar too (in L4 only gRPC's does).
+      if (this.mode !== 'L7') seenCaller ??= reply.caller;
       this.check(
         'mtls-identity',
         reply.caller === CALLER && seenCaller === CALLER,
@@ -242,10 +262,14 @@ export class Demo {
 }
 
 /** `causeway demo`: the scenario, then (without `--once`) a live view until Ctrl-C. */
-export async function runDemo(options: { once: boolean; json: boolean }): Promise<number> {
+export async function runDemo(options: {
+  once: boolean;
+  json: boolean;
+  mode?: 'auto' | 'L7';
+}): Promise<number> {
   const startedAt = Date.now();
   const say = (line: string): void => void process.stderr.write(`causeway demo: ${line}\n`);
-  const demo = new Demo(say);
+  const demo = new Demo(say, options.mode ?? 'auto');
   let stopping: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopping ??= demo.stop());
   let interrupted = false;

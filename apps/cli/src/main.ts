@@ -89,8 +89,20 @@ program
   )
   .option('--once', 'run the scenario and exit (0 only if every check passed)')
   .option('--json', 'print the checks as one JSON object (the last line of stdout)')
-  .action(async (options: { once?: boolean; json?: boolean }) => {
-    process.exitCode = await runDemo({ once: options.once ?? false, json: options.json ?? false });
+  .addOption(
+    new Option(
+      '--mode <mode>',
+      'auto: each service port in the mode its policies need (L4 here); L7: give every demo service a path rule that allows all, so every request is authorized on its own',
+    )
+      .choices(['auto', 'L7'])
+      .default('auto'),
+  )
+  .action(async (options: { once?: boolean; json?: boolean; mode: 'auto' | 'L7' }) => {
+    process.exitCode = await runDemo({
+      once: options.once ?? false,
+      json: options.json ?? false,
+      mode: options.mode,
+    });
   });
 
 program.addCommand(trustCommand());
