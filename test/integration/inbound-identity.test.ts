@@ -7,6 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import http2 from 'node:http2';
 import tls from 'node:tls';
 import { after, before, test } from 'node:test';
 import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
@@ -74,32 +75,64 @@ function validCredentials(): { key: string; cert: string } {
 }
 
 /**
- * Connects with `credentials`, completes the handshake, sends an HTTP/1.1 request and
- * collects what comes back until the connection closes.
+ * Connects with `credentials` (ALPN h2, as peers do), completes the handshake, sends the
+ * HTTP/2 connection preface and an empty SETTINGS frame, and collects every byte that comes
+ * back until the connection closes (an admitted client gets the server's SETTINGS).
  */
-function call(credentials: { key: string; cert: string }): Promise<{ handshake: boolean; reply: string }> {
+function handshake(
+  credentials: { key: string; cert: string },
+  alpn = 'h2',
+): Promise<{ handshake: boolean; reply: Buffer }> {
   return new Promise((resolve) => {
-    let handshake = false;
-    let reply = '';
+    let done = false;
+    const chunks: Buffer[] = [];
     const socket = tls.connect({
       host: '127.0.0.1',
       port: ledger.inboundPorts[0]!,
       ...credentials,
       ca: roots,
-      ALPNProtocols: ['http/1.1'],
+      ALPNProtocols: [alpn],
       checkServerIdentity: () => undefined,
       minVersion: 'TLSv1.3',
     });
     socket.on('secureConnect', () => {
-      handshake = true;
+      done = true;
       socket.write(
-        'GET /hello HTTP/1.1\r\nhost: ledger.shop.svc.clusterset.local\r\nconnection: close\r\n\r\n',
+        Buffer.concat([
+          Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'),
+          Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]),
+        ]),
       );
+      // An admitted client is not closed by the server: enough to see what it sends first.
+      setTimeout(() => socket.destroy(), 500);
     });
-    socket.on('data', (chunk: Buffer) => (reply += chunk.toString('latin1')));
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
     socket.on('error', () => {});
-    socket.on('close', () => resolve({ handshake, reply }));
+    socket.on('close', () => resolve({ handshake: done, reply: Buffer.concat(chunks) }));
     socket.setTimeout(10_000, () => socket.destroy());
+  });
+}
+
+/** A GET over HTTP/2 with `credentials`: the status and body. */
+function call(credentials: { key: string; cert: string }): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`https://127.0.0.1:${ledger.inboundPorts[0]!}`, {
+      ...credentials,
+      ca: roots,
+      checkServerIdentity: () => undefined,
+      minVersion: 'TLSv1.3',
+    });
+    session.on('error', reject);
+    const stream = session.request({ ':path': '/hello', ':authority': 'ledger.shop.svc.clusterset.local' });
+    let status = 0;
+    let body = '';
+    stream.on('response', (headers) => (status = Number(headers[':status'])));
+    stream.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+    stream.on('end', () => {
+      session.close();
+      resolve({ status, body });
+    });
+    stream.on('error', reject);
   });
 }
 
@@ -112,35 +145,22 @@ async function refusals(): Promise<Map<string, number>> {
 }
 
 test('a valid SVID of the trust domain is answered over HTTP (the control case)', async () => {
-  const { reply } = await eventually(async () => {
+  const { body } = await eventually(async () => {
     const result = await call(validCredentials());
-    assert.match(result.reply, /^HTTP\/1\.1 200 /);
+    assert.equal(result.status, 200);
     return result;
   });
-  assert.match(reply, /spiffe:\/\/mesh\.local\/ns\/shop\/sa\/web/);
+  assert.match(body, /spiffe:\/\/mesh\.local\/ns\/shop\/sa\/web/);
 });
 
-test('an HTTP/1.1 CONNECT to the inbound port gets 405 and the sidecar keeps serving', async () => {
+test('a client that offers only HTTP/1.1 is refused in the handshake and the sidecar keeps serving', async () => {
   const credentials = validCredentials();
-  const reply = await new Promise<string>((resolve) => {
-    let data = '';
-    const socket = tls.connect({
-      host: '127.0.0.1',
-      port: ledger.inboundPorts[0]!,
-      ...credentials,
-      ca: roots,
-      ALPNProtocols: ['http/1.1'],
-      checkServerIdentity: () => undefined,
-    });
-    socket.on('secureConnect', () => socket.write('CONNECT ledger:80 HTTP/1.1\r\nhost: ledger:80\r\n\r\n'));
-    socket.on('data', (chunk: Buffer) => (data += chunk.toString('latin1')));
-    socket.on('error', () => {});
-    socket.on('close', () => resolve(data));
-    socket.setTimeout(10_000, () => socket.destroy());
-  });
-  assert.match(reply, /^HTTP\/1\.1 405 /);
+  const refused = await handshake(credentials, 'http/1.1');
+  assert.equal(refused.reply.length, 0, 'no byte may come back');
+  const admitted = await handshake(credentials);
+  assert.ok(admitted.reply.length > 0, 'an h2 client gets the server settings');
   const after = await call(credentials);
-  assert.match(after.reply, /^HTTP\/1\.1 200 /, 'the sidecar stopped serving');
+  assert.equal(after.status, 200, 'the sidecar stopped serving');
 });
 
 const td = 'mesh.local';
@@ -162,12 +182,9 @@ const shapes: Array<[string, { uris: string[]; isCa?: boolean }, string]> = [
 for (const [what, shape, reason] of shapes) {
   test(`a client certificate with ${what} is refused at the handshake: no HTTP answer, counted as ${reason}`, async () => {
     const before = (await refusals()).get(reason) ?? 0;
-    const result = await call(certificate(shape));
-    assert.equal(
-      result.reply,
-      '',
-      `no byte of HTTP may come back, got ${JSON.stringify(result.reply.slice(0, 80))}`,
-    );
+    const result = await handshake(certificate(shape));
+    assert.ok(result.handshake, 'the TLS handshake completed on the client side');
+    assert.equal(result.reply.length, 0, `no byte may come back, got ${result.reply.length}`);
     await eventually(async () => assert.equal((await refusals()).get(reason), before + 1));
   });
 }

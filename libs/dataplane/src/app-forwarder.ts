@@ -1,15 +1,7 @@
-import http, { type ServerResponse } from 'node:http';
+import http from 'node:http';
 import http2 from 'node:http2';
-import { endToEnd, hasNoBody } from './http-util.ts';
-import {
-  cancelWhenCallerLeaves,
-  closed,
-  relay,
-  UPSTREAM_FAILURE,
-  type Outcome,
-  type ProxyRequest,
-  type ProxyResponse,
-} from './responses.ts';
+import { endToEnd } from './http-util.ts';
+import { failStream, relayToStream, UPSTREAM_FAILURE, type Outcome } from './responses.ts';
 
 /**
  * The inbound side's last hop: a request that passed authorization goes to the app on this
@@ -21,88 +13,87 @@ export class AppForwarder {
 
   constructor(private readonly appHost: string) {}
 
-  /** Forwards over HTTP/1.1; resolves when the answer has been passed on (or failed). */
-  h1(
+  /**
+   * Forwards a request read from an HTTP/2 stream (the core API: no compatibility objects) to
+   * the app over HTTP/1.1; resolves when the answer has been passed on (or failed).
+   */
+  h1Stream(
     appPort: number,
-    request: ProxyRequest,
-    response: ProxyResponse,
+    stream: http2.ServerHttp2Stream,
+    method: string,
     headers: http.OutgoingHttpHeaders,
     target: string,
+    authority: string,
+    empty: boolean,
   ): Promise<Outcome> {
     return new Promise((resolve) => {
       const upstream = http.request({
         host: this.appHost,
         port: appPort,
-        method: request.method,
+        method,
         path: target,
-        headers: { ...headers, host: String(request.headers[':authority'] ?? request.headers.host ?? '') },
+        headers: { ...headers, host: authority },
         agent: this.agent,
       });
       let answered = false;
       upstream.on('response', (reply) => {
         answered = true;
         const status = reply.statusCode ?? 502;
-        if (closed(response)) {
+        if (stream.destroyed || stream.closed) {
           reply.destroy();
           return resolve({ status: 499, grpcStatus: '' });
         }
         if (status < 200 || status > 599) {
           // HTTP/2 cannot carry it (1xx, or out of range): the app's answer is unusable.
           reply.destroy();
-          (response as ServerResponse).writeHead(502, { 'content-type': 'text/plain' });
-          response.end(`the app answered status ${status}\n`);
+          failStream(stream, false, 502, `the app answered status ${status}`);
           return resolve({ status: 502, grpcStatus: '' });
         }
-        (response as ServerResponse).writeHead(status, endToEnd(reply.headers, [UPSTREAM_FAILURE]));
-        reply.pipe(response as NodeJS.WritableStream);
+        stream.respond({ ...endToEnd(reply.headers, [UPSTREAM_FAILURE]), ':status': status });
+        reply.pipe(stream);
         // 'close' too: an answer cut short has no 'end'.
         reply.once('end', () => resolve({ status, grpcStatus: '' }));
-        reply.once('close', () => resolve({ status, grpcStatus: '' }));
+        reply.once('close', () => {
+          if (!reply.complete && !stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+          resolve({ status, grpcStatus: '' });
+        });
       });
       upstream.on('error', (error: Error & { code?: string }) => {
-        if (answered) return response.destroy(error);
-        resolve(appUnreachable(response, error));
+        if (answered) return void stream.destroy();
+        resolve(appUnreachableOnStream(stream, error));
       });
       // Only an unfinished exchange is cut: a finished one keeps its kept-alive connection.
-      response.once('close', () => {
-        if (!response.writableFinished) upstream.destroy();
+      stream.once('close', () => {
+        if (!stream.writableFinished) upstream.destroy();
       });
-      if (hasNoBody(request)) upstream.end();
-      else request.pipe(upstream);
+      if (empty) upstream.end();
+      else stream.pipe(upstream);
     });
   }
 
-  /** Forwards over HTTP/2 cleartext (gRPC); trailers and trailers-only answers pass as they are. */
-  h2(
+  /** Forwards a request read from an HTTP/2 stream to the app over HTTP/2 cleartext (gRPC). */
+  h2Stream(
     appPort: number,
-    request: ProxyRequest,
-    response: ProxyResponse,
+    stream: http2.ServerHttp2Stream,
     headers: http2.OutgoingHttpHeaders,
-    target: string,
+    empty: boolean,
   ): Promise<Outcome> {
     return new Promise((resolve) => {
-      const empty = hasNoBody(request);
-      const stream = this.session(appPort).request(
-        {
-          ...headers,
-          ':method': request.method ?? 'GET',
-          ':path': target,
-          ':authority': String(request.headers[':authority'] ?? request.headers.host ?? ''),
-          ':scheme': 'http',
-        },
-        { endStream: empty },
-      );
+      const upstream = this.session(appPort).request(headers, { endStream: empty });
       let answered = false;
-      stream.on('response', (reply, flags) => {
+      upstream.on('response', (reply, flags) => {
         answered = true;
-        void relay(stream, reply, flags, response).then(resolve);
+        void relayToStream(upstream, reply, flags, stream).then(resolve);
       });
-      stream.on('error', (error) => {
-        if (answered) return response.destroy(error);
-        resolve(appUnreachable(response, error));
+      upstream.on('error', (error) => {
+        if (answered) return void stream.destroy();
+        resolve(appUnreachableOnStream(stream, error));
       });
-      cancelWhenCallerLeaves(response, stream);
-      if (!empty) request.pipe(stream);
+      // The caller left before the answer was complete: the app's stream is cancelled.
+      stream.once('close', () => {
+        if (!stream.writableFinished && !upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL);
+      });
+      if (!empty) stream.pipe(upstream);
     });
   }
 
@@ -126,26 +117,27 @@ export class AppForwarder {
   }
 }
 
-/**
- * The app did not answer: a 503 that tells the calling sidecar it may go elsewhere, when
- * the request provably never reached the app; a 502 otherwise.
- */
-function appUnreachable(response: ProxyResponse, error: Error & { code?: string }): Outcome {
-  if (closed(response)) return { status: 499, grpcStatus: '' };
-  if (response.headersSent) {
-    response.destroy();
-    return { status: 502, grpcStatus: '' };
-  }
-  // Only a connection that was never made proves the app did not get the request: then
-  // the caller may send it elsewhere. Any other failure may have reached the app.
-  const notDelivered = /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL|ENOTFOUND/.test(
+/** Whether an error proves the request never reached the app (no connection was made). */
+function notDelivered(error: Error & { code?: string }): boolean {
+  return /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|EADDRNOTAVAIL|ENOTFOUND/.test(
     `${error.code ?? ''} ${error.message}`,
   );
-  const status = notDelivered ? 503 : 502;
-  (response as ServerResponse).writeHead(status, {
-    ...(notDelivered ? { [UPSTREAM_FAILURE]: 'connect' } : {}),
+}
+
+/** `appUnreachable` for a stream served through the core API. */
+function appUnreachableOnStream(stream: http2.ServerHttp2Stream, error: Error & { code?: string }): Outcome {
+  if (stream.destroyed || stream.closed) return { status: 499, grpcStatus: '' };
+  if (stream.headersSent) {
+    stream.destroy();
+    return { status: 502, grpcStatus: '' };
+  }
+  const unreachable = notDelivered(error);
+  const status = unreachable ? 503 : 502;
+  stream.respond({
+    ':status': status,
+    ...(unreachable ? { [UPSTREAM_FAILURE]: 'connect' } : {}),
     'content-type': 'text/plain',
   });
-  response.end(`the app ${notDelivered ? 'is unreachable' : 'failed'}: ${error.message}\n`);
+  stream.end(`the app ${unreachable ? 'is unreachable' : 'failed'}: ${error.message}\n`);
   return { status, grpcStatus: '' };
 }

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import http2, { type Http2ServerRequest, type ServerHttp2Stream } from 'node:http2';
+import http2, { type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import net from 'node:net';
 import { Counter } from 'prom-client';
 import type { TLSSocket } from 'node:tls';
@@ -9,14 +9,8 @@ import { AppForwarder } from './app-forwarder.ts';
 import { authorize, policiesFor, type CallFacts, type Decision } from './authz.ts';
 import { headerValue, normalizePath } from '@causeway/http';
 import { InboundH1Tunnel } from './inbound-h1.ts';
-import { endToEnd, fieldsOf, GRPC, isGrpc } from './http-util.ts';
-import {
-  failResponse,
-  refuseManyHeaders,
-  UPSTREAM_FAILURE,
-  type ProxyRequest,
-  type ProxyResponse,
-} from './responses.ts';
+import { endToEnd, fieldsOf, GRPC, headerFieldCount, isGrpc, MAX_REQUEST_HEADERS } from './http-util.ts';
+import { failStream, UPSTREAM_FAILURE } from './responses.ts';
 import { DEFAULT_SIDECAR_TIMEOUTS, type InboundPort, type SidecarOptions } from './sidecar-options.ts';
 import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
 import { FRAMING, L7_REQUIRED, splice } from './tunnel.ts';
@@ -92,71 +86,88 @@ export class InboundProxy {
     }
   }
 
-  /** One request on inbound `port`, whose listener got port `listening`. */
-  async handle(
+  /**
+   * One HTTP/2 stream on inbound `port`, whose listener got port `listening`, served through
+   * the core API (no compatibility objects): a CONNECT is a tunnel; anything else one request.
+   */
+  async stream(
     port: InboundPort,
     listening: number,
-    request: ProxyRequest,
-    response: ProxyResponse,
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+    flags: number,
+    rawHeaders: readonly string[],
   ): Promise<void> {
-    if (request.method === 'CONNECT') return this.tunnel(port, listening, request, response);
+    if (headers[':method'] === 'CONNECT') return this.tunnel(port, listening, stream, headers);
     const started = process.hrtime.bigint();
     const config = this.options.config();
-    const grpc = isGrpc(request.headers);
+    const grpc = isGrpc(headers);
+    const fail = (status: number, message: string): void => failStream(stream, grpc, status, message);
     // Every connection was admitted as its handshake completed; none other gets this far.
-    const caller = callerOf(request);
-    if (!caller) return failResponse(request, response, 403, 'not a mesh identity');
+    const caller = callerOfStream(stream);
+    if (!caller) return fail(403, 'not a mesh identity');
     const destinationService = config
       ? (this.served(config, listening)[0]?.hostname ?? 'unknown')
       : 'unknown';
+    const method = String(headers[':method'] ?? 'GET');
+    const path = String(headers[':path'] ?? '');
     const record = (status: number, grpcStatus: string): void =>
       this.recordExchange(caller, destinationService, {
-        method: request.method,
-        path: request.url,
+        method,
+        path,
         status,
         grpcStatus: grpc ? grpcStatus : undefined,
         seconds: Number(process.hrtime.bigint() - started) / 1e9,
-        traceparent: request.headers.traceparent,
+        traceparent: headers.traceparent,
       });
-    if (refuseManyHeaders(request, response)) {
+    const fields = headerFieldCount(rawHeaders);
+    if (fields > MAX_REQUEST_HEADERS) {
+      fail(431, `${fields} header fields; at most ${MAX_REQUEST_HEADERS} are accepted`);
       return record(431, grpc ? String(GRPC.INTERNAL) : '');
     }
     if (!config) {
       // Without a config the policies are unknown: nothing is let in (fail closed).
-      failResponse(request, response, 503, 'no config from the controller yet');
+      fail(503, 'no config from the controller yet');
       return record(503, grpc ? String(GRPC.UNAVAILABLE) : '');
     }
     // Authorization sees exactly what the app will get: an upper-case method and a
     // normalized origin-form target (or a 400 naming what is wrong with it).
-    const method = request.method ?? 'GET';
     if (!/^[A-Z]+$/.test(method)) {
-      failResponse(request, response, 400, 'the method must be upper case');
+      fail(400, 'the method must be upper case');
       return record(400, grpc ? String(GRPC.INTERNAL) : '');
     }
-    const normalized = normalizePath(request.url ?? '', this.options.pathNormalization);
+    const normalized = normalizePath(path, this.options.pathNormalization);
     if (!normalized.ok) {
-      failResponse(request, response, 400, `${normalized.code}: ${normalized.reason}`);
+      fail(400, `${normalized.code}: ${normalized.reason}`);
       return record(400, grpc ? String(GRPC.INTERNAL) : '');
     }
     const target = normalized.target;
-    const decision = this.decide(config, listening, caller, method, target, request.headers);
+    const decision = this.decide(config, listening, caller, method, target, headers);
     if (!decision.allowed) {
-      failResponse(request, response, 403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
+      fail(403, `RBAC: access denied (${decision.policy}: ${decision.reason})`);
       return record(403, grpc ? String(GRPC.PERMISSION_DENIED) : '');
     }
     // The caller is ours to state: any header an app could read as the client certificate
     // (underscore spellings included, as CGI-style servers merge them) is dropped first.
-    const spoofable = Object.keys(request.headers).filter(
+    const spoofable = Object.keys(headers).filter(
       (name) => name.replace(/_/g, '-') === 'x-forwarded-client-cert' || name === UPSTREAM_FAILURE,
     );
-    const headers = {
-      ...endToEnd(request.headers, spoofable),
+    const forwarded = {
+      ...endToEnd(headers, spoofable),
       'x-forwarded-client-cert': this.clientCert(caller),
     };
+    const authority = String(headers[':authority'] ?? headers.host ?? '');
+    // A request whose HEADERS frame ended the stream has no body.
+    const empty = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
     const outcome =
       port.appProtocol === 'h2c'
-        ? await this.app.h2(port.appPort, request, response, headers, target)
-        : await this.app.h1(port.appPort, request, response, headers, target);
+        ? await this.app.h2Stream(
+            port.appPort,
+            stream,
+            { ...forwarded, ':method': method, ':path': target, ':authority': authority, ':scheme': 'http' },
+            empty,
+          )
+        : await this.app.h1Stream(port.appPort, stream, method, forwarded, target, authority, empty);
     record(outcome.status, outcome.grpcStatus);
   }
 
@@ -248,10 +259,13 @@ export class InboundProxy {
    * any other tunnel is refused with a marker, and the caller carries its requests one by
    * one over HTTP/2 instead.
    */
-  private tunnel(port: InboundPort, listening: number, request: ProxyRequest, response: ProxyResponse): void {
-    const caller = callerOf(request);
-    const stream = (request as Http2ServerRequest).stream;
-    if (!stream) return failResponse(request, response, 405, 'CONNECT is carried over HTTP/2 only');
+  private tunnel(
+    port: InboundPort,
+    listening: number,
+    stream: ServerHttp2Stream,
+    headers: IncomingHttpHeaders,
+  ): void {
+    const caller = callerOfStream(stream);
     const refuse = (status: number, message: string, extra: Record<string, string> = {}): void => {
       if (stream.destroyed || stream.headersSent) return;
       stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8', ...extra });
@@ -260,11 +274,11 @@ export class InboundProxy {
     const config = this.options.config();
     if (!caller) return refuse(403, 'not a mesh identity');
     if (!config) return refuse(503, 'no config from the controller yet');
-    const authority = String(request.headers[':authority'] ?? '');
+    const authority = String(headers[':authority'] ?? '');
     const colon = authority.lastIndexOf(':');
     const host = authority.slice(0, colon);
     const servicePort = Number(authority.slice(colon + 1));
-    const framed = request.headers[FRAMING] === 'http/1.1' && port.appProtocol !== 'h2c';
+    const framed = headers[FRAMING] === 'http/1.1' && port.appProtocol !== 'h2c';
     /** How a config takes this tunnel: carried as bytes (L4), framed (L7), or refused. */
     const admission = (
       config: ProxyConfig,
@@ -492,8 +506,6 @@ export class InboundProxy {
 }
 
 /** The verified caller of a request's connection (set when it was admitted). */
-function callerOf(request: ProxyRequest): VerifiedIdentity | undefined {
-  const socket = ('stream' in request && request.stream ? request.stream.session?.socket : request.socket) as
-    AdmittedSocket | undefined;
-  return socket?.[CALLER];
+function callerOfStream(stream: ServerHttp2Stream): VerifiedIdentity | undefined {
+  return (stream.session?.socket as AdmittedSocket | undefined)?.[CALLER];
 }

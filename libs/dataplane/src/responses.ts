@@ -120,6 +120,79 @@ export function relay(
   });
 }
 
+/**
+ * A refusal or failure the proxy answers on an HTTP/2 stream it serves through the core API
+ * (no compatibility objects): HTTP status, or a trailers-only gRPC status for gRPC callers.
+ */
+export function failStream(
+  stream: http2.ServerHttp2Stream,
+  grpc: boolean,
+  status: number,
+  message: string,
+): void {
+  if (stream.destroyed || stream.closed) return;
+  if (stream.headersSent) return void stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  if (grpc)
+    stream.respond(
+      {
+        ':status': 200,
+        'content-type': 'application/grpc',
+        'grpc-status': String(grpcStatusForHttp(status)),
+        'grpc-message': encodeURIComponent(message),
+      },
+      { endStream: true },
+    );
+  else {
+    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+    stream.end(`${message}\n`);
+  }
+  // Drain what the caller is still sending.
+  stream.resume();
+}
+
+/**
+ * Passes an HTTP/2 answer on to a stream served through the core API: a trailers-only answer
+ * (how gRPC answers errors) stays trailers-only, trailers follow the body, and a caller that
+ * leaves cancels the answer. Resolves with the status and gRPC status.
+ */
+export function relayToStream(
+  upstream: http2.ClientHttp2Stream,
+  headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
+  flags: number,
+  stream: http2.ServerHttp2Stream,
+): Promise<Outcome> {
+  const status = Number(headers[':status']);
+  let grpcStatus = String(headers['grpc-status'] ?? '');
+  if (stream.destroyed || stream.closed) {
+    if (!upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL);
+    return Promise.resolve({ status: 499, grpcStatus });
+  }
+  // (The retry marker is the inbound sidecar's to set, never an app's.)
+  const out = { ...endToEnd(headers, [UPSTREAM_FAILURE]), ':status': status };
+  if (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) {
+    stream.respond(out, { endStream: true });
+    return Promise.resolve({ status, grpcStatus });
+  }
+  let trailers: http2.OutgoingHttpHeaders = {};
+  upstream.once('trailers', (received) => {
+    grpcStatus = String(received['grpc-status'] ?? grpcStatus);
+    trailers = endToEnd(received);
+  });
+  stream.respond(out, { waitForTrailers: true });
+  stream.once('wantTrailers', () => {
+    if (!stream.destroyed) stream.sendTrailers(trailers);
+  });
+  upstream.pipe(stream);
+  return new Promise((resolve) => {
+    upstream.once('end', () => resolve({ status, grpcStatus }));
+    upstream.once('close', () => {
+      // Cut short: the caller must see it, not a complete answer.
+      if (!upstream.readableEnded && !stream.destroyed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      resolve({ status, grpcStatus });
+    });
+  });
+}
+
 /** Whether a response belongs to Node's HTTP/1.1 server (it has no GOAWAY: see the sidecar's stop). */
 export const isH1Response = (response: ProxyResponse): response is ServerResponse =>
   response instanceof http.ServerResponse;

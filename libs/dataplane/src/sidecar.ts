@@ -9,7 +9,13 @@ import { H2_MAX_HEADER_LIST_PAIRS } from './http-util.ts';
 import { OutboundH1Connection } from './h1-outbound.ts';
 import { InboundProxy } from './inbound.ts';
 import { OutboundProxy } from './outbound.ts';
-import { failResponse, isH1Response, type ProxyRequest, type ProxyResponse } from './responses.ts';
+import {
+  failResponse,
+  failStream,
+  isH1Response,
+  type ProxyRequest,
+  type ProxyResponse,
+} from './responses.ts';
 import type { SidecarOptions } from './sidecar-options.ts';
 import { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
 
@@ -89,33 +95,36 @@ export class Sidecar {
     for (const port of this.options.inbound) {
       // The port it got (the settings may say 0: any free port).
       const bound = { port: port.port };
-      const onRequest = (request: ProxyRequest, response: ProxyResponse): void => {
-        this.inboundProxy
-          .handle(port, bound.port, request, response)
-          .catch((error: unknown) => failResponse(request, response, 500, String(error)));
-      };
-      const server = http2.createSecureServer(
-        {
-          allowHTTP1: true,
-          key: credentials.privateKeyPem,
-          cert: credentials.certificateChainPem,
-          ca: [...credentials.roots],
-          requestCert: true,
-          rejectUnauthorized: true,
-          minVersion: 'TLSv1.3',
-          ALPNProtocols: ['h2', 'http/1.1'],
-          noDelay: true,
-          maxHeaderListPairs: H2_MAX_HEADER_LIST_PAIRS,
-        },
-        onRequest,
-      );
-      // HBONE tunnels (HTTP/2 CONNECT streams) come as 'connect', not as requests; an
-      // HTTP/1.1 CONNECT (ALPN http/1.1) comes with a bare socket and is refused.
-      server.on('connect', (request: ProxyRequest, second: ProxyResponse | Duplex) => {
-        if ('writeHead' in second) return onRequest(request, second);
-        second.on('error', () => second.destroy());
-        second.end('HTTP/1.1 405 Method Not Allowed\r\ncontent-length: 0\r\nconnection: close\r\n\r\n');
+      // HTTP/2 only (mesh peers speak nothing else), served through the core API: no
+      // compatibility objects per request. A client offering only HTTP/1.1 is refused in the
+      // TLS handshake (no common ALPN protocol).
+      const server = http2.createSecureServer({
+        allowHTTP1: false,
+        key: credentials.privateKeyPem,
+        cert: credentials.certificateChainPem,
+        ca: [...credentials.roots],
+        requestCert: true,
+        rejectUnauthorized: true,
+        minVersion: 'TLSv1.3',
+        ALPNProtocols: ['h2'],
+        noDelay: true,
+        maxHeaderListPairs: H2_MAX_HEADER_LIST_PAIRS,
+        unknownProtocolTimeout: 0,
       });
+      server.on(
+        'stream',
+        (
+          stream: http2.ServerHttp2Stream,
+          headers: http2.IncomingHttpHeaders,
+          flags: number,
+          rawHeaders: string[],
+        ) => {
+          stream.on('error', () => stream.destroy());
+          this.inboundProxy
+            .stream(port, bound.port, stream, headers, flags, rawHeaders)
+            .catch((error: unknown) => failStream(stream, false, 500, String(error)));
+        },
+      );
       // Before Node's HTTP/2 server sees the connection: one whose certificate is not an SVID
       // of this trust domain is closed without a byte of HTTP read or answered.
       server.prependListener('secureConnection', (socket: TLSSocket) => {
