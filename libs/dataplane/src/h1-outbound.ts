@@ -276,7 +276,7 @@ export class OutboundH1Connection {
       if (lease === 'l7') return this.giveUp();
       if (typeof lease === 'string') return this.refuse(503, lease, mustClose, end);
     }
-    this.sticky = undefined;
+    this.takeSticky();
     this.pending = this.pending.subarray(end);
     const framed = head.body.type !== 'none' && !(head.body.type === 'length' && head.body.length === 0);
     const exchange: Exchange = {
@@ -316,10 +316,19 @@ export class OutboundH1Connection {
     this.socket.resume();
   }
 
+  /** The kept tunnel, no longer kept (it is in use again, or going). */
+  private takeSticky(): Sticky | undefined {
+    const sticky = this.sticky;
+    if (sticky) {
+      this.sticky = undefined;
+      this.proxy.parked(sticky.lease.target.key, -1);
+    }
+    return sticky;
+  }
+
   /** The kept tunnel (if any) goes back to the pool, for any connection's next request to its target. */
   private unstick(): void {
-    const sticky = this.sticky;
-    this.sticky = undefined;
+    const sticky = this.takeSticky();
     if (sticky && !sticky.lease.closed) this.proxy.returnTunnel(sticky.lease);
   }
 
@@ -374,7 +383,7 @@ export class OutboundH1Connection {
     const exchange = this.exchange;
     if (!exchange) {
       // The kept tunnel ended between requests: the next request opens another.
-      if (this.sticky?.lease.closed) this.sticky = undefined;
+      if (this.sticky?.lease.closed) this.takeSticky();
       return;
     }
     if (!this.answer.answered)
@@ -391,8 +400,8 @@ export class OutboundH1Connection {
     const exchange = this.exchange;
     if (!exchange) {
       // Bytes on the kept tunnel with no request out: out of step, it cannot be used again.
-      if (this.sticky) drop(this.sticky.lease, true);
-      this.sticky = undefined;
+      const sticky = this.takeSticky();
+      if (sticky) drop(sticky.lease, true);
       return;
     }
     // A head and its body that came together leave in one write.
@@ -442,7 +451,9 @@ export class OutboundH1Connection {
       exchange.requestDone &&
       !exchange.lease.closed;
     if (!reusable) drop(exchange.lease, !exchange.requestDone);
-    else if (exchange.mode === 'L4')
+    else if (exchange.mode === 'L4') {
+      // Kept for this connection's next request: no load on its target meanwhile.
+      this.proxy.parked(exchange.lease.target.key, 1);
       this.sticky = {
         authority: exchange.authority,
         config: exchange.config,
@@ -450,7 +461,7 @@ export class OutboundH1Connection {
         mode: exchange.mode,
         lease: exchange.lease,
       };
-    else this.proxy.returnTunnel(exchange.lease);
+    } else this.proxy.returnTunnel(exchange.lease);
     if (!reusable || this.stopping || this.appEnded) return this.close();
     this.socket.resume();
     this.next();
@@ -488,12 +499,15 @@ export class OutboundH1Connection {
     }
     this.busy = true;
     this.socket.pause();
-    // A tunnel cut under a request (a new policy, a stopping peer) says nothing against its
-    // target: the first resend may go there again; a second one goes elsewhere.
+    // A tunnel cut under a request (a new policy, a stopping peer, an app closing an idle
+    // connection as it was reused) says nothing against its target: the first resend goes
+    // there again on a new tunnel (the balancer is not asked again); a second one elsewhere.
     exchange.retries++;
     exchange.tried ??= new Set([exchange.lease.target.key]);
-    const exclude = exchange.retries > 1 ? exchange.tried : NONE;
-    const opened = await this.proxy.acquireTunnel(exchange.config, exchange.destination, exclude);
+    const opened =
+      exchange.retries > 1
+        ? await this.proxy.acquireTunnel(exchange.config, exchange.destination, exchange.tried)
+        : await this.proxy.reopenTunnel(exchange.config, exchange.destination, exchange.lease.target);
     this.busy = false;
     if (this.done) {
       if (typeof opened === 'object') opened.release(true);

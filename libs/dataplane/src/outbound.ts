@@ -459,6 +459,32 @@ export class OutboundProxy {
     }, IDLE_TUNNEL_MS).unref();
   }
 
+  /**
+   * A tunnel to `targetKey` kept by an app connection between its requests (`delta` 1) or
+   * taken up again or given up (-1): like an idle pooled one, it is no load on its target.
+   */
+  parked(targetKey: string, delta: number): void {
+    this.countIdle(targetKey, delta);
+  }
+
+  /**
+   * A new tunnel for a request whose tunnel was cut before any answer: to the same target
+   * first (the cut says nothing against it; the balancer is not asked again), then the others.
+   */
+  reopenTunnel(
+    config: ProxyConfig,
+    destination: Destination,
+    same: Target,
+  ): Promise<TunnelLease | 'l7' | string> {
+    const { service, port } = destination;
+    const all = targetsFor(
+      config,
+      { namespace: service.namespace, name: service.name, port },
+      destination.localOnly,
+    ).all;
+    return this.openTo(destination, [same, ...all.filter((target) => target.key !== same.key)], true);
+  }
+
   private countIdle(targetKey: string, delta: number): void {
     const count = (this.idleByTarget.get(targetKey) ?? 0) + delta;
     if (count > 0) this.idleByTarget.set(targetKey, count);
