@@ -1,9 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { Counter, Histogram, Registry } from 'prom-client';
-import { RequestMetrics, type RequestRecord } from './telemetry.ts';
-
-const BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+import { REQUEST_METRICS, RequestMetrics, type RequestRecord } from './telemetry.ts';
 
 function record(overrides: Partial<RequestRecord>): RequestRecord {
   return {
@@ -23,25 +21,16 @@ test('the request metrics read exactly as prom-client counting the same requests
   const ours = new Registry();
   const metrics = new RequestMetrics(ours);
   const theirs = new Registry();
+  // prom-client's own metrics with the same names, labels and buckets: the reference.
   const total = new Counter({
-    name: 'causeway_requests_total',
-    help: 'Requests through the sidecar, from the source side and from the destination side.',
-    labelNames: [
-      'reporter',
-      'source_cluster',
-      'source_workload',
-      'destination_cluster',
-      'destination_service',
-      'response_code',
-      'grpc_status',
-    ],
+    ...REQUEST_METRICS.total,
+    labelNames: [...REQUEST_METRICS.total.labelNames],
     registers: [theirs],
   });
   const duration = new Histogram({
-    name: 'causeway_request_duration_seconds',
-    help: 'Request duration as each side saw it, headers in to body out.',
-    labelNames: ['reporter', 'destination_cluster', 'destination_service', 'response_code'],
-    buckets: BUCKETS,
+    ...REQUEST_METRICS.duration,
+    labelNames: [...REQUEST_METRICS.duration.labelNames],
+    buckets: [...REQUEST_METRICS.duration.buckets],
     registers: [theirs],
   });
   const requests = [

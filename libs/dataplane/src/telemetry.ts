@@ -109,6 +109,29 @@ class Family {
   }
 }
 
+/** The request metrics' names, help texts, labels and buckets. */
+export const REQUEST_METRICS = {
+  total: {
+    name: 'causeway_requests_total',
+    help: 'Requests through the sidecar, from the source side and from the destination side.',
+    labelNames: [
+      'reporter',
+      'source_cluster',
+      'source_workload',
+      'destination_cluster',
+      'destination_service',
+      'response_code',
+      'grpc_status',
+    ],
+  },
+  duration: {
+    name: 'causeway_request_duration_seconds',
+    help: 'Request duration as each side saw it, headers in to body out.',
+    labelNames: ['reporter', 'destination_cluster', 'destination_service', 'response_code'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  },
+} as const;
+
 /**
  * Request metrics with Istio's label vocabulary (DESIGN §7), from both sides of a call:
  * `causeway_requests_total` and `causeway_request_duration_seconds`.
@@ -118,28 +141,14 @@ export class RequestMetrics {
   private readonly duration: Family;
 
   constructor(registry: Registry | undefined) {
-    this.total = new Family(
-      'causeway_requests_total',
-      'Requests through the sidecar, from the source side and from the destination side.',
-      'counter',
-      [
-        'reporter',
-        'source_cluster',
-        'source_workload',
-        'destination_cluster',
-        'destination_service',
-        'response_code',
-        'grpc_status',
-      ],
-      [],
-      registry,
-    );
+    const { total, duration } = REQUEST_METRICS;
+    this.total = new Family(total.name, total.help, 'counter', total.labelNames, [], registry);
     this.duration = new Family(
-      'causeway_request_duration_seconds',
-      'Request duration as each side saw it, headers in to body out.',
+      duration.name,
+      duration.help,
       'histogram',
-      ['reporter', 'destination_cluster', 'destination_service', 'response_code'],
-      [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      duration.labelNames,
+      duration.buckets,
       registry,
     );
   }
