@@ -546,11 +546,12 @@ test('a stopping sidecar closes the kept-alive HTTP/1.1 connections of its app i
 
 test('local endpoints share the load (both get traffic by default) and take strict turns under a RoundRobin TrafficPolicy', async () => {
   await federation.startSampleWorkload('west', 'shop', 'notes', 'http', 'notes-west-2');
-  // L4 balances connections (a kept-alive connection stays with its endpoint); L7, requests.
+  // One connection per request: L4 balances connections (a kept-alive connection stays with
+  // its endpoint, checked below); L7 balances requests.
   const instances = async (count: number): Promise<string[]> => {
     const seen: string[] = [];
     for (let i = 0; i < count; i++) {
-      const answer = await get('notes.shop', '/', MODE === 'L4' ? { connection: 'close' } : {});
+      const answer = await get('notes.shop', '/', { connection: 'close' });
       assert.equal(answer.status, 200, answer.body);
       seen.push(answer.reply!.instance);
     }
