@@ -82,12 +82,13 @@ function get(
   authority: string,
   requestPath = '/',
   headers: Record<string, string> = {},
+  through: SidecarProcess = client,
 ): Promise<{ status: number; body: string; reply?: EchoReply }> {
   return new Promise((resolve, reject) => {
     const request = http.get(
       {
         host: '127.0.0.1',
-        port: client.outboundPort,
+        port: through.outboundPort,
         path: requestPath,
         headers: { host: authority, ...headers },
       },
@@ -546,12 +547,14 @@ test('a stopping sidecar closes the kept-alive HTTP/1.1 connections of its app i
 
 test('local endpoints share the load (both get traffic by default) and take strict turns under a RoundRobin TrafficPolicy', async () => {
   await federation.startSampleWorkload('west', 'shop', 'notes', 'http', 'notes-west-2');
+  // A client of its own: no tunnels pooled by earlier tests (least request counts them).
   // One connection per request: L4 balances connections (a kept-alive connection stays with
   // its endpoint, checked below); L7 balances requests.
+  const fresh = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
   const instances = async (count: number): Promise<string[]> => {
     const seen: string[] = [];
     for (let i = 0; i < count; i++) {
-      const answer = await get('notes.shop', '/', { connection: 'close' });
+      const answer = await get('notes.shop', '/', { connection: 'close' }, fresh);
       assert.equal(answer.status, 200, answer.body);
       seen.push(answer.reply!.instance);
     }

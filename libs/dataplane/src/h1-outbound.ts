@@ -321,7 +321,6 @@ export class OutboundH1Connection {
     const sticky = this.sticky;
     if (sticky) {
       this.sticky = undefined;
-      this.proxy.parked(sticky.lease.target.key, -1);
     }
     return sticky;
   }
@@ -452,8 +451,6 @@ export class OutboundH1Connection {
       !exchange.lease.closed;
     if (!reusable) drop(exchange.lease, !exchange.requestDone);
     else if (exchange.mode === 'L4') {
-      // Kept for this connection's next request: no load on its target meanwhile.
-      this.proxy.parked(exchange.lease.target.key, 1);
       this.sticky = {
         authority: exchange.authority,
         config: exchange.config,

@@ -571,7 +571,7 @@ export class OutboundProxy {
       {
         ejectedUntil: this.ejectedUntil,
         roundRobin: this.roundRobin,
-        active: (key) => this.pool.active(key) - (this.idleByTarget.get(key) ?? 0),
+        active: (key) => this.pool.active(key),
       },
       now,
     );
