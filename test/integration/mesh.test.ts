@@ -580,9 +580,12 @@ spec:
   loadBalancer: { type: RoundRobin }
 `,
   );
-  const alternates = (seen: string[]) => seen.every((instance, i) => i === 0 || instance !== seen[i - 1]);
+  // Turns: every request goes to the other endpoint than the one before, but for a repeat
+  // when a tunnel could not be opened and the next endpoint took the request.
+  const repeats = (seen: string[]) => seen.filter((instance, i) => i > 0 && instance === seen[i - 1]).length;
+  const alternates = (seen: string[]) => repeats(seen) <= 1;
   await eventually(async () => assert.ok(alternates(await instances(10))), 30_000);
-  // Random choices would alternate 40 times in a row once in 2^39 runs.
+  // Random choices would repeat at most once in 40 requests about once in 10^10 runs.
   const turns = await instances(40);
   assert.ok(alternates(turns), turns.join(' '));
   if (MODE === 'L4') {
