@@ -68,8 +68,6 @@ export class OutboundProxy {
   private modes = new WeakMap<ProxyConfig, Map<string, DataPlaneMode>>();
   /** Idle tunnels per service port and target, for the next request of any app connection. */
   private readonly idle = new Map<string, TunnelLease[]>();
-  /** Idle tunnels per target: open streams, but no load (least request does not count them). */
-  private readonly idleByTarget = new Map<string, number>();
   /** Service ports whose other side asked for L7 lately (a policy there needs HTTP): until when. */
   private readonly learnedL7 = new Map<string, number>();
   /** The service each of the app's HTTP/2 connections was opened for (its first stream's). */
@@ -117,7 +115,6 @@ export class OutboundProxy {
   close(): void {
     for (const list of this.idle.values()) for (const lease of list) lease.release(false);
     this.idle.clear();
-    this.idleByTarget.clear();
     this.pool.close();
   }
 
@@ -370,7 +367,6 @@ export class OutboundProxy {
       const { service, port } = destination;
       const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
       for (let lease = idle?.pop(); lease; lease = idle?.pop()) {
-        this.countIdle(first.key, -1);
         clearTimeout((lease as StreamLease).idleTimer);
         if (!lease.closed) return lease;
         lease.release(false);
@@ -441,14 +437,10 @@ export class OutboundProxy {
     // A tunnel that a slow app left paused is not lent again.
     if (idle.length >= MAX_IDLE_TUNNELS || (lease as StreamLease).paused) return lease.release(false);
     idle.push(lease);
-    this.countIdle(lease.target.key, 1);
     const forget = (): void => {
       const list = this.idle.get(key);
       const at = list?.indexOf(lease) ?? -1;
-      if (at >= 0) {
-        list!.splice(at, 1);
-        this.countIdle(lease.target.key, -1);
-      }
+      if (at >= 0) list!.splice(at, 1);
       if (list?.length === 0) this.idle.delete(key);
     };
     (lease as StreamLease).onEnded = forget;
@@ -457,14 +449,6 @@ export class OutboundProxy {
       forget();
       lease.release(false);
     }, IDLE_TUNNEL_MS).unref();
-  }
-
-  /**
-   * A tunnel to `targetKey` kept by an app connection between its requests (`delta` 1) or
-   * taken up again or given up (-1): like an idle pooled one, it is no load on its target.
-   */
-  parked(targetKey: string, delta: number): void {
-    this.countIdle(targetKey, delta);
   }
 
   /**
@@ -483,12 +467,6 @@ export class OutboundProxy {
       destination.localOnly,
     ).all;
     return this.openTo(destination, [same, ...all.filter((target) => target.key !== same.key)], true);
-  }
-
-  private countIdle(targetKey: string, delta: number): void {
-    const count = (this.idleByTarget.get(targetKey) ?? 0) + delta;
-    if (count > 0) this.idleByTarget.set(targetKey, count);
-    else this.idleByTarget.delete(targetKey);
   }
 
   /** One request of an app's HTTP/1.1 connection framed by the sidecar, for metrics and the access log. */
