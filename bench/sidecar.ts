@@ -402,35 +402,22 @@ export async function sidecarBench(options: {
         pathPolicy('bench', 'grpc-l7-paths', 'grpc-l7', 'ALLOW', ['/causeway.demo.Echo/*']),
       ].join('---\n'),
     );
-    const server = await federation.startSidecar('bench', {
-      namespace: 'bench',
-      serviceAccount: 'app',
-      workload: { name: 'app-0', labels: { app: 'app' } },
-      inbound: [{ name: 'http', appPort: app.port }],
-      accessLog: false,
-    });
+    /** A server-side sidecar for workload `<name>-0` (label `app: <name>`) in front of an app port. */
+    const serverSidecar = (name: string, appPort: number, appProtocol: 'http' | 'h2c') =>
+      federation!.startSidecar('bench', {
+        namespace: 'bench',
+        serviceAccount: name,
+        workload: { name: `${name}-0`, labels: { app: name } },
+        inbound: [{ name: appProtocol === 'h2c' ? 'grpc' : 'http', appPort, appProtocol }],
+        accessLog: false,
+      });
+    const server = await serverSidecar('app', app.port, 'http');
     // The L7 service has a workload of its own in front of the same app: a port's mode is
     // decided by every Service it serves, and this one needs L7.
-    const serverL7 = await federation.startSidecar('bench', {
-      namespace: 'bench',
-      serviceAccount: 'app-l7',
-      workload: { name: 'app-l7-0', labels: { app: 'app-l7' } },
-      inbound: [{ name: 'http', appPort: app.port }],
-      accessLog: false,
-    });
+    const serverL7 = await serverSidecar('app-l7', app.port, 'http');
     const grpcApp = await startGrpcApp();
     children.push(grpcApp.child);
-    const grpcServers = [];
-    for (const name of ['grpc', 'grpc-l7'])
-      grpcServers.push(
-        await federation.startSidecar('bench', {
-          namespace: 'bench',
-          serviceAccount: name,
-          workload: { name: `${name}-0`, labels: { app: name } },
-          inbound: [{ name: 'grpc', appPort: grpcApp.port, appProtocol: 'h2c' }],
-          accessLog: false,
-        }),
-      );
+    for (const name of ['grpc', 'grpc-l7']) await serverSidecar(name, grpcApp.port, 'h2c');
     const client = await federation.startSidecar('bench', {
       namespace: 'bench',
       serviceAccount: 'client',
