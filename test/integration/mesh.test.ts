@@ -11,6 +11,7 @@ import http2 from 'node:http2';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { EventEmitter } from 'node:events';
 import { after, before, test } from 'node:test';
 import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
@@ -54,7 +55,7 @@ before(async () => {
 kind: AuthorizationPolicy
 metadata: { name: every-path, namespace: shop }
 spec:
-  targetRefs: [${['ledger', 'till', 'cart', 'notes'].map((name) => `{ group: "", kind: Service, name: ${name} }`).join(', ')}]
+  targetRefs: [${['ledger', 'till', 'cart', 'notes', 'queue'].map((name) => `{ group: "", kind: Service, name: ${name} }`).join(', ')}]
   action: ALLOW
   rules: [{ to: [{ paths: ["*"] }] }]
 `;
@@ -547,7 +548,7 @@ test('a stopping sidecar closes the kept-alive HTTP/1.1 connections of its app i
 
 test('local endpoints share the load (both get traffic by default) and take strict turns under a RoundRobin TrafficPolicy', async () => {
   await federation.startSampleWorkload('west', 'shop', 'notes', 'http', 'notes-west-2');
-  // A client of its own: no tunnels pooled by earlier tests (least request counts them).
+  // A client of its own: nothing pooled or in flight from earlier tests.
   // One connection per request: L4 balances connections (a kept-alive connection stays with
   // its endpoint, checked below); L7 balances requests.
   const fresh = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
@@ -609,5 +610,88 @@ spec:
     }
     agent.destroy();
     assert.equal(seen.size, 1, [...seen].join(' '));
+  }
+});
+
+test('least request sends new requests past an endpoint that holds one, whatever idle tunnels the other has', async () => {
+  // `queue` has two endpoints in west: `stuck` (which stops answering when told to) and `quick`.
+  let holding = false;
+  const held: http.ServerResponse[] = [];
+  const arrivals = new EventEmitter();
+  const stuck = http.createServer((_request, response) => {
+    if (!holding) return void response.end('stuck');
+    held.push(response);
+    arrivals.emit('held');
+  });
+  const quick = http.createServer((_request, response) => response.end('quick'));
+  const listen = (server: http.Server) =>
+    new Promise<number>((resolve) =>
+      server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port)),
+    );
+  const ports = { stuck: await listen(stuck), quick: await listen(quick) };
+  await federation.apply('west', 'queue.yaml', service('queue', 80, 'http').split('---')[0]!);
+  for (const name of ['stuck', 'quick'] as const)
+    await federation.startSidecar('west', {
+      namespace: 'shop',
+      serviceAccount: 'queue',
+      workload: { name: `queue-${name}`, labels: { app: 'queue' } },
+      inbound: [{ name: 'http', appPort: ports[name] }],
+    });
+  const caller = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'queue-caller' });
+  /**
+   * One request on a connection of its own: its answer, or `held` once the stuck app holds it.
+   * In L7 the connection is kept alive, so the tunnel that carried an answer goes back to the
+   * pool (idle, not in flight); in L4 a connection is what is balanced, and it ends with the answer.
+   */
+  const send = () =>
+    new Promise<string>((resolve, reject) => {
+      const onHeld = (): void => resolve('held');
+      arrivals.once('held', onHeld);
+      const request = http.get(
+        {
+          host: '127.0.0.1',
+          port: caller.outboundPort,
+          agent: false,
+          headers: { host: 'queue.shop', connection: MODE === 'L7' ? 'keep-alive' : 'close' },
+        },
+        (response) => {
+          let body = '';
+          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => {
+            request.destroy();
+            arrivals.off('held', onHeld);
+            resolve(response.statusCode === 200 ? body : `${response.statusCode} ${body}`);
+          });
+        },
+      );
+      request.on('error', (error) => (held.length > 0 ? undefined : reject(error)));
+    });
+  try {
+    // Both endpoints known to the caller, and tunnels to `quick` idle in its pool (L7).
+    await eventually(async () => {
+      const answers = new Set<string>();
+      for (let i = 0; i < 10; i++) answers.add(await send());
+      assert.deepEqual([...answers].sort(), ['quick', 'stuck']);
+    }, 30_000);
+    holding = true;
+    const answers: string[] = [];
+    for (let i = 0; i < 30; i++) answers.push(await send());
+    // Once `stuck` holds a request it has more in flight than `quick` (which has none, however
+    // many idle tunnels lead to it): every later request goes to `quick`.
+    assert.ok(
+      answers.filter((answer) => answer === 'held').length <= 1,
+      `stuck held more than one: ${answers.join(' ')}`,
+    );
+    assert.ok(
+      answers.every((answer) => answer === 'held' || answer === 'quick'),
+      answers.join(' '),
+    );
+  } finally {
+    holding = false;
+    for (const response of held) response.end('released');
+    stuck.closeAllConnections();
+    quick.closeAllConnections();
+    stuck.close();
+    quick.close();
   }
 });

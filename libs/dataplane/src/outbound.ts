@@ -4,18 +4,17 @@ import type { Duplex } from 'node:stream';
 import { dataPlaneMode, type DataPlaneMode, type ProxyConfig } from '@causeway/discovery';
 import { headerValue, normalizePath } from '@causeway/http';
 import { orderTargets } from './balancer.ts';
-import { endToEnd, GRPC, grpcStatusForHttp, hasNoBody, isGrpc, ReplayableBody } from './http-util.ts';
+import type { AppExchange } from './exchange.ts';
 import {
-  cancelWhenCallerLeaves,
-  closed,
-  failResponse,
-  refuseManyHeaders,
-  relay,
-  UPSTREAM_FAILURE,
-  type Outcome,
-  type ProxyRequest,
-  type ProxyResponse,
-} from './responses.ts';
+  endToEnd,
+  GRPC,
+  grpcStatusForHttp,
+  headerFieldCount,
+  isGrpc,
+  MAX_REQUEST_HEADERS,
+  ReplayableBody,
+} from './http-util.ts';
+import { UPSTREAM_FAILURE, type Outcome } from './responses.ts';
 import {
   loadBalancerOf,
   resolveDestination,
@@ -62,6 +61,16 @@ class RetryableFailure extends Error {
  */
 export class OutboundProxy {
   readonly pool: UpstreamPool;
+  /**
+   * Exchanges (per request) and connections (carried whole) in flight per target key, for
+   * least request: a tunnel idle in the pool between exchanges does not count.
+   */
+  private readonly inFlight = new Map<string, number>();
+  private readonly countInFlight = (key: string, delta: number): void => {
+    const count = (this.inFlight.get(key) ?? 0) + delta;
+    if (count > 0) this.inFlight.set(key, count);
+    else this.inFlight.delete(key);
+  };
   private readonly ejectedUntil = new Map<string, number>();
   private readonly roundRobin = new Map<string, number>();
   /** Each service port's mode, worked out once per config. */
@@ -118,12 +127,14 @@ export class OutboundProxy {
     this.pool.close();
   }
 
-  async handle(request: ProxyRequest, response: ProxyResponse): Promise<void> {
+  /** One request of the app's, served per request (HTTP/2, and HTTP/1.1 where framing cannot serve it). */
+  async handle(exchange: AppExchange): Promise<void> {
     const started = process.hrtime.bigint();
     const config = this.options.config();
-    const grpc = isGrpc(request.headers);
-    let authority = String(request.headers[':authority'] ?? request.headers.host ?? '');
-    let path = request.url ?? '/';
+    const { headers: requestHeaders, method } = exchange;
+    const grpc = isGrpc(requestHeaders);
+    let authority = exchange.authority;
+    let path = exchange.target;
     if (/^https?:\/\//i.test(path)) {
       // Absolute form: the app uses this sidecar as its HTTP proxy.
       const url = new URL(path);
@@ -144,7 +155,7 @@ export class OutboundProxy {
       });
       this.options.accessLog?.({
         reporter: 'source',
-        method: request.method,
+        method,
         authority,
         path,
         status,
@@ -152,49 +163,52 @@ export class OutboundProxy {
         durationMs: Math.round(seconds * 100_000) / 100,
         destinationCluster: cluster,
         destinationService: service,
-        traceparent: request.headers.traceparent,
+        traceparent: requestHeaders.traceparent,
       });
     };
-    if (refuseManyHeaders(request, response)) {
+    // More header fields than any hop accepts: 431 here, nothing sent on.
+    const fields = headerFieldCount(exchange.rawHeaders);
+    if (fields > MAX_REQUEST_HEADERS) {
+      exchange.fail(431, `${fields} header fields; at most ${MAX_REQUEST_HEADERS} are accepted`);
       return record(431, grpc ? String(GRPC.INTERNAL) : '', 'unknown', 'unknown');
     }
     if (!config) {
-      failResponse(request, response, 503, 'no config from the controller yet');
+      exchange.fail(503, 'no config from the controller yet');
       return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', 'unknown');
     }
     // Routing sees the path the server's authorization and app will see.
     const normalized = normalizePath(path, this.options.pathNormalization);
     if (!normalized.ok) {
-      failResponse(request, response, 400, `${normalized.code}: ${normalized.reason}`);
+      exchange.fail(400, `${normalized.code}: ${normalized.reason}`);
       return record(400, grpc ? String(GRPC.INTERNAL) : '', 'unknown', 'unknown');
     }
     path = normalized.target;
     const destination = resolveDestination(config, authority, this.options.namespace);
     if (!destination) {
-      failResponse(request, response, 404, `no service ${authority} in the clusterset`);
+      exchange.fail(404, `no service ${authority} in the clusterset`);
       // The label is not the raw authority: an app could fill the metrics with made-up names.
       return record(404, grpc ? String(GRPC.UNIMPLEMENTED) : '', 'unknown', 'unknown');
     }
     // An app's HTTP/2 connection is for one service, the one its first stream named: a later
     // stream naming another one is misdirected (RFC 9110 §15.5.20), never sent elsewhere.
-    const session = 'stream' in request ? request.stream?.session : undefined;
+    const session = exchange.connection;
     if (session) {
       const key = `${destination.service.namespace}/${destination.service.name}:${destination.port}`;
       const pinned = this.h2Destinations.get(session);
       if (pinned === undefined) this.h2Destinations.set(session, key);
       else if (pinned !== key) {
-        failResponse(request, response, 421, `this connection is for ${pinned}, not ${authority}`);
+        exchange.fail(421, `this connection is for ${pinned}, not ${authority}`);
         return record(421, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', destination.service.hostname);
       }
     }
     const routed = routeRequest(config, destination, {
-      method: request.method ?? 'GET',
+      method,
       path,
-      headers: request.headers,
+      headers: requestHeaders,
       grpc,
     });
     if ('status' in routed) {
-      failResponse(request, response, routed.status, routed.reason);
+      exchange.fail(routed.status, routed.reason);
       return record(
         routed.status,
         grpc ? String(grpcStatusForHttp(routed.status)) : '',
@@ -210,16 +224,15 @@ export class OutboundProxy {
         : `${routed.name}.${routed.namespace}.svc.clusterset.local`;
     const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
     if (targets.length === 0) {
-      failResponse(request, response, 503, `no ready endpoint of ${serviceName}`);
+      exchange.fail(503, `no ready endpoint of ${serviceName}`);
       return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
     }
     // Streamed as it comes; its start is kept for a retry on another target.
-    const body = hasNoBody(request)
-      ? undefined
-      : new ReplayableBody(request, this.options.retryBufferBytes ?? 65_536);
+    const source = exchange.body;
+    const body = source && new ReplayableBody(source, this.options.retryBufferBytes ?? 65_536);
     const headers = {
-      ...endToEnd(request.headers),
-      ':method': request.method ?? 'GET',
+      ...endToEnd(requestHeaders),
+      ':method': method,
       ':path': path,
       ':authority': authority,
       ':scheme': 'https',
@@ -231,17 +244,17 @@ export class OutboundProxy {
       for (let index = 0; index < plan.length; index++) {
         const target = plan[index]!;
         try {
-          const outcome = await this.attempt(target, headers, body, response);
+          const outcome = await this.attempt(target, headers, body, exchange);
           return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
         } catch (error) {
-          if (closed(response)) return record(499, '', target.cluster, serviceName);
+          if (exchange.closed) return record(499, '', target.cluster, serviceName);
           if (!(error instanceof RetryableFailure)) {
-            failResponse(request, response, 502, `upstream reset: ${(error as Error).message}`);
+            exchange.fail(502, `upstream reset: ${(error as Error).message}`);
             return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
           }
           failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
           if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
-          if (response.headersSent || (body && !body.replayable)) break;
+          if (exchange.answered || (body && !body.replayable)) break;
           // A lost connection (GOAWAY, reset) gets one new connection to the same target.
           if (error.reconnect && !reconnected) {
             reconnected = true;
@@ -250,7 +263,7 @@ export class OutboundProxy {
         }
       }
       this.options.log?.('warn', 'upstream failed', { service: serviceName, failures });
-      failResponse(request, response, 503, `upstream connect error: ${failures.join('; ')}`);
+      exchange.fail(503, `upstream connect error: ${failures.join('; ')}`);
       record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
     } finally {
       // Whatever of the body is still coming has nowhere to go (the answer is complete, or
@@ -368,7 +381,10 @@ export class OutboundProxy {
       const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
       for (let lease = idle?.pop(); lease; lease = idle?.pop()) {
         clearTimeout((lease as StreamLease).idleTimer);
-        if (!lease.closed) return lease;
+        if (!lease.closed) {
+          (lease as StreamLease).busy(true);
+          return lease;
+        }
         lease.release(false);
       }
     }
@@ -406,7 +422,7 @@ export class OutboundProxy {
           framed,
           this.timeoutsInForce.tunnelOpenMs,
         );
-        return new StreamLease(key, target, stream, this.connections, {
+        return new StreamLease(key, target, stream, this.connections, this.countInFlight, {
           reporter: 'source',
           sourceCluster: this.options.cluster,
           sourceWorkload: this.options.serviceAccount,
@@ -431,6 +447,7 @@ export class OutboundProxy {
   returnTunnel(lease: TunnelLease): void {
     if (lease.closed) return;
     lease.attach(undefined);
+    (lease as StreamLease).busy(false);
     const key = `${lease.key} ${lease.target.key}`;
     let idle = this.idle.get(key);
     if (!idle) this.idle.set(key, (idle = []));
@@ -549,7 +566,7 @@ export class OutboundProxy {
       {
         ejectedUntil: this.ejectedUntil,
         roundRobin: this.roundRobin,
-        active: (key) => this.pool.active(key),
+        active: (key) => this.inFlight.get(key) ?? 0,
       },
       now,
     );
@@ -560,17 +577,17 @@ export class OutboundProxy {
     target: Target,
     headers: http2.OutgoingHttpHeaders,
     body: ReplayableBody | undefined,
-    response: ProxyResponse,
+    exchange: AppExchange,
   ): Promise<Outcome> {
     return new Promise((resolve, reject) => {
       const pooled = this.pool.session(target);
-      pooled.active++;
+      this.countInFlight(target.key, 1);
       let committed = false;
       let settled = false;
       const done = (): void => {
         if (settled) return;
         settled = true;
-        pooled.active--;
+        this.countInFlight(target.key, -1);
       };
       let stream: http2.ClientHttp2Stream;
       try {
@@ -580,10 +597,10 @@ export class OutboundProxy {
         done();
         return reject(new RetryableFailure((error as Error).message, true));
       }
-      cancelWhenCallerLeaves(response, stream);
+      exchange.cancelWhenGone(stream);
       stream.on('error', (error: Error) => {
         done();
-        if (committed) return void response.destroy(error);
+        if (committed) return void exchange.abort();
         // Safe to send again: the target was never reached, the peer said it did not
         // process the stream (GOAWAY with a lower last stream id, REFUSED_STREAM), or the
         // method is idempotent. A target that could not be reached is ejected for a while.
@@ -609,7 +626,7 @@ export class OutboundProxy {
         }
         committed = true;
         body?.commit();
-        void relay(stream, upstream, flags, response).then((outcome) => {
+        void exchange.relay(stream, upstream, flags).then((outcome) => {
           done();
           resolve(outcome);
         });
@@ -669,15 +686,19 @@ class StreamLease implements TunnelLease {
   idleTimer: NodeJS.Timeout | undefined;
   /** Paused for a slow reader. */
   paused = false;
+  /** Counted as in flight to its target (lent out, not idle in the pool, not ended). */
+  private counted = false;
 
   constructor(
     readonly key: string,
     readonly target: Target,
     private readonly stream: http2.ClientHttp2Stream,
     private readonly connections: ConnectionMetrics,
+    private readonly countInFlight: (targetKey: string, delta: number) => void,
     private readonly labels: Parameters<ConnectionMetrics['open']>[0],
   ) {
     connections.open(labels);
+    this.busy(true);
     stream.on('data', (chunk: Buffer) => {
       this.received += chunk.length;
       if (this.handler) this.handler.data(chunk);
@@ -696,11 +717,19 @@ class StreamLease implements TunnelLease {
     stream.once('end', () => end());
     stream.once('error', (error) => end(error.message));
     stream.once('close', () => {
+      this.busy(false);
       end(stream.rstCode ? `the tunnel was reset (code ${stream.rstCode})` : undefined);
       connections.close({ ...labels, sentBytes: this.sent, receivedBytes: this.received });
     });
     // Closed between its 200 and now (the answer and a reset in one read).
     if (stream.destroyed) end('the tunnel closed as it opened');
+  }
+
+  /** Lent out (true) or back in the idle pool (false); counted once either way. */
+  busy(busy: boolean): void {
+    if (busy === this.counted || (busy && this.stream.destroyed)) return;
+    this.counted = busy;
+    this.countInFlight(this.target.key, busy ? 1 : -1);
   }
 
   write(chunk: Buffer): boolean {
@@ -736,6 +765,8 @@ class StreamLease implements TunnelLease {
   }
 
   release(abort: boolean): void {
+    // The borrower is done with it: it is no longer in flight, whenever its stream closes.
+    this.busy(false);
     if (this.stream.destroyed) return;
     this.closed = true;
     if (abort) this.stream.close(http2.constants.NGHTTP2_CANCEL);

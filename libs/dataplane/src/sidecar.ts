@@ -1,21 +1,16 @@
 import http, { type ServerResponse } from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import { Duplex, PassThrough } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
 import type { ProxyConfig } from '@causeway/discovery';
 import type { WorkloadCredentials } from '@causeway/identity';
-import { H2_MAX_HEADER_LIST_PAIRS } from './http-util.ts';
+import { H2_MAX_HEADER_LIST_PAIRS, isGrpc } from './http-util.ts';
 import { OutboundH1Connection } from './h1-outbound.ts';
 import { InboundProxy } from './inbound.ts';
 import { OutboundProxy } from './outbound.ts';
-import {
-  failResponse,
-  failStream,
-  isH1Response,
-  type ProxyRequest,
-  type ProxyResponse,
-} from './responses.ts';
+import { H1Exchange, H2Exchange } from './exchange.ts';
+import { failStream } from './responses.ts';
 import type { SidecarOptions } from './sidecar-options.ts';
 import { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
 
@@ -51,15 +46,13 @@ export class Sidecar {
     const connections = new ConnectionMetrics(options.registry);
     this.outboundProxy = new OutboundProxy(options, metrics, connections);
     this.inboundProxy = new InboundProxy(options, metrics, connections);
-    const handler = (request: ProxyRequest, response: ProxyResponse): void => {
-      if (isH1Response(response)) this.trackH1(request.socket as net.Socket, response);
-      this.outboundProxy
-        .handle(request, response)
-        .catch((error: unknown) => failResponse(request, response, 500, String(error)));
-    };
     // Node's HTTP/1 parser refuses request smuggling (Content-Length with Transfer-Encoding),
     // obs-fold and oversized headers (431) before a request exists: nothing is forwarded.
-    this.outboundH1 = http.createServer({ keepAliveTimeout: 65_000 }, handler);
+    this.outboundH1 = http.createServer({ keepAliveTimeout: 65_000 }, (request, response) => {
+      this.trackH1(request.socket as net.Socket, response);
+      const exchange = new H1Exchange(request, response);
+      this.outboundProxy.handle(exchange).catch((error: unknown) => exchange.fail(500, String(error)));
+    });
     // `CONNECT host:port` from the app: carried whole (L4), or served inside (L7).
     this.outboundH1.on('connect', (request: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       this.h1Connections.delete(socket as net.Socket);
@@ -71,7 +64,25 @@ export class Sidecar {
           socket.destroy();
         });
     });
-    this.outboundH2 = http2.createServer({ maxHeaderListPairs: H2_MAX_HEADER_LIST_PAIRS }, handler);
+    // The app's HTTP/2 streams, served through the core API (no compatibility objects).
+    this.outboundH2 = http2.createServer({ maxHeaderListPairs: H2_MAX_HEADER_LIST_PAIRS });
+    this.outboundH2.on(
+      'stream',
+      (
+        stream: http2.ServerHttp2Stream,
+        headers: http2.IncomingHttpHeaders,
+        _flags: number,
+        rawHeaders: string[],
+      ) => {
+        stream.on('error', () => stream.destroy());
+        // `Expect: 100-continue` is answered here at once: the body is read as it comes.
+        if (String(headers.expect).toLowerCase() === '100-continue')
+          stream.additionalHeaders({ ':status': 100 });
+        this.outboundProxy
+          .handle(new H2Exchange(stream, headers, rawHeaders))
+          .catch((error: unknown) => failStream(stream, isGrpc(headers), 500, String(error)));
+      },
+    );
     // The app's HTTP/2 connections (gRPC) are told to finish and go when the sidecar stops.
     this.outboundH2.on('session', (session: http2.ServerHttp2Session) => {
       this.outboundSessions.add(session);
@@ -214,23 +225,19 @@ export class Sidecar {
       if (socket instanceof net.Socket) socket.setTimeout(0);
       socket.pause();
       if (seen === H2_PREFACE) {
-        // HTTP/2 takes the native handle of a socket and would lose the bytes already read:
-        // it gets a stream that replays them.
-        const replay = new PassThrough();
-        replay.write(head);
-        socket.pipe(replay);
-        const stream = Duplex.from({ readable: replay, writable: socket });
-        socket.once('close', () => stream.destroy());
-        stream.on('error', () => socket.destroy());
-        this.outboundH2.emit('connection', stream);
-      } else {
-        // HTTP/1.1: framed here, carried in L4 while its requests go to L4 ports.
-        const connection = new OutboundH1Connection(socket, head, this.outboundProxy, (inner, buffered) =>
-          this.perRequest(inner, buffered),
-        );
-        this.framed.add(connection);
-        socket.once('close', () => this.framed.delete(connection));
+        // The socket itself (its native handle: no JavaScript stream in between), with the
+        // bytes already read put back: a new HTTP/2 session reads what is buffered first.
+        // Not resumed here: the session reads from the handle from now on.
+        socket.unshift(head);
+        this.outboundH2.emit('connection', socket);
+        return;
       }
+      // HTTP/1.1: framed here, carried in L4 while its requests go to L4 ports.
+      const connection = new OutboundH1Connection(socket, head, this.outboundProxy, (inner, buffered) =>
+        this.perRequest(inner, buffered),
+      );
+      this.framed.add(connection);
+      socket.once('close', () => this.framed.delete(connection));
       socket.resume();
     };
     socket.on('data', onData);

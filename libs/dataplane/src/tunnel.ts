@@ -52,12 +52,7 @@ export function openTunnel(
     } catch (error) {
       return reject(new TunnelRefused((error as Error).message, true));
     }
-    pooled.active++;
     let settled = false;
-    const release = (): void => {
-      pooled.active--;
-    };
-    stream.once('close', release);
     const fail = (error: TunnelRefused): void => {
       if (settled) return;
       settled = true;

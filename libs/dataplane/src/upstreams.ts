@@ -9,7 +9,6 @@ import type { Target } from './routing.ts';
 interface PooledSession {
   readonly session: http2.ClientHttp2Session;
   readonly credentials: WorkloadCredentials;
-  active: number;
   /** The TLS handshake completed (the target was reachable). */
   connected: boolean;
   /** After a GOAWAY: the last stream the peer may have processed (later ones it did not). */
@@ -38,11 +37,6 @@ export class UpstreamPool {
     private readonly credentials: () => WorkloadCredentials,
     private readonly onEvent?: (message: string, fields: Record<string, unknown>) => void,
   ) {}
-
-  /** Requests in flight per target (for least-request balancing). */
-  active(key: string): number {
-    return this.sessions.get(key)?.active ?? 0;
-  }
 
   /** Sessions open now. */
   size(): number {
@@ -93,7 +87,7 @@ export class UpstreamPool {
       },
       peerMaxConcurrentStreams: 1_000,
     });
-    const pooled: PooledSession = { session, credentials, active: 0, connected: false };
+    const pooled: PooledSession = { session, credentials, connected: false };
     const connectTimer = setTimeout(
       () => session.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`)),
       CONNECT_TIMEOUT_MS,
