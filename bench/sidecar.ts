@@ -27,6 +27,8 @@ interface HopFigures {
   errors: number;
   /** The largest RSS among the proxy processes of the hop while at the fixed rate. */
   rss_mb?: number;
+  /** The largest private (unshared) memory of one of the hop's processes under the fixed rate. */
+  private_mb?: number;
   /** CPU time the hop's processes (both proxies; the app for `direct`) spent per request at saturation. */
   cpu_us_per_request: number;
 }
@@ -174,9 +176,18 @@ async function cpuSeconds(pids: readonly number[]): Promise<number> {
   return ticks / CLOCK_TICKS;
 }
 
-const rssMb = async (pid: number): Promise<number> => {
-  const status = await readFile(`/proc/${pid}/status`, 'utf8');
-  return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+/**
+ * A process's resident memory (MB): all of it (`rss`, which counts the pages of its program
+ * file that every process running that program shares), and what is its own alone
+ * (`private`: private clean and dirty pages).
+ */
+const memoryMb = async (pid: number): Promise<{ rss: number; private: number }> => {
+  const rollup = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+)`, 'm').exec(rollup)?.[1] ?? 0);
+  return {
+    rss: Math.round(kb('Rss') / 1024),
+    private: Math.round((kb('Private_Clean') + kb('Private_Dirty')) / 1024),
+  };
 };
 
 /** The app: 1 KiB per response, in its own process. */
@@ -482,6 +493,7 @@ export async function sidecarBench(options: {
       say(`${name}: warming up, then ${options.rate} rps for ${options.seconds} s...`);
       await fixedRate(hop.port, hop.host, options.rate, 2);
       let rss = 0;
+      let own = 0;
       const pids = {
         direct: [app.child.pid!],
         causeway: [client.child.pid!, server.child.pid!],
@@ -491,8 +503,9 @@ export async function sidecarBench(options: {
       }[name];
       const sampleRss = (): void => {
         if (name === 'direct') return;
-        void Promise.all(pids.map(rssMb)).then((values) => {
-          rss = Math.max(rss, ...values);
+        void Promise.all(pids.map(memoryMb)).then((values) => {
+          rss = Math.max(rss, ...values.map((value) => value.rss));
+          own = Math.max(own, ...values.map((value) => value.private));
         });
       };
       const latency = await fixedRate(hop.port, hop.host, options.rate, options.seconds, sampleRss);
@@ -508,7 +521,7 @@ export async function sidecarBench(options: {
         p99_ms: latency.p99,
         max_rps: max.rps,
         errors: latency.errors,
-        ...(name === 'direct' ? {} : { rss_mb: rss }),
+        ...(name === 'direct' ? {} : { rss_mb: rss, private_mb: own }),
         cpu_us_per_request: Math.round((cpu / max.requests) * 1e6),
       };
     }
@@ -563,7 +576,7 @@ export async function sidecarBench(options: {
     ];
     const row = (name: string, f: HopFigures): [string, string] => [
       name,
-      `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps  CPU ${f.cpu_us_per_request} us/request${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB` : ''}`,
+      `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps  CPU ${f.cpu_us_per_request} us/request${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB (private ${f.private_mb} MB)` : ''}`,
     ];
     report(
       result,
