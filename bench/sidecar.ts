@@ -7,12 +7,13 @@
 // fixed rate (open loop: each request is timed from when it was due, so a stall is not
 // hidden), throughput at saturation (wrk), sidecar RSS. Then unary gRPC calls (grpc-js) to a
 // gRPC app directly, through L4 and through L7 (the app's grpc_proxy is the sidecar).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { exportedService, LocalFederation, pathPolicy } from '@causeway/cli/local-federation';
 import { grpcEchoClient } from '@causeway/cli/sample-apps';
 import { freePort, repoRoot, startNats, withEnv } from '@causeway/testing';
@@ -31,6 +32,11 @@ interface HopFigures {
   private_mb?: number;
   /** CPU time the hop's processes (both proxies; the app for `direct`) spent per request at saturation. */
   cpu_us_per_request: number;
+  /**
+   * Share of the machine's CPU time taken by its hypervisor from it (steal) during the
+   * saturation run: above a few percent the figures of that run say less.
+   */
+  steal_pct: number;
 }
 
 const say = (line: string): void => void process.stderr.write(`bench sidecar: ${line}\n`);
@@ -142,9 +148,17 @@ async function fixedRate(
   };
 }
 
-/** Requests per second at saturation, and how many were made: wrk, 1 thread, 32 connections. */
-function saturation(port: number, host: string, seconds: number): { rps: number; requests: number } {
-  const output = execFileSync(
+/**
+ * Requests per second at saturation, and how many were made: wrk, 1 thread, 32 connections.
+ * (Not run synchronously: this process reads the components' logs meanwhile, and a component
+ * writing to a full pipe would wait.)
+ */
+async function saturation(
+  port: number,
+  host: string,
+  seconds: number,
+): Promise<{ rps: number; requests: number }> {
+  const { stdout: output } = await promisify(execFile)(
     'wrk',
     ['-t1', '-c32', `-d${seconds}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`],
     { encoding: 'utf8' },
@@ -165,6 +179,15 @@ const withChildren = async (pid: number): Promise<number[]> => {
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
 
 /** CPU time (user + system) the processes have used so far, in seconds. */
+/** The machine's CPU time counters (all, and stolen by the hypervisor), in ticks. */
+async function machineTicks(): Promise<{ total: number; steal: number }> {
+  const line = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!;
+  const fields = line.trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal (guest time is within user already).
+  const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0);
+  return { total, steal: fields[7] ?? 0 };
+}
+
 async function cpuSeconds(pids: readonly number[]): Promise<number> {
   let ticks = 0;
   for (const pid of pids) {
@@ -513,8 +536,14 @@ export async function sidecarBench(options: {
         say(`${name}: ${latency.errors} requests failed or timed out (5 s) at ${options.rate} rps`);
       say(`${name}: saturation with wrk (32 connections, ${options.seconds} s)...`);
       const cpuBefore = await cpuSeconds(pids);
-      const max = saturation(hop.port, hop.host, options.seconds);
+      const machineBefore = await machineTicks();
+      const max = await saturation(hop.port, hop.host, options.seconds);
       const cpu = (await cpuSeconds(pids)) - cpuBefore;
+      const machineAfter = await machineTicks();
+      const ticks = machineAfter.total - machineBefore.total;
+      const steal = ticks > 0 ? (machineAfter.steal - machineBefore.steal) / ticks : 0;
+      if (steal > 0.05)
+        say(`${name}: the hypervisor took ${Math.round(steal * 100)}% of the CPU time during saturation`);
       figures[name] = {
         p50_ms: latency.p50,
         p90_ms: latency.p90,
@@ -523,6 +552,7 @@ export async function sidecarBench(options: {
         errors: latency.errors,
         ...(name === 'direct' ? {} : { rss_mb: rss, private_mb: own }),
         cpu_us_per_request: Math.round((cpu / max.requests) * 1e6),
+        steal_pct: Math.round(steal * 1000) / 10,
       };
     }
     const grpcHops = {
@@ -576,7 +606,7 @@ export async function sidecarBench(options: {
     ];
     const row = (name: string, f: HopFigures): [string, string] => [
       name,
-      `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps  CPU ${f.cpu_us_per_request} us/request${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB (private ${f.private_mb} MB)` : ''}`,
+      `p50 ${f.p50_ms} ms  p90 ${f.p90_ms} ms  p99 ${f.p99_ms} ms  max ${f.max_rps} rps  CPU ${f.cpu_us_per_request} us/request  steal ${f.steal_pct}%${f.rss_mb !== undefined ? `  RSS ${f.rss_mb} MB (private ${f.private_mb} MB)` : ''}`,
     ];
     report(
       result,
