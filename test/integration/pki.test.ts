@@ -104,6 +104,44 @@ describe('causeway trust', () => {
     assert.equal(inspected.certificates.length, 2);
   });
 
+  test('each --ttl gives the certificate it issues that lifetime', async () => {
+    const own = await mkdtemp(path.join(os.tmpdir(), 'causeway-trust-ttl-'));
+    try {
+      const lifetime = (info: { notBefore: string; notAfter: string }) =>
+        Date.parse(info.notAfter) - Date.parse(info.notBefore);
+      // Certificates are back-dated one minute for clock skew.
+      const BACKDATE = 60_000;
+      const init = JSON.parse(
+        await causeway('trust', 'init', '--dir', own, '--trust-domain', TD, '--ttl', '30d', '--json'),
+      );
+      const root = new X509Certificate(await readFile(init.root.certificate));
+      assert.equal(Date.parse(root.validTo) - Date.parse(root.validFrom), 30 * 24 * HOUR + BACKDATE);
+      const intermediate = JSON.parse(
+        await causeway(
+          'trust',
+          'issue-intermediate',
+          '--dir',
+          own,
+          '--cluster',
+          'east',
+          '--ttl',
+          '2h',
+          '--json',
+        ),
+      );
+      assert.equal(lifetime(intermediate.certificateInfo), 2 * HOUR + BACKDATE);
+      const workload = JSON.parse(
+        await causeway(
+          ...['trust', 'issue-workload', '--dir', own, '--cluster', 'east'],
+          ...['--namespace', 'shop', '--service-account', 'cart', '--ttl', '1h', '--json'],
+        ),
+      );
+      assert.equal(lifetime(workload.certificateInfo), HOUR + BACKDATE);
+    } finally {
+      await rm(own, { recursive: true, force: true });
+    }
+  });
+
   test('a bad option is refused naming it, and init never overwrites a root', async () => {
     await assert.rejects(
       run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', TD]),

@@ -212,7 +212,12 @@ export function trustCommand(): Command {
         ttl: number;
         json?: boolean;
       }) => {
-        const { certificate, files } = await new TrustDirectory(options.dir).issueWorkload(options);
+        const { certificate, files } = await new TrustDirectory(options.dir).issueWorkload({
+          cluster: options.cluster,
+          namespace: options.namespace,
+          serviceAccount: options.serviceAccount,
+          ttlMs: options.ttl,
+        });
         const summary = summarize(certificate);
         print(options.json, { ...files, certificateInfo: summary }, () =>
           formatTable(
