@@ -581,14 +581,18 @@ spec:
   loadBalancer: { type: RoundRobin }
 `,
   );
-  // Turns: every request goes to the other endpoint than the one before, but for a repeat
-  // when a tunnel could not be opened and the next endpoint took the request.
+  // Turns: every request goes to the other endpoint than the one before. One request whose
+  // first endpoint failed it and which the other endpoint took shows as two repeats (A B B,
+  // then B again in its turn); that much is allowed, and the client's warnings say why.
   const repeats = (seen: string[]) => seen.filter((instance, i) => i > 0 && instance === seen[i - 1]).length;
-  const alternates = (seen: string[]) => repeats(seen) <= 1;
+  const alternates = (seen: string[]) => repeats(seen) <= 2;
   await eventually(async () => assert.ok(alternates(await instances(10))), 30_000);
-  // Random choices would repeat at most once in 40 requests about once in 10^10 runs.
+  // Random choices would repeat at most twice in 40 requests about once in 10^9 runs.
   const turns = await instances(40);
-  assert.ok(alternates(turns), turns.join(' '));
+  assert.ok(
+    alternates(turns),
+    `${turns.join(' ')}\nthe client sidecar's warnings: ${JSON.stringify(fresh.logs.filter((log) => log.level === 'warn'))}`,
+  );
   if (MODE === 'L4') {
     // One kept-alive connection: one endpoint for all its requests.
     const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
