@@ -373,3 +373,66 @@ test('when its sidecar goes away, a workload leaves the endpoints after the grac
     assert.ok(remote?.kind === 'remote' && remote.readyEndpoints === 0, 'west still counts cart-0 as ready');
   }, 30_000);
 });
+
+test('with NATS stopped the controllers say so within 5 s (status, condition, metric), and recover when it is back; a hung NATS is found out too', async () => {
+  const metric = async (cluster: string) =>
+    /^causeway_nats_connected (\d)/m.exec(
+      await (await fetch(`${controllers.get(cluster)!.adminUrl}/metrics`)).text(),
+    )?.[1];
+  for (const cluster of CLUSTERS) {
+    const current = await status(cluster);
+    assert.equal(current.natsConnected, true);
+    assert.equal(current.nats?.reason, 'Connected');
+    assert.equal(await metric(cluster), '1');
+  }
+  await env.nats!.stop();
+  const stopped = Date.now();
+  try {
+    for (const cluster of CLUSTERS)
+      await eventually(async () => {
+        const current = await status(cluster);
+        assert.equal(current.natsConnected, false, `${cluster} still says NATS is connected`);
+        assert.equal(current.nats?.reason, 'Disconnected');
+        assert.match(current.nats!.message, /lost the connection to .*; reconnecting/);
+        assert.equal(await metric(cluster), '0');
+      }, 5_000);
+    assert.ok(Date.now() - stopped < 5_000, `took ${Date.now() - stopped} ms`);
+    const { stdout } = await run(process.execPath, [
+      cli,
+      'status',
+      '--controller',
+      controllers.get('east')!.adminUrl,
+    ]);
+    assert.match(stdout, /NATS NOT connected \(Disconnected: lost the connection to .*; reconnecting; for /);
+  } finally {
+    await env.nats!.restart();
+  }
+  const reconnected = () =>
+    Promise.all(
+      CLUSTERS.map((cluster) =>
+        eventually(async () => {
+          const current = await status(cluster);
+          assert.equal(current.natsConnected, true, `${cluster} did not reconnect`);
+          assert.equal(current.nats?.reason, 'Connected');
+          assert.equal(await metric(cluster), '1');
+        }, 30_000),
+      ),
+    );
+  await reconnected();
+
+  // A server that hangs keeps its connections open: three unanswered PINGs, 2 s apart, tell.
+  const pid = env.nats!.process().pid!;
+  process.kill(pid, 'SIGSTOP');
+  try {
+    for (const cluster of CLUSTERS)
+      await eventually(async () => {
+        const current = await status(cluster);
+        assert.equal(current.natsConnected, false, `${cluster} still says NATS is connected`);
+        assert.equal(current.nats?.reason, 'Stale');
+        assert.equal(await metric(cluster), '0');
+      }, 15_000);
+  } finally {
+    process.kill(pid, 'SIGCONT');
+  }
+  await reconnected();
+});

@@ -84,13 +84,22 @@ function renderExports(status: ControllerStatus): string {
   );
 }
 
+/** `NATS connected`, or why not and for how long (controllers older than the condition: just the flag). */
+function natsText(status: ControllerStatus): string {
+  const nats = status.nats;
+  if (status.natsConnected) return 'NATS connected';
+  if (!nats) return 'NATS NOT connected';
+  const down = (Date.parse(status.time) - Date.parse(nats.since)) / 1000;
+  return `NATS NOT connected (${nats.reason}: ${nats.message}; for ${seconds(Math.max(0, down))})`;
+}
+
 /** The readable form of one controller's status. */
 export function renderStatus(status: ControllerStatus): string {
   const sections: string[] = [];
   const connected = status.proxies.filter((p) => p.connected);
   const current = connected.filter((p) => p.ackedVersion !== undefined && p.ackedVersion === p.sentVersion);
   sections.push(
-    `Cluster ${status.cluster} (trust domain ${status.trustDomain}): NATS ${status.natsConnected ? 'connected' : 'NOT connected'}, catalog ${status.catalogRunning ? `running${status.mode === 'files' ? ' (file mode)' : ''}` : 'NOT running'}, ${connected.length} proxies connected, ${current.length} on the latest config`,
+    `Cluster ${status.cluster} (trust domain ${status.trustDomain}): ${natsText(status)}, catalog ${status.catalogRunning ? `running${status.mode === 'files' ? ' (file mode)' : ''}` : 'NOT running'}, ${connected.length} proxies connected, ${current.length} on the latest config`,
   );
   sections.push(
     formatTable(

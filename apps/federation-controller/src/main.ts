@@ -8,7 +8,7 @@ import { DiscoveryError, DiscoveryServer } from '@causeway/discovery';
 import type { ProofMode } from '@causeway/identity';
 import { TokenReviewVerifier } from '@causeway/identity/token-review';
 import { bundleHash, type SignedTrustBundle } from '@causeway/pki';
-import { CatalogBus } from '@causeway/catalog';
+import { CatalogBus, NATS_MAX_PINGS_OUT, NATS_PING_INTERVAL_MS, NatsLink } from '@causeway/catalog';
 import {
   FileSource,
   KubernetesSource,
@@ -181,6 +181,7 @@ await runComponent<Settings>({
       : Promise.resolve();
 
     let connection: NatsConnection | undefined;
+    const natsLink = new NatsLink(registry, settings.nats?.url);
     if (settings.nats) {
       const url = settings.nats.url;
       void retrying('attaching to NATS', async () => {
@@ -196,7 +197,10 @@ await runComponent<Settings>({
             name: `causeway-${settings.cluster}`,
             waitOnFirstConnect: true,
             maxReconnectAttempts: -1,
+            pingInterval: NATS_PING_INTERVAL_MS,
+            maxPingOut: NATS_MAX_PINGS_OUT,
           });
+          natsLink.follow(connection);
           await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
           logger.info({ nats: url }, 'following trust updates over NATS');
           await catalogStarted;
@@ -205,6 +209,7 @@ await runComponent<Settings>({
             logger.info({ nats: url }, 'catalog attached to NATS');
           }
         } catch (error) {
+          natsLink.failed(`could not attach to NATS at ${url}: ${(error as Error).message}`);
           controller.trust.detach();
           await connection?.close().catch(() => {});
           connection = undefined;
@@ -227,7 +232,7 @@ await runComponent<Settings>({
             cluster: settings.cluster,
             mode: settings.catalog ? (settings.catalog.directory ? 'files' : 'kubernetes') : undefined,
             trustDomain: settings.trustDomain,
-            natsConnected: connection !== undefined && !connection.isClosed(),
+            nats: natsLink.condition(),
             catalog,
             proxies: discovery.proxies(),
           }),

@@ -1,3 +1,4 @@
+import type { NatsCondition } from '@causeway/catalog';
 import { dataPlaneMode, type ControllerStatus, type ProxyStatus } from '@causeway/discovery';
 import type { CatalogController } from '@causeway/k8s';
 
@@ -6,7 +7,7 @@ export async function catalogStatus(input: {
   cluster: string;
   mode: 'kubernetes' | 'files' | undefined;
   trustDomain: string;
-  natsConnected: boolean;
+  nats: NatsCondition;
   catalog: CatalogController | undefined;
   proxies: readonly ProxyStatus[];
 }): Promise<ControllerStatus> {
@@ -16,7 +17,8 @@ export async function catalogStatus(input: {
     cluster: input.cluster,
     trustDomain: input.trustDomain,
     time: new Date().toISOString(),
-    natsConnected: input.natsConnected,
+    natsConnected: input.nats.connected,
+    nats: input.nats,
     catalogRunning: catalog !== undefined,
     ...(input.mode ? { mode: input.mode } : {}),
     peers: catalog?.sync.peerStatus() ?? [],

@@ -53,3 +53,4 @@ export {
   type LocalEndpoint,
   type Withdrawals,
 } from './clusterset.ts';
+export { NATS_MAX_PINGS_OUT, NATS_PING_INTERVAL_MS, NatsLink, type NatsCondition } from './nats-link.ts';

@@ -1,4 +1,4 @@
-import type { ClustersetService, ExportVerdict, PeerStatus } from '@causeway/catalog';
+import type { ClustersetService, ExportVerdict, NatsCondition, PeerStatus } from '@causeway/catalog';
 import type { ProxyStatus } from './server.ts';
 
 /**
@@ -10,6 +10,8 @@ export interface ControllerStatus {
   readonly trustDomain: string;
   readonly time: string;
   readonly natsConnected: boolean;
+  /** Why NATS is (not) connected, and since when (absent from older controllers). */
+  readonly nats?: NatsCondition;
   readonly catalogRunning: boolean;
   /** Where this cluster's objects come from. */
   readonly mode?: 'kubernetes' | 'files';
