@@ -15,6 +15,8 @@ import {
   type SnapshotMessage,
   type Workload,
 } from '@causeway/discovery';
+import { connect } from '@nats-io/transport-node';
+import { CatalogBus, exportKey } from '@causeway/catalog';
 import { TrustDirectory } from '@causeway/pki';
 import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
 import {
@@ -372,6 +374,44 @@ test('when its sidecar goes away, a workload leaves the endpoints after the grac
     const remote = serviceIn(westProxy.current(), 'cart')?.backends.find((b) => b.cluster === 'east');
     assert.ok(remote?.kind === 'remote' && remote.readyEndpoints === 0, 'west still counts cart-0 as ready');
   }, 30_000);
+});
+
+test("a record whose cluster's signer is unknown waits, and the controllers count and show it", async () => {
+  const connection = await connect({ servers: env.nats!.url });
+  try {
+    const bus = await CatalogBus.open(connection);
+    const record = {
+      cluster: 'ghost',
+      namespace: 'shop',
+      name: 'phantom',
+      type: 'ClusterSetIP',
+      sessionAffinity: 'None',
+      exportCreatedAt: '2026-11-01T10:00:00Z',
+      ports: [{ name: 'http', protocol: 'TCP', port: 80 }],
+      revision: 1,
+      gatewayAddresses: ['127.0.0.9:15443'],
+      readyEndpoints: 1,
+      identities: [`spiffe://${TD}/ns/shop/sa/phantom`],
+    };
+    await bus.putRaw(
+      exportKey('ghost', 'shop', 'phantom'),
+      JSON.stringify({ record, signer: 'f'.repeat(64), signature: 'c2lnbmF0dXJl' }),
+    );
+    for (const cluster of CLUSTERS)
+      await eventually(async () => {
+        assert.deepEqual((await status(cluster)).waitingForSigner, { ghost: 1 });
+        assert.equal(serviceIn(westProxy.current(), 'phantom'), undefined);
+      }, 10_000);
+    const { stdout } = await run(process.execPath, [
+      cli,
+      'status',
+      '--controller',
+      controllers.get('west')!.adminUrl,
+    ]);
+    assert.match(stdout, /Waiting for their cluster's signer: ghost 1/);
+  } finally {
+    await connection.close();
+  }
 });
 
 test('with NATS stopped the controllers say so within 5 s (status, condition, metric), and recover when it is back; a hung NATS is found out too', async () => {

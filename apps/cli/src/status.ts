@@ -148,6 +148,11 @@ export function renderStatus(status: ControllerStatus): string {
             ]),
           )),
   );
+  const waiting = Object.entries(status.waitingForSigner ?? {});
+  if (waiting.length > 0)
+    sections.push(
+      `Waiting for their cluster's signer: ${waiting.map(([cluster, count]) => `${cluster} ${count}`).join(', ')}`,
+    );
   const refused = Object.entries(status.refusals).filter(([, count]) => count > 0);
   if (refused.length > 0)
     sections.push(`Refused from NATS: ${refused.map(([reason, count]) => `${reason} ${count}`).join(', ')}`);

@@ -39,6 +39,7 @@ export async function catalogStatus(input: {
       verdicts: merged?.get(`${service.namespace}/${service.name}`)?.verdicts ?? [],
     })),
     refusals: (await catalog?.sync.refusals()) ?? {},
+    waitingForSigner: catalog?.sync.waitingForSigner() ?? {},
     dataPlaneModes: catalog
       ? catalog.proxyServices().flatMap((service) =>
           service.ports.map((port) => ({

@@ -21,6 +21,12 @@ import type { MergedService } from './types.ts';
 const NOTIFY_MS = 100;
 /** Signing chains kept per cluster (its controller's certificate is renewed and re-keyed on restart). */
 const SIGNERS_PER_CLUSTER = 8;
+/**
+ * Records (and heartbeats) of one cluster held until that cluster's signer arrives, at most;
+ * more are refused (`waiting_full`). One key holds one entry, so a cluster that exports this
+ * many services fits; a writer making up names cannot grow the list past it.
+ */
+export const MAX_WAITING_PER_CLUSTER = 10_000;
 /** A watcher that delivered nothing this long while the bucket moved on is replaced. */
 const STALL_MS = 10_000;
 
@@ -143,7 +149,9 @@ export class CatalogBus {
 export class CatalogSync {
   readonly state = new CatalogState();
   private readonly signers = new Map<string, VerifiedSigner>();
+  /** Entries whose cluster's signer is not known yet, by key, and how many per cluster. */
   private readonly waiting = new Map<string, string>();
+  private readonly waitingPerCluster = new Map<string, number>();
   private readonly refused: Counter;
   private readonly lag: Histogram;
   private readonly peers = new Map<string, PeerRecord>();
@@ -208,6 +216,17 @@ export class CatalogSync {
       collect() {
         this.reset();
         for (const peer of peerStatus()) this.set({ cluster: peer.cluster }, peer.stale ? 1 : 0);
+      },
+    });
+    const waitingPerCluster = this.waitingPerCluster;
+    new Gauge({
+      name: 'causeway_catalog_records_waiting',
+      help: "Records and heartbeats held until their cluster's signer is known, by cluster.",
+      labelNames: ['cluster'],
+      registers: options.registry ? [options.registry] : [],
+      collect() {
+        this.reset();
+        for (const [cluster, count] of waitingPerCluster) this.set({ cluster }, count);
       },
     });
     new Gauge({
@@ -425,7 +444,7 @@ export class CatalogSync {
   private applySigned(key: string, parsed: unknown, text?: string): ApplyOutcome | undefined {
     const verdict = verifyExportRecord(parsed, this.signers);
     if (!verdict.ok) {
-      if (verdict.reason === 'unknown_signer') this.waiting.set(key, text ?? JSON.stringify(parsed));
+      if (verdict.reason === 'unknown_signer') this.wait(key, text ?? JSON.stringify(parsed));
       else this.refused.inc({ reason: verdict.reason });
       return undefined;
     }
@@ -462,7 +481,7 @@ export class CatalogSync {
     }
     const verdict = verifyHeartbeat(parsed, this.signers);
     if (!verdict.ok) {
-      if (verdict.reason === 'unknown_signer') this.waiting.set(key, text);
+      if (verdict.reason === 'unknown_signer') this.wait(key, text);
       else this.refused.inc({ reason: verdict.reason });
       return;
     }
@@ -521,7 +540,28 @@ export class CatalogSync {
     }
     const pending = [...this.waiting];
     this.waiting.clear();
+    this.waitingPerCluster.clear();
     for (const [key, text] of pending) this.onEntry(key, text);
+  }
+
+  /** Per cluster, the records and heartbeats held until its signer is known (none: absent). */
+  waitingForSigner(): Record<string, number> {
+    return Object.fromEntries(this.waitingPerCluster);
+  }
+
+  /** Holds an entry until its cluster's signer is known, within the per-cluster bound. */
+  private wait(key: string, text: string): void {
+    // `export.<cluster>.<namespace>.<name>` or `heartbeat.<cluster>`.
+    const cluster = key.split('.')[1] ?? '';
+    if (!this.waiting.has(key)) {
+      const count = this.waitingPerCluster.get(cluster) ?? 0;
+      if (count >= MAX_WAITING_PER_CLUSTER) {
+        this.refused.inc({ reason: 'waiting_full' });
+        return;
+      }
+      this.waitingPerCluster.set(cluster, count + 1);
+    }
+    this.waiting.set(key, text);
   }
 }
 

@@ -34,6 +34,7 @@ export {
   CatalogSync,
   exportKey,
   heartbeatKey,
+  MAX_WAITING_PER_CLUSTER,
   signerKey,
   type PeerStatus,
 } from './catalog-sync.ts';

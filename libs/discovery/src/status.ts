@@ -12,6 +12,8 @@ export interface ControllerStatus {
   readonly natsConnected: boolean;
   /** Why NATS is (not) connected, and since when (absent from older controllers). */
   readonly nats?: NatsCondition;
+  /** Per cluster, records held until that cluster's signer is known (absent from older controllers). */
+  readonly waitingForSigner?: Readonly<Record<string, number>>;
   readonly catalogRunning: boolean;
   /** Where this cluster's objects come from. */
   readonly mode?: 'kubernetes' | 'files';
