@@ -4,6 +4,7 @@
 // Valid=False with the file and field, and the controller keeps running.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,8 +16,10 @@ import {
   type SnapshotMessage,
   type Workload,
 } from '@causeway/discovery';
-import { connect } from '@nats-io/transport-node';
-import { CatalogBus, exportKey } from '@causeway/catalog';
+import { jetstream } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { connect, headers } from '@nats-io/transport-node';
+import { CATALOG_BUCKET, CatalogBus, CatalogSync, exportKey, signerKey } from '@causeway/catalog';
 import { TrustDirectory } from '@causeway/pki';
 import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
 import {
@@ -409,6 +412,55 @@ test("a record whose cluster's signer is unknown waits, and the controllers coun
       controllers.get('west')!.adminUrl,
     ]);
     assert.match(stdout, /Waiting for their cluster's signer: ghost 1/);
+  } finally {
+    await connection.close();
+  }
+});
+
+test('a wiped catalog comes back: deleted, purged and rolled-up keys are published again, and a newcomer sees it all', async () => {
+  const connection = await connect({ servers: env.nats!.url });
+  try {
+    const kv = await new Kvm(connection).open(CATALOG_BUCKET);
+    const bus = await CatalogBus.open(connection);
+    const cart = exportKey('east', 'shop', 'cart');
+    /** East's signer and cart are in the bucket, put there after the message numbered `after`. */
+    const eastKeysBack = (after: number) => async (): Promise<void> => {
+      for (const key of [signerKey('east'), cart]) {
+        const entry = await kv.get(key);
+        assert.equal(entry?.operation, 'PUT', `${key} is not back`);
+        assert.ok(entry.revision > after, `${key} is the old one (${entry.revision} <= ${after})`);
+      }
+    };
+    await eastKeysBack(0)();
+    // Deleted and purged: put back at once (the controller watches its own keys).
+    await kv.delete(cart);
+    const purged = await kv
+      .purge(signerKey('east'))
+      .then(async () => (await kv.status()).streamInfo.state.last_seq);
+    await eventually(eastKeysBack(purged), 5_000);
+    // A rollup of the whole bucket leaves one message: back at the next repair (10 s, ±20%).
+    const rollup = headers();
+    rollup.set('Nats-Rollup', 'all');
+    const ack = await jetstream(connection).publish(`$KV.${CATALOG_BUCKET}.junk`, 'x', { headers: rollup });
+    await eventually(eastKeysBack(ack.seq), 15_000);
+    // A controller that starts reading now gets east's cart, verified.
+    const root = await new TrustDirectory(dir).activeRoot();
+    const newcomer = new CatalogSync({
+      trustDomain: TD,
+      roots: () => [new X509Certificate(root.certificatePem)],
+      onCatalog: () => {},
+    });
+    await newcomer.attach(bus);
+    try {
+      await eventually(async () => {
+        const live = newcomer.state
+          .live()
+          .map((record) => `${record.cluster}/${record.namespace}/${record.name}`);
+        assert.ok(live.includes('east/shop/cart'), live.join(' '));
+      }, 10_000);
+    } finally {
+      newcomer.detach();
+    }
   } finally {
     await connection.close();
   }

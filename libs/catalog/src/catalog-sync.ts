@@ -64,6 +64,22 @@ export class CatalogBus {
     return await this.kv.put(exportKey(cluster, namespace, name), JSON.stringify(signed));
   }
 
+  /**
+   * The current value of each of a cluster's own keys (its signer and its export records);
+   * a deleted or purged key is absent. For the controller's repair of what it published.
+   */
+  async ownEntries(cluster: string): Promise<Map<string, string>> {
+    const found = new Map<string, string>();
+    const read = async (key: string): Promise<void> => {
+      const entry = await this.kv.get(key);
+      if (entry?.operation === 'PUT') found.set(key, entry.string());
+    };
+    await read(signerKey(cluster));
+    // (One filter per listing: servers before 2.10 take no more.)
+    for await (const key of await this.kv.keys(`export.${cluster}.>`)) await read(key);
+    return found;
+  }
+
   /** Writes raw text under a key (tests use it to play an attacker). */
   async putRaw(key: string, text: string): Promise<number> {
     return await this.kv.put(key, text);
@@ -75,7 +91,11 @@ export class CatalogBus {
    * newer than the last one delivered while nothing arrived for STALL_MS, a new watcher
    * resumes right after the last delivered sequence.
    */
-  async watch(onEntry: (key: string, text: string) => void): Promise<() => void> {
+  async watch(
+    onEntry: (key: string, text: string) => void,
+    /** A key deleted or purged (its last value stands in the catalog: fail static). */
+    onRemoved?: (key: string) => void,
+  ): Promise<() => void> {
     let stopped = false;
     let lastSequence = 0;
     let lastEntryAt = Date.now();
@@ -96,6 +116,7 @@ export class CatalogBus {
             lastSequence = Math.max(lastSequence, entry.revision);
             lastEntryAt = Date.now();
             if (entry.operation === 'PUT') onEntry(entry.key, entry.string());
+            else onRemoved?.(entry.key);
           }
         } catch {
           // Handled below: a watcher that stops is replaced.
@@ -180,6 +201,8 @@ export class CatalogSync {
       statePath?: string;
       /** A cluster whose last heartbeat is older than this is stale (default 30 s). */
       staleAfterMs?: number;
+      /** A key was deleted or purged on NATS (the catalog keeps its last value). */
+      onRemoved?: (key: string) => void;
     },
   ) {
     this.journal = options.statePath ? new CatalogJournal(options.statePath) : undefined;
@@ -405,7 +428,10 @@ export class CatalogSync {
   private compacting = false;
 
   async attach(bus: CatalogBus): Promise<void> {
-    this.stop = await bus.watch((key, text) => this.onEntry(key, text));
+    this.stop = await bus.watch(
+      (key, text) => this.onEntry(key, text),
+      (key) => this.options.onRemoved?.(key),
+    );
   }
 
   detach(): void {

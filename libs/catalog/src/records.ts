@@ -1,6 +1,5 @@
-import type { X509Certificate } from 'node:crypto';
-import { sign, verify, type KeyObject } from 'node:crypto';
-import { PkiError, verifySvid } from '@causeway/pki';
+import { sign, verify, X509Certificate, type KeyObject } from 'node:crypto';
+import { PkiError, splitPemCertificates, verifySvid } from '@causeway/pki';
 import type { ExportedService } from './types.ts';
 
 /**
@@ -99,6 +98,34 @@ export type RecordRefusal = 'malformed' | 'unknown_signer' | 'wrong_cluster' | '
  * the record's own cluster's controller (a cluster publishes only for itself), and the
  * signature must verify.
  */
+/** `verifySigner` for a chain in PEM (as published under `signer.<cluster>`). */
+export function verifySignerPem(
+  chainPem: string,
+  roots: readonly X509Certificate[],
+  trustDomain: string,
+): VerifiedSigner {
+  return verifySigner(
+    splitPemCertificates(chainPem).map((pem) => new X509Certificate(pem)),
+    roots,
+    trustDomain,
+  );
+}
+
+/**
+ * Whether `text` (a value read from the bucket) is `record` exactly, signed by `signer`: what
+ * a controller checks of its own records when it repairs the bucket.
+ */
+export function storedAs(text: string, record: ExportRecord, signer: VerifiedSigner): boolean {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return false;
+  }
+  const verdict = verifyExportRecord(parsed, new Map([[signer.fingerprint, signer]]));
+  return verdict.ok && canonicalRecordBytes(verdict.record).equals(canonicalRecordBytes(record));
+}
+
 export function verifyExportRecord(
   signed: unknown,
   signers: ReadonlyMap<string, VerifiedSigner>,

@@ -6,8 +6,12 @@ import {
   CatalogSync,
   conflictCondition,
   type ConditionValue,
+  exportKey,
+  signerKey,
   signExportRecord,
   signHeartbeat,
+  storedAs,
+  verifySignerPem,
   withdrawals,
   type CatalogBus,
   type ClustersetService,
@@ -40,6 +44,12 @@ export interface CatalogControllerOptions {
   readonly heartbeatIntervalMs?: number;
   /** A peer without a heartbeat for this long is stale (default 30 s). */
   readonly staleAfterMs?: number;
+  /**
+   * How often the controller reads its own keys back from NATS and re-publishes what is
+   * missing or not as it published it (default 10 s, each wait drawn within ±20%). A
+   * deleted or purged own key is repaired at once.
+   */
+  readonly repairIntervalMs?: number;
   /** Called after anything proxies see has changed (catalog, local endpoints, liveness). */
   readonly onChange?: () => void;
   readonly onError?: (error: unknown) => void;
@@ -237,6 +247,11 @@ export async function startCatalogController(options: CatalogControllerOptions):
     registry: options.registry,
     statePath: options.statePath,
     staleAfterMs: options.staleAfterMs,
+    // One of our own keys deleted or purged: put back now, not at the next periodic repair.
+    onRemoved: (key) => {
+      if (key === signerKey(options.cluster) || key.startsWith(`export.${options.cluster}.`))
+        scheduleRepair(200);
+    },
     onCatalog: (catalog) => {
       refresh();
       conditions = conditions
@@ -338,6 +353,62 @@ export async function startCatalogController(options: CatalogControllerOptions):
     await bus.putSigner(options.cluster, chain);
     announcedChain = chain;
   };
+  /**
+   * Reads this cluster's keys back and puts again what is missing or differs from what it
+   * published (the bucket wiped, purged, rolled up, or written over): the signer as it is
+   * now, and each record with a new revision (so that every controller takes it again).
+   */
+  let repairing: Promise<void> | undefined;
+  /** Asked for while a repair was reading: it may have read before the change, so once more. */
+  let repairAgain = false;
+  const repair = (): Promise<void> => {
+    if (repairing) {
+      repairAgain = true;
+      return repairing;
+    }
+    return repairOnce();
+  };
+  const repairOnce = (): Promise<void> =>
+    (repairing = (async () => {
+      if (!bus) return;
+      const current = await bus.ownEntries(options.cluster);
+      const identity = options.identity();
+      if (current.get(signerKey(options.cluster)) !== identity.chainPem) {
+        options.log?.('SignerRepaired', { cluster: options.cluster });
+        announcedChain = undefined;
+        await announceSigner();
+      }
+      const signer = verifySignerPem(identity.chainPem, options.roots(), options.trustDomain);
+      for (const [key, record] of [...published]) {
+        // On its way already.
+        if (unpublished.has(key)) continue;
+        const text = current.get(exportKey(options.cluster, record.namespace, record.name));
+        if (text !== undefined && storedAs(text, record, signer)) continue;
+        options.log?.('RecordRepaired', { service: key, missing: text === undefined });
+        publish({ ...record, revision: Math.max(record.revision + 1, Date.now()) });
+      }
+    })()
+      .catch(onError)
+      .finally(() => {
+        repairing = undefined;
+      })
+      .then(() => {
+        if (!repairAgain || repairsStopped) return;
+        repairAgain = false;
+        return repair();
+      }));
+  let repairTimer: NodeJS.Timeout | undefined;
+  let repairsStopped = false;
+  const repairEvery = options.repairIntervalMs ?? 10_000;
+  const scheduleRepair = (delayMs: number): void => {
+    if (repairsStopped) return;
+    clearTimeout(repairTimer);
+    repairTimer = setTimeout(() => {
+      void repair().finally(() => scheduleRepair(repairEvery * (0.8 + 0.4 * Math.random())));
+    }, delayMs);
+    repairTimer.unref();
+  };
+
   const resign = (): void => {
     void announceSigner().then(() => {
       for (const record of [...published.values()])
@@ -363,6 +434,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
       await sync.attach(catalogBus);
       stopWatch = () => sync.detach();
       tick();
+      scheduleRepair(repairEvery * (0.8 + 0.4 * Math.random()));
     },
     resign,
     clusterset,
@@ -396,6 +468,9 @@ export async function startCatalogController(options: CatalogControllerOptions):
       [...published.entries()].map(([key, record]) => ({ record, published: !unpublished.has(key) })),
     stop: async () => {
       clearInterval(timer);
+      repairsStopped = true;
+      clearTimeout(repairTimer);
+      await repairing;
       await source.stop();
       await reconciler.stop();
       stopWatch?.();
