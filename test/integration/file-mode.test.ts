@@ -432,6 +432,12 @@ test('a wiped catalog comes back: deleted, purged and rolled-up keys are publish
       }
     };
     await eastKeysBack(0)();
+    // Left alone, nothing is put again: a repair period (10 s, ±20%) later, the same revisions.
+    const revisions = async () =>
+      Promise.all([signerKey('east'), cart].map(async (key) => (await kv.get(key))?.revision));
+    const settled = await revisions();
+    await new Promise((resolve) => setTimeout(resolve, 12_500));
+    assert.deepEqual(await revisions(), settled, 'the controller re-published what had not changed');
     // Deleted and purged: put back at once (the controller watches its own keys).
     await kv.delete(cart);
     const purged = await kv
