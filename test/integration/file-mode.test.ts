@@ -477,23 +477,26 @@ test('with NATS stopped the controllers say so within 5 s (status, condition, me
     /^causeway_nats_connected (\d)/m.exec(
       await (await fetch(`${controllers.get(cluster)!.adminUrl}/metrics`)).text(),
     )?.[1];
-  for (const cluster of CLUSTERS) {
+  /** What a controller says of NATS: its status flag, the condition's reason, and the metric. */
+  const natsIs = async (cluster: string, connected: boolean, reason: string, message?: RegExp) => {
     const current = await status(cluster);
-    assert.equal(current.natsConnected, true);
-    assert.equal(current.nats?.reason, 'Connected');
-    assert.equal(await metric(cluster), '1');
-  }
+    assert.equal(
+      current.natsConnected,
+      connected,
+      connected ? `${cluster} did not reconnect` : `${cluster} still says NATS is connected`,
+    );
+    assert.equal(current.nats?.reason, reason);
+    if (message) assert.match(current.nats!.message, message);
+    assert.equal(await metric(cluster), connected ? '1' : '0');
+  };
+  /** Every controller says it within `ms`. */
+  const everywhere = (ms: number, ...expected: [boolean, string, RegExp?]) =>
+    Promise.all(CLUSTERS.map((cluster) => eventually(() => natsIs(cluster, ...expected), ms)));
+  for (const cluster of CLUSTERS) await natsIs(cluster, true, 'Connected');
   await env.nats!.stop();
   const stopped = Date.now();
   try {
-    for (const cluster of CLUSTERS)
-      await eventually(async () => {
-        const current = await status(cluster);
-        assert.equal(current.natsConnected, false, `${cluster} still says NATS is connected`);
-        assert.equal(current.nats?.reason, 'Disconnected');
-        assert.match(current.nats!.message, /lost the connection to .*; reconnecting/);
-        assert.equal(await metric(cluster), '0');
-      }, 5_000);
+    await everywhere(5_000, false, 'Disconnected', /lost the connection to .*; reconnecting/);
     assert.ok(Date.now() - stopped < 5_000, `took ${Date.now() - stopped} ms`);
     const { stdout } = await run(process.execPath, [
       cli,
@@ -505,32 +508,15 @@ test('with NATS stopped the controllers say so within 5 s (status, condition, me
   } finally {
     await env.nats!.restart();
   }
-  const reconnected = () =>
-    Promise.all(
-      CLUSTERS.map((cluster) =>
-        eventually(async () => {
-          const current = await status(cluster);
-          assert.equal(current.natsConnected, true, `${cluster} did not reconnect`);
-          assert.equal(current.nats?.reason, 'Connected');
-          assert.equal(await metric(cluster), '1');
-        }, 30_000),
-      ),
-    );
-  await reconnected();
+  await everywhere(30_000, true, 'Connected');
 
   // A server that hangs keeps its connections open: three unanswered PINGs, 2 s apart, tell.
   const pid = env.nats!.process().pid!;
   process.kill(pid, 'SIGSTOP');
   try {
-    for (const cluster of CLUSTERS)
-      await eventually(async () => {
-        const current = await status(cluster);
-        assert.equal(current.natsConnected, false, `${cluster} still says NATS is connected`);
-        assert.equal(current.nats?.reason, 'Stale');
-        assert.equal(await metric(cluster), '0');
-      }, 15_000);
+    await everywhere(15_000, false, 'Stale');
   } finally {
     process.kill(pid, 'SIGCONT');
   }
-  await reconnected();
+  await everywhere(30_000, true, 'Connected');
 });

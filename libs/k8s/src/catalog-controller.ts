@@ -400,11 +400,13 @@ export async function startCatalogController(options: CatalogControllerOptions):
   let repairTimer: NodeJS.Timeout | undefined;
   let repairsStopped = false;
   const repairEvery = options.repairIntervalMs ?? 10_000;
+  /** The wait before the next periodic repair: the interval, ±20%. */
+  const nextRepairIn = (): number => repairEvery * (0.8 + 0.4 * Math.random());
   const scheduleRepair = (delayMs: number): void => {
     if (repairsStopped) return;
     clearTimeout(repairTimer);
     repairTimer = setTimeout(() => {
-      void repair().finally(() => scheduleRepair(repairEvery * (0.8 + 0.4 * Math.random())));
+      void repair().finally(() => scheduleRepair(nextRepairIn()));
     }, delayMs);
     repairTimer.unref();
   };
@@ -434,7 +436,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
       await sync.attach(catalogBus);
       stopWatch = () => sync.detach();
       tick();
-      scheduleRepair(repairEvery * (0.8 + 0.4 * Math.random()));
+      scheduleRepair(nextRepairIn());
     },
     resign,
     clusterset,
