@@ -6,3 +6,4 @@ export { envName, readEnvironment } from './env.ts';
 export { listenAddress, logLevel, splitAddress } from './address.ts';
 export { durationSetting, formatDuration, parseDuration } from './duration.ts';
 export { StateFile } from './state-file.ts';
+export { Backoff, jitter } from './backoff.ts';
