@@ -1,13 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
-import {
-  DEFAULT_PATH_NORMALIZATION,
-  normalizePath,
-  type NormalizedPath,
-  type PathNormalizationOptions,
-  type PathRefusalCode,
-} from './index.ts';
+import { DEFAULT_PATH_NORMALIZATION, normalizePath, type PathNormalizationOptions } from './index.ts';
+import type { NormalizedPath, PathRefusalCode } from './path.ts';
 
 /** A normalized target, or the code of a 400. */
 type Expected = string | PathRefusalCode;

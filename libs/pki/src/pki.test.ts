@@ -19,8 +19,8 @@ import {
   verifyTrustBundle,
   type CertificateAuthority,
   type KeyType,
-  type PkiErrorCode,
 } from './index.ts';
+import type { PkiErrorCode } from './errors.ts';
 
 const TD = 'causeway.test';
 const HOUR = 3_600_000;

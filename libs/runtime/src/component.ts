@@ -149,18 +149,24 @@ export async function runComponent<C = undefined>(
 
   const logger = createLogger({ component: definition.name, level: config.logLevel });
   const registry = createRegistry({ component: definition.name, version: CAUSEWAY_VERSION });
-  const running = await definition.start({ config, settings, logger, registry });
-  const { host, port } = splitAddress(config.adminAddress);
-  const admin = await startAdminServer({
-    host,
-    port,
-    registry,
-    readiness: () => running.readiness(),
-    debug: running.debug,
-  });
-  logger.info({ admin: admin.url, version: CAUSEWAY_VERSION }, 'started');
+  const starting = (async () => {
+    const running = await definition.start({ config, settings, logger, registry });
+    const { host, port } = splitAddress(config.adminAddress);
+    const admin = await startAdminServer({
+      host,
+      port,
+      registry,
+      readiness: () => running.readiness(),
+      debug: running.debug,
+    });
+    return { running, admin };
+  })();
+  // From the first moment: a signal during the start stops what has started once it has.
   onShutdownSignal(logger, async () => {
-    await running.stop();
-    await admin.close();
+    const started = await starting.catch(() => undefined);
+    await started?.running.stop();
+    await started?.admin.close();
   });
+  const { admin } = await starting;
+  logger.info({ admin: admin.url, version: CAUSEWAY_VERSION }, 'started');
 }

@@ -1,11 +1,5 @@
 /** Logs, metrics and the admin port shared by every Causeway process. */
 export { createLogger, type Logger } from './logger.ts';
 export { createRegistry } from './metrics.ts';
-export {
-  startAdminServer,
-  type AdminServer,
-  type AdminServerOptions,
-  type DebugPages,
-  type Readiness,
-} from './admin-server.ts';
+export { startAdminServer, type DebugPages, type Readiness } from './admin-server.ts';
 export { onShutdownSignal } from './shutdown.ts';

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { test } from 'node:test';
-import { freePorts, serviceCidrFor, TestbedError } from './index.ts';
+import { TestbedError } from './errors.ts';
+import { serviceCidrFor } from './kube.ts';
+import { freePorts } from './ports.ts';
 import { looksLikePortClash, startWithPortRetry } from './managed-process.ts';
 
 test('each simulated cluster gets its own service CIDR', () => {
