@@ -9,7 +9,8 @@ import {
   issueIntermediateCa,
   loadCertificateAuthority,
 } from '@causeway/pki';
-import { CatalogSync, exportKey, MAX_WAITING_PER_CLUSTER, signerKey, signExportRecord } from './index.ts';
+import { MAX_WAITING_PER_CLUSTER } from './catalog-sync.ts';
+import { CatalogSync, exportKey, signerKey, signExportRecord } from './index.ts';
 
 const TD = 'mesh.test';
 
@@ -72,4 +73,44 @@ test("records that come before their cluster's signer are held, counted and boun
   assert.deepEqual(sync.waitingForSigner(), {});
   assert.equal(await waitingMetric(), undefined);
   assert.equal(sync.state.live().length, MAX_WAITING_PER_CLUSTER);
+});
+
+test('the waiting list is bounded over all clusters too, in entries and in characters', async () => {
+  const sync = new CatalogSync({
+    trustDomain: TD,
+    roots: () => [],
+    onCatalog: () => {},
+    waitingLimits: { perCluster: 3, total: 5, chars: 2_000 },
+  });
+  const unsigned = (cluster: string, name: string, padding = 0) =>
+    [
+      exportKey(cluster, 'shop', name),
+      JSON.stringify({
+        record: {
+          cluster,
+          namespace: 'shop',
+          name,
+          type: 'ClusterSetIP',
+          sessionAffinity: 'None',
+          exportCreatedAt: '2026-11-01T10:00:00Z',
+          ports: [{ protocol: 'TCP', port: 80 }],
+          revision: 1,
+          gatewayAddresses: [],
+          readyEndpoints: 0,
+          identities: ['x'.repeat(padding)],
+        },
+        signer: 'f'.repeat(64),
+        signature: 'c2ln',
+      }),
+    ] as const;
+  // A writer making up cluster names: 3 per cluster, 5 in all.
+  for (const cluster of ['ghost-a', 'ghost-b', 'ghost-c'])
+    for (const name of ['one', 'two', 'three', 'four']) sync.onEntry(...unsigned(cluster, name));
+  assert.deepEqual(sync.waitingForSigner(), { 'ghost-a': 3, 'ghost-b': 2 });
+  assert.equal((await sync.refusals()).waiting_full, 7);
+  // A big entry does not fit in what is left of the characters, even in place of a small one.
+  const big = unsigned('ghost-a', 'one', 1_500);
+  sync.onEntry(...big);
+  assert.equal((await sync.refusals()).waiting_full, 8);
+  assert.deepEqual(sync.waitingForSigner(), { 'ghost-a': 3, 'ghost-b': 2 });
 });

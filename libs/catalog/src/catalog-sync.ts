@@ -1,6 +1,4 @@
 import { X509Certificate } from 'node:crypto';
-import { Kvm, type KV } from '@nats-io/kv';
-import type { NatsConnection } from '@nats-io/transport-node';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { splitPemCertificates } from '@causeway/pki';
 import { mergeCatalog, mergeService } from './merge.ts';
@@ -10,15 +8,17 @@ import {
   verifySigner,
   type ExportRecord,
   type SignedExportRecord,
-  type SignedHeartbeat,
   type VerifiedSigner,
 } from './records.ts';
+import { RecordInterner } from './intern.ts';
 import { CatalogJournal, type PeerRecord } from './journal.ts';
 import { CatalogState, type ApplyOutcome } from './state.ts';
 import type { MergedService } from './types.ts';
 
 /** Least time between two `onCatalog` calls during a burst of records. */
 const NOTIFY_MS = 100;
+/** The longest a notification waits behind the previous one (see `changed`). */
+const MAX_NOTIFY_MS = 1_000;
 /** Signing chains kept per cluster (its controller's certificate is renewed and re-keyed on restart). */
 const SIGNERS_PER_CLUSTER = 8;
 /**
@@ -27,9 +27,12 @@ const SIGNERS_PER_CLUSTER = 8;
  * many services fits; a writer making up names cannot grow the list past it.
  */
 export const MAX_WAITING_PER_CLUSTER = 10_000;
-/** A watcher that delivered nothing this long while the bucket moved on is replaced. */
-const STALL_MS = 10_000;
-
+/**
+ * And over all clusters: entries, and their text in characters. Where any writer may make
+ * up cluster names too (a bucket without per-cluster permissions), the list stops there.
+ */
+export const MAX_WAITING = 100_000;
+export const MAX_WAITING_CHARS = 64 * 2 ** 20;
 /** The JetStream KV bucket of the federated catalog. */
 export const CATALOG_BUCKET = 'causeway-catalog';
 /** `export.<cluster>.<namespace>.<service>`: namespaces and names are DNS labels, no dots. */
@@ -40,125 +43,16 @@ export const heartbeatKey = (cluster: string): string => `heartbeat.${cluster}`;
 /** `signer.<cluster>`: the PEM chain of the cluster controller's signing certificate. */
 export const signerKey = (cluster: string): string => `signer.${cluster}`;
 
-/** The catalog bucket: the only code that touches NATS for catalog records. */
-export class CatalogBus {
-  /** How often a stopped or stalled watcher was replaced. */
-  watcherRestarts = 0;
-
-  private constructor(private readonly kv: KV) {}
-
-  static async open(connection: NatsConnection): Promise<CatalogBus> {
-    return new CatalogBus(await new Kvm(connection).create(CATALOG_BUCKET, { history: 5 }));
-  }
-
-  async putSigner(cluster: string, chainPem: string): Promise<number> {
-    return await this.kv.put(signerKey(cluster), chainPem);
-  }
-
-  async putHeartbeat(signed: SignedHeartbeat): Promise<number> {
-    return await this.kv.put(heartbeatKey(signed.heartbeat.cluster), JSON.stringify(signed));
-  }
-
-  async putRecord(signed: SignedExportRecord): Promise<number> {
-    const { cluster, namespace, name } = signed.record;
-    return await this.kv.put(exportKey(cluster, namespace, name), JSON.stringify(signed));
-  }
-
-  /**
-   * The current value of each of a cluster's own keys (its signer and its export records);
-   * a deleted or purged key is absent. For the controller's repair of what it published.
-   */
-  async ownEntries(cluster: string): Promise<Map<string, string>> {
-    const found = new Map<string, string>();
-    const read = async (key: string): Promise<void> => {
-      const entry = await this.kv.get(key);
-      if (entry?.operation === 'PUT') found.set(key, entry.string());
-    };
-    await read(signerKey(cluster));
-    // (One filter per listing: servers before 2.10 take no more.)
-    for await (const key of await this.kv.keys(`export.${cluster}.>`)) await read(key);
-    return found;
-  }
-
-  /** Writes raw text under a key (tests use it to play an attacker). */
-  async putRaw(key: string, text: string): Promise<number> {
-    return await this.kv.put(key, text);
-  }
-
-  /**
-   * Current values, then every change, of every key. One watcher (one sequence order for
-   * the whole bucket) with a watchdog: if the watcher ends, or the bucket holds records
-   * newer than the last one delivered while nothing arrived for STALL_MS, a new watcher
-   * resumes right after the last delivered sequence.
-   */
-  async watch(
+/**
+ * Where the catalog's entries come from: the current value of every key, then every change,
+ * in one order (the NATS adapter is `CatalogBus` in `@causeway/nats`).
+ */
+export interface CatalogFeed {
+  watch(
     onEntry: (key: string, text: string) => void,
     /** A key deleted or purged (its last value stands in the catalog: fail static). */
     onRemoved?: (key: string) => void,
-  ): Promise<() => void> {
-    let stopped = false;
-    let lastSequence = 0;
-    let lastEntryAt = Date.now();
-    let current: Awaited<ReturnType<KV['watch']>> | undefined;
-    const start = async (): Promise<void> => {
-      const watcher = await this.kv.watch({
-        key: '>',
-        ...(lastSequence > 0 ? { resumeFromRevision: lastSequence + 1 } : {}),
-      });
-      if (stopped) {
-        watcher.stop();
-        return;
-      }
-      current = watcher;
-      void (async () => {
-        try {
-          for await (const entry of watcher) {
-            lastSequence = Math.max(lastSequence, entry.revision);
-            lastEntryAt = Date.now();
-            if (entry.operation === 'PUT') onEntry(entry.key, entry.string());
-            else onRemoved?.(entry.key);
-          }
-        } catch {
-          // Handled below: a watcher that stops is replaced.
-        }
-        if (!stopped && current === watcher) restart();
-      })();
-    };
-    let restarting = false;
-    const restart = (): void => {
-      if (restarting || stopped) return;
-      restarting = true;
-      this.watcherRestarts++;
-      current?.stop();
-      current = undefined;
-      setTimeout(() => {
-        if (stopped) return;
-        start()
-          .catch(() => {})
-          .finally(() => {
-            restarting = false;
-          });
-      }, 500).unref();
-    };
-    await start();
-    const watchdog = setInterval(() => {
-      if (Date.now() - lastEntryAt < STALL_MS) return;
-      this.kv
-        .status()
-        .then((status) => {
-          if (status.streamInfo.state.last_seq > lastSequence && Date.now() - lastEntryAt >= STALL_MS)
-            restart();
-          else if (!current) restart();
-        })
-        .catch(() => {});
-    }, STALL_MS / 2);
-    watchdog.unref();
-    return () => {
-      stopped = true;
-      clearInterval(watchdog);
-      current?.stop();
-    };
-  }
+  ): Promise<() => void>;
 }
 
 /**
@@ -169,6 +63,7 @@ export class CatalogBus {
  */
 export class CatalogSync {
   readonly state = new CatalogState();
+  private readonly interner = new RecordInterner();
   private readonly signers = new Map<string, VerifiedSigner>();
   /** Entries whose cluster's signer is not known yet, by key, and how many per cluster. */
   private readonly waiting = new Map<string, string>();
@@ -203,6 +98,8 @@ export class CatalogSync {
       staleAfterMs?: number;
       /** A key was deleted or purged on NATS (the catalog keeps its last value). */
       onRemoved?: (key: string) => void;
+      /** Bounds of the list of entries waiting for their signer (tests make them small). */
+      waitingLimits?: { perCluster?: number; total?: number; chars?: number };
     },
   ) {
     this.journal = options.statePath ? new CatalogJournal(options.statePath) : undefined;
@@ -366,7 +263,11 @@ export class CatalogSync {
    * After a change: marks the service for merging (or merges everything, after a restore)
    * and tells `onCatalog` once the change is on disk — at once when it was quiet, otherwise at
    * most every NOTIFY_MS, so a burst (a cold sync of many records) costs a few
-   * notifications, not one per record.
+   * notifications, not one per record. A notification that took long to prepare (merging
+   * many services) spaces the next ones further apart (four times its cost, at most a
+   * second), so that a
+   * cold sync of a large catalog spends most of its time applying records, not merging
+   * the same services again and again.
    */
   private changed(serviceKey?: string): void {
     if (serviceKey === undefined) {
@@ -383,6 +284,9 @@ export class CatalogSync {
       this.notifyTimer = undefined;
       // The view is taken before the commit that covers it: everything in it is on disk
       // once the commit resolves. Changes applied meanwhile wait for the next round.
+      const merging = performance.now();
+      this.mergeDirty();
+      this.notifyCostMs = performance.now() - merging;
       const view = { catalog: new Map(this.catalog()), records: this.state.live() };
       void (this.journal?.commit() ?? Promise.resolve())
         .then(() => {
@@ -397,12 +301,15 @@ export class CatalogSync {
           this.notifyPending = false;
         });
     };
-    const wait = this.notifiedAt + NOTIFY_MS - Date.now();
+    const wait =
+      this.notifiedAt + Math.min(MAX_NOTIFY_MS, Math.max(NOTIFY_MS, 4 * this.notifyCostMs)) - Date.now();
     if (wait <= 0) notify();
     else this.notifyTimer = setTimeout(notify, wait);
   }
 
   private notifiedAt = 0;
+  /** How long the last notification's view took to prepare (ms). */
+  private notifyCostMs = 0;
   private notifyPending = false;
   private notifyTimer: NodeJS.Timeout | undefined;
   private peersJournaledAt = 0;
@@ -427,10 +334,14 @@ export class CatalogSync {
 
   private compacting = false;
 
-  async attach(bus: CatalogBus): Promise<void> {
-    this.stop = await bus.watch(
+  async attach(feed: CatalogFeed): Promise<void> {
+    this.stop = await feed.watch(
       (key, text) => this.onEntry(key, text),
-      (key) => this.options.onRemoved?.(key),
+      (key) => {
+        // A deleted key no longer waits for its signer.
+        this.unwait(key);
+        this.options.onRemoved?.(key);
+      },
     );
   }
 
@@ -479,20 +390,27 @@ export class CatalogSync {
       this.refused.inc({ reason: 'wrong_cluster' });
       return undefined;
     }
-    const outcome = this.state.apply(verdict.record);
+    // Kept with exactly its signed fields, sharing what it repeats of other records.
+    const record = this.interner.record(verdict.record);
+    const outcome = this.state.apply(record);
     if (!outcome.applied) {
       if (!this.restoring) this.refused.inc({ reason: outcome.reason });
       return outcome;
     }
     const { signer, signature } = parsed as SignedExportRecord;
-    const signed = { record: verdict.record, signer, signature };
+    const signed = { record, signer: this.interner.string(signer), signature };
     this.accepted.records.set(key, signed);
-    if (!this.restoring) this.journal?.append({ t: 'record', key, signed });
     if (!this.restoring) {
-      const lag = Math.max(0, Date.now() - verdict.record.revision);
+      // The text from NATS is the signed record as JSON already (one line: JSON.parse
+      // accepted it, and NATS values here are written by JSON.stringify).
+      if (text !== undefined && !text.includes('\n')) this.journal?.appendRecordText(key, text);
+      else this.journal?.append({ t: 'record', key, signed });
+    }
+    if (!this.restoring) {
+      const lag = Math.max(0, Date.now() - record.revision);
       this.lag.observe(lag / 1000);
-      this.lastLagMs.set(verdict.record.cluster, lag);
-      this.changed(`${verdict.record.namespace}/${verdict.record.name}`);
+      this.lastLagMs.set(record.cluster, lag);
+      this.changed(`${record.namespace}/${record.name}`);
     }
     return outcome;
   }
@@ -567,6 +485,7 @@ export class CatalogSync {
     const pending = [...this.waiting];
     this.waiting.clear();
     this.waitingPerCluster.clear();
+    this.waitingChars = 0;
     for (const [key, text] of pending) this.onEntry(key, text);
   }
 
@@ -575,21 +494,44 @@ export class CatalogSync {
     return Object.fromEntries(this.waitingPerCluster);
   }
 
-  /** Holds an entry until its cluster's signer is known, within the per-cluster bound. */
+  /** Holds an entry until its cluster's signer is known, within the bounds of the list. */
   private wait(key: string, text: string): void {
-    // `export.<cluster>.<namespace>.<name>` or `heartbeat.<cluster>`.
-    const cluster = key.split('.')[1] ?? '';
-    if (!this.waiting.has(key)) {
-      const count = this.waitingPerCluster.get(cluster) ?? 0;
-      if (count >= MAX_WAITING_PER_CLUSTER) {
-        this.refused.inc({ reason: 'waiting_full' });
-        return;
-      }
-      this.waitingPerCluster.set(cluster, count + 1);
+    const limits = this.options.waitingLimits ?? {};
+    const cluster = clusterOfKey(key);
+    const previous = this.waiting.get(key);
+    const chars = this.waitingChars - (previous?.length ?? 0) + text.length;
+    const count = this.waitingPerCluster.get(cluster) ?? 0;
+    if (
+      chars > (limits.chars ?? MAX_WAITING_CHARS) ||
+      (previous === undefined &&
+        (count >= (limits.perCluster ?? MAX_WAITING_PER_CLUSTER) ||
+          this.waiting.size >= (limits.total ?? MAX_WAITING)))
+    ) {
+      this.refused.inc({ reason: 'waiting_full' });
+      return;
     }
+    if (previous === undefined) this.waitingPerCluster.set(cluster, count + 1);
+    this.waitingChars = chars;
     this.waiting.set(key, text);
   }
+
+  /** Drops a key's entry from the waiting list. */
+  private unwait(key: string): void {
+    const text = this.waiting.get(key);
+    if (text === undefined) return;
+    this.waiting.delete(key);
+    this.waitingChars -= text.length;
+    const cluster = clusterOfKey(key);
+    const count = (this.waitingPerCluster.get(cluster) ?? 1) - 1;
+    if (count > 0) this.waitingPerCluster.set(cluster, count);
+    else this.waitingPerCluster.delete(cluster);
+  }
+
+  private waitingChars = 0;
 }
+
+/** `export.<cluster>.<namespace>.<name>` or `heartbeat.<cluster>`: the cluster. */
+const clusterOfKey = (key: string): string => key.split('.')[1] ?? '';
 
 /** A peer cluster as its heartbeats show it. */
 export interface PeerStatus {

@@ -1,4 +1,5 @@
-import { open, readFile, truncate } from 'node:fs/promises';
+import { appendFileSync } from 'node:fs';
+import { readFile, truncate } from 'node:fs/promises';
 import { StateFile } from '@causeway/config';
 import type { SignedExportRecord } from './records.ts';
 
@@ -19,6 +20,9 @@ export interface CatalogSnapshot {
   peers: Record<string, PeerRecord>;
 }
 
+/** Appended lines that are written at once, without waiting for a commit. */
+const BATCH_LINES = 1_000;
+
 /** One change, appended to the journal in the order it was accepted. */
 export type JournalEntry =
   | { readonly t: 'signer'; readonly cluster: string; readonly pem: string }
@@ -37,7 +41,9 @@ export class CatalogJournal {
   private readonly journalFile: string;
   private buffer: string[] = [];
   private lines = 0;
+  /** The compaction in progress, if any. */
   private chain: Promise<void> = Promise.resolve();
+  private compacting = false;
   private lastError: unknown;
 
   constructor(file: string) {
@@ -72,30 +78,46 @@ export class CatalogJournal {
 
   append(entry: JournalEntry): void {
     this.buffer.push(JSON.stringify(entry));
+    if (this.buffer.length >= BATCH_LINES && this.lastError === undefined) this.write();
   }
 
-  /** Writes what was appended so far; resolves once it is in the file. */
+  /**
+   * Appends a record entry whose signed record is already JSON text (as it came from NATS,
+   * verified): no second serialization of what was just parsed.
+   */
+  appendRecordText(key: string, signedText: string): void {
+    this.buffer.push(`{"t":"record","key":${JSON.stringify(key)},"signed":${signedText}}`);
+    if (this.buffer.length >= BATCH_LINES && this.lastError === undefined) this.write();
+  }
+
+  /**
+   * Writes what was appended so far (unless a compaction is replacing the files: then right
+   * after it). Resolves once it is in the file.
+   */
   commit(): Promise<void> {
-    this.chain = this.chain.then(async () => {
-      if (this.buffer.length === 0) return;
-      const batch = this.buffer;
-      this.buffer = [];
-      try {
-        const handle = await open(this.journalFile, 'a', 0o600);
-        try {
-          await handle.appendFile(`${batch.join('\n')}\n`);
-        } finally {
-          await handle.close();
-        }
-        this.lines += batch.length;
-        this.lastError = undefined;
-      } catch (error) {
-        // Kept for the next commit; the catalog in memory is unaffected.
-        this.buffer = [...batch, ...this.buffer];
-        this.lastError = error;
-      }
-    });
+    this.write();
     return this.chain;
+  }
+
+  /**
+   * Appends the buffered lines to the file, synchronously: one small write to the page
+   * cache per batch (no fsync). A burst (a cold sync of a large catalog) is written every
+   * BATCH_LINES as it comes (after a failed write, only at commits). Were writes left to the event loop, a backlog of NATS
+   * deliveries, which runs in microtasks, would hold them back with every line in memory.
+   */
+  private write(): void {
+    if (this.compacting || this.buffer.length === 0) return;
+    const batch = this.buffer;
+    this.buffer = [];
+    try {
+      appendFileSync(this.journalFile, `${batch.join('\n')}\n`, { mode: 0o600 });
+      this.lines += batch.length;
+      this.lastError = undefined;
+    } catch (error) {
+      // Kept for the next commit; the catalog in memory is unaffected.
+      this.buffer = [...batch, ...this.buffer];
+      this.lastError = error;
+    }
   }
 
   /** Journal lines on disk since the last snapshot. */
@@ -103,10 +125,15 @@ export class CatalogJournal {
     return this.lines;
   }
 
-  /** Replaces snapshot and journal with one new snapshot (after pending appends). */
+  /**
+   * Replaces snapshot and journal with one new snapshot of everything appended so far;
+   * what is appended meanwhile is written to the emptied journal after it.
+   */
   compact(snapshot: () => CatalogSnapshot): Promise<void> {
+    this.write();
+    this.compacting = true;
+    this.snapshotFile.write(snapshot());
     this.chain = this.chain.then(async () => {
-      this.snapshotFile.write(snapshot());
       try {
         await this.snapshotFile.flush();
         await truncate(this.journalFile, 0).catch((error: unknown) => {
@@ -115,6 +142,9 @@ export class CatalogJournal {
         this.lines = 0;
       } catch (error) {
         this.lastError = error;
+      } finally {
+        this.compacting = false;
+        this.write();
       }
     });
     return this.chain;

@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
 import { parse } from 'yaml';
-import { conflictCondition, mergeCatalog, mergeService, type ExportedService } from './index.ts';
+import { conflictCondition } from './index.ts';
+import { mergeCatalog, mergeService } from './merge.ts';
+import type { ExportedService } from './types.ts';
 
 const testdata = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../testdata');
 

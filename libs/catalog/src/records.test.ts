@@ -11,14 +11,9 @@ import {
   PkiError,
   type CertificateAuthority,
 } from '@causeway/pki';
-import {
-  CatalogState,
-  signExportRecord,
-  verifyExportRecord,
-  verifySigner,
-  type ExportRecord,
-  type VerifiedSigner,
-} from './index.ts';
+import { signExportRecord, type ExportRecord } from './index.ts';
+import { verifyExportRecord, verifySigner, type VerifiedSigner } from './records.ts';
+import { CatalogState } from './state.ts';
 
 const TD = 'mesh.test';
 
@@ -115,6 +110,22 @@ describe('signed export records', () => {
         'malformed',
       ],
       ['an unknown type', { ...signed, record: { ...record(), type: 'LoadBalancer' } }, 'malformed'],
+      // Signed, yet of the wrong types where the fields are optional.
+      ...(
+        [
+          ['a port name that is a number', { ports: [{ name: 7, protocol: 'TCP', port: 80 }] }],
+          ['a null port name', { ports: [{ name: null, protocol: 'TCP', port: 80 }] }],
+          ['an appProtocol that is an object', { ports: [{ protocol: 'TCP', port: 80, appProtocol: {} }] }],
+          ['a tombstone that is a string', { tombstone: 'yes' }],
+          ['a locality that is a string', { locality: 'eu' }],
+          ['a locality that is an array', { locality: ['eu'] }],
+          ['a zone that is a number', { locality: { region: 'eu', zone: 3 } }],
+        ] as Array<[string, Record<string, unknown>]>
+      ).map(([what, fields]): [string, unknown, string] => [
+        what,
+        signExportRecord({ ...record(), ...fields } as ExportRecord, east),
+        'malformed',
+      ]),
       ['null', null, 'malformed'],
       ['a string', 'export me', 'malformed'],
       ['an array', [1, 2], 'malformed'],

@@ -167,6 +167,7 @@ export function verifyExportRecord(
 }
 
 const isString = (value: unknown): value is string => typeof value === 'string';
+const optionalString = (value: unknown): boolean => value === undefined || typeof value === 'string';
 
 function isExportRecord(value: unknown): value is ExportRecord {
   const r = value as Record<string, unknown>;
@@ -187,13 +188,22 @@ function isExportRecord(value: unknown): value is ExportRecord {
         Number.isInteger(p.port) &&
         (p.port as number) > 0 &&
         (p.port as number) < 65536 &&
-        (p.protocol === 'TCP' || p.protocol === 'UDP' || p.protocol === 'SCTP'),
+        (p.protocol === 'TCP' || p.protocol === 'UDP' || p.protocol === 'SCTP') &&
+        optionalString(p.name) &&
+        optionalString(p.appProtocol),
     ) &&
     Array.isArray(r.gatewayAddresses) &&
     r.gatewayAddresses.every(isString) &&
     Number.isInteger(r.readyEndpoints) &&
     Array.isArray(r.identities) &&
-    r.identities.every(isString)
+    r.identities.every(isString) &&
+    (r.tombstone === undefined || typeof r.tombstone === 'boolean') &&
+    (r.locality === undefined ||
+      (r.locality !== null &&
+        typeof r.locality === 'object' &&
+        !Array.isArray(r.locality) &&
+        optionalString((r.locality as Record<string, unknown>).region) &&
+        optionalString((r.locality as Record<string, unknown>).zone)))
   );
 }
 
