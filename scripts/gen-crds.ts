@@ -1,8 +1,8 @@
-// Writes infra/crds/*.yaml from the definitions in libs/k8s/src/crds.
+// Writes infra/crds/*.yaml from the definitions in libs/cluster/src/crds.
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { renderCrdFiles } from '@causeway/k8s';
+import { renderCrdFiles } from '@causeway/cluster';
 
 const dir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../infra/crds');
 await mkdir(dir, { recursive: true });

@@ -1,6 +1,6 @@
 import { parseDuration } from '@causeway/config';
-import { MCS_GROUP } from './crds/index.ts';
-import type { ClusterSource, SourceObject } from './source.ts';
+import { MCS_GROUP } from '@causeway/cluster';
+import type { ClusterSource, SourceObject } from '@causeway/cluster';
 
 export interface TrafficPolicyObject extends SourceObject {
   spec?: {

@@ -10,9 +10,11 @@ import {
   type ServiceExportView,
   type ServiceView,
 } from '@causeway/catalog';
-import type { ClusterSource, SourceEvent, SourceObject } from './source.ts';
+import type { ClusterSource, SourceEvent, SourceObject } from '@causeway/cluster';
 
 const SERVICE_NAME_LABEL = 'kubernetes.io/service-name';
+/** What an export is derived from: until each has been listed, no export is derived. */
+const INPUT_KINDS = ['ServiceExport', 'Service', 'EndpointSlice', 'Pod'] as const;
 
 /** A change this reconciler publishes: an export (new or updated) or an unexport. */
 export type LocalExportEvent =
@@ -47,6 +49,8 @@ export class ExportReconciler {
   private readonly exported = new Map<string, string>();
   private revision = Date.now();
   private stopped = false;
+  /** Keys seen before every input kind was listed (see {@link release}). */
+  private readonly held = new Set<string>();
 
   constructor(
     private readonly options: {
@@ -89,6 +93,34 @@ export class ExportReconciler {
       default:
         return false;
     }
+  }
+
+  /**
+   * Queues what was held back while a kind an export reads had not been listed yet (a
+   * controller restarted while its API server failed some lists): publishing then would
+   * replace a good record with one missing endpoints. Called on every tick.
+   */
+  release(): void {
+    if (this.held.size === 0 || !this.listedAll()) return;
+    for (const key of this.held) this.enqueue(key);
+    this.held.clear();
+  }
+
+  /**
+   * Whether every export has been derived from complete lists: none held back, none
+   * queued or being handled (the orphan sweep relies on it).
+   */
+  complete(): boolean {
+    return this.held.size === 0 && this.queue.size === 0 && !this.running && this.listedAll();
+  }
+
+  /** The kinds whose list has not succeeded yet (exports wait for them). */
+  unlisted(): string[] {
+    return INPUT_KINDS.filter((kind) => !this.options.source.synced(kind));
+  }
+
+  private listedAll(): boolean {
+    return INPUT_KINDS.every((kind) => this.options.source.synced(kind));
   }
 
   /** Queues every ServiceExport (after the first listing). */
@@ -243,6 +275,10 @@ export class ExportReconciler {
   }
 
   private async reconcile(key: string): Promise<void> {
+    if (!this.listedAll()) {
+      this.held.add(key);
+      return;
+    }
     const [namespace, name] = key.split('/') as [string, string];
     const serviceExport = this.options.source.get<ServiceExportObject>('ServiceExport', namespace, name);
     if (!serviceExport) {

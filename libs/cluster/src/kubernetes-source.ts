@@ -7,6 +7,7 @@ import {
   type KubeConfig,
   type ObjectCache,
 } from '@kubernetes/client-node';
+import { Backoff } from '@causeway/config';
 import {
   SOURCE_KINDS,
   type ClusterSource,
@@ -25,7 +26,7 @@ type List = { items: SourceObject[]; metadata?: { resourceVersion?: string } };
 /**
  * A cluster's objects from its API server: one client-node informer (list+watch) per kind.
  * `410 Gone` re-lists at once (client-node); any other broken watch or failed list stops
- * the informer, which is restarted after a pause (1 s, doubling to 30 s until a list
+ * the informer, which is restarted after a jittered pause (up to 1 s, doubling to 30 s until a list
  * succeeds), and its re-list brings the cache back in line, with events for every
  * difference. A kind the server does not serve yet (CRD not installed) is retried the
  * same way and does not hold up the others.
@@ -37,8 +38,8 @@ export class KubernetesSource implements ClusterSource {
   private stopped = false;
   /** Kinds whose list has succeeded at least once. */
   private readonly listed = new Set<SourceKind>();
-  /** The next restart delay per kind (doubling while lists fail). */
-  private readonly delays = new Map<SourceKind, number>();
+  /** The restart backoff per kind (doubling while lists fail). */
+  private readonly backoffs = new Map<SourceKind, Backoff>();
 
   constructor(
     kubeConfig: KubeConfig,
@@ -63,7 +64,7 @@ export class KubernetesSource implements ClusterSource {
           const result = (await list()) as List;
           // A successful list: the cache is complete from here on, and backoff starts over.
           this.listed.add(kind);
-          this.delays.delete(kind);
+          this.backoffs.get(kind)?.reset();
           return result;
         }),
       );
@@ -95,8 +96,9 @@ export class KubernetesSource implements ClusterSource {
   /** Restarts one informer after a pause that doubles until a list succeeds again. */
   private restart(kind: SourceKind): void {
     if (this.stopped) return;
-    const delay = this.delays.get(kind) ?? RESTART_MS;
-    this.delays.set(kind, Math.min(delay * 2, MAX_RESTART_MS));
+    let backoff = this.backoffs.get(kind);
+    if (!backoff)
+      this.backoffs.set(kind, (backoff = new Backoff({ firstMs: RESTART_MS, maxMs: MAX_RESTART_MS })));
     setTimeout(() => {
       if (this.stopped) return;
       this.informers
@@ -106,7 +108,7 @@ export class KubernetesSource implements ClusterSource {
           this.onError(error);
           this.restart(kind);
         });
-    }, delay).unref();
+    }, backoff.next()).unref();
   }
 
   synced(kind: SourceKind): boolean {

@@ -114,6 +114,12 @@ export class FileSource implements ClusterSource {
       readonly statePath?: string;
       /** How long a workload's endpoints stay after its sidecar disconnects (default 10 s). */
       readonly workloadGraceMs?: number;
+      /**
+       * How long a workload restored from the state file (registered before a restart)
+       * stays while its sidecar reconnects: longer than the sidecars' reconnect backoff, so
+       * that a controller restart drops none (default: the workload grace).
+       */
+      readonly restoredGraceMs?: number;
       readonly onError?: (error: unknown) => void;
       readonly log?: (message: string, fields?: Record<string, unknown>) => void;
     },
@@ -130,11 +136,12 @@ export class FileSource implements ClusterSource {
       );
     const saved = await this.readState();
     this.created = saved?.created ?? {};
-    // Workloads known before a restart stay for the grace period, so that endpoints do
-    // not flap while sidecars reconnect.
+    // Workloads known before a restart stay while their sidecars reconnect, so that
+    // endpoints neither flap nor shrink because of the restart.
+    const graceMs = this.options.workloadGraceMs ?? DEFAULT_GRACE_MS;
     for (const registered of saved?.workloads ?? []) {
       this.workloads.set(registered.proxy, registered);
-      this.expireLater(registered.proxy);
+      this.expireLater(registered.proxy, Math.max(graceMs, this.options.restoredGraceMs ?? graceMs));
     }
     await this.scan();
     this.started = true;
@@ -240,8 +247,17 @@ export class FileSource implements ClusterSource {
     this.graceTimers.delete(proxy);
     this.connected.add(proxy);
     this.workloads.set(proxy, { proxy, ...owner, workload });
-    this.options.log?.('workload registered', { proxy, workload: `${owner.namespace}/${workload.name}` });
+    this.options.log?.('workload registered', {
+      proxy,
+      workload: `${owner.namespace}/${workload.name}`,
+      ready: workload.ready !== false,
+    });
     this.workloadsChanged();
+  }
+
+  /** The workload registered under a proxy id now, if any (connected, in its grace period, or restored). */
+  registered(proxy: string): Workload | undefined {
+    return this.workloads.get(proxy)?.workload;
   }
 
   private forget(proxy: string): void {
@@ -256,7 +272,7 @@ export class FileSource implements ClusterSource {
     if (this.workloads.has(proxy)) this.expireLater(proxy);
   }
 
-  private expireLater(proxy: string): void {
+  private expireLater(proxy: string, graceMs = this.options.workloadGraceMs ?? DEFAULT_GRACE_MS): void {
     clearTimeout(this.graceTimers.get(proxy));
     const timer = setTimeout(() => {
       this.graceTimers.delete(proxy);
@@ -268,7 +284,7 @@ export class FileSource implements ClusterSource {
         workload: `${registered.namespace}/${registered.workload.name}`,
       });
       this.workloadsChanged();
-    }, this.options.workloadGraceMs ?? DEFAULT_GRACE_MS);
+    }, graceMs);
     timer.unref();
     this.graceTimers.set(proxy, timer);
   }

@@ -8,8 +8,8 @@ import {
   type RouteParentStatus,
   type RouteView,
 } from '@causeway/discovery';
-import { withTransitionTimes } from './import-writer.ts';
-import type { ClusterSource, SourceKind, SourceObject } from './source.ts';
+import { withTransitionTimes } from '@causeway/cluster';
+import type { ClusterSource, SourceKind, SourceObject } from '@causeway/cluster';
 
 const ROUTE_KINDS = ['HTTPRoute', 'GRPCRoute'] as const;
 

@@ -6,6 +6,7 @@ import {
   type V1EndpointSlice,
 } from '@kubernetes/client-node';
 import type { ConditionValue, ExportRecord, MergedService, PeerStatus, Withdrawals } from '@causeway/catalog';
+import { Backoff } from '@causeway/config';
 
 const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceimports' } as const;
 export const SERVICE_NAME_LABEL = 'multicluster.kubernetes.io/service-name';
@@ -106,6 +107,8 @@ export class ImportWriter {
   private latest: ImportPlan | undefined;
   private running: Promise<void> | undefined;
   private retryTimer: NodeJS.Timeout | undefined;
+  /** Waits between failed writes: 250 ms doubling to 30 s, jittered. */
+  private readonly backoff = new Backoff({ firstMs: 250, maxMs: 30_000 });
 
   private readonly core: CoreV1Api;
   private readonly custom: CustomObjectsApi;
@@ -131,17 +134,18 @@ export class ImportWriter {
       clearTimeout(this.retryTimer);
       this.retryTimer = undefined;
     }
-    this.running ??= this.drain(250).finally(() => {
+    this.running ??= this.drain().finally(() => {
       this.running = undefined;
     });
   }
 
-  private async drain(retryMs: number): Promise<void> {
+  private async drain(): Promise<void> {
     while (this.latest) {
       const plan = this.latest;
       this.latest = undefined;
       try {
         await this.apply(plan);
+        this.backoff.reset();
       } catch (error) {
         this.onError(error);
         this.latest ??= plan;
@@ -149,7 +153,7 @@ export class ImportWriter {
         this.retryTimer = setTimeout(() => {
           this.retryTimer = undefined;
           if (this.latest === pending) this.submit(pending);
-        }, retryMs);
+        }, this.backoff.next());
         this.retryTimer.unref();
         return;
       }
