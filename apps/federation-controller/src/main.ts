@@ -3,21 +3,18 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
-import { splitAddress } from '@causeway/config';
-import { DiscoveryError, DiscoveryServer } from '@causeway/discovery';
+import { Backoff, splitAddress, StateFile } from '@causeway/config';
+import { DiscoveryServer, PROXY_RECONNECT_MAX_MS } from '@causeway/discovery';
 import type { ProofMode } from '@causeway/identity';
 import { TokenReviewVerifier } from '@causeway/identity/token-review';
 import { bundleHash, type SignedTrustBundle } from '@causeway/pki';
-import { CatalogBus, NATS_MAX_PINGS_OUT, NATS_PING_INTERVAL_MS, NatsLink } from '@causeway/catalog';
-import {
-  FileSource,
-  KubernetesSource,
-  startCatalogController,
-  type CatalogController,
-  type ClusterSource,
-} from '@causeway/k8s';
+import { CATALOG_BUCKET } from '@causeway/catalog';
+import { CatalogBus, NATS_MAX_PINGS_OUT, NATS_PING_INTERVAL_MS, NatsLink } from '@causeway/nats';
+import { FileSource, KubernetesSource, type ClusterSource } from '@causeway/cluster';
+import { startCatalogController, type CatalogController } from '@causeway/federation';
 import { runComponent } from '@causeway/runtime';
-import { NatsTrustStore, startTrustController } from '@causeway/trust';
+import { NatsTrustStore, startTrustController, TRUST_BUCKET } from '@causeway/trust';
+import { startControllerServer } from './server.ts';
 import { settingsSchema, type Settings } from './settings.ts';
 import { catalogStatus } from './status.ts';
 
@@ -29,7 +26,7 @@ await runComponent<Settings>({
     'this build signs workload certificates (POST /v1/certificates), follows the trust bundle over NATS, with a catalog section publishes ServiceExports (read from an API server, or from a folder of YAML in file mode), writes ServiceImports (Kubernetes mode) and keeps the last-known-good catalog, and streams config snapshots with routes and policies to proxies (POST /v1/discovery/stream).',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, stateDir, nats.url, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, catalog.{kubeconfig|directory,workloadGrace,gatewayAddresses,heartbeatInterval,staleAfter}',
+    'cluster, trustDomain, stateDir, nats.{url,user,passwordFile}, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, statusInterval, catalog.{kubeconfig|directory,workloadGrace,gatewayAddresses,heartbeatInterval,staleAfter}',
   defaultAdminAddress: '127.0.0.1:15010',
   start: async ({ settings, logger, registry }) => {
     let proof: ProofMode;
@@ -40,6 +37,18 @@ await runComponent<Settings>({
     } else {
       proof = { kind: 'join-tokens', tokens: settings.signing.joinTokens! };
     }
+    const signingAddress = splitAddress(settings.signing.address);
+    /**
+     * With `signing.address` port 0, the port the system chose the first time is kept in the
+     * state folder and listened on again after a restart, so that proxies configured with
+     * the controller's URL find it again without the operator pinning a port.
+     */
+    const listenedPort = new StateFile<{ port: number }>(path.join(settings.stateDir, 'signing-port.json'));
+    const previousPort = await listenedPort.read().then(
+      (saved) =>
+        Number.isInteger(saved?.port) && saved!.port > 0 && saved!.port < 65_536 ? saved!.port : undefined,
+      () => undefined,
+    );
     let catalog: CatalogController | undefined;
     /** File mode: sidecars register their workloads here. */
     let files: FileSource | undefined;
@@ -63,19 +72,20 @@ await runComponent<Settings>({
       }),
       registry,
       log: (message, fields) => logger.info(fields ?? {}, message),
+      notReady: () => {
+        if (!settings.catalog) return undefined;
+        if (!catalog) return 'the catalog is not running yet';
+        // A config built before the local endpoints were listed would have fewer in it.
+        const unlisted = catalog.waitingForLists();
+        return unlisted.length ? `the API server has not listed ${unlisted.join(', ')} yet` : undefined;
+      },
       ...(settings.catalog?.directory
         ? {
             workloads: {
-              register: (proxy, owner, workload) => {
-                if (!files)
-                  throw new DiscoveryError(
-                    503,
-                    'CAUSEWAY_DISCOVERY_NOT_READY',
-                    'the catalog is not running yet; retry shortly',
-                  );
-                files.register(proxy, owner, workload);
-              },
+              // Streams are refused until the catalog (and so `files`) is running.
+              register: (proxy, owner, workload) => files!.register(proxy, owner, workload),
               disconnected: (proxy) => files?.disconnected(proxy),
+              registered: (proxy) => files?.registered(proxy),
             },
           }
         : {}),
@@ -89,11 +99,24 @@ await runComponent<Settings>({
       stateDir: settings.stateDir,
       proof,
       workloadTtlMs: settings.signing.workloadTtl,
-      listen: splitAddress(settings.signing.address),
       registry,
-      routes: (app) => discovery.routes(app),
       log: (level, message, fields) => logger[level](fields ?? {}, message),
     });
+    // One HTTPS server, the controller's: the signing API, and the discovery API beside it.
+    const server = await startControllerServer({
+      trust: controller,
+      plugins: [discovery.routes],
+      listen: { ...signingAddress, ...(previousPort ? { previousPort } : {}) },
+      log: (level, message, fields) => logger[level](fields ?? {}, message),
+    });
+    // Port 0 is chosen once: a restart listens on the same port again (see listenedPort). A
+    // port taken instead of the saved one is not saved: proxies still expect the old one.
+    if (previousPort === undefined) {
+      listenedPort.write({ port: server.port });
+      await listenedPort
+        .flush()
+        .catch((error: unknown) => logger.warn({ err: error }, 'could not save the signing port'));
+    }
     const readRoots = (): void => {
       roots = controller.trust.bundle.roots.map((pem) => new X509Certificate(pem));
     };
@@ -103,18 +126,20 @@ await runComponent<Settings>({
       discovery.update();
     });
     logger.info(
-      { signing: controller.url, bundleVersion: controller.trust.bundle.version },
+      { signing: server.url, bundleVersion: controller.trust.bundle.version },
       'signing and discovery service listening',
     );
 
     let stopped = false;
     const retrying = async (what: string, attempt: () => Promise<void>): Promise<void> => {
       // A failure here is logged and retried with backoff, never fatal (fail static).
-      for (let delay = 500; !stopped; delay = Math.min(delay * 2, 30_000)) {
+      const backoff = new Backoff({ firstMs: 500, maxMs: 30_000 });
+      while (!stopped) {
         try {
           await attempt();
           return;
         } catch (error) {
+          const delay = Math.round(backoff.next());
           logger.error({ err: error, retryInMs: delay }, `${what} failed; retrying`);
           await new Promise((resolve) => setTimeout(resolve, delay));
         }
@@ -133,6 +158,8 @@ await runComponent<Settings>({
               directory: path.resolve(catalogSettings.directory),
               statePath: path.join(settings.stateDir, 'file-source.json'),
               workloadGraceMs: catalogSettings.workloadGrace,
+              // Several times the longest wait of a reconnecting sidecar.
+              restoredGraceMs: 4 * PROXY_RECONNECT_MAX_MS,
               onError: (error) => logger.warn({ err: error }, 'file source error'),
               log: (message, fields) => logger.info(fields ?? {}, message),
             });
@@ -201,11 +228,23 @@ await runComponent<Settings>({
             maxPingOut: NATS_MAX_PINGS_OUT,
           });
           natsLink.follow(connection);
-          await controller.trust.attach(await NatsTrustStore.open(connection), settings.statusInterval);
+          const trustStore = await NatsTrustStore.open(connection);
+          if (!trustStore.hardened)
+            logger.warn(
+              { bucket: TRUST_BUCKET },
+              'the trust bucket accepts rollups, purges and message deletes; run `causeway nats-init` as the operator to refuse them',
+            );
+          await controller.trust.attach(trustStore, settings.statusInterval);
           logger.info({ nats: url }, 'following trust updates over NATS');
           await catalogStarted;
           if (catalog && !stopped) {
-            await catalog.attach(await CatalogBus.open(connection));
+            const bus = await CatalogBus.open(connection);
+            if (!bus.hardened)
+              logger.warn(
+                { bucket: CATALOG_BUCKET },
+                'the catalog bucket accepts rollups, purges and message deletes; run `causeway nats-init` as the operator to refuse them',
+              );
+            await catalog.attach(bus);
             logger.info({ nats: url }, 'catalog attached to NATS');
           }
         } catch (error) {
@@ -241,6 +280,7 @@ await runComponent<Settings>({
         stopped = true;
         discovery.close();
         await catalog?.stop();
+        await server.close();
         await controller.close();
         await connection?.drain().catch(() => {});
       },

@@ -1,6 +1,6 @@
-import type { NatsCondition } from '@causeway/catalog';
+import type { NatsCondition } from '@causeway/nats';
 import { dataPlaneMode, type ControllerStatus, type ProxyStatus } from '@causeway/discovery';
-import type { CatalogController } from '@causeway/k8s';
+import type { CatalogController } from '@causeway/federation';
 
 /** The controller's state for `/debug/catalog` (read by `causeway status` and `explain`). */
 export async function catalogStatus(input: {

@@ -1,7 +1,7 @@
 import https from 'node:https';
 import type { IncomingMessage } from 'node:http';
 import { createInterface } from 'node:readline';
-import { StateFile } from '@causeway/config';
+import { Backoff, StateFile } from '@causeway/config';
 import { checkControllerIdentity } from '@causeway/identity';
 import { KEEPALIVE_MS } from './server.ts';
 import { snapshotMessageSchema, type ProxyKind, type SnapshotMessage, type Workload } from './snapshot.ts';
@@ -36,7 +36,12 @@ export interface DiscoveryClientOptions {
 }
 
 const FIRST_RETRY_MS = 250;
-const MAX_RETRY_MS = 5_000;
+/**
+ * The longest a proxy waits between attempts to reach its controller. A restarted
+ * controller keeps the workloads it had registered for several times this long (file
+ * mode), so that none is dropped while its sidecar is still coming back.
+ */
+export const PROXY_RECONNECT_MAX_MS = 5_000;
 
 /**
  * The proxy side of the discovery API: connects to its controller over mTLS, registers,
@@ -97,7 +102,7 @@ export class DiscoveryClient {
   }
 
   private async run(): Promise<void> {
-    let delay = FIRST_RETRY_MS;
+    const backoff = new Backoff({ firstMs: FIRST_RETRY_MS, maxMs: PROXY_RECONNECT_MAX_MS });
     while (!this.stopped) {
       const credentials = this.options.credentials();
       if (credentials) {
@@ -108,14 +113,13 @@ export class DiscoveryClient {
           if (!this.stopped) this.options.onError?.(error as Error);
         }
         this.connected = false;
-        if (Date.now() - started > 10_000) delay = FIRST_RETRY_MS;
+        if (Date.now() - started > 10_000) backoff.reset();
       }
       if (this.stopped) break;
       await new Promise<void>((resolve) => {
         this.wake = resolve;
-        setTimeout(resolve, delay).unref();
+        setTimeout(resolve, backoff.next()).unref();
       });
-      delay = Math.min(delay * 2, MAX_RETRY_MS);
     }
   }
 
@@ -219,11 +223,31 @@ export class DiscoveryClient {
       }
       this.latest = message;
       this.stateFile?.write(message);
-      await this.ack(message.version).then(
-        () => this.options.onAcked?.(message.version),
-        (error: unknown) => this.options.onError?.(error as Error),
-      );
+      await this.acknowledge(message.version, 0);
     });
+  }
+
+  /**
+   * Acknowledges a version; a failed ack is tried again four more times (after 0.5-1, 1-2,
+   * 2-4 and 4-8 s: `Backoff`) while it is still the latest: the controller keeps a new
+   * workload not ready until it hears it.
+   */
+  private acknowledge(
+    version: number,
+    attempt: number,
+    backoff = new Backoff({ firstMs: 1_000, maxMs: 8_000 }),
+  ): Promise<void> {
+    return this.ack(version).then(
+      () => this.options.onAcked?.(version),
+      (error: unknown) => {
+        this.options.onError?.(error as Error);
+        if (attempt >= 4 || this.stopped) return;
+        setTimeout(() => {
+          if (!this.stopped && this.latest?.version === version)
+            void this.acknowledge(version, attempt + 1, backoff);
+        }, backoff.next()).unref();
+      },
+    );
   }
 
   private ack(version: number): Promise<void> {

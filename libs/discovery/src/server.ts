@@ -1,7 +1,7 @@
 import type { X509Certificate } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 import { BlockList, isIP } from 'node:net';
 import { peerIdentity, type SpiffeId } from '@causeway/pki';
@@ -45,6 +45,19 @@ interface ProxyEntry {
   sentJson: string | undefined;
   sent: Array<{ version: number; at: number; config: ProxyConfig }>;
   acked: { version: number; at: Date } | undefined;
+  /**
+   * A workload registered not ready until its sidecar acknowledges a config that lists it:
+   * before that, the sidecar would refuse what comes for it (its config does not say it
+   * serves those listeners yet).
+   */
+  warming:
+    | {
+        readonly owner: { namespace: string; serviceAccount: string };
+        readonly workload: Workload;
+        /** Only a config sent after this version (after the registration) counts. */
+        readonly after: number;
+      }
+    | undefined;
 }
 
 /** A refusal of the discovery API: the HTTP status and a stable code. */
@@ -129,6 +142,12 @@ export class DiscoveryServer {
       registry?: Registry;
       log?: (message: string, fields?: Record<string, unknown>) => void;
       /**
+       * Why proxies cannot have a config yet (say, the catalog has not started), or
+       * undefined once they can. Until then streams are refused with 503 and proxies keep
+       * the config they have: a restarted controller never sends one with less in it.
+       */
+      notReady?: () => string | undefined;
+      /**
        * File mode: where sidecars' workloads are registered (their endpoints). A throw
        * refuses the connection with the error's message. Without it, workloads are refused.
        */
@@ -139,6 +158,8 @@ export class DiscoveryServer {
           workload: Workload,
         ): void;
         disconnected(proxy: string): void;
+        /** The workload registered under a proxy id now (from an earlier stream, or restored). */
+        registered(proxy: string): Workload | undefined;
       };
     },
   ) {
@@ -176,8 +197,26 @@ export class DiscoveryServer {
     });
   }
 
-  /** Adds the discovery routes to the controller's HTTPS app (which asks for client certificates). */
-  routes(app: FastifyInstance): void {
+  /**
+   * The discovery API as a fastify plugin, for the controller's HTTPS server (which asks for
+   * client certificates). Errors answer `{ code, message }` with the error's status.
+   */
+  readonly routes: FastifyPluginAsync = async (app) => {
+    app.setErrorHandler((error, _request, reply) => {
+      const status = (error as { statusCode?: number }).statusCode ?? 500;
+      const code = (error as { code?: unknown }).code;
+      if (
+        error instanceof DiscoveryError ||
+        (status < 500 && typeof code === 'string' && code.startsWith('CAUSEWAY_'))
+      )
+        return reply.code(status).send({ code, message: (error as Error).message });
+      if (status < 500)
+        return reply
+          .code(status)
+          .send({ code: 'CAUSEWAY_DISCOVERY_BAD_REQUEST', message: (error as Error).message });
+      this.options.log?.('discovery request failed', { error: String(error) });
+      return reply.code(500).send({ code: 'CAUSEWAY_DISCOVERY_INTERNAL', message: 'internal error' });
+    });
     const proxy = { type: 'string', pattern: proxyIdPattern };
     const version = { type: 'integer', minimum: 1 };
     app.post<{ Body: Registration }>(
@@ -199,6 +238,9 @@ export class DiscoveryServer {
       },
       async (request, reply) => {
         const identity = this.authenticate(request);
+        const notReady = this.options.notReady?.();
+        if (notReady)
+          throw new DiscoveryError(503, 'CAUSEWAY_DISCOVERY_NOT_READY', `${notReady}; retry shortly`);
         const spiffeId = identity.uri;
         const registration = request.body;
         const existing = this.proxiesById.get(registration.proxy);
@@ -209,10 +251,12 @@ export class DiscoveryServer {
             `proxy ${registration.proxy} is registered by ${existing.spiffeId}`,
           );
         }
-        if (registration.workload)
-          this.registerWorkload(registration, identity, request.raw.socket.remoteAddress);
+        const warming = registration.workload
+          ? this.registerWorkload(registration, identity, request.raw.socket.remoteAddress)
+          : undefined;
         // Registered again without its workload: the workload's endpoints start to expire.
-        else if (existing?.registration.workload) this.options.workloads?.disconnected(registration.proxy);
+        if (!registration.workload && existing?.registration.workload)
+          this.options.workloads?.disconnected(registration.proxy);
         if (existing) {
           const previous = existing.stream;
           this.closeStream(existing);
@@ -227,8 +271,10 @@ export class DiscoveryServer {
           sentJson: undefined,
           sent: [],
           acked: undefined,
+          warming: undefined,
         };
         entry.registration = registration;
+        entry.warming = warming;
         entry.connectedAt = new Date();
         entry.sentJson = undefined;
         this.proxiesById.set(registration.proxy, entry);
@@ -244,6 +290,8 @@ export class DiscoveryServer {
         const closed = (): void => {
           if (entry.stream !== stream) return;
           this.closeStream(entry);
+          // An ack still on its way must not bring back a workload whose sidecar is gone.
+          entry.warming = undefined;
           if (registration.workload) this.options.workloads?.disconnected(registration.proxy);
           this.options.log?.('proxy disconnected', { proxy: registration.proxy });
         };
@@ -288,6 +336,25 @@ export class DiscoveryServer {
             `version ${request.body.version} was not sent to ${request.body.proxy}`,
           );
         }
+        const { warming } = entry;
+        if (
+          warming &&
+          entry.stream &&
+          sent.version > warming.after &&
+          listsWorkload(sent.config, warming.workload) &&
+          this.options.workloads?.registered(request.body.proxy)?.ready === false
+        ) {
+          entry.warming = undefined;
+          try {
+            this.options.workloads.register(request.body.proxy, warming.owner, warming.workload);
+          } catch (error) {
+            // Its name was taken meanwhile: it stays as it is (not ready).
+            this.options.log?.('workload not made ready', {
+              proxy: request.body.proxy,
+              reason: (error as Error).message,
+            });
+          }
+        }
         if (!entry.acked || entry.acked.version < sent.version) {
           entry.acked = { version: sent.version, at: new Date() };
           this.pushLatency.observe({ kind: entry.registration.kind }, (Date.now() - sent.at) / 1000);
@@ -299,7 +366,7 @@ export class DiscoveryServer {
         return reply.code(204).send();
       },
     );
-  }
+  };
 
   /**
    * Recompiles every connected proxy's snapshot soon (changes in one turn of the event loop
@@ -385,8 +452,18 @@ export class DiscoveryServer {
     }
   }
 
-  /** File mode: records a sidecar's workload under its certificate's namespace and service account. */
-  private registerWorkload(registration: Registration, identity: SpiffeId, remote: string | undefined): void {
+  /**
+   * File mode: records a sidecar's workload under its certificate's namespace and service
+   * account. A workload not registered as it is now (a new sidecar, new listener ports) is
+   * registered not ready, and said to be warming: it becomes ready when its sidecar
+   * acknowledges a config that lists it. One that is (the same sidecar reconnecting, or
+   * its registration restored after a controller restart) keeps serving throughout.
+   */
+  private registerWorkload(
+    registration: Registration,
+    identity: SpiffeId,
+    remote: string | undefined,
+  ): ProxyEntry['warming'] {
     const workload = registration.workload!;
     if (!this.options.workloads)
       throw new DiscoveryError(
@@ -425,16 +502,26 @@ export class DiscoveryServer {
         'CAUSEWAY_DISCOVERY_ADDRESS_REFUSED',
         `workload.address ${workload.address} is not the address the sidecar connects from (${from}); a sidecar registers its own address`,
       );
+    const owner = { namespace: identity.namespace, serviceAccount: identity.serviceAccount };
+    const known = this.options.workloads.registered(registration.proxy);
+    // (A sidecar without a config serves nothing, whatever it served before.)
+    const serving =
+      registration.version !== undefined &&
+      known !== undefined &&
+      known.ready !== false &&
+      sameWorkload(known, workload);
+    const warming = !serving && workload.ready !== false;
     try {
       this.options.workloads.register(
         registration.proxy,
-        { namespace: identity.namespace, serviceAccount: identity.serviceAccount },
-        workload,
+        owner,
+        warming ? { ...workload, ready: false } : workload,
       );
     } catch (error) {
       if (error instanceof DiscoveryError) throw error;
       throw new DiscoveryError(409, 'CAUSEWAY_DISCOVERY_WORKLOAD_TAKEN', (error as Error).message);
     }
+    return warming ? { owner, workload, after: this.lastVersion } : undefined;
   }
 
   /** The caller's SPIFFE ID: a mesh certificate issued in this cluster, or a refusal. */
@@ -464,3 +551,38 @@ export class DiscoveryServer {
 }
 
 export { DiscoveryError };
+
+/**
+ * Whether two registrations of a workload are the same to callers: its name, labels (the
+ * Services that select it), address and listener ports.
+ */
+function sameWorkload(a: Workload, b: Workload): boolean {
+  const key = (w: Workload) =>
+    JSON.stringify([
+      w.name,
+      Object.entries(w.labels).sort(([x], [y]) => x.localeCompare(y)),
+      w.address,
+      w.ports.map((p) => [p.port, p.appPort ?? p.port, p.name ?? '']),
+    ]);
+  return key(a) === key(b);
+}
+
+/**
+ * Whether a sidecar's config lists its own workload, not ready yet (as it was registered
+ * while warming), among some Service's local endpoints.
+ */
+function listsWorkload(config: ProxyConfig, workload: Workload): boolean {
+  const ports = new Set(workload.ports.map((p) => p.port));
+  return config.services.some((service) =>
+    service.backends.some(
+      (backend) =>
+        backend.kind === 'local' &&
+        backend.endpoints.some(
+          (endpoint) =>
+            !endpoint.ready &&
+            endpoint.address === workload.address &&
+            endpoint.ports.some((p) => ports.has(p.port)),
+        ),
+    ),
+  );
+}

@@ -1,4 +1,5 @@
-import type { ClustersetService, ExportVerdict, NatsCondition, PeerStatus } from '@causeway/catalog';
+import type { ClustersetService, ExportVerdict, PeerStatus } from '@causeway/catalog';
+import type { NatsCondition } from '@causeway/nats';
 import type { ProxyStatus } from './server.ts';
 
 /**

@@ -1,7 +1,7 @@
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
 import https from 'node:https';
 import type { DetailedPeerCertificate, PeerCertificate } from 'node:tls';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { Backoff, StateFile } from '@causeway/config';
 import {
   createCsr,
   generateKeyPair,
@@ -50,7 +50,15 @@ export interface RenewerOptions {
   /** Called with every new set of credentials, after it is complete. */
   readonly onCredentials: (credentials: WorkloadCredentials) => void;
   readonly onError?: (error: Error) => void;
+  /**
+   * Where the credentials are kept (mode 0600), so that a proxy restarted while its
+   * controller is away starts from them (while they are valid) instead of waiting for it.
+   */
+  readonly statePath?: string;
 }
+
+/** The saved credentials must stay valid at least this long to be used at start. */
+const SAVED_MIN_LIFE_MS = 60_000;
 
 /**
  * A `checkServerIdentity` for TLS connections to a federation controller: it is identified
@@ -111,26 +119,119 @@ export class CertificateRenewer {
   private renewing: Promise<void> | undefined;
   private stopped = false;
   private wake: (() => void) | undefined;
+  private wakeRetry: (() => void) | undefined;
   private loop: Promise<void> | undefined;
+  private readonly saved: StateFile<WorkloadCredentials> | undefined;
 
-  constructor(private readonly options: RenewerOptions) {}
+  constructor(private readonly options: RenewerOptions) {
+    this.saved = options.statePath ? new StateFile(options.statePath) : undefined;
+  }
 
   current(): WorkloadCredentials | undefined {
     return this.credentials;
   }
 
-  /** Obtains the first certificate (retrying), then keeps renewing in the background. */
+  /**
+   * Starts from the saved credentials when they are still this proxy's and valid, else
+   * obtains the first certificate (retrying); then keeps renewing in the background.
+   */
   async start(): Promise<WorkloadCredentials> {
-    await this.renewWithRetry();
+    if (!(await this.restore())) await this.renewWithRetry();
     this.loop = this.run();
     return this.credentials!;
+  }
+
+  private async restore(): Promise<boolean> {
+    if (!this.saved) return false;
+    const { options } = this;
+    try {
+      const raw = await this.saved.read();
+      if (!raw) return false;
+      if (typeof raw.certificateChainPem !== 'string' || typeof raw.privateKeyPem !== 'string')
+        throw new Error('certificateChainPem or privateKeyPem is missing');
+      // Only the file's certificate and key are taken from it, and only if the roots this
+      // proxy was configured with (its trustBundle) verify them: a file that names roots of
+      // its own cannot make the proxy trust them.
+      const roots = options.bootstrapRoots;
+      const { leaf, issuer } = this.check(
+        raw.certificateChainPem,
+        roots,
+        createPrivateKey(raw.privateKeyPem),
+      );
+      const notAfter = new Date(leaf.validTo);
+      if (notAfter.getTime() - Date.now() < SAVED_MIN_LIFE_MS)
+        throw new Error(`it expires at ${notAfter.toISOString()}`);
+      const issuedAt = new Date(Math.min(Date.parse(leaf.validFrom), Date.now()));
+      this.accept({
+        spiffeId: String(raw.spiffeId),
+        privateKeyPem: raw.privateKeyPem,
+        certificateChainPem: raw.certificateChainPem,
+        roots,
+        // Unknown: the first trust check with the controller renews, and brings its roots.
+        bundleHash: '',
+        issuer: issuer.fingerprint256,
+        serial: leaf.serialNumber,
+        receivedAt: issuedAt,
+        notAfter,
+      });
+      // Renewed as soon as the controller answers (meanwhile these serve): that brings the
+      // current trust bundle, which the configured roots may lag behind.
+      this.renewAt = Date.now();
+      return true;
+    } catch (error) {
+      options.onError?.(
+        new Error(`the saved certificate is not usable (${(error as Error).message}); asking the controller`),
+      );
+      return false;
+    }
+  }
+
+  /**
+   * The chain must be this proxy's SPIFFE ID, from this cluster, under `roots`, for `key`;
+   * its leaf and issuer, parsed.
+   */
+  private check(
+    chainPem: string,
+    roots: readonly string[],
+    key: KeyObject,
+  ): { leaf: X509Certificate; issuer: X509Certificate } {
+    const { options } = this;
+    const [leafPem, issuerPem] = splitPemCertificates(chainPem);
+    if (!leafPem || !issuerPem) throw new Error('no certificate chain');
+    const leaf = new X509Certificate(leafPem);
+    const issuer = new X509Certificate(issuerPem);
+    if (!leaf.checkPrivateKey(key)) throw new Error('the certificate is for another key');
+    if (roots.length === 0) throw new Error('an empty trust bundle');
+    const uri = workloadSpiffeId(options.trustDomain, options.namespace, options.serviceAccount);
+    const identity = verifySvid({
+      chain: [leaf, issuer],
+      roots: roots.map((pem) => new X509Certificate(pem)),
+      trustDomain: options.trustDomain,
+    });
+    if (identity.spiffeId.uri !== uri || identity.cluster !== options.cluster) {
+      throw new Error(
+        `the certificate is ${identity.spiffeId.uri} from cluster ${identity.cluster}, not ${uri} from ${options.cluster}`,
+      );
+    }
+    return { leaf, issuer };
+  }
+
+  /** Puts complete credentials in use (and on disk), due for renewal half-way through their life. */
+  private accept(credentials: WorkloadCredentials): void {
+    this.credentials = credentials;
+    this.renewAt =
+      credentials.receivedAt.getTime() +
+      renewalDelay(credentials.receivedAt, credentials.notAfter, this.options.jitter ?? 0.1);
+    this.options.onCredentials(credentials);
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
+    this.wakeRetry?.();
     await this.loop?.catch(() => {});
     await this.renewing?.catch(() => {});
+    await this.saved?.flush().catch((error: unknown) => this.options.onError?.(error as Error));
   }
 
   /** Renews now (e.g. when told that the trust bundle changed). */
@@ -174,7 +275,7 @@ export class CertificateRenewer {
   }
 
   private async retryUntilRenewed(): Promise<void> {
-    let delay = FIRST_RETRY_MS;
+    const backoff = new Backoff({ firstMs: FIRST_RETRY_MS, maxMs: MAX_RETRY_MS });
     for (;;) {
       try {
         await this.renewOnce();
@@ -182,8 +283,16 @@ export class CertificateRenewer {
       } catch (error) {
         this.options.onError?.(error as Error);
         if (this.stopped) throw error;
-        await sleep(delay);
-        delay = Math.min(delay * 2, MAX_RETRY_MS);
+        // A stop ends the wait at once (a proxy whose controller is away stops quickly).
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, backoff.next());
+          this.wakeRetry = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wakeRetry = undefined;
+        if (this.stopped) throw error;
       }
     }
   }
@@ -197,41 +306,29 @@ export class CertificateRenewer {
       csr,
       instance: options.instance,
     });
-    const [leafPem, issuerPem] = splitPemCertificates(response.certificateChain);
-    if (!leafPem || !issuerPem) throw new Error('the controller answered without a certificate chain');
-    const leaf = new X509Certificate(leafPem);
-    if (!leaf.publicKey.equals(keys.publicKey))
-      throw new Error('the controller returned a certificate for another key');
-    if (!Array.isArray(response.trustBundle) || response.trustBundle.length === 0) {
-      throw new Error('the controller returned an empty trust bundle');
-    }
+    if (!Array.isArray(response.trustBundle)) throw new Error('the controller returned no trust bundle');
     // The new chain must be what was asked for, from this cluster, under the new bundle.
-    const identity = verifySvid({
-      chain: [leaf, new X509Certificate(issuerPem)],
-      roots: response.trustBundle.map((pem) => new X509Certificate(pem)),
-      trustDomain: options.trustDomain,
-    });
-    if (identity.spiffeId.uri !== uri || identity.cluster !== options.cluster) {
-      throw new Error(
-        `the controller returned ${identity.spiffeId.uri} from cluster ${identity.cluster}, not ${uri} from ${options.cluster}`,
-      );
+    let checked: { leaf: X509Certificate; issuer: X509Certificate };
+    try {
+      checked = this.check(response.certificateChain, response.trustBundle, keys.privateKey);
+    } catch (error) {
+      throw new Error(`the controller's answer is refused: ${(error as Error).message}`);
     }
+    const { leaf, issuer } = checked;
     const fresh: WorkloadCredentials = {
       spiffeId: response.spiffeId,
       privateKeyPem: privateKeyToPem(keys.privateKey),
       certificateChainPem: response.certificateChain,
       roots: response.trustBundle,
       bundleHash: response.bundleHash,
-      issuer: new X509Certificate(issuerPem).fingerprint256,
+      issuer: issuer.fingerprint256,
       serial: leaf.serialNumber,
       receivedAt: new Date(),
       notAfter: new Date(leaf.validTo),
     };
     // Old credentials stay in use until this point: the new set is complete.
-    this.credentials = fresh;
-    this.renewAt =
-      fresh.receivedAt.getTime() + renewalDelay(fresh.receivedAt, fresh.notAfter, options.jitter ?? 0.1);
-    options.onCredentials(fresh);
+    this.accept(fresh);
+    this.saved?.write(fresh);
   }
 
   private async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyPluginAsync } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import {
   bundleHash,
@@ -14,11 +14,14 @@ import { IdentityError } from './errors.ts';
 import { IssuedCertificates } from './issued-registry.ts';
 import { JoinTokenVerifier, type JoinToken, type ProofVerifier } from './proof.ts';
 
+const MAX_CSR_BYTES = 16 * 1024;
+
 /** How callers prove who they are. */
 export type ProofMode =
   { kind: 'token-review'; verifier: ProofVerifier } | { kind: 'join-tokens'; tokens: readonly JoinToken[] };
 
-export interface SigningServiceOptions {
+/** What the signing routes need: who signs, what is handed out, and how callers prove themselves. */
+export interface SigningRoutesOptions {
   readonly trustDomain: string;
   readonly cluster: string;
   /** The intermediate that signs now (it changes during a root rotation). */
@@ -28,16 +31,24 @@ export interface SigningServiceOptions {
   readonly proof: ProofMode;
   readonly workloadTtlMs: number;
   readonly registry?: Registry;
-  /** TLS for the service itself: the controller's own certificate chain and key (PEM). */
-  readonly tls: { key: string; cert: string };
-  /**
-   * Ask clients for a certificate (mTLS) without requiring one: routes added beside the
-   * signing API (the discovery API) verify the peer's SPIFFE identity per request.
-   */
-  readonly requestClientCertificates?: boolean;
   /** Where issued certificates are recorded (shared with the trust status reporter). */
   readonly issued?: IssuedCertificates;
 }
+
+export interface SigningServiceOptions extends SigningRoutesOptions {
+  /** TLS for the service itself: the controller's own certificate chain and key (PEM). */
+  readonly tls: { key: string; cert: string };
+}
+
+/**
+ * How a controller's HTTPS server is made for these routes: a body no larger than a CSR
+ * needs, and unknown fields refused instead of silently dropped.
+ */
+export const SIGNING_SERVER_OPTIONS = {
+  bodyLimit: MAX_CSR_BYTES * 2,
+  logger: false,
+  ajv: { customOptions: { removeAdditional: false } },
+} as const;
 
 /** What POST /v1/certificates answers. */
 export interface SignedCertificateResponse {
@@ -59,26 +70,29 @@ export interface TrustStatusResponse {
   readonly intermediate: string;
 }
 
-const MAX_CSR_BYTES = 16 * 1024;
-
 /**
- * The controller's signing service for its cluster's proxies (HTTPS, fastify):
+ * The signing service for a cluster's proxies on an HTTPS server of its own:
  * `POST /v1/certificates` with `{ csr, instance? }` and `authorization: Bearer <token>`
- * (a service-account token checked by TokenReview, or a join token in file mode).
+ * (a service-account token checked by TokenReview, or a join token in file mode). The
+ * federation controller registers {@link signingRoutes} on the server it owns instead.
  */
 export function buildSigningService(options: SigningServiceOptions): {
   app: FastifyInstance;
   issued: IssuedCertificates;
 } {
-  const app = Fastify({
-    https: options.requestClientCertificates
-      ? { ...options.tls, requestCert: true, rejectUnauthorized: false }
-      : options.tls,
-    bodyLimit: MAX_CSR_BYTES * 2,
-    logger: false,
-    // Refuse unknown fields instead of silently dropping them.
-    ajv: { customOptions: { removeAdditional: false } },
-  });
+  const app = Fastify({ https: options.tls, ...SIGNING_SERVER_OPTIONS });
+  const issued = options.issued ?? new IssuedCertificates();
+  void app.register(signingRoutes, { ...options, issued });
+  return { app, issued };
+}
+
+/**
+ * The signing API as a fastify plugin, for a controller's HTTPS server (made with
+ * {@link SIGNING_SERVER_OPTIONS}): `POST /v1/certificates`, `GET /v1/trust`, and the error
+ * answers `{ code, message }` for them (its own error handler: the plugin is encapsulated).
+ * Issued certificates are recorded in `options.issued`.
+ */
+export const signingRoutes: FastifyPluginAsync<SigningRoutesOptions> = async (app, options) => {
   const issued = options.issued ?? new IssuedCertificates();
   const registers = options.registry ? [options.registry] : [];
   const issuedTotal = new Counter({
@@ -105,11 +119,6 @@ export function buildSigningService(options: SigningServiceOptions): {
       return reply.code(400).send({ code: error.code, message: error.message });
     }
     const status = (error as { statusCode?: number }).statusCode ?? 500;
-    const code = (error as { code?: unknown }).code;
-    // Routes added beside the signing API throw errors with their own CAUSEWAY_ code.
-    if (status < 500 && typeof code === 'string' && code.startsWith('CAUSEWAY_')) {
-      return reply.code(status).send({ code, message: (error as Error).message });
-    }
     if (status < 500) {
       if (request.url.startsWith('/v1/certificates'))
         refusedTotal.inc({ reason: 'CAUSEWAY_IDENTITY_BAD_REQUEST' });
@@ -195,6 +204,4 @@ export function buildSigningService(options: SigningServiceOptions): {
       intermediate: options.intermediate().certificate.fingerprint256,
     };
   });
-
-  return { app, issued };
-}
+};

@@ -1,5 +1,6 @@
-import { Kvm, type KV } from '@nats-io/kv';
+import type { KV } from '@nats-io/kv';
 import type { NatsConnection } from '@nats-io/transport-node';
+import { openBucket } from '@causeway/nats';
 import type { SignedTrustBundle } from '@causeway/pki';
 import { BUNDLE_KEY, intermediateKey, statusKey, TRUST_BUCKET, type ClusterTrustStatus } from './keys.ts';
 
@@ -13,11 +14,16 @@ export interface TrustEntry {
 
 /** The trust bucket in JetStream KV: the only code that touches NATS for trust. */
 export class NatsTrustStore {
-  private constructor(private readonly kv: KV) {}
+  private constructor(
+    private readonly kv: KV,
+    /** Whether the bucket refuses rollups, purges and message deletes (see `openBucket`). */
+    readonly hardened: boolean,
+  ) {}
 
+  /** Opens (and creates, hardened, when missing) the trust bucket. */
   static async open(connection: NatsConnection): Promise<NatsTrustStore> {
-    const kv = await new Kvm(connection).create(TRUST_BUCKET, { history: 10 });
-    return new NatsTrustStore(kv);
+    const opened = await openBucket(connection, TRUST_BUCKET, 10);
+    return new NatsTrustStore(opened.kv, opened.hardened);
   }
 
   async putBundle(signed: SignedTrustBundle): Promise<number> {

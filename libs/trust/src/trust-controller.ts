@@ -1,10 +1,8 @@
 import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import type { Server } from 'node:https';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
-import { buildSigningService, IssuedCertificates, type ProofMode } from '@causeway/identity';
+import { IssuedCertificates, signingRoutes, type ProofMode } from '@causeway/identity';
 import {
   generateKeyPair,
   issueComponentCertificate,
@@ -25,13 +23,10 @@ export interface TrustControllerOptions {
   readonly stateDir: string;
   readonly proof: ProofMode;
   readonly workloadTtlMs: number;
-  readonly listen: { host: string; port: number };
   /** NATS is optional: without it the controller serves its last-known-good state. */
   readonly store?: NatsTrustStore;
   readonly statusIntervalMs?: number;
   readonly registry?: Registry;
-  /** More routes on the same HTTPS listener (clients are asked for, not required to send, a certificate). */
-  readonly routes?: (app: FastifyInstance) => void;
   readonly log?: (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
 }
 
@@ -43,15 +38,20 @@ export interface ControllerIdentity {
   readonly chainPem: string;
 }
 
-/** The running trust side of a federation controller. */
+/**
+ * The running trust side of a federation controller: its trust state, its own identity,
+ * and the signing routes, which the controller registers on the HTTPS server it owns.
+ */
 export interface TrustController {
-  /** `https://host:port` of the signing service. */
-  readonly url: string;
   readonly trust: ControllerTrust;
   /** The current controller identity (re-issued when the intermediate changes and at half its life). */
   identity(): ControllerIdentity;
-  /** Called after the controller identity was re-issued. */
+  /** The same identity as TLS material for the controller's HTTPS server (PEM). */
+  servingTls(): { key: string; cert: string };
+  /** Called after the controller identity was re-issued (a server sets its secure context anew). */
   onIdentity(listener: () => void): void;
+  /** A fastify plugin: `POST /v1/certificates` and `GET /v1/trust` (see `signingRoutes`). */
+  readonly routes: FastifyPluginAsync;
   close(): Promise<void>;
 }
 
@@ -72,9 +72,9 @@ async function servingIdentity(
 }
 
 /**
- * Starts the signing service with the trust state behind it: certificates are signed by
- * the current intermediate, handed out with the current bundle, recorded for rotation
- * reports; when NATS brings a new intermediate, the service's own certificate follows.
+ * Starts the trust side of a controller: certificates are signed by the current
+ * intermediate, handed out with the current bundle, recorded for rotation reports; when
+ * NATS brings a new intermediate, the controller's own certificate follows.
  */
 export async function startTrustController(options: TrustControllerOptions): Promise<TrustController> {
   const issued = new IssuedCertificates(path.join(options.stateDir, 'issued-certificates.json'));
@@ -96,26 +96,12 @@ export async function startTrustController(options: TrustControllerOptions): Pro
   await trust.restore();
   const servingKeys = await generateKeyPair();
   let serving = await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys);
-  const { app } = buildSigningService({
-    trustDomain: options.trustDomain,
-    cluster: options.cluster,
-    intermediate: () => trust.signingCa,
-    trustBundle: () => trust.bundle,
-    proof: options.proof,
-    workloadTtlMs: options.workloadTtlMs,
-    registry: options.registry,
-    issued,
-    tls: serving,
-    requestClientCertificates: options.routes !== undefined,
-  });
-  options.routes?.(app);
   let servingFor = trust.signingCa.certificate.fingerprint256;
   const identityListeners: Array<() => void> = [];
   let renewal: NodeJS.Timeout | undefined;
   /** A new controller certificate (same key): after an intermediate change, and at half its life. */
   const reissue = async (): Promise<void> => {
     serving = await servingIdentity(trust.signingCa, options.trustDomain, options.cluster, servingKeys);
-    (app.server as Server).setSecureContext(serving);
     scheduleRenewal();
     for (const listener of identityListeners) listener();
   };
@@ -136,22 +122,30 @@ export async function startTrustController(options: TrustControllerOptions): Pro
     servingFor = trust.signingCa.certificate.fingerprint256;
     await reissue();
   });
-  await app.listen({ host: options.listen.host, port: options.listen.port });
-  const address = app.server.address() as AddressInfo;
   if (options.store) await trust.attach(options.store, options.statusIntervalMs ?? 2_000);
   return {
-    url: `https://${options.listen.host}:${address.port}`,
     trust,
     identity: () => ({
       certificate: new X509Certificate(serving.cert),
       privateKey: servingKeys.privateKey,
       chainPem: serving.cert,
     }),
+    servingTls: () => serving,
     onIdentity: (listener) => identityListeners.push(listener),
+    routes: (app) =>
+      signingRoutes(app, {
+        trustDomain: options.trustDomain,
+        cluster: options.cluster,
+        intermediate: () => trust.signingCa,
+        trustBundle: () => trust.bundle,
+        proof: options.proof,
+        workloadTtlMs: options.workloadTtlMs,
+        registry: options.registry,
+        issued,
+      }),
     close: async () => {
       if (renewal) clearTimeout(renewal);
       trust.detach();
-      await app.close();
       await issued.flush().catch(() => {});
     },
   };
