@@ -27,6 +27,12 @@ const settingsSchema = z
       })
       .strict()
       .optional(),
+    /**
+     * Kubernetes mode: the pod's IP (from the downward API, `status.podIP`), as its
+     * EndpointSlices name it. The inbound listeners serve the Services whose endpoints are
+     * this address and a listener's port. File mode takes `workload.address` instead.
+     */
+    podIp: z.union([z.ipv4(), z.ipv6()]).optional(),
     /** Where the app sends its outbound calls (HTTP/1.1 and HTTP/2 cleartext on one port). */
     outbound: listenAddress.default('127.0.0.1:15001'),
     /** The mTLS listeners peers call, each in front of one app port. */
@@ -74,7 +80,11 @@ const settingsSchema = z
       .strict()
       .prefault({}),
   })
-  .strict();
+  .strict()
+  .refine((settings) => !(settings.workload && settings.podIp), {
+    message: 'set workload (file mode) or podIp (Kubernetes mode), not both',
+    path: ['podIp'],
+  });
 type Settings = z.output<typeof settingsSchema>;
 
 await runComponent<Settings>({
@@ -85,7 +95,7 @@ await runComponent<Settings>({
     'outbound HTTP/1.1 and h2c routed by authority and mesh routes (L7), and CONNECT carried whole as HBONE tunnels (L4), nearest endpoints first with failover to other clusters; inbound mTLS (TLS 1.3) with SVIDs checked at the handshake and AuthorizationPolicy; strict path normalization; config from the federation controller.',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost, accessLog, pathNormalization.{escapedSlashes,backslash,semicolons,mergeSlashes,trailingDots,encodedWhitespace}, timeouts.{requestHead,idle,appConnect,tunnelOpen}',
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, workload.{name,labels,address,zone}, podIp, outbound, inbound[].{name,port,appPort,appProtocol}, inboundHost, appHost, accessLog, pathNormalization.{escapedSlashes,backslash,semicolons,mergeSlashes,trailingDots,encodedWhitespace}, timeouts.{requestHead,idle,appConnect,tunnelOpen}',
   defaultAdminAddress: '127.0.0.1:15020',
   start: async ({ settings, logger, registry }) => {
     const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
@@ -121,7 +131,7 @@ await runComponent<Settings>({
       appHost: settings.appHost,
       inbound: settings.inbound,
       inboundHost: settings.inboundHost,
-      workloadAddress: settings.workload?.address ?? '',
+      workloadAddress: settings.workload?.address ?? settings.podIp ?? '',
       outbound: splitAddress(settings.outbound),
       pathNormalization: settings.pathNormalization,
       timeouts: {

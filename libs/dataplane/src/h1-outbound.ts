@@ -48,6 +48,11 @@ interface Exchange {
   readonly path: string;
   readonly started: bigint;
   lease: TunnelLease;
+  /**
+   * The balancer's epoch when its tunnel was chosen: the tunnel is kept for the next request
+   * only if it is unchanged (NOT_STICKY: not the balancer's first choice).
+   */
+  epoch: number;
   /** The request body's framing, followed (none: the request ended with its head). */
   readonly body: BodyTracker | undefined;
   /** Head and body bytes sent so far, while they fit the replay limit (then undefined). */
@@ -59,14 +64,22 @@ interface Exchange {
   retries: number;
 }
 
-/** The tunnel an app connection keeps between its requests while they name the same authority (L4). */
+/**
+ * The tunnel an app connection keeps between its requests while they name the same
+ * authority and the balancer would choose as it did (L4).
+ */
 interface Sticky {
   readonly authority: string;
   readonly config: ProxyConfig;
+  /** The balancer's epoch when the tunnel was chosen (see `OutboundProxy.balancerEpoch`). */
+  readonly epoch: number;
   readonly destination: Destination;
   readonly mode: DataPlaneMode;
   readonly lease: TunnelLease;
 }
+
+/** The epoch of an exchange whose tunnel is never kept for the next request. */
+const NOT_STICKY = -1;
 
 /** No target excluded. */
 const NONE: ReadonlySet<string> = new Set();
@@ -214,18 +227,23 @@ export class OutboundH1Connection {
       path = slash < 0 ? '/' : path.slice(slash);
     }
     const normalized = normalizePath(path, this.proxy.pathNormalization);
-    // The tunnel the last request used, kept while the app names the same authority (L4).
-    const sticky = this.sticky;
-    const same = sticky !== undefined && sticky.authority === authority && sticky.config === config;
+    // The tunnel the last request used, kept while the app names the same authority and no
+    // target failed since (L4); a new config keeps it where its target is still a first choice.
+    let sticky =
+      this.sticky?.authority === authority && this.sticky.epoch === this.proxy.balancerEpoch
+        ? this.sticky
+        : undefined;
     let destination: Destination;
     let mode: DataPlaneMode;
-    if (same) ({ destination, mode } = sticky);
+    if (sticky?.config === config) ({ destination, mode } = sticky);
     else {
       const found = resolveDestination(config, authority, this.proxy.namespace);
       if (!found) return this.refuse(404, `no service ${authority} in the clusterset`, mustClose, end);
       destination = found;
       const { service } = destination;
       mode = this.proxy.modeOf(config, service.namespace, service.name, destination.port);
+      if (sticky && !(mode === 'L4' && this.proxy.keepsTarget(config, destination, sticky.lease.target)))
+        sticky = undefined;
     }
     if (!normalized.ok) return this.refuse(400, `${normalized.code}: ${normalized.reason}`, mustClose, end);
     // L7: the mesh routes choose the backend; the server side authorizes each request.
@@ -262,7 +280,9 @@ export class OutboundH1Connection {
         ? raw
         : writeRequestHead(head.method, normalized.target, headers);
     let lease: TunnelLease | 'l7' | string;
-    if (same && mode === 'L4' && !sticky.lease.closed) lease = sticky.lease;
+    // (A kept tunnel was chosen in this epoch too: `sticky` says so.)
+    let epoch = this.proxy.balancerEpoch;
+    if (sticky && mode === 'L4' && !sticky.lease.closed) lease = sticky.lease;
     else {
       this.unstick();
       this.busy = true;
@@ -275,6 +295,8 @@ export class OutboundH1Connection {
       }
       if (lease === 'l7') return this.giveUp();
       if (typeof lease === 'string') return this.refuse(503, lease, mustClose, end);
+      // A fallback (the balancer's pick refused it) is not kept: the next request asks again.
+      if (lease.fallback) epoch = NOT_STICKY;
     }
     this.takeSticky();
     this.pending = this.pending.subarray(end);
@@ -288,6 +310,7 @@ export class OutboundH1Connection {
       path: normalized.path,
       started: process.hrtime.bigint(),
       lease,
+      epoch,
       body: framed ? new BodyTracker(head.body) : undefined,
       kept: [out],
       keptBytes: out.length,
@@ -454,6 +477,7 @@ export class OutboundH1Connection {
       this.sticky = {
         authority: exchange.authority,
         config: exchange.config,
+        epoch: exchange.epoch,
         destination: exchange.destination,
         mode: exchange.mode,
         lease: exchange.lease,
@@ -521,6 +545,8 @@ export class OutboundH1Connection {
       return this.refuse(503, `upstream connect error: ${why}`, true);
     }
     exchange.tried.add(opened.target.key);
+    // Sent again elsewhere: the balancer is asked afresh for the next request.
+    if (opened.target.key !== exchange.lease.target.key) exchange.epoch = NOT_STICKY;
     drop(exchange.lease, true);
     exchange.lease = opened;
     this.answer.reset();

@@ -72,6 +72,15 @@ export class OutboundProxy {
     else this.inFlight.delete(key);
   };
   private readonly ejectedUntil = new Map<string, number>();
+  /**
+   * Changes whenever a target fails or its ejection ends: the balancer might now choose
+   * differently. A connection keeps its tunnel between requests (L4) only while it stays the
+   * same, so a fallback taken in a bad moment is not kept for good. (A new config is judged
+   * by `keepsTarget`: one that changes nothing about a connection's target leaves it be.)
+   */
+  balancerEpoch = 0;
+  /** Per ejected target, the timer that marks the end of its ejection. */
+  private readonly ejectionEnds = new Map<string, NodeJS.Timeout>();
   private readonly roundRobin = new Map<string, number>();
   /** Each service port's mode, worked out once per config. */
   private modes = new WeakMap<ProxyConfig, Map<string, DataPlaneMode>>();
@@ -122,6 +131,8 @@ export class OutboundProxy {
 
   /** Closes the pooled sessions to peers (after the requests that used them have finished). */
   close(): void {
+    for (const timer of this.ejectionEnds.values()) clearTimeout(timer);
+    this.ejectionEnds.clear();
     for (const list of this.idle.values()) for (const lease of list) lease.release(false);
     this.idle.clear();
     this.pool.close();
@@ -253,7 +264,7 @@ export class OutboundProxy {
             return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
           }
           failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
-          if (error.eject) this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+          if (error.eject) this.ejectTarget(target);
           if (exchange.answered || (body && !body.replayable)) break;
           // A lost connection (GOAWAY, reset) gets one new connection to the same target.
           if (error.reconnect && !reconnected) {
@@ -383,12 +394,33 @@ export class OutboundProxy {
         clearTimeout((lease as StreamLease).idleTimer);
         if (!lease.closed) {
           (lease as StreamLease).busy(true);
+          (lease as StreamLease).fallback = false;
           return lease;
         }
         lease.release(false);
       }
     }
     return this.openTo(destination, targets, true);
+  }
+
+  /**
+   * Whether a connection's kept tunnel to `target` stays where it is under a new config (L4
+   * balances connections, not requests): the target is still a first choice there, that is a
+   * ready local endpoint, or a remote cluster's gateway while no local endpoint is ready.
+   * A config that moved the service's traffic elsewhere (the endpoint left, a local one
+   * came back) sends the next request to the balancer.
+   */
+  keepsTarget(config: ProxyConfig, destination: Destination, target: Target): boolean {
+    const { service, port } = destination;
+    const targets = targetsFor(
+      config,
+      { namespace: service.namespace, name: service.name, port },
+      destination.localOnly,
+    );
+    const now = Date.now();
+    const healthy = (candidate: Target) => (this.ejectedUntil.get(candidate.key) ?? 0) <= now;
+    const firstChoices = targets.local.some(healthy) ? targets.local : targets.remote;
+    return firstChoices.some((candidate) => candidate.key === target.key && healthy(candidate));
   }
 
   /** The targets of a destination in the order to try them (the balancer's pick first). */
@@ -422,13 +454,15 @@ export class OutboundProxy {
           framed,
           this.timeoutsInForce.tunnelOpenMs,
         );
-        return new StreamLease(key, target, stream, this.connections, this.countInFlight, {
+        const lease = new StreamLease(key, target, stream, this.connections, this.countInFlight, {
           reporter: 'source',
           sourceCluster: this.options.cluster,
           sourceWorkload: this.options.serviceAccount,
           destinationCluster: target.cluster,
           destinationService: service.hostname,
         });
+        lease.fallback = target !== targets[0];
+        return lease;
       } catch (error) {
         if (!(error instanceof TunnelRefused)) throw error;
         if (error.l7Required) {
@@ -523,9 +557,20 @@ export class OutboundProxy {
     });
   }
 
-  /** A target that failed is tried last for a while. */
+  /** A target that failed is tried last for a while; its end changes the balancer's epoch too. */
   ejectTarget(target: Target): void {
     this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+    this.balancerEpoch++;
+    const timer = this.ejectionEnds.get(target.key);
+    if (timer) timer.refresh();
+    else
+      this.ejectionEnds.set(
+        target.key,
+        setTimeout(() => {
+          this.ejectionEnds.delete(target.key);
+          this.balancerEpoch++;
+        }, EJECTION_MS).unref(),
+      );
   }
 
   /** The sidecar's log. */
@@ -651,6 +696,8 @@ export interface TunnelLease {
   /** The service port it reaches (`namespace/name:port`). */
   readonly key: string;
   readonly target: Target;
+  /** Lent for a target other than the balancer's first pick (that one refused it). */
+  readonly fallback: boolean;
   /** Closed or closing: no more exchanges. */
   readonly closed: boolean;
   write(chunk: Buffer): boolean;
@@ -676,6 +723,7 @@ export interface LeaseHandler {
 
 class StreamLease implements TunnelLease {
   closed = false;
+  fallback = false;
   private sent = 0;
   private received = 0;
   private handler: LeaseHandler | undefined;

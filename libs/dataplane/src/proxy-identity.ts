@@ -20,7 +20,10 @@ export const proxyIdentitySettings = {
   trustBundle: z.string().min(1),
   /** The file holding the proof presented for certificates: a join token, or a service-account token. */
   tokenFile: z.string().min(1),
-  /** Where the last config is kept, so that a restart without the controller still serves it. */
+  /**
+   * Where the last config and the mesh certificate (with its key, mode 0600) are kept, so
+   * that a proxy restarted while its controller is away starts and serves with them.
+   */
   stateDir: z.string().min(1).optional(),
 };
 
@@ -81,6 +84,7 @@ export async function startProxyIdentity(options: {
       options.onCredentials?.(credentials);
     },
     onError: (error) => options.log('warn', 'certificate renewal failed (retrying)', { err: error.message }),
+    ...(settings.stateDir ? { statePath: path.join(settings.stateDir, 'credentials.json') } : {}),
   });
   await renewer.start();
   const credentials = (): WorkloadCredentials => renewer.current()!;
