@@ -292,7 +292,10 @@ export async function runDemo(options: {
     if (!options.once && !interrupted) {
       say('live view of west/web calling cart every second; stop a workload or press Ctrl-C to end');
       while (!interrupted) {
-        process.stdout.write(`${new Date().toISOString().slice(11, 19)}  ${await demo.sample()}\n`);
+        // With --json, stdout holds the JSON object alone.
+        (options.json ? process.stderr : process.stdout).write(
+          `${new Date().toISOString().slice(11, 19)}  ${await demo.sample()}\n`,
+        );
         await new Promise((resolve) => setTimeout(resolve, 1_000));
       }
     }

@@ -29,6 +29,15 @@ metadata: { name: ${name}, namespace: ${namespace} }
 `;
 }
 
+/** The proxies connected to a controller process now (from its log). */
+export function connectedProxies(controller: ComponentProcess): Set<string> {
+  const connected = new Set<string>();
+  for (const entry of controller.logs)
+    if (entry.msg === 'proxy connected') connected.add(String(entry.proxy));
+    else if (entry.msg === 'proxy disconnected') connected.delete(String(entry.proxy));
+  return connected;
+}
+
 /** An AuthorizationPolicy with one rule on request paths, targeting one Service (YAML). */
 export function pathPolicy(
   namespace: string,
@@ -47,10 +56,13 @@ spec:
 `;
 }
 
-/** One cluster of a federation on this machine, in file mode. */
+/** One cluster of a federation on this machine, in file mode (or Kubernetes mode, see `kubeconfigs`). */
 export interface LocalCluster {
   readonly name: string;
-  readonly controller: ComponentProcess;
+  /** The running controller (a new process after {@link LocalFederation.restartController}). */
+  controller: ComponentProcess;
+  /** Its settings file. */
+  readonly controllerSettings: string;
   /** `https://…` of the controller's signing and discovery service. */
   readonly controllerUrl: string;
   readonly gateway: ComponentProcess;
@@ -66,6 +78,9 @@ export interface SidecarProcess extends ComponentProcess {
   readonly outboundPort: number;
   /** The mTLS listener ports, in the order of `inbound`. */
   readonly inboundPorts: readonly number[];
+  readonly cluster: string;
+  /** Its settings file (a restart uses it again). */
+  readonly settingsFile: string;
 }
 
 export interface SidecarSpec {
@@ -76,8 +91,12 @@ export interface SidecarSpec {
   readonly inbound?: ReadonlyArray<{ name?: string; appPort: number; appProtocol?: 'http' | 'h2c' }>;
   /** A JSON line per request (default true). */
   readonly accessLog?: boolean;
+  /** Where the mTLS listeners listen (default 127.0.0.1). */
+  readonly inboundHost?: string;
   /** The sidecar's `timeouts` settings (durations such as `2s`), where not the defaults. */
   readonly timeouts?: Readonly<Partial<Record<'requestHead' | 'idle' | 'appConnect' | 'tunnelOpen', string>>>;
+  /** Sidecar settings written over the ones above, as its settings file takes them. */
+  readonly settings?: Readonly<Record<string, unknown>>;
 }
 
 export interface LocalFederationOptions {
@@ -90,6 +109,12 @@ export interface LocalFederationOptions {
   readonly heartbeatInterval?: string;
   readonly staleAfter?: string;
   readonly workloadGrace?: string;
+  /**
+   * Clusters whose controller reads an API server (Kubernetes mode) instead of a folder:
+   * cluster name -> kubeconfig path. Their sidecars register no workload; endpoints are the
+   * EndpointSlices written to that API server.
+   */
+  readonly kubeconfigs?: Readonly<Record<string, string>>;
   readonly onLog?: (component: string, entry: Record<string, unknown>) => void;
   readonly stderr?: 'inherit' | 'ignore';
   /** Run the components' built bundles (`npm run build`) instead of their sources. */
@@ -167,7 +192,9 @@ export class LocalFederation {
         joinTokens: [{ token: this.token, namespaces: ['*'], serviceAccounts: ['*'] }],
       },
       catalog: {
-        directory: manifests,
+        ...(this.options.kubeconfigs?.[name]
+          ? { kubeconfig: this.options.kubeconfigs[name] }
+          : { directory: manifests }),
         gatewayAddresses: [gatewayAddress],
         heartbeatInterval: this.options.heartbeatInterval ?? '1s',
         staleAfter: this.options.staleAfter ?? '5s',
@@ -187,7 +214,50 @@ export class LocalFederation {
       }),
     );
     await gateway.waitForLog('east-west gateway listening');
-    this.clusters.set(name, { name, controller, controllerUrl, gateway, gatewayAddress, manifests });
+    this.clusters.set(name, {
+      name,
+      controller,
+      controllerSettings,
+      controllerUrl,
+      gateway,
+      gatewayAddress,
+      manifests,
+    });
+  }
+
+  /**
+   * Stops a cluster's controller (SIGKILL unless told otherwise), waits `downMs`, and starts
+   * it again from the same settings file and state folder; resolves once it listens, or,
+   * with `awaitProxies`, once every proxy the old process had has connected to the new one
+   * (it throws naming those that have not within 30 s). Its proxies are left running,
+   * configured with the URL the first process listened on.
+   */
+  async restartController(
+    name: string,
+    options: { signal?: NodeJS.Signals; downMs?: number; awaitProxies?: boolean } = {},
+  ): Promise<{ controller: ComponentProcess; url: string }> {
+    const cluster = this.cluster(name);
+    const proxies = connectedProxies(cluster.controller);
+    await cluster.controller.stop(options.signal ?? 'SIGKILL');
+    if (options.downMs) await new Promise((resolve) => setTimeout(resolve, options.downMs));
+    cluster.controller = await this.spawn(
+      `${name}/controller`,
+      'federation-controller',
+      cluster.controllerSettings,
+    );
+    const url = String(
+      (await cluster.controller.waitForLog('signing and discovery service listening')).signing,
+    );
+    const { controller } = cluster;
+    for (const deadline = Date.now() + 30_000; options.awaitProxies;) {
+      const back = connectedProxies(controller);
+      const missing = [...proxies].filter((proxy) => !back.has(proxy));
+      if (missing.length === 0) break;
+      if (Date.now() > deadline)
+        throw new Error(`${name}'s proxies did not reconnect within 30 s: ${missing.join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return { controller, url };
   }
 
   private proxyBase(cluster: string, controllerUrl: string, stateName: string): Record<string, unknown> {
@@ -235,11 +305,14 @@ export class LocalFederation {
       ...this.proxyBase(cluster, target.controllerUrl, `sidecar-${name}`),
       namespace: spec.namespace,
       serviceAccount: spec.serviceAccount,
-      ...(spec.workload
-        ? { workload: { name: spec.workload.name, labels: spec.workload.labels, address: '127.0.0.1' } }
-        : {}),
+      // Kubernetes mode: endpoints come from EndpointSlices, which name the pod's IP.
+      ...(this.options.kubeconfigs?.[cluster]
+        ? { podIp: spec.inboundHost ?? '127.0.0.1' }
+        : spec.workload
+          ? { workload: { name: spec.workload.name, labels: spec.workload.labels, address: '127.0.0.1' } }
+          : {}),
       outbound: '127.0.0.1:0',
-      inboundHost: '127.0.0.1',
+      inboundHost: spec.inboundHost ?? '127.0.0.1',
       accessLog: spec.accessLog ?? true,
       ...(spec.timeouts ? { timeouts: spec.timeouts } : {}),
       inbound: (spec.inbound ?? []).map((port) => ({
@@ -248,16 +321,34 @@ export class LocalFederation {
         appPort: port.appPort,
         appProtocol: port.appProtocol ?? 'http',
       })),
+      ...spec.settings,
     });
-    const child = await this.spawn(`${cluster}/sidecar-${name}`, 'sidecar', settings);
+    return await this.spawnSidecar(cluster, name, settings);
+  }
+
+  private async spawnSidecar(cluster: string, name: string, settingsFile: string): Promise<SidecarProcess> {
+    const child = await this.spawn(`${cluster}/sidecar-${name}`, 'sidecar', settingsFile);
     const listening = await child.waitForLog('sidecar listening');
     const sidecar: SidecarProcess = {
       ...child,
       outboundPort: Number(String(listening.outbound).split(':').at(-1)),
       inboundPorts: listening.inbound as number[],
+      cluster,
+      settingsFile,
     };
     this.sidecars.push(sidecar);
     return sidecar;
+  }
+
+  /**
+   * Stops a sidecar and starts it again from the same settings and state folder (its
+   * listeners on new ports where the settings say 0); resolves once it listens.
+   */
+  async restartSidecar(sidecar: SidecarProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<SidecarProcess> {
+    await sidecar.stop(signal);
+    this.sidecars.splice(this.sidecars.indexOf(sidecar), 1);
+    const name = path.basename(sidecar.settingsFile, '.yaml').replace(/^sidecar-/, '');
+    return await this.spawnSidecar(sidecar.cluster, name, sidecar.settingsFile);
   }
 
   /**

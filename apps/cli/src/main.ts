@@ -88,7 +88,10 @@ program
     'the two-cluster demo (east, west) on this machine: cross-cluster HTTP and gRPC over mTLS, the caller identity, failover; then a live view until Ctrl-C',
   )
   .option('--once', 'run the scenario and exit (0 only if every check passed)')
-  .option('--json', 'print the checks as one JSON object (the last line of stdout)')
+  .option(
+    '--json',
+    'print the checks as one JSON object, the only line of stdout (the live view goes to stderr)',
+  )
   .addOption(
     new Option(
       '--mode <mode>',

@@ -2,9 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { jetstreamManager } from '@nats-io/jetstream';
-import { CATALOG_BUCKET, CatalogBus } from '@causeway/catalog';
-import { NatsTrustStore, TRUST_BUCKET } from '@causeway/trust';
+import { CATALOG_BUCKET } from '@causeway/catalog';
+import { openBucket } from '@causeway/nats';
+import { TRUST_BUCKET } from '@causeway/trust';
 import { formatTable } from './table.ts';
 import { natsConnect, type NatsOptions } from './trust.ts';
 
@@ -145,24 +145,21 @@ export function natsInitCommand(): Command {
     .action(async (options: NatsOptions & { json?: boolean }) => {
       const connection = await natsConnect(options, 'causeway-nats-init');
       try {
-        await CatalogBus.open(connection);
-        await NatsTrustStore.open(connection);
-        const jsm = await jetstreamManager(connection);
         const rows: Array<Record<string, unknown>> = [];
-        for (const bucket of [CATALOG_BUCKET, TRUST_BUCKET]) {
-          const { config } = await jsm.streams.info(`KV_${bucket}`);
-          const hardened = await jsm.streams.update(`KV_${bucket}`, {
-            ...config,
-            allow_rollup_hdrs: false,
-            deny_purge: true,
-            deny_delete: true,
-          });
+        for (const [bucket, history] of [
+          [CATALOG_BUCKET, 5],
+          [TRUST_BUCKET, 10],
+        ] as const) {
+          const opened = await openBucket(connection, bucket, history, { harden: true });
+          if (!opened.hardened)
+            throw new Error(`could not harden bucket ${bucket}: ${opened.reason} (use the operator user)`);
+          const { config } = (await opened.kv.status()).streamInfo;
           rows.push({
             bucket,
-            stream: hardened.config.name,
-            rollup: hardened.config.allow_rollup_hdrs,
-            denyPurge: hardened.config.deny_purge,
-            denyDelete: hardened.config.deny_delete,
+            stream: config.name,
+            rollup: config.allow_rollup_hdrs,
+            denyPurge: config.deny_purge,
+            denyDelete: config.deny_delete,
           });
         }
         process.stdout.write(

@@ -35,8 +35,15 @@ export interface SampleIdentity {
   readonly instance: string;
 }
 
-/** An HTTP/1.1 service that answers every request with an {@link EchoReply}. */
-export async function startHttpEcho(identity: SampleIdentity): Promise<SampleApp> {
+/**
+ * An HTTP/1.1 service that answers every request with an {@link EchoReply}, on `host` and
+ * `port` (any free one by default).
+ */
+export async function startHttpEcho(
+  identity: SampleIdentity,
+  port = 0,
+  host = '127.0.0.1',
+): Promise<SampleApp> {
   let served = 0;
   const server = http.createServer((request, response) => {
     served++;
@@ -64,7 +71,10 @@ export async function startHttpEcho(identity: SampleIdentity): Promise<SampleApp
       ws.on('message', (data) => ws.send(`${identity.instance}: ${String(data)}`)),
     ),
   );
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, resolve);
+  });
   return {
     port: (server.address() as AddressInfo).port,
     served: () => served,
