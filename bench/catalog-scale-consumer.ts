@@ -7,7 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { connect } from '@nats-io/transport-node';
-import { CatalogBus, CatalogSync, type ApplyOutcome } from '@causeway/catalog';
+import { CatalogSync, type ApplyOutcome } from '@causeway/catalog';
+import { CatalogBus } from '@causeway/nats';
 
 const [natsUrl, trustDomain, rootsFile, expectedText, statePath] = process.argv.slice(2) as [
   string,
@@ -49,6 +50,12 @@ sync.onEntry = (key: string, text: string): ApplyOutcome | undefined => {
   return outcome;
 };
 
+/** The live heap after a full collection (the process runs with --expose-gc). */
+const liveHeap = (): number => {
+  (globalThis as { gc?: () => void }).gc?.();
+  return process.memoryUsage().heapUsed;
+};
+const heapBefore = liveHeap();
 const connection = await connect({ servers: natsUrl });
 void (async () => {
   for await (const status of connection.status())
@@ -63,10 +70,15 @@ clearInterval(progress);
 const coldSyncSeconds = (performance.now() - start) / 1000;
 synced = true;
 await sync.flush();
+const rssAtSync = process.memoryUsage().rss;
+const heapAfter = liveHeap();
 say({
   phase: 'synced',
   cold_sync_s: coldSyncSeconds,
-  rss_mb: process.memoryUsage().rss / 2 ** 20,
+  rss_mb: rssAtSync / 2 ** 20,
+  heap_mb: heapAfter / 2 ** 20,
+  // What one record costs in the live heap: the catalog's growth over the empty process.
+  bytes_per_record: (heapAfter - heapBefore) / expected,
   services,
   notifications,
   watcher_restarts: bus.watcherRestarts,

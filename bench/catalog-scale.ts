@@ -9,7 +9,8 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { connect } from '@nats-io/transport-node';
-import { CatalogBus, signExportRecord, type ExportRecord } from '@causeway/catalog';
+import { signExportRecord, type ExportRecord } from '@causeway/catalog';
+import { CatalogBus } from '@causeway/nats';
 import { createRootCa } from '@causeway/pki';
 import { repoRoot, startNats } from '@causeway/testing';
 import { controllerIdentity } from '../test/support/controller-identity.ts';
@@ -77,6 +78,7 @@ export async function catalogScaleBench(options: {
     const child = spawn(
       process.execPath,
       [
+        '--expose-gc',
         '--import',
         'tsx',
         path.join(repoRoot, 'bench/catalog-scale-consumer.ts'),
@@ -134,6 +136,8 @@ export async function catalogScaleBench(options: {
       records: total,
       cold_sync_s: round(synced.cold_sync_s!),
       rss_mb: round(Math.max(synced.rss_mb!, updated.rss_mb!)),
+      heap_mb: round(synced.heap_mb!),
+      bytes_per_record: Math.round(synced.bytes_per_record!),
       update_rate_per_s: Math.round(achievedRate),
       update_p50_ms: updated.update_p50_ms,
       update_p99_ms: updated.update_p99_ms,
@@ -148,6 +152,7 @@ export async function catalogScaleBench(options: {
         ['publish into NATS (setup)', `${result.publish_s} s`],
         ['cold sync (verify + apply + merge)', `${result.cold_sync_s} s`],
         ['controller RSS', `${result.rss_mb} MB`],
+        ['live heap after the sync', `${result.heap_mb} MB (${result.bytes_per_record} bytes per record)`],
         ['updates sent', `${updates} at ${result.update_rate_per_s}/s`],
         ['updates applied', String(result.updates_applied)],
         ['update latency p50', `${result.update_p50_ms} ms`],

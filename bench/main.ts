@@ -2,6 +2,7 @@
 // stderr and, as the last line of stdout, one JSON object.
 import { Command } from 'commander';
 import { catalogScaleBench } from './catalog-scale.ts';
+import { chaosBench } from './chaos.ts';
 import { convergenceBench } from './convergence.ts';
 import { pkiBench } from './pki.ts';
 import { sidecarBench } from './sidecar.ts';
@@ -47,6 +48,23 @@ program
       seconds: number;
     }) => {
       await catalogScaleBench(options);
+    },
+  );
+program
+  .command('chaos')
+  .description(
+    'under a fixed cross-cluster load: controllers killed and restarted, the catalog bucket wiped, NATS stopped (failed requests, repair and detection times)',
+  )
+  .option('--json', 'print the result as JSON on the last stdout line')
+  .option('--rate <n>', 'requests per second of the load', (v) => Number(v), 100)
+  .option('--nats-outage-seconds <n>', 'how long NATS stays down', (v) => Number(v), 120)
+  .option(
+    '--unsafe-bucket',
+    'make the catalog bucket beforehand as older releases did (purges and rollups allowed), so the wipe uses them too',
+  )
+  .action(
+    async (options: { json?: boolean; rate: number; natsOutageSeconds: number; unsafeBucket?: boolean }) => {
+      await chaosBench(options);
     },
   );
 program
