@@ -4,7 +4,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { describe, test } from 'node:test';
-import { repoRoot } from '@causeway/testing';
+import { eventually, freePort, repoRoot } from '@causeway/testing';
 
 // The federation controller needs a settings file; it has its own test file. The
 // sidecar and the east-west gateway need one too: they run in mesh.test.ts and
@@ -52,6 +52,48 @@ for (const app of APPS) {
       });
       assert.equal(result.status, 2);
       assert.match(result.stderr, /logLevel: .* \(got "loud"\)/);
+    });
+
+    test('CAUSEWAY_ADMIN_ADDRESS and CAUSEWAY_LOG_LEVEL take effect; a flag wins over the environment', async () => {
+      const port = await freePort();
+      const quiet = spawn(process.execPath, [...tsx, main], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, CAUSEWAY_ADMIN_ADDRESS: `127.0.0.1:${port}`, CAUSEWAY_LOG_LEVEL: 'warn' },
+      });
+      let quietOut = '';
+      quiet.stdout.setEncoding('utf8').on('data', (chunk: string) => (quietOut += chunk));
+      const quietExit = new Promise<number | null>((resolve) => quiet.once('exit', resolve));
+      try {
+        await eventually(async () =>
+          assert.equal((await fetch(`http://127.0.0.1:${port}/livez`)).status, 200),
+        );
+      } finally {
+        quiet.kill('SIGTERM');
+      }
+      assert.equal(await quietExit, 0);
+      assert.equal(quietOut, '', 'info lines were logged at level warn');
+
+      const flagged = spawn(process.execPath, [...tsx, main, '--admin-address', '127.0.0.1:0'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+        env: { ...process.env, CAUSEWAY_ADMIN_ADDRESS: `127.0.0.1:${port}` },
+      });
+      const flaggedExit = new Promise<number | null>((resolve) => flagged.once('exit', resolve));
+      try {
+        const started = await new Promise<Record<string, unknown>>((resolve) =>
+          createInterface({ input: flagged.stdout }).on('line', (line) => {
+            const entry = JSON.parse(line) as Record<string, unknown>;
+            if (entry.msg === 'started') resolve(entry);
+          }),
+        );
+        assert.notEqual(
+          new URL(String(started.admin)).port,
+          String(port),
+          'the environment won over the flag',
+        );
+      } finally {
+        flagged.kill('SIGTERM');
+      }
+      assert.equal(await flaggedExit, 0);
     });
 
     test('serves /livez, /readyz and /metrics, then stops on SIGTERM', async () => {

@@ -5,10 +5,12 @@ import assert from 'node:assert/strict';
 import type { KeyObject, X509Certificate } from 'node:crypto';
 import { after, before, test } from 'node:test';
 import { Registry } from 'prom-client';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { Kvm } from '@nats-io/kv';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { createRootCa, type CertificateAuthority } from '@causeway/pki';
 import {
-  CatalogBus,
+  CATALOG_BUCKET,
   CatalogSync,
   exportKey,
   signExportRecord,
@@ -16,7 +18,8 @@ import {
   type ExportRecord,
   type MergedService,
 } from '@causeway/catalog';
-import { startNats, type NatsServer } from '@causeway/testing';
+import { CatalogBus, openBucket } from '@causeway/nats';
+import { eventually, startNats, type NatsServer } from '@causeway/testing';
 import { controllerIdentity } from '../support/controller-identity.ts';
 
 const TD = 'mesh.test';
@@ -159,4 +162,90 @@ test('heartbeats age on silence and delete nothing', async () => {
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(sync.peerStatus().find((p) => p.cluster === 'west')!.ageSeconds > 1.2);
   sync.detach();
+});
+
+test('entries lost without a marker (a rollup, a stream purge, a message delete) are noticed once, however much a key churns', async () => {
+  // A bucket made by hand, as older releases made it: rollups, purges and deletes allowed.
+  const server = await startNats();
+  const conn = await connect({ servers: server.url });
+  try {
+    const kv = await new Kvm(conn).create(CATALOG_BUCKET, { history: 5 });
+    const watched = await CatalogBus.open(conn);
+    let seen = 0;
+    const stop = await watched.watch(() => seen++);
+    const put = async (key: string, value: string): Promise<void> => {
+      const before = seen;
+      await kv.put(key, value);
+      await eventually(async () => assert.ok(seen > before, `the watcher did not see ${key}`));
+    };
+    // A heartbeat puts many revisions: the stream holds more messages than there are keys.
+    const churn = async (): Promise<void> => {
+      for (let beat = 0; beat < 12; beat++) await put('heartbeat.east', String(beat));
+    };
+    await put('signer.east', 'chain');
+    await put('export.east.shop.cart', 'record');
+    await churn();
+    assert.equal(await watched.lostEntries(), false, 'nothing was lost yet');
+
+    const rollup = headers();
+    rollup.set('Nats-Rollup', 'all');
+    await jetstream(conn).publish(`$KV.${CATALOG_BUCKET}.junk`, 'x', { headers: rollup });
+    await churn();
+    assert.equal(await watched.lostEntries(), true, 'a rollup went unnoticed');
+    assert.equal(await watched.lostEntries(), false, 'one loss is reported once');
+
+    await put('signer.east', 'chain');
+    await jetstreamManager(conn).then((jsm) => jsm.streams.purge(`KV_${CATALOG_BUCKET}`));
+    assert.equal(await watched.lostEntries(), true, 'a stream purge went unnoticed');
+
+    await put('signer.east', 'chain');
+    await put('export.east.shop.cart', 'record');
+    const last = (await kv.status()).streamInfo.state.last_seq;
+    await jetstreamManager(conn).then((jsm) => jsm.streams.deleteMessage(`KV_${CATALOG_BUCKET}`, last));
+    assert.equal(await watched.lostEntries(), true, 'a message delete went unnoticed');
+    assert.equal(await watched.lostEntries(), false, 'one loss is reported once');
+    stop();
+  } finally {
+    await conn.close();
+    await server.dispose();
+  }
+});
+
+test('openBucket creates a bucket safe in one step, works as a KV bucket, and hardens an unsafe one only when asked', async () => {
+  const jsm = await jetstreamManager(connection);
+  const safe = await openBucket(connection, 'causeway-open-test', 3);
+  assert.equal(safe.hardened, true);
+  const { config } = await jsm.streams.info('KV_causeway-open-test');
+  assert.deepEqual(
+    [config.allow_rollup_hdrs, config.deny_purge, config.deny_delete, config.max_msgs_per_subject],
+    [false, true, true, 3],
+  );
+  // Puts, gets, key deletes, history and a watch, as the KV client knows them.
+  for (const value of ['a', 'b', 'c', 'd']) await safe.kv.put('k', value);
+  assert.equal((await safe.kv.get('k'))?.string(), 'd');
+  const kept: string[] = [];
+  for await (const entry of await safe.kv.history({ key: 'k' })) kept.push(entry.string());
+  assert.deepEqual(kept, ['b', 'c', 'd'], 'the history holds 3 values per key');
+  await safe.kv.delete('k');
+  assert.equal((await safe.kv.get('k'))?.operation, 'DEL');
+  // A rollup is refused by the stream.
+  const rollup = headers();
+  rollup.set('Nats-Rollup', 'all');
+  await assert.rejects(
+    jetstream(connection).publish('$KV.causeway-open-test.x', 'wipe', { headers: rollup }),
+  );
+  assert.equal((await openBucket(connection, 'causeway-open-test', 3)).hardened, true, 'opened again');
+
+  // A bucket someone made with the KV client's defaults is used as it is, with the reason...
+  await new Kvm(connection).create('causeway-open-unsafe', { history: 2 });
+  const unsafe = await openBucket(connection, 'causeway-open-unsafe', 2);
+  assert.equal(unsafe.hardened, false);
+  assert.match(unsafe.reason ?? '', /existed before/);
+  // ...and hardened when the operator asks.
+  assert.equal((await openBucket(connection, 'causeway-open-unsafe', 2, { harden: true })).hardened, true);
+  const hardened = (await jsm.streams.info('KV_causeway-open-unsafe')).config;
+  assert.deepEqual(
+    [hardened.allow_rollup_hdrs, hardened.deny_purge, hardened.deny_delete],
+    [false, true, true],
+  );
 });

@@ -3,6 +3,7 @@
 // leaves no process behind on Ctrl-C.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
@@ -10,11 +11,38 @@ import { repoRoot } from '@causeway/testing';
 
 const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
 
-/** Processes whose command line mentions a demo folder. */
-const demoProcesses = (): string[] =>
-  execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' })
-    .split('\n')
-    .filter((line) => line.includes('causeway-demo-'));
+/** The processes under `root` (its children, theirs, and so on). */
+function processTree(root: number): number[] {
+  const children = new Map<number, number[]>();
+  for (const line of execFileSync('ps', ['-eo', 'pid=,ppid='], { encoding: 'utf8' }).split('\n')) {
+    const [pid, ppid] = line.trim().split(/\s+/).map(Number);
+    if (pid && ppid) children.set(ppid, [...(children.get(ppid) ?? []), pid]);
+  }
+  const tree: number[] = [];
+  for (let next = [root]; next.length > 0;) {
+    next = next.flatMap((pid) => children.get(pid) ?? []);
+    tree.push(...next);
+  }
+  return tree;
+}
+
+const commandOf = (pid: number): string => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ').trim();
+  } catch {
+    return '';
+  }
+};
+
+/** Whether a process still runs the command it ran when it was seen (its pid not reused). */
+const stillRunning = (pid: number, command: string): boolean => {
+  try {
+    process.kill(pid, 0);
+  } catch {
+    return false;
+  }
+  return commandOf(pid) === command;
+};
 
 for (const mode of ['auto', 'L7'] as const)
   test(
@@ -26,35 +54,62 @@ for (const mode of ['auto', 'L7'] as const)
       });
       const stdout: string[] = [];
       let stderr = '';
-      child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+      createInterface({ input: child.stdout }).on('line', (line) => stdout.push(line));
       const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
-      const liveLine = new Promise<string>((resolve) =>
-        createInterface({ input: child.stdout }).on('line', (line) => {
-          stdout.push(line);
-          if (/^\d\d:\d\d:\d\d {2}west\/web -> /.test(line)) resolve(line);
-        }),
-      );
-      const live = await Promise.race([liveLine, exited.then((code) => `exited ${code}`)]);
-      assert.match(live, /west\/web -> cart\.shop\.svc\.clusterset\.local: cart-west \d+/, stderr);
-      const result = JSON.parse(stdout[0]!) as {
-        ok: boolean;
-        checks: Array<{ name: string; ok: boolean; detail: string }>;
-      };
-      assert.deepEqual(
-        result.checks.map((check) => [check.name, check.ok]),
-        [
-          ['cross-cluster-http', true],
-          ['cross-cluster-grpc', true],
-          ['mtls-identity', true],
-          ['failover', true],
-        ],
-        JSON.stringify(result.checks),
-      );
-      assert.equal(result.ok, true);
-      assert.ok(demoProcesses().length > 3, 'the demo processes are not running');
-      child.kill('SIGINT');
-      assert.equal(await exited, 0, stderr);
-      assert.match(stderr, /stopped; no process left behind/);
-      assert.deepEqual(demoProcesses(), []);
+      /** Every process the demo started (seen while it ran), with its command line. */
+      const started = new Map<number, string>();
+      try {
+        // With --json the live view goes to stderr: stdout holds the JSON object alone.
+        const liveLine = new Promise<string>((resolve) =>
+          createInterface({ input: child.stderr }).on('line', (line) => {
+            stderr += `${line}\n`;
+            if (/^\d\d:\d\d:\d\d {2}west\/web -> /.test(line)) resolve(line);
+          }),
+        );
+        const live = await Promise.race([
+          liveLine,
+          exited.then((code) => `exited ${code}`),
+          // (Within the test's own timeout, so that what it started is stopped below.)
+          new Promise<string>((resolve) =>
+            setTimeout(() => resolve('no live view within 150 s'), 150_000).unref(),
+          ),
+        ]);
+        for (const pid of processTree(child.pid!)) started.set(pid, commandOf(pid));
+        assert.match(live, /west\/web -> cart\.shop\.svc\.clusterset\.local: cart-west \d+/, stderr);
+        const result = JSON.parse(stdout[0]!) as {
+          ok: boolean;
+          checks: Array<{ name: string; ok: boolean; detail: string }>;
+        };
+        assert.deepEqual(
+          result.checks.map((check) => [check.name, check.ok]),
+          [
+            ['cross-cluster-http', true],
+            ['cross-cluster-grpc', true],
+            ['mtls-identity', true],
+            ['failover', true],
+          ],
+          JSON.stringify(result.checks),
+        );
+        assert.equal(result.ok, true);
+        assert.equal(stdout.length, 1, `stdout holds more than the JSON object: ${stdout.join('\n')}`);
+        assert.ok(started.size > 3, 'the demo processes are not running');
+        child.kill('SIGINT');
+        assert.equal(await exited, 0, stderr);
+        assert.match(stderr, /stopped; no process left behind/);
+        // (A helper a component ran, such as tsx's esbuild service, ends once its parent has.)
+        const left = () => [...started].filter(([pid, command]) => stillRunning(pid, command));
+        for (let wait = 0; wait < 50 && left().length > 0; wait++)
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.deepEqual(left(), [], 'processes the demo started are still running');
+      } finally {
+        // A failed check leaves nothing behind either.
+        if (child.exitCode === null && child.signalCode === null) {
+          for (const pid of processTree(child.pid!)) started.set(pid, commandOf(pid));
+          child.kill('SIGINT');
+          await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 20_000))]);
+        }
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        for (const [pid, command] of started) if (stillRunning(pid, command)) process.kill(pid, 'SIGKILL');
+      }
     },
   );

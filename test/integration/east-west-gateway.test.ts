@@ -41,6 +41,8 @@ let dir: string;
 let controller: ControllerProcess;
 let gateway: ComponentProcess;
 let gatewayPort: number;
+/** The shared gateway's settings. */
+let gatewaySettings: Record<string, unknown>;
 let backend: WorkloadServer;
 let backendSidecar: DiscoveryClient;
 let client: WorkloadCredentials;
@@ -85,17 +87,18 @@ before(async () => {
     }),
   );
   await writeFile(path.join(dir, 'token'), TOKEN);
+  gatewaySettings = {
+    cluster: 'east',
+    trustDomain: TD,
+    controller: controller.signingUrl,
+    trustBundle: trust.bundleFile,
+    tokenFile: path.join(dir, 'token'),
+    address: '127.0.0.1:0',
+    maxConnectionsPerSource: 4,
+  };
   gateway = await startComponentProcess(
     'east-west-gateway',
-    await writeYaml(path.join(dir, 'gateway.yaml'), {
-      cluster: 'east',
-      trustDomain: TD,
-      controller: controller.signingUrl,
-      trustBundle: trust.bundleFile,
-      tokenFile: path.join(dir, 'token'),
-      address: '127.0.0.1:0',
-      maxConnectionsPerSource: 4,
-    }),
+    await writeYaml(path.join(dir, 'gateway.yaml'), gatewaySettings),
   );
   const listening = await gateway.waitForLog('east-west gateway listening');
   gatewayPort = Number(String(listening.address).split(':').at(-1));
@@ -150,12 +153,14 @@ function call(options: {
   servername?: string;
   credentials?: { privateKeyPem: string; certificateChainPem: string } | undefined;
   path?: string;
+  /** Another gateway's port (default: the one all tests share). */
+  port?: number;
 }): Promise<{ status?: number; body?: string; error?: string; peer?: string }> {
   return new Promise((resolve) => {
     const request = https.get(
       {
         host: '127.0.0.1',
-        port: gatewayPort,
+        port: options.port ?? gatewayPort,
         path: options.path ?? '/',
         agent: false,
         ...(options.servername ? { servername: options.servername } : {}),
@@ -181,10 +186,10 @@ function call(options: {
 const cartSni = serviceSni({ namespace: 'shop', name: 'cart', port: 443 });
 
 /** A mesh client's TLS connection through the gateway to shop/cart, once its handshake is done. */
-async function cartConnection(): Promise<tls.TLSSocket> {
+async function cartConnection(port = gatewayPort): Promise<tls.TLSSocket> {
   const socket = tls.connect({
     host: '127.0.0.1',
-    port: gatewayPort,
+    port,
     servername: cartSni,
     key: client.privateKeyPem,
     cert: client.certificateChainPem,
@@ -289,6 +294,50 @@ test('connections over the per-source limit are refused', async () => {
   await eventually(async () =>
     assert.equal((await call({ servername: cartSni, credentials: client })).status, 200),
   );
+});
+
+test('maxConnections caps all connections, and idleTimeoutSeconds closes idle ones', async () => {
+  // A second gateway of the same cluster, with a small cap and a short idle timeout.
+  const small = await startComponentProcess(
+    'east-west-gateway',
+    await writeYaml(path.join(dir, 'gateway-small.yaml'), {
+      ...gatewaySettings,
+      maxConnections: 2,
+      maxConnectionsPerSource: 10,
+      idleTimeoutSeconds: 1,
+    }),
+  );
+  const open: tls.TLSSocket[] = [];
+  try {
+    const port = Number(
+      String((await small.waitForLog('east-west gateway listening')).address)
+        .split(':')
+        .at(-1),
+    );
+    await eventually(async () => {
+      const outcome = await call({ servername: cartSni, credentials: client, port });
+      assert.equal(outcome.status, 200, JSON.stringify(outcome));
+    }, 30_000);
+    open.push(await cartConnection(port), await cartConnection(port));
+    const third = await call({ servername: cartSni, credentials: client, port });
+    assert.ok(third.error, `a third connection got through: ${JSON.stringify(third)}`);
+    // Idle for a second, both are closed by the gateway.
+    const started = Date.now();
+    const idleMs = await Promise.race([
+      Promise.all(open.map((socket) => new Promise((resolve) => socket.once('close', resolve)))).then(
+        () => Date.now() - started,
+      ),
+      new Promise<number>((resolve) => setTimeout(() => resolve(-1), 10_000)),
+    ]);
+    assert.ok(
+      idleMs >= 900 && idleMs < 5_000,
+      `idle connections closed after ${idleMs} ms (-1: not within 10 s)`,
+    );
+    assert.equal((await call({ servername: cartSni, credentials: client, port })).status, 200);
+  } finally {
+    for (const socket of open) socket.destroy();
+    await small.stop();
+  }
 });
 
 test('the probe target answers mesh clients with the services it can reach, and nobody else', async () => {

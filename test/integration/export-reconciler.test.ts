@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
-import { ExportReconciler, KubernetesSource, type LocalExportEvent } from '@causeway/k8s';
+import { KubernetesSource } from '@causeway/cluster';
+import { ExportReconciler, type LocalExportEvent } from '@causeway/federation';
 import { startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
 
 const MCS = { group: 'multicluster.x-k8s.io', version: 'v1alpha1', plural: 'serviceexports' } as const;

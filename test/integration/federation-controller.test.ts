@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -14,10 +15,12 @@ import { stringify } from 'yaml';
 import { CertificateRenewer } from '@causeway/identity';
 import { createRootCa, signTrustBundle, TrustDirectory, verifySvid } from '@causeway/pki';
 import { repoRoot, startKubeControlPlane, startNats, type NatsServer } from '@causeway/testing';
-import { CatalogBus, CatalogSync, type MergedService } from '@causeway/catalog';
-import { CoreV1Api, CustomObjectsApi } from '@kubernetes/client-node';
+import { CatalogSync, type MergedService } from '@causeway/catalog';
+import { CatalogBus } from '@causeway/nats';
+import { CoreV1Api } from '@kubernetes/client-node';
 import { NatsTrustStore } from '@causeway/trust';
 import { controllerSettings, initTrust } from '../support/controller-process.ts';
+import { createServiceExport } from '../support/kube-objects.ts';
 
 const run = promisify(execFile);
 const main = path.join(repoRoot, 'apps/federation-controller/src/main.ts');
@@ -130,6 +133,40 @@ describe('federation-controller', () => {
       assert.equal(identity.spiffeId.uri, `spiffe://${TD}/ns/shop/sa/cart`);
       assert.equal(identity.cluster, 'east');
 
+      // The signing and the discovery APIs are plugins on the controller's one server, each
+      // answering its own errors as { code, message }.
+      const call = (route: string, body: unknown) =>
+        new Promise<{ status: number; answer: { code?: string; message?: string } }>((resolve, reject) => {
+          const request = https.request(
+            `${signing}${route}`,
+            {
+              method: 'POST',
+              ca: root.certificatePem,
+              key: credentials.privateKeyPem,
+              cert: credentials.certificateChainPem,
+              // (The controller's certificate names its SPIFFE ID, not an address.)
+              checkServerIdentity: () => undefined,
+              headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+            },
+            (response) => {
+              let text = '';
+              response.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+              response.on('end', () => resolve({ status: response.statusCode!, answer: JSON.parse(text) }));
+            },
+          );
+          request.on('error', reject).end(JSON.stringify(body));
+        });
+      const refusals = [
+        ['/v1/discovery/stream', { kind: 'sidecar' }, 400, 'CAUSEWAY_DISCOVERY_BAD_REQUEST'],
+        ['/v1/discovery/ack', { proxy: 'nobody', version: 1 }, 404, 'CAUSEWAY_DISCOVERY_UNKNOWN_PROXY'],
+        ['/v1/certificates', { csr: 'x', admin: true }, 400, 'CAUSEWAY_IDENTITY_BAD_REQUEST'],
+      ] as const;
+      for (const [route, body, status, code] of refusals) {
+        const { status: got, answer } = await call(route, body);
+        assert.deepEqual([got, answer.code], [status, code], `${route}: ${JSON.stringify(answer)}`);
+        assert.ok(answer.message, `${route}: no message`);
+      }
+
       // A bundle signed by a root nobody trusts, written straight into NATS.
       const stranger = await createRootCa({ trustDomain: TD });
       const connection = await connect({ servers: nats.url });
@@ -190,17 +227,7 @@ describe('federation-controller', () => {
         spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP' }], selector: { app: 'cart' } },
       },
     });
-    await kubeConfig.makeApiClient(CustomObjectsApi).createNamespacedCustomObject({
-      group: 'multicluster.x-k8s.io',
-      version: 'v1alpha1',
-      plural: 'serviceexports',
-      namespace: 'shop',
-      body: {
-        apiVersion: 'multicluster.x-k8s.io/v1alpha1',
-        kind: 'ServiceExport',
-        metadata: { name: 'cart' },
-      },
-    });
+    await createServiceExport(kubeConfig, 'shop', 'cart');
     const config = settings({
       stateDir: path.join(dir, 'state-catalog'),
       signing: {

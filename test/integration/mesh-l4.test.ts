@@ -301,16 +301,20 @@ test('a path policy switches the ledger to L7 without a failed request, and appl
   const loop = (async () => {
     while (!stop) statuses.push(...(await Promise.all([plainGet(), plainGet()])));
   })();
-  await new Promise((resolve) => setTimeout(resolve, 500));
-  await federation.apply(
-    'east',
-    'deny.yaml',
-    pathPolicy('shop', 'no-admin', 'ledger', 'DENY', ['/admin', '/admin/*']),
-  );
-  await eventually(async () => assert.equal((await getThroughTunnel('/admin')).status, 403), 30_000);
-  await new Promise((resolve) => setTimeout(resolve, 1_000));
-  stop = true;
-  await loop;
+  // (A failed wait stops the loop too: left running, it would keep the test file alive.)
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await federation.apply(
+      'east',
+      'deny.yaml',
+      pathPolicy('shop', 'no-admin', 'ledger', 'DENY', ['/admin', '/admin/*']),
+    );
+    await eventually(async () => assert.equal((await getThroughTunnel('/admin')).status, 403), 30_000);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  } finally {
+    stop = true;
+    await loop;
+  }
   agent.destroy();
   assert.ok(statuses.length > 10, `only ${statuses.length} requests made`);
   const [mode] = await explainModes();

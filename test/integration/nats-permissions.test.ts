@@ -11,13 +11,8 @@ import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { jetstream } from '@nats-io/jetstream';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import {
-  CatalogBus,
-  CatalogSync,
-  signExportRecord,
-  signHeartbeat,
-  type MergedService,
-} from '@causeway/catalog';
+import { CatalogSync, signExportRecord, signHeartbeat, type MergedService } from '@causeway/catalog';
+import { CatalogBus } from '@causeway/nats';
 import { createRootCa } from '@causeway/pki';
 import { NatsTrustStore } from '@causeway/trust';
 import { repoRoot, startNats, type NatsServer } from '@causeway/testing';

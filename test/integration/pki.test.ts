@@ -142,6 +142,90 @@ describe('causeway trust', () => {
     }
   });
 
+  test('--key-type, inspect --dir, bundle --json, version --json and nats-config --operator-user each do what they say', async () => {
+    const own = await mkdtemp(path.join(os.tmpdir(), 'causeway-trust-options-'));
+    const other = await mkdtemp(path.join(os.tmpdir(), 'causeway-trust-other-'));
+    try {
+      // --key-type: the root, the intermediates and the workloads of the directory.
+      const init = JSON.parse(
+        await causeway(
+          'trust',
+          'init',
+          '--dir',
+          own,
+          '--trust-domain',
+          TD,
+          '--key-type',
+          'rsa-2048',
+          '--json',
+        ),
+      );
+      const intermediate = JSON.parse(
+        await causeway('trust', 'issue-intermediate', '--dir', own, '--cluster', 'east', '--json'),
+      );
+      const workload = JSON.parse(
+        await causeway(
+          ...['trust', 'issue-workload', '--dir', own, '--cluster', 'east'],
+          ...['--namespace', 'shop', '--service-account', 'cart', '--json'],
+        ),
+      );
+      for (const file of [init.root.certificate, intermediate.certificate, workload.certificate])
+        assert.equal(new X509Certificate(await readFile(file)).publicKey.asymmetricKeyType, 'rsa', file);
+      // inspect --dir: verified against this directory's bundle, refused against another's.
+      const inspected = JSON.parse(
+        await causeway('trust', 'inspect', workload.certificate, '--dir', own, '--json'),
+      );
+      assert.equal(inspected.verification.ok, true);
+      assert.equal(inspected.verification.identity.spiffeId.uri, `spiffe://${TD}/ns/shop/sa/cart`);
+      await causeway('trust', 'init', '--dir', other, '--trust-domain', TD, '--json');
+      const refused = await run(process.execPath, [
+        ...[cli, 'trust', 'inspect', workload.certificate, '--dir', other, '--json'],
+      ]).then(
+        () => undefined,
+        (error: { code: number; stdout: string }) => error,
+      );
+      assert.equal(refused?.code, 1, 'a chain from another root must exit 1');
+      assert.equal(JSON.parse(refused.stdout).verification.ok, false);
+      // bundle --json: the signed bundle as the directory holds it.
+      assert.deepEqual(
+        JSON.parse(await causeway('trust', 'bundle', '--dir', own, '--json')),
+        JSON.parse(await readFile(path.join(own, 'bundle.json'), 'utf8')),
+      );
+      // version --json.
+      const version = JSON.parse(await causeway('version', '--json'));
+      assert.deepEqual(Object.keys(version).sort(), ['node', 'platform', 'version']);
+      assert.equal(version.node, process.versions.node);
+      // nats-config --operator-user: that user, its password file, in auth.conf; a cluster's name refused.
+      const nats = await mkdtemp(path.join(os.tmpdir(), 'causeway-nats-config-'));
+      const natsConfig = (operator: string) => [
+        'nats-config',
+        '--cluster',
+        'east',
+        '--out',
+        nats,
+        '--operator-user',
+        operator,
+      ];
+      try {
+        await causeway(...natsConfig('admin'), '--json');
+        const password = (await readFile(path.join(nats, 'admin.password'), 'utf8')).trim();
+        assert.match(
+          await readFile(path.join(nats, 'auth.conf'), 'utf8'),
+          new RegExp(`user: "admin", password: "${password}"`),
+        );
+        await assert.rejects(
+          run(process.execPath, [cli, ...natsConfig('east')]),
+          /may not be named like a cluster/,
+        );
+      } finally {
+        await rm(nats, { recursive: true, force: true });
+      }
+    } finally {
+      await rm(own, { recursive: true, force: true });
+      await rm(other, { recursive: true, force: true });
+    }
+  });
+
   test('a bad option is refused naming it, and init never overwrites a root', async () => {
     await assert.rejects(
       run(process.execPath, [cli, 'trust', 'init', '--dir', dir, '--trust-domain', TD]),

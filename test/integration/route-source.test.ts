@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { createRootCa } from '@causeway/pki';
-import { KubernetesSource, startCatalogController, type CatalogController } from '@causeway/k8s';
+import { KubernetesSource } from '@causeway/cluster';
+import { startCatalogController, type CatalogController } from '@causeway/federation';
 import { eventually, startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
 import { controllerIdentity } from '../support/controller-identity.ts';
 

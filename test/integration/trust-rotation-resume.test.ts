@@ -11,6 +11,7 @@ import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CertificateRenewer } from '@causeway/identity';
 import { TrustDirectory, type SignedTrustBundle } from '@causeway/pki';
 import { repoRoot, startNats, type NatsServer } from '@causeway/testing';
+import { startControllerServer, type ControllerServer } from '@causeway/federation-controller/server';
 import { NatsTrustStore, startTrustController, type TrustController } from '@causeway/trust';
 
 const run = promisify(execFile);
@@ -22,8 +23,10 @@ let nats: NatsServer | undefined;
 let dir: string | undefined;
 let connection: NatsConnection | undefined;
 let controller: TrustController | undefined;
+let server: ControllerServer | undefined;
 
 after(async () => {
+  await server?.close();
   await controller?.close();
   await connection?.close();
   await nats?.dispose();
@@ -48,13 +51,13 @@ test('a paused workload stops the rotation before anything is removed; once it r
     stateDir: path.join(dir, 'state'),
     proof: { kind: 'join-tokens', tokens: [{ token: TOKEN, namespaces: ['*'], serviceAccounts: ['*'] }] },
     workloadTtlMs: 3_600_000,
-    listen: { host: '127.0.0.1', port: 0 },
     store,
     statusIntervalMs: 200,
   });
+  server = await startControllerServer({ trust: controller, listen: { host: '127.0.0.1', port: 0 } });
   const renewer = () =>
     new CertificateRenewer({
-      controllerUrl: controller!.url,
+      controllerUrl: server!.url,
       bootstrapRoots: controller!.trust.bundle.roots,
       trustDomain: TD,
       cluster: 'east',

@@ -21,6 +21,7 @@ import {
   type SignedTrustBundle,
 } from '@causeway/pki';
 import { startNats, repoRoot, type NatsServer } from '@causeway/testing';
+import { startControllerServer, type ControllerServer } from '@causeway/federation-controller/server';
 import { NatsTrustStore, startTrustController, type TrustController } from '@causeway/trust';
 import { runTraffic, WorkloadClient, WorkloadServer } from '../support/mtls-workloads.ts';
 
@@ -34,6 +35,8 @@ let dir: string;
 let connection: NatsConnection;
 let store: NatsTrustStore;
 const controllers = new Map<string, TrustController>();
+/** Each controller's HTTPS server (the signing API). */
+const servers = new Map<string, ControllerServer>();
 const registries = new Map<string, Registry>();
 
 async function startController(cluster: string): Promise<TrustController> {
@@ -53,12 +56,15 @@ async function startController(cluster: string): Promise<TrustController> {
       tokens: [{ token: JOIN_TOKEN, namespaces: ['*'], serviceAccounts: ['*'] }],
     },
     workloadTtlMs: 3_600_000,
-    listen: { host: '127.0.0.1', port: 0 },
     store,
     statusIntervalMs: 200,
     registry,
   });
   controllers.set(cluster, controller);
+  servers.set(
+    cluster,
+    await startControllerServer({ trust: controller, listen: { host: '127.0.0.1', port: 0 } }),
+  );
   return controller;
 }
 
@@ -85,6 +91,7 @@ before(async () => {
 });
 
 after(async () => {
+  for (const server of servers.values()) await server.close();
   for (const controller of controllers.values()) await controller.close();
   await connection?.close();
   await nats?.dispose();
@@ -160,7 +167,7 @@ describe('root rotation under traffic', () => {
       onCredentials: (c: WorkloadCredentials) => void,
     ) =>
       new CertificateRenewer({
-        controllerUrl: controllers.get(cluster)!.url,
+        controllerUrl: servers.get(cluster)!.url,
         bootstrapRoots: controllers.get(cluster)!.trust.bundle.roots,
         trustDomain: TD,
         cluster,
