@@ -191,3 +191,92 @@ test('a route deleted and created again with the same content gets its status ag
     ]);
   }, 15_000);
 });
+
+test('a TrafficPolicy that breaks a rule is Accepted=False/Invalid naming the field, the last valid spec stays with proxies; a second policy on the Service is Conflicted', async () => {
+  const POLICY = { group: 'policy.causeway.dev', version: 'v1alpha1', plural: 'trafficpolicies' } as const;
+  const custom = kubeConfig.makeApiClient(CustomObjectsApi);
+  const acceptedOf = async (name: string) => {
+    const object = (await custom.getNamespacedCustomObject({ ...POLICY, namespace: 'shop', name })) as {
+      status?: {
+        ancestors?: Array<{
+          controllerName: string;
+          ancestorRef: { kind: string; name: string };
+          conditions: Array<{ type: string; status: string; reason: string; message: string }>;
+        }>;
+      };
+    };
+    return (object.status?.ancestors ?? [])
+      .filter((a) => a.controllerName === 'causeway.dev/federation-controller')
+      .map((a) => {
+        const condition = a.conditions.find((c) => c.type === 'Accepted')!;
+        return `${a.ancestorRef.kind}/${a.ancestorRef.name} ${condition.status}/${condition.reason}: ${condition.message}`;
+      });
+  };
+  const inForce = () =>
+    controller
+      .policies()
+      .filter((p) => p.kind === 'TrafficPolicy')
+      .map((p) => [p.name, (p.spec as { retries?: { perTryTimeout?: string } }).retries?.perTryTimeout]);
+  await create(
+    POLICY.plural,
+    {
+      apiVersion: 'policy.causeway.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'cart-retries' },
+      spec: {
+        targetRefs: [{ group: '', kind: 'Service', name: 'cart' }],
+        timeouts: { request: '2s' },
+        retries: { attempts: 3, perTryTimeout: '500ms' },
+      },
+    },
+    POLICY.group,
+    POLICY.version,
+  );
+  await eventually(async () => {
+    assert.deepEqual(await acceptedOf('cart-retries'), ['Service/cart True/Accepted: the policy applies']);
+    assert.deepEqual(inForce(), [['cart-retries', '500ms']]);
+  }, 15_000);
+
+  // The API server takes it (each field is well formed); the controller refuses it.
+  const current = (await custom.getNamespacedCustomObject({
+    ...POLICY,
+    namespace: 'shop',
+    name: 'cart-retries',
+  })) as { spec: { retries: Record<string, unknown> } };
+  current.spec.retries.perTryTimeout = '5s';
+  await custom.replaceNamespacedCustomObject({
+    ...POLICY,
+    namespace: 'shop',
+    name: 'cart-retries',
+    body: current,
+  });
+  await eventually(async () => {
+    const [condition] = await acceptedOf('cart-retries');
+    assert.match(
+      condition ?? '',
+      /^Service\/cart False\/Invalid: spec\.retries\.perTryTimeout: 5s is longer than timeouts\.request \(2s\).*the last valid spec \(generation 1\) stays in force$/,
+    );
+  }, 15_000);
+  assert.deepEqual(inForce(), [['cart-retries', '500ms']], 'proxies keep the last valid spec');
+
+  // A newer policy on the same Service: the older one holds it.
+  await create(
+    POLICY.plural,
+    {
+      apiVersion: 'policy.causeway.dev/v1alpha1',
+      kind: 'TrafficPolicy',
+      metadata: { name: 'cart-second' },
+      spec: { targetRefs: [{ group: '', kind: 'Service', name: 'cart' }], retries: { attempts: 1 } },
+    },
+    POLICY.group,
+    POLICY.version,
+  );
+  await eventually(async () => {
+    const [condition] = await acceptedOf('cart-second');
+    assert.match(
+      condition ?? '',
+      /^Service\/cart False\/Conflicted: TrafficPolicy shop\/cart-retries targets Service shop\/cart too and came first/,
+    );
+  }, 15_000);
+  assert.deepEqual(inForce(), [['cart-retries', '500ms']]);
+});

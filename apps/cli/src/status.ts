@@ -159,6 +159,24 @@ export function renderStatus(status: ControllerStatus): string {
   return `${sections.join('\n\n')}\n`;
 }
 
+type PolicyStatus = NonNullable<ControllerStatus['trafficPolicies']>[number];
+
+const isServiceRef = (
+  ref: PolicyStatus['ancestors'][number]['ancestorRef'],
+  namespace: string,
+  name: string,
+): boolean =>
+  (ref.kind === 'Service' || ref.kind === 'ServiceImport') &&
+  ref.namespace === namespace &&
+  ref.name === name;
+
+/** The TrafficPolicies that target a Service or ServiceImport of that name. */
+function trafficPoliciesOf(status: ControllerStatus, namespace: string, name: string): PolicyStatus[] {
+  return (status.trafficPolicies ?? []).filter((policy) =>
+    policy.ancestors.some((a) => isServiceRef(a.ancestorRef, namespace, name)),
+  );
+}
+
 /** The readable explanation of one service: where it is served from and why. */
 export function renderExplain(status: ControllerStatus, namespace: string, name: string): string | undefined {
   const service = status.services.find((s) => s.namespace === namespace && s.name === name);
@@ -224,6 +242,47 @@ export function renderExplain(status: ControllerStatus, namespace: string, name:
       ),
     );
   }
+  const policies = trafficPoliciesOf(status, namespace, name);
+  if (policies.length > 0) {
+    lines.push('');
+    lines.push(`TrafficPolicies on it in ${status.cluster}:`);
+    lines.push(
+      formatTable(
+        ['policy', 'target', 'accepted', 'reason', 'message'],
+        policies.flatMap((policy) =>
+          policy.ancestors
+            .filter((a) => isServiceRef(a.ancestorRef, namespace, name))
+            .map((a) => {
+              const accepted = a.conditions.find((c) => c.type === 'Accepted');
+              return [
+                `${policy.namespace}/${policy.name}`,
+                a.ancestorRef.kind,
+                accepted?.status ?? '-',
+                accepted?.reason ?? '-',
+                accepted?.message ?? '',
+              ];
+            }),
+        ),
+      ),
+    );
+    for (const policy of policies) {
+      // In force here: it holds this service (accepted, or refused now with its last valid spec kept).
+      const holds = policy.ancestors.some(
+        (a) =>
+          isServiceRef(a.ancestorRef, namespace, name) &&
+          a.conditions.some(
+            (c) =>
+              c.type === 'Accepted' &&
+              (c.reason === 'Accepted' || (c.reason === 'Invalid' && policy.inForce !== undefined)),
+          ),
+      );
+      if (!holds || policy.spec === undefined) continue;
+      const { targetRefs: _targets, ...settings } = policy.spec as Record<string, unknown>;
+      lines.push(
+        `In force from ${policy.namespace}/${policy.name} (generation ${policy.inForce ?? '-'}): ${JSON.stringify(settings)}`,
+      );
+    }
+  }
   lines.push('');
   lines.push('Conflict conditions of the exports:');
   lines.push(
@@ -278,7 +337,9 @@ export function statusCommands(): Command[] {
       );
     });
   const explain = new Command('explain')
-    .description('which clusters serve a service and why, its conditions, and which proxies have it')
+    .description(
+      'which clusters serve a service and why, its conditions, the TrafficPolicies on it, and which proxies have it',
+    )
     .argument('<service>', 'the service as <name>.<namespace>')
     .option(
       '--controller <url>',
@@ -312,6 +373,7 @@ export function statusCommands(): Command[] {
             dataPlaneModes: (status.dataPlaneModes ?? []).filter(
               (m) => m.namespace === namespace && m.name === name,
             ),
+            trafficPolicies: trafficPoliciesOf(status, namespace, name),
             proxies: status.proxies.map((p) => ({ ...p, hasService: p.ackedServices.includes(key) })),
           })}\n`,
         );

@@ -55,6 +55,7 @@ export async function catalogStatus(input: {
           })),
         )
       : [],
+    trafficPolicies: catalog?.trafficPolicies() ?? [],
     proxies: input.proxies,
   };
 }

@@ -131,3 +131,80 @@ test('a creationTimestamp in a file is ignored: the controller dates its objects
   );
   assert.deepEqual(parsed.objects[0]!.object.metadata, { name: 'cart', namespace: 'default' });
 });
+
+test('a TrafficPolicy that breaks a rule between its fields is a problem naming the file, line and field', () => {
+  const parsed = parseObjects(
+    'policies.yaml',
+    `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: fine, namespace: shop }
+spec:
+  targetRefs: [{ group: '', kind: Service, name: cart }]
+  timeouts: { request: 2s }
+  retries: { attempts: 3, perTryTimeout: 500ms }
+---
+apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: slow-tries, namespace: shop }
+spec:
+  targetRefs: [{ group: '', kind: Service, name: cart }]
+  timeouts: { request: 1s }
+  retries: { attempts: 3, perTryTimeout: 5s }
+---
+apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: odd, namespace: shop }
+spec:
+  targetRefs: [{ group: apps, kind: Deployment, name: cart }]
+  faultInjection: { abort: { httpStatus: 503, grpcStatus: 14, percentage: 10 } }
+  clusterWeights: [{ cluster: east, weight: 0 }, { cluster: east, weight: 0 }]
+`,
+  );
+  assert.deepEqual(
+    parsed.objects.map((o) => o.object.metadata.name),
+    ['fine'],
+  );
+  assert.equal(parsed.problems.length, 2);
+  assert.equal(parsed.problems[0]!.file, 'policies.yaml:9');
+  assert.equal(parsed.problems[0]!.name, 'slow-tries');
+  assert.match(
+    parsed.problems[0]!.message,
+    /^spec\.retries\.perTryTimeout: 5s is longer than timeouts\.request \(1s\)/,
+  );
+  assert.equal(parsed.problems[1]!.file, 'policies.yaml:17');
+  assert.match(
+    parsed.problems[1]!.message,
+    /spec\.targetRefs\[0\]\.kind: a TrafficPolicy cannot target apps\/Deployment/,
+  );
+  assert.match(
+    parsed.problems[1]!.message,
+    /spec\.faultInjection\.abort: sets both httpStatus and grpcStatus/,
+  );
+  assert.match(
+    parsed.problems[1]!.message,
+    /spec\.clusterWeights\[1\]\.cluster: cluster east is weighted a second time \(and 1 more\)$/,
+  );
+});
+
+test('a TrafficPolicy with a sectionName, a bad header pattern, a day-long delay or a Service and its ServiceImport both is refused', () => {
+  const parsed = parseObjects(
+    'faults.yaml',
+    `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: chaos, namespace: shop }
+spec:
+  targetRefs:
+    - { group: '', kind: Service, name: cart, sectionName: http }
+    - { group: multicluster.x-k8s.io, kind: ServiceImport, name: cart }
+  faultInjection:
+    delay: { fixedDelay: 25h }
+    headers: [{ type: RegularExpression, name: x-chaos, value: "(unclosed" }]
+`,
+  );
+  assert.deepEqual(parsed.objects, []);
+  const message = parsed.problems[0]!.message;
+  assert.match(message, /spec\.targetRefs\[0\]\.sectionName: .*sectionName is not supported/);
+  assert.match(message, /spec\.targetRefs\[1\]: targets service cart a second time/);
+  assert.match(message, /spec\.faultInjection\.delay\.fixedDelay: 25h is longer than 1h/);
+  assert.match(message, /\(and 1 more\)$/);
+});

@@ -2,6 +2,7 @@ import { parseAllDocuments } from 'yaml';
 import { z } from '@causeway/config';
 import { CRD_FILES } from './crds/index.ts';
 import type { Schema } from './crds/schema.ts';
+import { fieldPath, trafficPolicyIssues } from './crds/traffic-policy-rules.ts';
 import { SOURCE_KINDS, type SourceKind, type SourceObject, type SourceProblem } from './source.ts';
 
 /** The kinds read from files; endpoints and pods come from sidecars registering instead. */
@@ -113,12 +114,18 @@ function objectSchema(kind: SourceKind): z.ZodType {
     .flat()
     .find((crd) => crd.kind === kind && crd.group === api.group)!;
   const spec = z.fromJSONSchema(strictSchema(definition.spec) as Parameters<typeof z.fromJSONSchema>[0]);
-  return z.strictObject({
+  const object = z.strictObject({
     apiVersion,
     kind: z.literal(kind),
     metadata: metadata(dnsSubdomain),
     spec: definition.requiredSpec ? spec : spec.optional(),
     status: z.unknown().optional(),
+  });
+  if (kind !== 'TrafficPolicy') return object;
+  // The rules between fields, once the shape is right.
+  return object.superRefine((value, context) => {
+    for (const issue of trafficPolicyIssues(value.spec))
+      context.addIssue({ code: 'custom', path: [...issue.path], message: issue.message });
   });
 }
 
@@ -132,11 +139,7 @@ const schemaOf = (kind: SourceKind): z.ZodType => {
 /** `spec.rules[0].matches: Invalid input` — the first few issues, each with its field. */
 export function describeIssues(error: z.ZodError, limit = 3): string {
   const text = error.issues.slice(0, limit).map((issue) => {
-    const field = issue.path
-      .map((part, index) =>
-        typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`,
-      )
-      .join('');
+    const field = fieldPath(issue.path);
     return field ? `${field}: ${issue.message}` : issue.message;
   });
   const more = error.issues.length - limit;

@@ -5,6 +5,13 @@
  */
 export { GATEWAY_GROUP, MCS_GROUP, renderCrdFiles } from './crds/index.ts';
 export { FileSource } from './file-source.ts';
+export {
+  describeRuleIssues,
+  durationMs,
+  TRAFFIC_POLICY_TARGETS,
+  trafficPolicyIssues,
+  type RuleIssue,
+} from './crds/traffic-policy-rules.ts';
 export { ImportWriter, withTransitionTimes } from './import-writer.ts';
 export { KubernetesSource } from './kubernetes-source.ts';
 export type { ClusterSource, SourceEvent, SourceKind, SourceObject, SourceProblem } from './source.ts';

@@ -64,5 +64,30 @@ export interface ControllerStatus {
     readonly mode: 'L4' | 'L7';
     readonly reasons: readonly string[];
   }>;
+  /**
+   * Every TrafficPolicy of this cluster: why its spec is refused (if it is), the generation
+   * and spec in force, and its `Accepted` condition per target (absent from older controllers).
+   */
+  readonly trafficPolicies?: ReadonlyArray<{
+    readonly namespace: string;
+    readonly name: string;
+    readonly invalid?: string;
+    readonly inForce?: number;
+    readonly spec?: unknown;
+    readonly ancestors: ReadonlyArray<{
+      readonly ancestorRef: {
+        readonly group: string;
+        readonly kind: string;
+        readonly namespace: string;
+        readonly name: string;
+      };
+      readonly conditions: ReadonlyArray<{
+        readonly type: string;
+        readonly status: string;
+        readonly reason: string;
+        readonly message: string;
+      }>;
+    }>;
+  }>;
   readonly proxies: readonly ProxyStatus[];
 }

@@ -31,6 +31,7 @@ import {
 import { ExportReconciler } from './export-reconciler.ts';
 import { ImportWriter } from '@causeway/cluster';
 import { RouteSource } from './route-source.ts';
+import type { TrafficPolicyVerdict } from './traffic-policies.ts';
 import type { ClusterSource, SourceObject, SourceProblem } from '@causeway/cluster';
 import { StalenessPolicies } from './staleness-policies.ts';
 
@@ -112,6 +113,8 @@ export interface CatalogController {
   routes(): CompiledRoute[];
   /** The cluster's Causeway policies, for proxies. */
   policies(): PolicyView[];
+  /** What each TrafficPolicy came to: valid or why not, the spec in force, its conditions per target. */
+  trafficPolicies(): readonly TrafficPolicyVerdict[];
   /** Every local ServiceExport with its conditions (valid or not). */
   serviceExports(): ServiceExportStatus[];
   /** What the source could not read (file mode: malformed files and objects). */
@@ -301,7 +304,10 @@ export async function startCatalogController(options: CatalogControllerOptions):
       ),
   });
 
-  const policies = new StalenessPolicies(source, onError);
+  const policies = new StalenessPolicies(
+    () => routeSource.policyViews().filter((view) => view.kind === 'TrafficPolicy'),
+    onError,
+  );
   const routeSource = new RouteSource(source, {
     exists: (kind, namespace, name) =>
       kind === 'Service'
@@ -451,6 +457,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
     },
     routes: () => routeSource.current(),
     policies: () => routeSource.policyViews(),
+    trafficPolicies: () => routeSource.trafficPolicyVerdicts(),
     serviceExports: () =>
       source
         .list<

@@ -5,3 +5,4 @@
  */
 export { startCatalogController, type CatalogController } from './catalog-controller.ts';
 export { ExportReconciler, type LocalExportEvent } from './export-reconciler.ts';
+export type { TrafficPolicyVerdict } from './traffic-policies.ts';

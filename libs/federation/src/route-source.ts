@@ -10,6 +10,14 @@ import {
 } from '@causeway/discovery';
 import { withTransitionTimes } from '@causeway/cluster';
 import type { ClusterSource, SourceKind, SourceObject } from '@causeway/cluster';
+import {
+  compileTrafficPolicies,
+  type CompiledTrafficPolicies,
+  type LastValidSpec,
+  type PolicyAncestorStatus,
+  type TrafficPolicyObject,
+  type TrafficPolicyVerdict,
+} from './traffic-policies.ts';
 
 const ROUTE_KINDS = ['HTTPRoute', 'GRPCRoute'] as const;
 
@@ -39,6 +47,9 @@ export class RouteSource {
   private readonly written = new Map<string, string>();
   private writing: Promise<void> = Promise.resolve();
   private compiled: CompiledRoute[] = [];
+  private trafficPolicies: CompiledTrafficPolicies = { policies: [], verdicts: [], lastValid: new Map() };
+  /** Each TrafficPolicy's last valid spec, kept while the object lives (in memory). */
+  private lastValid: ReadonlyMap<string, LastValidSpec> = new Map();
   private statusEnabled = false;
 
   constructor(
@@ -69,7 +80,18 @@ export class RouteSource {
       this.source.list('ReferenceGrant') as readonly SourceObject[] as readonly ReferenceGrantView[],
     );
     this.compiled = routes;
+    this.trafficPolicies = compileTrafficPolicies(
+      this.source.list('TrafficPolicy') as readonly SourceObject[] as readonly TrafficPolicyObject[],
+      (kind, namespace, name) =>
+        kind === 'Service' || kind === 'ServiceImport'
+          ? this.options.exists(kind, namespace, name)
+          : (kind === 'HTTPRoute' || kind === 'GRPCRoute') &&
+            this.source.get(kind, namespace, name) !== undefined,
+      this.lastValid,
+    );
+    this.lastValid = this.trafficPolicies.lastValid;
     if (!this.statusEnabled) return routes;
+    this.writePolicyStatuses();
     // A status is written again when its outcome changes, and for every new object or
     // generation (a recreated route, or a spec change with the same outcome).
     const versions = new Map(
@@ -90,7 +112,8 @@ export class RouteSource {
           (error: unknown) => this.options.onError(error),
         );
     }
-    for (const key of this.written.keys()) if (!statuses.has(key)) this.written.delete(key);
+    for (const key of this.written.keys())
+      if (!key.startsWith('TrafficPolicy/') && !statuses.has(key)) this.written.delete(key);
     return routes;
   }
 
@@ -99,9 +122,17 @@ export class RouteSource {
     return this.compiled;
   }
 
-  /** Every Causeway policy of the cluster, for proxies. */
+  /** What each TrafficPolicy came to at the last compilation (for `causeway explain`). */
+  trafficPolicyVerdicts(): readonly TrafficPolicyVerdict[] {
+    return this.trafficPolicies.verdicts;
+  }
+
+  /**
+   * Every Causeway policy of the cluster, for proxies: each TrafficPolicy's spec in force on
+   * the targets it holds (see `compileTrafficPolicies`), the other kinds as they are.
+   */
   policyViews(): PolicyView[] {
-    const views: PolicyView[] = [];
+    const views: PolicyView[] = [...this.trafficPolicies.policies];
     const add = (
       kind: PolicyView['kind'],
       objects: ReadonlyArray<{ metadata: { namespace: string; name: string }; spec?: unknown }>,
@@ -114,11 +145,70 @@ export class RouteSource {
           spec: object.spec ?? {},
         });
     };
-    for (const kind of ['TrafficPolicy', 'AuthorizationPolicy', 'RateLimitPolicy'] as const)
-      add(kind, this.source.list(kind));
+    for (const kind of ['AuthorizationPolicy', 'RateLimitPolicy'] as const) add(kind, this.source.list(kind));
     return views.sort((a, b) =>
       `${a.kind}/${a.namespace}/${a.name}`.localeCompare(`${b.kind}/${b.namespace}/${b.name}`),
     );
+  }
+
+  /** Writes each TrafficPolicy's `status.ancestors` that changed (in the background). */
+  private writePolicyStatuses(): void {
+    const objects = new Map(
+      this.source
+        .list('TrafficPolicy')
+        .map((object) => [`${object.metadata.namespace}/${object.metadata.name}`, object as RouteObject]),
+    );
+    for (const verdict of this.trafficPolicies.verdicts) {
+      const key = `TrafficPolicy/${verdict.namespace}/${verdict.name}`;
+      const meta = objects.get(`${verdict.namespace}/${verdict.name}`)?.metadata;
+      const text = `${meta?.uid ?? ''}/${meta?.generation ?? 0} ${JSON.stringify(verdict.ancestors)}`;
+      if (this.written.get(key) === text) continue;
+      this.writing = this.writing
+        .then(() => this.writeAncestors(verdict.namespace, verdict.name, verdict.ancestors))
+        .then(
+          (done) => {
+            if (done) this.written.set(key, text);
+          },
+          (error: unknown) => this.options.onError(error),
+        );
+    }
+    for (const key of this.written.keys()) {
+      const [kind, namespace, name] = key.split('/');
+      if (kind === 'TrafficPolicy' && !objects.has(`${namespace}/${name}`)) this.written.delete(key);
+    }
+  }
+
+  /** Replaces Causeway's entries in a TrafficPolicy's `status.ancestors`, keeping other controllers'. */
+  private async writeAncestors(
+    namespace: string,
+    name: string,
+    ancestors: readonly PolicyAncestorStatus[],
+  ): Promise<boolean> {
+    return this.source.updateStatus('TrafficPolicy', namespace, name, (object) => {
+      const current = object as SourceObject & {
+        metadata: { generation?: number };
+        status?: {
+          ancestors?: Array<PolicyAncestorStatus & { conditions: Array<{ lastTransitionTime: string }> }>;
+        };
+      };
+      const previous = current.status?.ancestors ?? [];
+      const ours = ancestors.map((ancestor) => {
+        const before = previous.find(
+          (p) =>
+            p.controllerName === CONTROLLER_NAME &&
+            JSON.stringify(p.ancestorRef) === JSON.stringify(ancestor.ancestorRef),
+        );
+        return {
+          ancestorRef: ancestor.ancestorRef,
+          controllerName: CONTROLLER_NAME,
+          conditions: withTransitionTimes(
+            ancestor.conditions.map((c) => ({ ...c, observedGeneration: current.metadata.generation })),
+            before?.conditions as Parameters<typeof withTransitionTimes>[1],
+          ),
+        };
+      });
+      return { ancestors: [...previous.filter((p) => p.controllerName !== CONTROLLER_NAME), ...ours] };
+    });
   }
 
   /**

@@ -1,35 +1,35 @@
 import { parseDuration } from '@causeway/config';
 import { MCS_GROUP } from '@causeway/cluster';
-import type { ClusterSource, SourceObject } from '@causeway/cluster';
 
-export interface TrafficPolicyObject extends SourceObject {
-  spec?: {
-    targetRefs?: Array<{ group?: string; kind?: string; name?: string }>;
-    staleness?: { withdrawAfter?: string };
-  };
+/** A TrafficPolicy as it applies: its namespace and its spec in force. */
+export interface TrafficPolicyInForce {
+  readonly namespace: string;
+  readonly spec: unknown;
+}
+
+interface StalenessSpec {
+  targetRefs?: Array<{ group?: string; kind?: string; name?: string }>;
+  staleness?: { withdrawAfter?: string };
 }
 
 /**
  * This cluster's TrafficPolicies that set `staleness.withdrawAfter` on a ServiceImport:
  * the per-service choice to withdraw a silent cluster's endpoints after a while. Only local
- * objects are read; nothing from another cluster becomes a policy input.
+ * objects are read (each policy's spec in force, on the targets it holds); nothing from
+ * another cluster becomes a policy input.
  */
 export class StalenessPolicies {
   constructor(
-    private readonly source: ClusterSource,
+    private readonly list: () => readonly TrafficPolicyInForce[],
     private readonly onError: (error: unknown) => void,
   ) {}
-
-  /** Every TrafficPolicy (for proxy config). */
-  list(): readonly TrafficPolicyObject[] {
-    return this.source.list<TrafficPolicyObject>('TrafficPolicy');
-  }
 
   /** `namespace/name` of each ServiceImport with a withdrawal TTL -> the shortest TTL in ms. */
   withdrawAfter(): Map<string, number> {
     const result = new Map<string, number>();
     for (const policy of this.list()) {
-      const text = policy.spec?.staleness?.withdrawAfter;
+      const spec = policy.spec as StalenessSpec | undefined;
+      const text = spec?.staleness?.withdrawAfter;
       if (!text) continue;
       let ms: number;
       try {
@@ -38,9 +38,9 @@ export class StalenessPolicies {
         this.onError(error);
         continue;
       }
-      for (const ref of policy.spec?.targetRefs ?? []) {
+      for (const ref of spec?.targetRefs ?? []) {
         if (ref.group !== MCS_GROUP || ref.kind !== 'ServiceImport' || !ref.name) continue;
-        const key = `${policy.metadata.namespace}/${ref.name}`;
+        const key = `${policy.namespace}/${ref.name}`;
         result.set(key, Math.min(ms, result.get(key) ?? Infinity));
       }
     }

@@ -137,7 +137,8 @@ const backendRef = (filterTypes: readonly string[]): Schema =>
     filters: arr(routeFilter(filterTypes), 16),
   });
 
-const valueMatch = (): Schema =>
+/** A Gateway API header (or query) match: `Exact` or `RegularExpression`. */
+export const valueMatch = (): Schema =>
   obj(
     {
       type: enumOf(['Exact', 'RegularExpression'], { default: 'Exact' }),

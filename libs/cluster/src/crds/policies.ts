@@ -15,6 +15,7 @@ import {
   type CrdDefinition,
   type Schema,
 } from './schema.ts';
+import { valueMatch } from './gateway-api.ts';
 
 /** Causeway's policy group. */
 export const POLICY_GROUP = 'policy.causeway.dev';
@@ -112,7 +113,8 @@ export const trafficPolicy: CrdDefinition = {
       }),
       faultInjection: obj({
         delay: obj({ fixedDelay: duration(), percentage: percentage() }, ['fixedDelay']),
-        abort: obj({ httpStatus: int(200, 599), grpcStatus: int(1, 16), percentage: percentage() }),
+        abort: obj({ httpStatus: int(400, 599), grpcStatus: int(1, 16), percentage: percentage() }),
+        headers: arr(valueMatch(), 16),
       }),
       locality: obj({
         failover: bool({ default: true }),
