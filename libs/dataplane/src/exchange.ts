@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import { endToEnd, grpcStatusForHttp, hasNoBody, isGrpc } from './http-util.ts';
-import { failStream, relayToStream, UPSTREAM_FAILURE, type Outcome } from './responses.ts';
+import { failStream, relayToStream, UPSTREAM_FAILURE, type FailExtra, type Outcome } from './responses.ts';
 
 type UpstreamHeaders = http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader;
 
@@ -28,8 +28,11 @@ export interface AppExchange {
   readonly closed: boolean;
   /** The answer's head went to the app: a failure can only cut the exchange now. */
   readonly answered: boolean;
-  /** A refusal or failure the proxy answers: HTTP status, or a gRPC status for gRPC callers. */
-  fail(status: number, message: string): void;
+  /**
+   * A refusal or failure the proxy answers: HTTP status, or a gRPC status for gRPC callers
+   * (`extra.grpcStatus`, else one for the HTTP status); `extra.headers` go with it.
+   */
+  fail(status: number, message: string, extra?: FailExtra): void;
   /** Passes an upstream HTTP/2 answer on (see `relayToStream`); resolves when it is complete. */
   relay(upstream: http2.ClientHttp2Stream, headers: UpstreamHeaders, flags: number): Promise<Outcome>;
   /**
@@ -74,8 +77,8 @@ export class H2Exchange implements AppExchange {
     return this.stream.headersSent;
   }
 
-  fail(status: number, message: string): void {
-    failStream(this.stream, isGrpc(this.headers), status, message);
+  fail(status: number, message: string, extra?: FailExtra): void {
+    failStream(this.stream, isGrpc(this.headers), status, message, extra);
   }
 
   relay(upstream: http2.ClientHttp2Stream, headers: UpstreamHeaders, flags: number): Promise<Outcome> {
@@ -129,20 +132,21 @@ export class H1Exchange implements AppExchange {
     return this.response.headersSent;
   }
 
-  fail(status: number, message: string): void {
+  fail(status: number, message: string, extra?: FailExtra): void {
     const { request, response } = this;
     if (this.closed) return;
     if (response.headersSent) return void response.destroy();
     if (isGrpc(request.headers)) {
       response.writeHead(200, {
+        ...extra?.headers,
         'content-type': 'application/grpc',
-        'grpc-status': String(grpcStatusForHttp(status)),
+        'grpc-status': String(extra?.grpcStatus ?? grpcStatusForHttp(status)),
         'grpc-message': encodeURIComponent(message),
       });
       response.end();
       return;
     }
-    response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8' });
+    response.writeHead(status, { ...extra?.headers, 'content-type': 'text/plain; charset=utf-8' });
     response.end(`${message}\n`);
     // Drain what the app is still sending.
     request.resume();

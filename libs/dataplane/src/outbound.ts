@@ -15,16 +15,18 @@ import {
   ReplayableBody,
 } from './http-util.ts';
 import { UPSTREAM_FAILURE, type Outcome } from './responses.ts';
+import { abortStatus, decideFault, faultPolicyOf, INJECTED_FAULT, type Fault } from './faults.ts';
 import {
   loadBalancerOf,
   resolveDestination,
   routeRequest,
   targetsFor,
   type Destination,
+  type RequestFacts,
   type Target,
 } from './routing.ts';
 import { DEFAULT_SIDECAR_TIMEOUTS, type SidecarOptions, type SidecarTimeouts } from './sidecar-options.ts';
-import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
+import { PolicyMetrics, type ConnectionMetrics, type RequestMetrics } from './telemetry.ts';
 import { openTunnel, splice, TunnelRefused } from './tunnel.ts';
 import { UpstreamPool } from './upstreams.ts';
 
@@ -93,6 +95,7 @@ export class OutboundProxy {
   /** The app's connections carried whole right now (cut when the sidecar stops). */
   readonly tunnels = new Set<Duplex>();
   private readonly timeoutsInForce: SidecarTimeouts;
+  private readonly policyMetrics: PolicyMetrics;
 
   constructor(
     private readonly options: SidecarOptions,
@@ -100,6 +103,7 @@ export class OutboundProxy {
     private readonly connections: ConnectionMetrics,
   ) {
     this.timeoutsInForce = { ...DEFAULT_SIDECAR_TIMEOUTS, ...options.timeouts };
+    this.policyMetrics = new PolicyMetrics(options.registry);
     this.pool = new UpstreamPool(options.credentials, (message, fields) =>
       options.log?.('warn', message, fields),
     );
@@ -233,6 +237,27 @@ export class OutboundProxy {
       routed.name === destination.service.name && routed.namespace === destination.service.namespace
         ? destination.service.hostname
         : `${routed.name}.${routed.namespace}.svc.clusterset.local`;
+    const fault = this.faultFor(config, destination, routed.route, {
+      method,
+      path,
+      headers: requestHeaders,
+      grpc,
+    });
+    if (fault) {
+      this.countFault(fault, serviceName);
+      if (fault.delayMs > 0) {
+        await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+        if (exchange.closed) return record(499, '', 'unknown', serviceName);
+      }
+      if (fault.abort) {
+        const status = abortStatus(fault.abort, grpcStatusForHttp);
+        exchange.fail(status.http, `fault injected by TrafficPolicy ${fault.policy}`, {
+          grpcStatus: status.grpc,
+          headers: { [INJECTED_FAULT]: 'abort' },
+        });
+        return record(status.http, grpc ? String(status.grpc) : '', 'unknown', serviceName);
+      }
+    }
     const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
     if (targets.length === 0) {
       exchange.fail(503, `no ready endpoint of ${serviceName}`);
@@ -281,6 +306,34 @@ export class OutboundProxy {
       // there is none): it is read and dropped, so the app's connection stays usable.
       body?.discard();
     }
+  }
+
+  /**
+   * The fault a TrafficPolicy injects into one request to `destination` (routed by `route`,
+   * if a mesh route matched); none: it goes on. Counted once applied (`countFault`).
+   */
+  faultFor(
+    config: ProxyConfig,
+    destination: Destination,
+    route: string | undefined,
+    facts: RequestFacts,
+  ): (Fault & { readonly policy: string }) | undefined {
+    const { service } = destination;
+    const policy = faultPolicyOf(config, service.namespace, service.name, route);
+    const fault = decideFault(policy, facts);
+    return policy && fault ? { ...fault, policy: policy.policy } : undefined;
+  }
+
+  /** An injected fault, in `causeway_faults_injected_total`. */
+  countFault(fault: Fault & { readonly policy: string }, serviceName: string): void {
+    const labels = {
+      sourceCluster: this.options.cluster,
+      sourceWorkload: this.options.serviceAccount,
+      destinationService: serviceName,
+      policy: fault.policy,
+    };
+    if (fault.delayMs > 0) this.policyMetrics.faultInjected({ ...labels, fault: 'delay' });
+    if (fault.abort) this.policyMetrics.faultInjected({ ...labels, fault: 'abort' });
   }
 
   /** L4 or L7 for a service port under a config (see `dataPlaneMode`). */

@@ -7,6 +7,13 @@ export interface Outcome {
   readonly grpcStatus: string;
 }
 
+/** What a proxy's own answer may carry besides its status and message. */
+export interface FailExtra {
+  /** The gRPC status for gRPC callers (default: the one for the HTTP status). */
+  readonly grpcStatus?: number;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
 /** Marks an inbound 503 that means "the app could not be reached": the caller may go elsewhere. */
 export const UPSTREAM_FAILURE = 'x-causeway-upstream-failure';
 
@@ -19,21 +26,23 @@ export function failStream(
   grpc: boolean,
   status: number,
   message: string,
+  extra?: FailExtra,
 ): void {
   if (stream.destroyed || stream.closed) return;
   if (stream.headersSent) return void stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   if (grpc)
     stream.respond(
       {
+        ...extra?.headers,
         ':status': 200,
         'content-type': 'application/grpc',
-        'grpc-status': String(grpcStatusForHttp(status)),
+        'grpc-status': String(extra?.grpcStatus ?? grpcStatusForHttp(status)),
         'grpc-message': encodeURIComponent(message),
       },
       { endStream: true },
     );
   else {
-    stream.respond({ ':status': status, 'content-type': 'text/plain; charset=utf-8' });
+    stream.respond({ ...extra?.headers, ':status': status, 'content-type': 'text/plain; charset=utf-8' });
     stream.end(`${message}\n`);
   }
   // Drain what the caller is still sending.

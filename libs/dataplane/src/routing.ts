@@ -31,7 +31,7 @@ const memos = new WeakMap<ProxyConfig, Map<string, unknown>>();
 const MEMO_ENTRIES = 4_096;
 
 /** `compute()` once per config and key: the per-request work is a map lookup. */
-function memo<T>(config: ProxyConfig, key: string, compute: () => T): T {
+export function memo<T>(config: ProxyConfig, key: string, compute: () => T): T {
   let entries = memos.get(config);
   if (!entries) memos.set(config, (entries = new Map()));
   if (entries.has(key)) return entries.get(key) as T;
@@ -111,7 +111,7 @@ interface PathMatch {
   type?: string;
   value?: string;
 }
-interface HeaderMatch {
+export interface HeaderMatch {
   type?: string;
   name: string;
   value: string;
@@ -126,7 +126,7 @@ interface GrpcMatch {
   headers?: HeaderMatch[];
 }
 
-function headersMatch(matches: readonly HeaderMatch[] | undefined, facts: RequestFacts): boolean {
+export function headersMatch(matches: readonly HeaderMatch[] | undefined, facts: RequestFacts): boolean {
   return (matches ?? []).every((m) => {
     const value = facts.headers[m.name.toLowerCase()];
     const text = Array.isArray(value) ? value.join(',') : value;

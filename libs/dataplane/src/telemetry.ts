@@ -247,3 +247,36 @@ export class ConnectionMetrics {
     this.received.inc(labels, record.receivedBytes);
   }
 }
+
+/**
+ * What TrafficPolicies did to requests, from the caller's side, with the request metrics'
+ * destination labels: `causeway_faults_injected_total{fault="delay"|"abort"}`.
+ */
+export class PolicyMetrics {
+  private readonly faults: Counter;
+
+  constructor(registry: Registry | undefined) {
+    this.faults = new Counter({
+      name: 'causeway_faults_injected_total',
+      help: 'Faults a TrafficPolicy injected into requests (delays and aborts), by the calling sidecar.',
+      labelNames: ['source_cluster', 'source_workload', 'destination_service', 'fault', 'policy'],
+      registers: registry ? [registry] : [],
+    });
+  }
+
+  faultInjected(labels: {
+    sourceCluster: string;
+    sourceWorkload: string;
+    destinationService: string;
+    fault: 'delay' | 'abort';
+    policy: string;
+  }): void {
+    this.faults.inc({
+      source_cluster: labels.sourceCluster,
+      source_workload: labels.sourceWorkload,
+      destination_service: labels.destinationService,
+      fault: labels.fault,
+      policy: labels.policy,
+    });
+  }
+}
