@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -20,6 +21,19 @@ let client: SidecarProcess;
 let shelf: SampleApp;
 
 const SHELF = 'shelf.shop.svc.clusterset.local';
+/** The attempt header of every request each own app got, in order. */
+const attempts = { flaky: [] as string[], down: [] as string[] };
+const flaky = http.createServer((request, response) => {
+  const attempt = String(request.headers['x-causeway-attempt'] ?? '');
+  attempts.flaky.push(attempt);
+  response.writeHead(attempt === '' || attempt === '1' ? 503 : 200, { 'content-type': 'text/plain' });
+  response.end(`attempt ${attempt}`);
+});
+const down = http.createServer((request, response) => {
+  attempts.down.push(String(request.headers['x-causeway-attempt'] ?? ''));
+  response.writeHead(503, { 'content-type': 'text/plain' });
+  response.end('down');
+});
 const DESK = 'desk.shop.svc.clusterset.local:9000';
 
 before(async () => {
@@ -42,11 +56,32 @@ before(async () => {
   );
   shelf = (await federation.startSampleWorkload('east', 'shop', 'shelf', 'http')).app;
   await federation.startSampleWorkload('east', 'shop', 'desk', 'grpc');
+  // Two apps of the test's own behind sidecars in east: `flaky` fails every first try,
+  // `down` fails everything; each notes the attempt header of every request it gets.
+  await federation.apply(
+    'east',
+    'own.yaml',
+    [exportedService('shop', 'flaky', 80, 'http'), exportedService('shop', 'down', 80, 'http')].join('---\n'),
+  );
+  for (const [name, server] of [
+    ['flaky', flaky],
+    ['down', down],
+  ] as const) {
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    await federation.startSidecar('east', {
+      namespace: 'shop',
+      serviceAccount: name,
+      workload: { name: `${name}-east`, labels: { app: name } },
+      inbound: [{ name: 'http', appPort: (server.address() as AddressInfo).port }],
+    });
+  }
   client = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
 });
 
 after(async () => {
   await federation?.stop();
+  flaky.close();
+  down.close();
   await env?.dispose();
   await rm(dir, { recursive: true, force: true });
 });
@@ -55,22 +90,19 @@ after(async () => {
 function get(
   agent: http.Agent,
   headers: Record<string, string> = {},
-): Promise<{ status: number; fault?: string; ms: number }> {
+  host = SHELF,
+): Promise<{ status: number; fault?: string; ms: number; body: string }> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const request = http.get(
-      {
-        host: '127.0.0.1',
-        port: client.outboundPort,
-        path: '/',
-        agent,
-        headers: { host: SHELF, ...headers },
-      },
+      { host: '127.0.0.1', port: client.outboundPort, path: '/', agent, headers: { host, ...headers } },
       (response) => {
-        response.resume();
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
         response.on('end', () =>
           resolve({
             status: response.statusCode!,
+            body,
             ms: performance.now() - started,
             ...(response.headers['x-causeway-fault']
               ? { fault: String(response.headers['x-causeway-fault']) }
@@ -106,12 +138,15 @@ spec:
   targetRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: ${target} }]
 ${spec}`;
 
-/** The client sidecar's `causeway_faults_injected_total` series, by their labels. */
+/**
+ * The client sidecar's `causeway_faults_injected_total` series, keyed by their labels sorted
+ * by name (`destination_service="…",fault="…",policy="…",source_cluster="…",source_workload="…"`).
+ */
 async function faultsCounted(): Promise<Map<string, number>> {
   const text = await (await fetch(`${client.adminUrl}/metrics`)).text();
   const counted = new Map<string, number>();
   for (const [, labels, value] of text.matchAll(/^causeway_faults_injected_total\{([^}]*)\} (\d+)$/gm))
-    counted.set(labels!, Number(value));
+    counted.set(labels!.split(',').sort().join(','), Number(value));
   return counted;
 }
 
@@ -133,7 +168,7 @@ test('an HTTP abort fault hits its share of 1,000 requests (within 5 points), ma
     }, 30_000);
     const servedBefore = shelf.served();
     const countedBefore = (await faultsCounted()).get(
-      'source_cluster="west",source_workload="web",destination_service="shelf.shop.svc.clusterset.local",fault="abort",policy="shop/shelf-faults"',
+      'destination_service="shelf.shop.svc.clusterset.local",fault="abort",policy="shop/shelf-faults",source_cluster="west",source_workload="web"',
     );
     const outcomes = await many(1_000, 16, () => get(agent));
     const aborted = outcomes.filter((o) => o.status === 503 && o.fault === 'abort').length;
@@ -145,7 +180,7 @@ test('an HTTP abort fault hits its share of 1,000 requests (within 5 points), ma
     );
     assert.equal(shelf.served() - servedBefore, 1_000 - aborted, 'an aborted request reached the app');
     const counted = (await faultsCounted()).get(
-      'source_cluster="west",source_workload="web",destination_service="shelf.shop.svc.clusterset.local",fault="abort",policy="shop/shelf-faults"',
+      'destination_service="shelf.shop.svc.clusterset.local",fault="abort",policy="shop/shelf-faults",source_cluster="west",source_workload="web"',
     );
     assert.equal((counted ?? 0) - (countedBefore ?? 0), aborted);
   } finally {
@@ -174,7 +209,7 @@ test('a delay fault matched by a header delays only the requests that carry it',
       assert.ok(slow.ms >= 395, `took ${Math.round(slow.ms)} ms`);
     }, 30_000);
     const DELAYS =
-      'source_cluster="west",source_workload="web",destination_service="shelf.shop.svc.clusterset.local",fault="delay",policy="shop/shelf-faults"';
+      'destination_service="shelf.shop.svc.clusterset.local",fault="delay",policy="shop/shelf-faults",source_cluster="west",source_workload="web"';
     const delaysBefore = (await faultsCounted()).get(DELAYS) ?? 0;
     const slow = await many(10, 5, () => get(agent, { 'x-slow': 'yes' }));
     for (const outcome of slow) {
@@ -252,4 +287,136 @@ test('causeway explain shows the policy on a service, its Accepted condition and
   );
   assert.match(text, /In force from shop\/shelf-faults \(generation \d+\): \{"faultInjection":/);
   assert.doesNotMatch(text, /In force from shop\/shelf-other/);
+});
+
+test('retries: an app that fails each first try answers every request, and sees which try it is in x-causeway-attempt (an app cannot set it)', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const FLAKY = 'flaky.shop.svc.clusterset.local';
+  try {
+    await eventually(async () => assert.equal((await get(agent, {}, FLAKY)).status, 503), 30_000);
+    await federation.apply(
+      'west',
+      'flaky-retries.yaml',
+      policy(
+        'flaky-retries',
+        'flaky',
+        '  retries: { attempts: 2, retryOn: [5xx], backoff: { baseInterval: 5ms } }\n',
+      ),
+    );
+    await eventually(async () => assert.equal((await get(agent, {}, FLAKY)).status, 200), 30_000);
+    attempts.flaky.length = 0;
+    // The app's own header is dropped: the first try still says 1.
+    const outcomes = await many(100, 8, () => get(agent, { 'x-causeway-attempt': '7' }, FLAKY));
+    assert.deepEqual(
+      outcomes.filter((o) => o.status !== 200 || o.body !== 'attempt 2'),
+      [],
+    );
+    assert.equal(attempts.flaky.filter((a) => a === '1').length, 100);
+    assert.equal(attempts.flaky.filter((a) => a === '2').length, 100);
+    assert.equal(attempts.flaky.length, 200);
+  } finally {
+    agent.destroy();
+  }
+});
+
+test('retries mask injected aborts: 20% of tries aborted, every request answered; counted as retries', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
+  try {
+    await federation.apply(
+      'west',
+      'shelf-faults.yaml',
+      policy(
+        'shelf-faults',
+        'shelf',
+        `  faultInjection: { abort: { httpStatus: 503, percentage: 20 } }
+  retries: { attempts: 10, retryOn: [gateway-error], backoff: { baseInterval: 1ms }, budget: { percent: 100 } }
+`,
+      ),
+    );
+    // In force once an abort was retried.
+    await eventually(async () => {
+      await many(50, 8, () => get(agent));
+      const text = await (await fetch(`${client.adminUrl}/metrics`)).text();
+      assert.match(
+        text,
+        /causeway_retries_total\{[^}]*destination_service="shelf\.shop\.svc\.clusterset\.local"[^}]*policy="shop\/shelf-faults"[^}]*reason="503"\} [1-9]/,
+      );
+    }, 30_000);
+    const outcomes = await many(500, 16, () => get(agent));
+    assert.deepEqual(
+      outcomes.filter((o) => o.status !== 200),
+      [],
+      'a request failed although retries were left',
+    );
+  } finally {
+    agent.destroy();
+  }
+});
+
+test('a retry budget of 20% caps the extra load on an app that fails everything', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+  const DOWN = 'down.shop.svc.clusterset.local';
+  try {
+    await eventually(async () => assert.equal((await get(agent, {}, DOWN)).status, 503), 30_000);
+    await federation.apply(
+      'west',
+      'down-retries.yaml',
+      policy(
+        'down-retries',
+        'down',
+        '  retries: { attempts: 3, retryOn: [5xx], backoff: { baseInterval: 1ms }, budget: { percent: 20, minRetriesPerSecond: 1 } }\n',
+      ),
+    );
+    await eventually(async () => {
+      const before = attempts.down.length;
+      assert.equal((await get(agent, {}, DOWN)).status, 503);
+      assert.ok(attempts.down.length - before > 1, 'not retried yet');
+    }, 30_000);
+    // A fresh window for the budget: ten seconds since the retries above.
+    await new Promise((resolve) => setTimeout(resolve, 10_500));
+    const before = attempts.down.length;
+    const outcomes = await many(300, 8, () => get(agent, {}, DOWN));
+    assert.deepEqual(
+      outcomes.filter((o) => o.status !== 503),
+      [],
+    );
+    const load = attempts.down.length - before;
+    // Without the budget: 1,200 tries. With it: the 300 requests, 20% of them, and 1 a second.
+    assert.ok(load > 300, `${load} tries: none retried`);
+    assert.ok(load <= 300 * 1.2 + 10, `${load} tries reached the app for 300 requests`);
+    const text = await (await fetch(`${client.adminUrl}/metrics`)).text();
+    assert.match(text, /causeway_retry_budget_exhausted_total\{[^}]*policy="shop\/down-retries"\} [1-9]/);
+  } finally {
+    agent.destroy();
+  }
+});
+
+test('gRPC retries on UNAVAILABLE mask injected UNAVAILABLE aborts', async () => {
+  const echo = grpcEchoClient(client.outboundPort, DESK);
+  try {
+    await federation.apply(
+      'west',
+      'desk-faults.yaml',
+      policy(
+        'desk-faults',
+        'desk',
+        `  faultInjection: { abort: { grpcStatus: 14, percentage: 20 } }
+  retries: { attempts: 10, retryOn: [unavailable], backoff: { baseInterval: 1ms }, budget: { percent: 100 } }
+`,
+      ),
+    );
+    await eventually(async () => {
+      await many(50, 8, () => echo.say('x').catch(() => undefined));
+      const text = await (await fetch(`${client.adminUrl}/metrics`)).text();
+      assert.match(text, /causeway_retries_total\{[^}]*policy="shop\/desk-faults"[^}]*reason="14"\} [1-9]/);
+    }, 30_000);
+    const code = (error: unknown) => (error as { code?: number }).code;
+    const outcomes = await many(300, 16, () => echo.say('x').then(() => 0, code));
+    assert.deepEqual(
+      outcomes.filter((c) => c !== 0),
+      [],
+    );
+  } finally {
+    echo.close();
+  }
 });

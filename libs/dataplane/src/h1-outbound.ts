@@ -13,8 +13,7 @@ import {
 } from '@causeway/http';
 import { H1Answer, type AnswerStep } from './h1-answer.ts';
 import type { LeaseHandler, OutboundProxy, TunnelLease } from './outbound.ts';
-import { fieldsOf, grpcStatusForHttp } from './http-util.ts';
-import { abortStatus, INJECTED_FAULT } from './faults.ts';
+import { fieldsOf } from './http-util.ts';
 import { resolveDestination, routedDestination, routeRequest, type Destination } from './routing.ts';
 
 /** A request's head and body are kept up to this size for a resend on another endpoint. */
@@ -236,7 +235,6 @@ export class OutboundH1Connection {
         : undefined;
     let destination: Destination;
     let mode: DataPlaneMode;
-    let fault: ReturnType<OutboundProxy['faultFor']>;
     if (sticky?.config === config) ({ destination, mode } = sticky);
     else {
       const found = resolveDestination(config, authority, this.proxy.namespace);
@@ -260,14 +258,9 @@ export class OutboundH1Connection {
       const chosen = routedDestination(config, destination, routed);
       if (!chosen)
         return this.refuse(503, `no ready endpoint of ${routed.name}.${routed.namespace}`, mustClose, end);
-      // Decided now, applied once a tunnel is there (a port whose other side needs the
-      // per-request path hands the request over undecided: it decides there).
-      fault = this.proxy.faultFor(config, destination, routed.route, {
-        method: head.method,
-        path: normalized.target,
-        headers: fieldsOf(head.headers),
-        grpc: false,
-      });
+      // Faults and retries work per request on the per-request path: this connection goes
+      // there, with this request, for good.
+      if (this.proxy.perRequestPolicy(config, destination, routed.route)) return this.giveUp();
       destination = chosen;
     }
     // The head as the app sent it, unless the target or a proxy field must change.
@@ -307,27 +300,6 @@ export class OutboundH1Connection {
       if (typeof lease === 'string') return this.refuse(503, lease, mustClose, end);
       // A fallback (the balancer's pick refused it) is not kept: the next request asks again.
       if (lease.fallback) epoch = NOT_STICKY;
-    }
-    if (fault) {
-      this.proxy.countFault(fault, destination.service.hostname);
-      if (fault.delayMs > 0) {
-        this.busy = true;
-        this.socket.pause();
-        await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
-        this.busy = false;
-        if (this.done) return void lease.release(true);
-      }
-      if (fault.abort) {
-        // The tunnel carried nothing: it goes back to the pool for the next request.
-        this.proxy.returnTunnel(lease);
-        return this.refuse(
-          abortStatus(fault.abort, grpcStatusForHttp).http,
-          `fault injected by TrafficPolicy ${fault.policy}`,
-          mustClose,
-          end,
-          [INJECTED_FAULT, 'abort'],
-        );
-      }
     }
     this.takeSticky();
     this.pending = this.pending.subarray(end);
@@ -624,20 +596,12 @@ export class OutboundH1Connection {
 
   /**
    * An answer of the proxy's own; `close`: the connection cannot carry another request;
-   * `consumed`: the bytes of the refused request (a head without a body) to drop; `fields`:
-   * more header fields (name, value, ...).
+   * `consumed`: the bytes of the refused request (a head without a body) to drop.
    */
-  private refuse(
-    status: number,
-    message: string,
-    close: boolean,
-    consumed = 0,
-    fields: readonly string[] = [],
-  ): void {
+  private refuse(status: number, message: string, close: boolean, consumed = 0): void {
     const body = Buffer.from(`${message}\n`);
     this.socket.write(
       writeResponseHead(status, http.STATUS_CODES[status] ?? 'Error', [
-        ...fields,
         'content-type',
         'text/plain; charset=utf-8',
         'content-length',

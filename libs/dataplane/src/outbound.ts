@@ -16,6 +16,7 @@ import {
 } from './http-util.ts';
 import { UPSTREAM_FAILURE, type Outcome } from './responses.ts';
 import { abortStatus, decideFault, faultPolicyOf, INJECTED_FAULT, type Fault } from './faults.ts';
+import { ATTEMPT_HEADER, backoffMs, retriableAnswer, RetryBudget, retryPolicyOf } from './retries.ts';
 import {
   loadBalancerOf,
   resolveDestination,
@@ -52,6 +53,16 @@ class RetryableFailure extends Error {
     readonly reconnect = false,
   ) {
     super(message);
+  }
+}
+
+/** An answer a retry policy does not pass on: the request is tried again. */
+class RetriedAnswer extends Error {
+  constructor(
+    /** The HTTP or gRPC status that was retried. */
+    readonly reason: string,
+  ) {
+    super(`retried on ${reason}`);
   }
 }
 
@@ -96,6 +107,8 @@ export class OutboundProxy {
   readonly tunnels = new Set<Duplex>();
   private readonly timeoutsInForce: SidecarTimeouts;
   private readonly policyMetrics: PolicyMetrics;
+  /** Retry budgets per destination service. */
+  private readonly budgets = new Map<string, RetryBudget>();
 
   constructor(
     private readonly options: SidecarOptions,
@@ -237,75 +250,141 @@ export class OutboundProxy {
       routed.name === destination.service.name && routed.namespace === destination.service.namespace
         ? destination.service.hostname
         : `${routed.name}.${routed.namespace}.svc.clusterset.local`;
-    const fault = this.faultFor(config, destination, routed.route, {
-      method,
-      path,
-      headers: requestHeaders,
-      grpc,
-    });
-    if (fault) {
-      this.countFault(fault, serviceName);
-      if (fault.delayMs > 0) {
-        await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
-        if (exchange.closed) return record(499, '', 'unknown', serviceName);
-      }
-      if (fault.abort) {
-        const status = abortStatus(fault.abort, grpcStatusForHttp);
-        exchange.fail(status.http, `fault injected by TrafficPolicy ${fault.policy}`, {
-          grpcStatus: status.grpc,
-          headers: { [INJECTED_FAULT]: 'abort' },
-        });
-        return record(status.http, grpc ? String(status.grpc) : '', 'unknown', serviceName);
-      }
-    }
-    const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
-    if (targets.length === 0) {
-      exchange.fail(503, `no ready endpoint of ${serviceName}`);
-      return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
-    }
+    const facts = { method, path, headers: requestHeaders, grpc };
     // Streamed as it comes; its start is kept for a retry on another target.
     const source = exchange.body;
     const body = source && new ReplayableBody(source, this.options.retryBufferBytes ?? 65_536);
-    const headers = {
+    const headers: http2.OutgoingHttpHeaders = {
       ...endToEnd(requestHeaders),
       ':method': method,
       ':path': path,
       ':authority': authority,
       ':scheme': 'https',
     };
-    const failures: string[] = [];
-    const plan = targets.slice(0, MAX_ATTEMPTS);
-    let reconnected = false;
+    // The attempt count is this sidecar's to state, never the app's.
+    delete headers[ATTEMPT_HEADER];
+    const retry = retryPolicyOf(
+      config,
+      destination.service.namespace,
+      destination.service.name,
+      routed.route,
+    );
+    const budget = retry && this.retryBudget(serviceName);
+    budget?.request();
+    // gRPC calls are retried on their status whatever their method (as gRPC's own retries are).
+    const mayRetry = retry !== undefined && (retry.allowNonIdempotent || grpc || IDEMPOTENT.has(method));
+    let retried = 0;
+    /** Whether an answer is retried (taking a retry from the budget); false: it goes to the app. */
+    const retryAnswer = (status: number, grpcStatus: string): boolean => {
+      if (!retry || !mayRetry || retried >= retry.retries || (body !== undefined && !body.replayable))
+        return false;
+      if (!retriableAnswer(retry, status, grpcStatus)) return false;
+      if (!budget!.withdraw(retry.budgetShare, retry.minPerSecond)) {
+        this.policyMetrics.retryBudgetExhausted(this.policyLabels(serviceName, retry.policy));
+        return false;
+      }
+      return true;
+    };
+    const nextTry = async (why: string): Promise<boolean> => {
+      retried++;
+      this.policyMetrics.retried({ ...this.policyLabels(serviceName, retry!.policy), reason: why });
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(retry!, retried)));
+      return !exchange.closed;
+    };
     try {
-      for (let index = 0; index < plan.length; index++) {
-        const target = plan[index]!;
-        try {
-          const outcome = await this.attempt(target, headers, body, exchange);
-          return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
-        } catch (error) {
-          if (exchange.closed) return record(499, '', target.cluster, serviceName);
-          if (!(error instanceof RetryableFailure)) {
-            exchange.fail(502, `upstream reset: ${(error as Error).message}`);
-            return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
+      for (let attempt = 1; ; attempt++) {
+        if (retry) headers[ATTEMPT_HEADER] = String(attempt);
+        const fault = this.faultFor(config, destination, routed.route, facts);
+        if (fault) {
+          this.countFault(fault, serviceName);
+          if (fault.delayMs > 0) {
+            await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+            if (exchange.closed) return record(499, '', 'unknown', serviceName);
           }
-          failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
-          if (error.eject) this.ejectTarget(target);
-          if (exchange.answered || (body && !body.replayable)) break;
-          // A lost connection (GOAWAY, reset) gets one new connection to the same target.
-          if (error.reconnect && !reconnected) {
-            reconnected = true;
-            plan.splice(index + 1, 0, target);
+          if (fault.abort) {
+            const status = abortStatus(fault.abort, grpcStatusForHttp);
+            const grpcStatus = grpc ? String(status.grpc) : '';
+            // An injected abort is a failed try like any other: retries may mask it.
+            if (retryAnswer(status.http, grpcStatus)) {
+              if (await nextTry(String(grpc ? status.grpc : status.http))) continue;
+              return record(499, '', 'unknown', serviceName);
+            }
+            exchange.fail(status.http, `fault injected by TrafficPolicy ${fault.policy}`, {
+              grpcStatus: status.grpc,
+              headers: { [INJECTED_FAULT]: 'abort' },
+            });
+            return record(status.http, grpcStatus, 'unknown', serviceName);
           }
         }
+        const targets = this.order(config, routed, targetsFor(config, routed, destination.localOnly));
+        if (targets.length === 0) {
+          exchange.fail(503, `no ready endpoint of ${serviceName}`);
+          return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
+        }
+        const failures: string[] = [];
+        const plan = targets.slice(0, MAX_ATTEMPTS);
+        let reconnected = false;
+        let held: RetriedAnswer | undefined;
+        for (let index = 0; index < plan.length; index++) {
+          const target = plan[index]!;
+          try {
+            const outcome = await this.attempt(target, headers, body, exchange, retryAnswer);
+            return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
+          } catch (error) {
+            if (exchange.closed) return record(499, '', target.cluster, serviceName);
+            if (error instanceof RetriedAnswer) {
+              held = error;
+              break;
+            }
+            if (!(error instanceof RetryableFailure)) {
+              exchange.fail(502, `upstream reset: ${(error as Error).message}`);
+              return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
+            }
+            failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
+            if (error.eject) this.ejectTarget(target);
+            if (exchange.answered || (body && !body.replayable)) break;
+            // A lost connection (GOAWAY, reset) gets one new connection to the same target.
+            if (error.reconnect && !reconnected) {
+              reconnected = true;
+              plan.splice(index + 1, 0, target);
+            }
+          }
+        }
+        if (held) {
+          if (await nextTry(held.reason)) continue;
+          return record(499, '', 'unknown', serviceName);
+        }
+        // Every target failed before answering: a try the policy may make again.
+        if (!exchange.answered && retryAnswer(503, grpc ? String(GRPC.UNAVAILABLE) : '')) {
+          if (await nextTry('connect-failure')) continue;
+          return record(499, '', 'unknown', serviceName);
+        }
+        this.options.log?.('warn', 'upstream failed', { service: serviceName, failures });
+        exchange.fail(503, `upstream connect error: ${failures.join('; ')}`);
+        return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
       }
-      this.options.log?.('warn', 'upstream failed', { service: serviceName, failures });
-      exchange.fail(503, `upstream connect error: ${failures.join('; ')}`);
-      record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
     } finally {
       // Whatever of the body is still coming has nowhere to go (the answer is complete, or
       // there is none): it is read and dropped, so the app's connection stays usable.
       body?.discard();
     }
+  }
+
+  /** The retry budget of a destination service (made on first use). */
+  private retryBudget(service: string): RetryBudget {
+    let budget = this.budgets.get(service);
+    if (!budget) this.budgets.set(service, (budget = new RetryBudget()));
+    return budget;
+  }
+
+  /** The labels of this sidecar's policy metrics for a destination and a policy. */
+  private policyLabels(serviceName: string, policy: string) {
+    return {
+      sourceCluster: this.options.cluster,
+      sourceWorkload: this.options.serviceAccount,
+      destinationService: serviceName,
+      policy,
+    };
   }
 
   /**
@@ -324,14 +403,21 @@ export class OutboundProxy {
     return policy && fault ? { ...fault, policy: policy.policy } : undefined;
   }
 
+  /**
+   * Whether a TrafficPolicy asks for fault injection or retries on requests to `destination`
+   * (routed by `route`): those are served on the per-request path.
+   */
+  perRequestPolicy(config: ProxyConfig, destination: Destination, route: string | undefined): boolean {
+    const { namespace, name } = destination.service;
+    return (
+      faultPolicyOf(config, namespace, name, route) !== undefined ||
+      retryPolicyOf(config, namespace, name, route) !== undefined
+    );
+  }
+
   /** An injected fault, in `causeway_faults_injected_total`. */
   countFault(fault: Fault & { readonly policy: string }, serviceName: string): void {
-    const labels = {
-      sourceCluster: this.options.cluster,
-      sourceWorkload: this.options.serviceAccount,
-      destinationService: serviceName,
-      policy: fault.policy,
-    };
+    const labels = this.policyLabels(serviceName, fault.policy);
     if (fault.delayMs > 0) this.policyMetrics.faultInjected({ ...labels, fault: 'delay' });
     if (fault.abort) this.policyMetrics.faultInjected({ ...labels, fault: 'abort' });
   }
@@ -676,6 +762,8 @@ export class OutboundProxy {
     headers: http2.OutgoingHttpHeaders,
     body: ReplayableBody | undefined,
     exchange: AppExchange,
+    /** Whether an answer is retried instead of passed on (then the attempt throws RetriedAnswer). */
+    retryAnswer: (status: number, grpcStatus: string) => boolean,
   ): Promise<Outcome> {
     return new Promise((resolve, reject) => {
       const pooled = this.pool.session(target);
@@ -721,6 +809,13 @@ export class OutboundProxy {
               true,
             ),
           );
+        }
+        // A trailers-only answer (how gRPC answers errors) carries its gRPC status here.
+        const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        if (retryAnswer(status, ended ? String(upstream['grpc-status'] ?? '') : '')) {
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+          done();
+          return reject(new RetriedAnswer(String(upstream['grpc-status'] ?? status)));
         }
         committed = true;
         body?.commit();

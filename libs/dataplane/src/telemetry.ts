@@ -248,35 +248,65 @@ export class ConnectionMetrics {
   }
 }
 
+/** The labels of a policy metric: the caller, the destination, the policy. */
+interface PolicyLabels {
+  readonly sourceCluster: string;
+  readonly sourceWorkload: string;
+  readonly destinationService: string;
+  readonly policy: string;
+}
+
 /**
  * What TrafficPolicies did to requests, from the caller's side, with the request metrics'
- * destination labels: `causeway_faults_injected_total{fault="delay"|"abort"}`.
+ * destination labels: `causeway_faults_injected_total{fault="delay"|"abort"}`,
+ * `causeway_retries_total{reason}`, `causeway_retry_budget_exhausted_total`.
  */
 export class PolicyMetrics {
   private readonly faults: Counter;
+  private readonly retries: Counter;
+  private readonly budgetExhausted: Counter;
 
   constructor(registry: Registry | undefined) {
+    const registers = registry ? [registry] : [];
+    const labelNames = ['source_cluster', 'source_workload', 'destination_service', 'policy'];
     this.faults = new Counter({
       name: 'causeway_faults_injected_total',
       help: 'Faults a TrafficPolicy injected into requests (delays and aborts), by the calling sidecar.',
-      labelNames: ['source_cluster', 'source_workload', 'destination_service', 'fault', 'policy'],
-      registers: registry ? [registry] : [],
+      labelNames: [...labelNames, 'fault'],
+      registers,
+    });
+    this.retries = new Counter({
+      name: 'causeway_retries_total',
+      help: 'Requests tried again under a TrafficPolicy, by what the try before got (an HTTP or gRPC status, or connect-failure).',
+      labelNames: [...labelNames, 'reason'],
+      registers,
+    });
+    this.budgetExhausted = new Counter({
+      name: 'causeway_retry_budget_exhausted_total',
+      help: 'Retries a TrafficPolicy allowed but its retry budget refused (the failure went to the app).',
+      labelNames,
+      registers,
     });
   }
 
-  faultInjected(labels: {
-    sourceCluster: string;
-    sourceWorkload: string;
-    destinationService: string;
-    fault: 'delay' | 'abort';
-    policy: string;
-  }): void {
-    this.faults.inc({
+  retried(labels: PolicyLabels & { reason: string }): void {
+    this.retries.inc({ ...this.labels(labels), reason: labels.reason });
+  }
+
+  retryBudgetExhausted(labels: PolicyLabels): void {
+    this.budgetExhausted.inc(this.labels(labels));
+  }
+
+  private labels(labels: PolicyLabels) {
+    return {
       source_cluster: labels.sourceCluster,
       source_workload: labels.sourceWorkload,
       destination_service: labels.destinationService,
-      fault: labels.fault,
       policy: labels.policy,
-    });
+    };
+  }
+
+  faultInjected(labels: PolicyLabels & { fault: 'delay' | 'abort' }): void {
+    this.faults.inc({ ...this.labels(labels), fault: labels.fault });
   }
 }

@@ -92,6 +92,8 @@ export const trafficPolicy: CrdDefinition = {
           ]),
           16,
         ),
+        retriableStatusCodes: arr(int(400, 599), 32),
+        allowNonIdempotent: bool(),
         backoff: obj({ baseInterval: duration(), maxInterval: duration() }),
         budget: obj({ percent: percentage(), minRetriesPerSecond: int(0, 100_000) }),
       }),
