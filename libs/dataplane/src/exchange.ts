@@ -47,6 +47,8 @@ export interface AppExchange {
 
 /** An HTTP/2 stream of the app's, served through the core API. */
 export class H2Exchange implements AppExchange {
+  /** The upstream stream of the current try (see `cancelWhenGone`). */
+  private upstream: http2.ClientHttp2Stream | undefined;
   readonly method: string;
   readonly target: string;
   readonly authority: string;
@@ -86,8 +88,13 @@ export class H2Exchange implements AppExchange {
   }
 
   cancelWhenGone(upstream: http2.ClientHttp2Stream): void {
+    // One listener per exchange, for whichever try is the current one.
+    const watching = this.upstream !== undefined;
+    this.upstream = upstream;
+    if (watching) return;
     this.stream.once('close', () => {
-      if (!this.stream.writableFinished && !upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL);
+      const current = this.upstream!;
+      if (!this.stream.writableFinished && !current.closed) current.close(http2.constants.NGHTTP2_CANCEL);
     });
   }
 
@@ -98,6 +105,8 @@ export class H2Exchange implements AppExchange {
 
 /** An exchange of Node's HTTP/1.1 server (the per-request path for HTTP/1.1). */
 export class H1Exchange implements AppExchange {
+  /** The upstream stream of the current try (see `cancelWhenGone`). */
+  private upstream: http2.ClientHttp2Stream | undefined;
   readonly method: string;
   readonly target: string;
   readonly authority: string;
@@ -178,8 +187,13 @@ export class H1Exchange implements AppExchange {
   }
 
   cancelWhenGone(upstream: http2.ClientHttp2Stream): void {
+    // One listener per exchange, for whichever try is the current one.
+    const watching = this.upstream !== undefined;
+    this.upstream = upstream;
+    if (watching) return;
     this.response.once('close', () => {
-      if (!this.response.writableFinished && !upstream.closed) upstream.close(http2.constants.NGHTTP2_CANCEL);
+      const current = this.upstream!;
+      if (!this.response.writableFinished && !current.closed) current.close(http2.constants.NGHTTP2_CANCEL);
     });
   }
 

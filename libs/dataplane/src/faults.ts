@@ -1,6 +1,7 @@
 import type { ProxyConfig } from '@causeway/discovery';
 import { parseDuration } from '@causeway/config';
 import { memo, type HeaderMatch, type RequestFacts } from './routing.ts';
+import { trafficPolicyFor } from './traffic-policy.ts';
 
 /** `spec.faultInjection` of a TrafficPolicy. */
 interface FaultSpec {
@@ -36,11 +37,6 @@ export interface Fault {
 /** Marks an answer that a fault injection made, so that nobody mistakes it for a real failure. */
 export const INJECTED_FAULT = 'x-causeway-fault';
 
-type PolicySpec = {
-  targetRefs?: Array<{ kind?: string; name?: string }>;
-  faultInjection?: FaultSpec;
-};
-
 /**
  * The fault injection in force for a request to `namespace/name` that `route`
  * (`namespace/name`, if a mesh route matched) chose: a TrafficPolicy on the route wins over
@@ -53,22 +49,9 @@ export function faultPolicyOf(
   route: string | undefined,
 ): FaultPolicy | undefined {
   return memo(config, `faults ${namespace}/${name} ${route ?? ''}`, () => {
-    const [routeNamespace, routeName] = route ? route.split('#')[0]!.split('/') : [];
-    const on = (kinds: readonly string[], ns: string | undefined, target: string | undefined) =>
-      config.policies.find(
-        (p) =>
-          p.kind === 'TrafficPolicy' &&
-          p.namespace === ns &&
-          (p.spec as PolicySpec).faultInjection !== undefined &&
-          ((p.spec as PolicySpec).targetRefs ?? []).some(
-            (ref) => ref.name === target && kinds.includes(ref.kind ?? ''),
-          ),
-      );
-    const policy =
-      (route ? on(['HTTPRoute', 'GRPCRoute'], routeNamespace, routeName) : undefined) ??
-      on(['Service', 'ServiceImport'], namespace, name);
-    const spec = (policy?.spec as PolicySpec | undefined)?.faultInjection;
-    if (!policy || !spec) return undefined;
+    const found = trafficPolicyFor(config, namespace, name, route, 'faultInjection');
+    if (!found) return undefined;
+    const spec = found.value as FaultSpec;
     const share = (percentage: number | undefined) => Math.min(100, Math.max(0, percentage ?? 100)) / 100;
     let delayMs = 0;
     try {
@@ -77,7 +60,7 @@ export function faultPolicyOf(
       // `0s` (or a spelling the controller let through): no delay.
     }
     return {
-      policy: `${policy.namespace}/${policy.name}`,
+      policy: found.policy,
       delayMs,
       delayShare: delayMs > 0 ? share(spec.delay?.percentage) : 0,
       ...(spec.abort

@@ -32,6 +32,8 @@ const DROPPED_FIELDS = new Set([
   'x_forwarded_client_cert',
   'x-causeway-upstream-failure',
   'x_causeway_upstream_failure',
+  'x-causeway-attempt',
+  'x_causeway_attempt',
 ]);
 const EMPTY = Buffer.alloc(0);
 /** After the sidecar closes an app connection, how long the app has to close its side. */
@@ -258,9 +260,9 @@ export class OutboundH1Connection {
       const chosen = routedDestination(config, destination, routed);
       if (!chosen)
         return this.refuse(503, `no ready endpoint of ${routed.name}.${routed.namespace}`, mustClose, end);
-      // Faults and retries work per request on the per-request path: this connection goes
-      // there, with this request, for good.
-      if (this.proxy.perRequestPolicy(config, destination, routed.route)) return this.giveUp();
+      // Faults, retries and time limits work per request on the per-request path: this
+      // connection goes there, with this request, for good.
+      if (this.proxy.perRequestPolicy(config, destination, routed)) return this.giveUp();
       destination = chosen;
     }
     // The head as the app sent it, unless the target or a proxy field must change.

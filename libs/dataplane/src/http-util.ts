@@ -51,6 +51,8 @@ export class ReplayableBody {
   private kept: Buffer[] | undefined = [];
   private size = 0;
   private ended = false;
+  /** It was sent once (a second send needs all of it kept). */
+  private started = false;
   private sink: Writable | undefined;
   private readonly resume = (): void => void this.source.resume();
 
@@ -86,12 +88,20 @@ export class ReplayableBody {
 
   /** Sends the body into `sink`: what was kept so far, then the rest as it comes. */
   sendTo(sink: Writable): void {
-    if (!this.kept && this.sink) throw new Error('the body was too long to send again');
+    if (!this.kept && this.started) throw new Error('the body was too long to send again');
+    this.started = true;
     this.sink?.off('drain', this.resume);
     this.sink = sink;
     for (const chunk of this.kept ?? []) sink.write(chunk);
     if (this.ended) sink.end();
     else this.source.resume();
+  }
+
+  /** No try is under way (a retry waits its turn): the body waits too, nothing of it lost. */
+  hold(): void {
+    this.source.pause();
+    this.sink?.off('drain', this.resume);
+    this.sink = undefined;
   }
 
   /** An answer is on its way: the body will not be sent again, so nothing more is kept. */
@@ -139,7 +149,13 @@ export const isGrpc = (headers: IncomingHttpHeaders): boolean =>
   String(headers['content-type'] ?? '').startsWith('application/grpc');
 
 /** gRPC status codes used by the proxies. */
-export const GRPC = { UNIMPLEMENTED: 12, UNAVAILABLE: 14, PERMISSION_DENIED: 7, INTERNAL: 13 } as const;
+export const GRPC = {
+  DEADLINE_EXCEEDED: 4,
+  UNIMPLEMENTED: 12,
+  UNAVAILABLE: 14,
+  PERMISSION_DENIED: 7,
+  INTERNAL: 13,
+} as const;
 
 /** The gRPC status an HTTP status maps to, when the server sent none (gRPC's HTTP mapping). */
 export function grpcStatusForHttp(status: number): number {

@@ -17,6 +17,7 @@ import {
 import { UPSTREAM_FAILURE, type Outcome } from './responses.ts';
 import { abortStatus, decideFault, faultPolicyOf, INJECTED_FAULT, type Fault } from './faults.ts';
 import { ATTEMPT_HEADER, backoffMs, retriableAnswer, RetryBudget, retryPolicyOf } from './retries.ts';
+import { formatGrpcTimeout, grpcTimeoutMs, requestTimeoutsOf } from './timeouts.ts';
 import {
   loadBalancerOf,
   resolveDestination,
@@ -24,6 +25,7 @@ import {
   targetsFor,
   type Destination,
   type RequestFacts,
+  type RoutedBackend,
   type Target,
 } from './routing.ts';
 import { DEFAULT_SIDECAR_TIMEOUTS, type SidecarOptions, type SidecarTimeouts } from './sidecar-options.ts';
@@ -53,6 +55,16 @@ class RetryableFailure extends Error {
     readonly reconnect = false,
   ) {
     super(message);
+  }
+}
+
+/** The gRPC statuses a retry policy can name (cancelled, deadline-exceeded, resource-exhausted, unavailable). */
+const RETRIED_GRPC = new Set(['1', '4', '8', '14']);
+
+/** A request (or one try of it) ran out of time before its answer started. */
+class TimedOut extends Error {
+  constructor(readonly timeout: 'request' | 'per-try') {
+    super(timeout === 'request' ? 'the request timed out' : 'the try timed out');
   }
 }
 
@@ -273,12 +285,36 @@ export class OutboundProxy {
     budget?.request();
     // gRPC calls are retried on their status whatever their method (as gRPC's own retries are).
     const mayRetry = retry !== undefined && (retry.allowNonIdempotent || grpc || IDEMPOTENT.has(method));
+    // Time limits: the route's or policy's, and a gRPC caller's own deadline, never extended.
+    const limits = requestTimeoutsOf(config, destination.service.namespace, destination.service.name, routed);
+    const callerMs = grpc ? grpcTimeoutMs(requestHeaders['grpc-timeout']) : undefined;
+    const requestMs =
+      limits.requestMs === undefined ? callerMs : Math.min(limits.requestMs, callerMs ?? Infinity);
+    const deadline = requestMs === undefined ? undefined : performance.now() + requestMs;
+    const expiry = deadline === undefined ? undefined : new AbortController();
+    const expiryTimer = expiry && setTimeout(() => expiry.abort(), requestMs);
+    const timedOut = (timeout: 'request' | 'per-try', cluster: string): void => {
+      this.policyMetrics.timedOut({
+        sourceCluster: this.options.cluster,
+        sourceWorkload: this.options.serviceAccount,
+        destinationService: serviceName,
+        timeout,
+      });
+      exchange.fail(504, timeout === 'request' ? 'upstream request timeout' : 'upstream per-try timeout', {
+        grpcStatus: GRPC.DEADLINE_EXCEEDED,
+      });
+      record(504, grpc ? String(GRPC.DEADLINE_EXCEEDED) : '', cluster, serviceName);
+    };
     let retried = 0;
     /** Whether an answer is retried (taking a retry from the budget); false: it goes to the app. */
-    const retryAnswer = (status: number, grpcStatus: string): boolean => {
+    const retryAnswer = (
+      status: number,
+      grpcStatus: string,
+      failure?: 'connect-failure' | 'reset',
+    ): boolean => {
       if (!retry || !mayRetry || retried >= retry.retries || (body !== undefined && !body.replayable))
         return false;
-      if (!retriableAnswer(retry, status, grpcStatus)) return false;
+      if (failure ? !retry.retryOn.has(failure) : !retriableAnswer(retry, status, grpcStatus)) return false;
       if (!budget!.withdraw(retry.budgetShare, retry.minPerSecond)) {
         this.policyMetrics.retryBudgetExhausted(this.policyLabels(serviceName, retry.policy));
         return false;
@@ -286,14 +322,24 @@ export class OutboundProxy {
       return true;
     };
     const nextTry = async (why: string): Promise<boolean> => {
+      body?.hold();
       retried++;
       this.policyMetrics.retried({ ...this.policyLabels(serviceName, retry!.policy), reason: why });
       await new Promise((resolve) => setTimeout(resolve, backoffMs(retry!, retried)));
       return !exchange.closed;
     };
+    const perTryMs = (): number | undefined => {
+      const left = deadline === undefined ? undefined : Math.max(1, deadline - performance.now());
+      if (limits.perTryMs === undefined) return left;
+      return left === undefined ? limits.perTryMs : Math.min(limits.perTryMs, left);
+    };
     try {
       for (let attempt = 1; ; attempt++) {
+        if (expiry?.signal.aborted) return timedOut('request', 'unknown');
         if (retry) headers[ATTEMPT_HEADER] = String(attempt);
+        // What is left of the deadline goes with the call (a server never gets more time).
+        if (grpc && deadline !== undefined)
+          headers['grpc-timeout'] = formatGrpcTimeout(deadline - performance.now());
         const fault = this.faultFor(config, destination, routed.route, facts);
         if (fault) {
           this.countFault(fault, serviceName);
@@ -305,7 +351,8 @@ export class OutboundProxy {
             const status = abortStatus(fault.abort, grpcStatusForHttp);
             const grpcStatus = grpc ? String(status.grpc) : '';
             // An injected abort is a failed try like any other: retries may mask it.
-            if (retryAnswer(status.http, grpcStatus)) {
+            // (A gRPC caller's try is judged by its gRPC status, as a server's answer would be.)
+            if (retryAnswer(grpc ? 200 : status.http, grpcStatus)) {
               if (await nextTry(String(grpc ? status.grpc : status.http))) continue;
               return record(499, '', 'unknown', serviceName);
             }
@@ -328,15 +375,25 @@ export class OutboundProxy {
         for (let index = 0; index < plan.length; index++) {
           const target = plan[index]!;
           try {
-            const outcome = await this.attempt(target, headers, body, exchange, retryAnswer);
+            const outcome = await this.attempt(target, headers, body, exchange, retryAnswer, {
+              perTryMs: perTryMs(),
+              expiry: expiry?.signal,
+              grpc,
+            });
             return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
           } catch (error) {
             if (exchange.closed) return record(499, '', target.cluster, serviceName);
+            if (error instanceof TimedOut) return timedOut(error.timeout, target.cluster);
             if (error instanceof RetriedAnswer) {
               held = error;
               break;
             }
             if (!(error instanceof RetryableFailure)) {
+              // Reset after the request went out: a try the policy may make again (`reset`).
+              if (!exchange.answered && retryAnswer(502, '', 'reset')) {
+                held = new RetriedAnswer('reset');
+                break;
+              }
               exchange.fail(502, `upstream reset: ${(error as Error).message}`);
               return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
             }
@@ -355,7 +412,7 @@ export class OutboundProxy {
           return record(499, '', 'unknown', serviceName);
         }
         // Every target failed before answering: a try the policy may make again.
-        if (!exchange.answered && retryAnswer(503, grpc ? String(GRPC.UNAVAILABLE) : '')) {
+        if (!exchange.answered && retryAnswer(503, '', 'connect-failure')) {
           if (await nextTry('connect-failure')) continue;
           return record(499, '', 'unknown', serviceName);
         }
@@ -364,6 +421,7 @@ export class OutboundProxy {
         return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
       }
     } finally {
+      clearTimeout(expiryTimer);
       // Whatever of the body is still coming has nowhere to go (the answer is complete, or
       // there is none): it is read and dropped, so the app's connection stays usable.
       body?.discard();
@@ -404,14 +462,18 @@ export class OutboundProxy {
   }
 
   /**
-   * Whether a TrafficPolicy asks for fault injection or retries on requests to `destination`
-   * (routed by `route`): those are served on the per-request path.
+   * Whether fault injection, retries or time limits (a TrafficPolicy's, or the route rule's
+   * `timeouts`) apply to requests to `destination` that `routed` chose: those are served on
+   * the per-request path.
    */
-  perRequestPolicy(config: ProxyConfig, destination: Destination, route: string | undefined): boolean {
+  perRequestPolicy(config: ProxyConfig, destination: Destination, routed: RoutedBackend): boolean {
     const { namespace, name } = destination.service;
+    const limits = requestTimeoutsOf(config, namespace, name, routed);
     return (
-      faultPolicyOf(config, namespace, name, route) !== undefined ||
-      retryPolicyOf(config, namespace, name, route) !== undefined
+      faultPolicyOf(config, namespace, name, routed.route) !== undefined ||
+      retryPolicyOf(config, namespace, name, routed.route) !== undefined ||
+      limits.requestMs !== undefined ||
+      limits.perTryMs !== undefined
     );
   }
 
@@ -764,17 +826,34 @@ export class OutboundProxy {
     exchange: AppExchange,
     /** Whether an answer is retried instead of passed on (then the attempt throws RetriedAnswer). */
     retryAnswer: (status: number, grpcStatus: string) => boolean,
+    limits: {
+      /** The try's own time limit (until its answer starts). */
+      readonly perTryMs?: number;
+      /** Aborted when the whole request's time is up. */
+      readonly expiry?: AbortSignal;
+      readonly grpc: boolean;
+    },
   ): Promise<Outcome> {
     return new Promise((resolve, reject) => {
       const pooled = this.pool.session(target);
       this.countInFlight(target.key, 1);
       let committed = false;
       let settled = false;
+      let perTry: NodeJS.Timeout | undefined;
       const done = (): void => {
         if (settled) return;
         settled = true;
+        clearTimeout(perTry);
+        limits.expiry?.removeEventListener('abort', expired);
         this.countInFlight(target.key, -1);
       };
+      // The request's time is up: a try not answered yet ends with 504; an answer under way is cut.
+      function expired(): void {
+        if (committed) return void exchange.abort();
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        done();
+        reject(new TimedOut('request'));
+      }
       let stream: http2.ClientHttp2Stream;
       try {
         // A request without a body ends with its HEADERS frame.
@@ -784,6 +863,21 @@ export class OutboundProxy {
         return reject(new RetryableFailure((error as Error).message, true));
       }
       exchange.cancelWhenGone(stream);
+      if (limits.expiry?.aborted) return expired();
+      limits.expiry?.addEventListener('abort', expired, { once: true });
+      if (limits.perTryMs !== undefined)
+        perTry = setTimeout(() => {
+          if (committed || settled) return;
+          body?.hold();
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+          done();
+          // A try that took too long counts as a 504 (gRPC DEADLINE_EXCEEDED) for retries.
+          reject(
+            retryAnswer(504, limits.grpc ? String(GRPC.DEADLINE_EXCEEDED) : '')
+              ? new RetriedAnswer('per-try-timeout')
+              : new TimedOut('per-try'),
+          );
+        }, limits.perTryMs);
       stream.on('error', (error: Error) => {
         done();
         if (committed) return void exchange.abort();
@@ -812,12 +906,16 @@ export class OutboundProxy {
         }
         // A trailers-only answer (how gRPC answers errors) carries its gRPC status here.
         const ended = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-        if (retryAnswer(status, ended ? String(upstream['grpc-status'] ?? '') : '')) {
+        const grpcStatus = ended ? String(upstream['grpc-status'] ?? '') : '';
+        if (retryAnswer(status, grpcStatus)) {
+          body?.hold();
           stream.close(http2.constants.NGHTTP2_CANCEL);
           done();
-          return reject(new RetriedAnswer(String(upstream['grpc-status'] ?? status)));
+          // The reason label: a gRPC status retries name (1, 4, 8, 14), else the HTTP status.
+          return reject(new RetriedAnswer(RETRIED_GRPC.has(grpcStatus) ? grpcStatus : String(status)));
         }
         committed = true;
+        clearTimeout(perTry);
         body?.commit();
         void exchange.relay(stream, upstream, flags).then((outcome) => {
           done();
@@ -830,7 +928,14 @@ export class OutboundProxy {
         done();
         reject(new Error(`the stream closed unanswered (code ${stream.rstCode ?? 0})`));
       });
-      body?.sendTo(stream);
+      try {
+        body?.sendTo(stream);
+      } catch (error) {
+        // The body grew past what is kept while a retry waited: it cannot be sent again.
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        done();
+        reject(error as Error);
+      }
     });
   }
 }

@@ -1,6 +1,7 @@
 import type { ProxyConfig } from '@causeway/discovery';
 import { parseDuration } from '@causeway/config';
 import { memo } from './routing.ts';
+import { trafficPolicyFor } from './traffic-policy.ts';
 
 /** `spec.retries` of a TrafficPolicy. */
 interface RetriesSpec {
@@ -37,8 +38,6 @@ const DEFAULT_RETRIES = 2;
 /** The retry marker the app behind the server's sidecar sees: 1 for the first try. */
 export const ATTEMPT_HEADER = 'x-causeway-attempt';
 
-type PolicySpec = { targetRefs?: Array<{ kind?: string; name?: string }>; retries?: RetriesSpec };
-
 const ms = (text: string | undefined, fallback: number): number => {
   if (!text) return fallback;
   try {
@@ -59,25 +58,12 @@ export function retryPolicyOf(
   route: string | undefined,
 ): RetryPolicy | undefined {
   return memo(config, `retries ${namespace}/${name} ${route ?? ''}`, () => {
-    const [routeNamespace, routeName] = route ? route.split('#')[0]!.split('/') : [];
-    const on = (kinds: readonly string[], ns: string | undefined, target: string | undefined) =>
-      config.policies.find(
-        (p) =>
-          p.kind === 'TrafficPolicy' &&
-          p.namespace === ns &&
-          (p.spec as PolicySpec).retries !== undefined &&
-          ((p.spec as PolicySpec).targetRefs ?? []).some(
-            (ref) => ref.name === target && kinds.includes(ref.kind ?? ''),
-          ),
-      );
-    const policy =
-      (route ? on(['HTTPRoute', 'GRPCRoute'], routeNamespace, routeName) : undefined) ??
-      on(['Service', 'ServiceImport'], namespace, name);
-    const spec = (policy?.spec as PolicySpec | undefined)?.retries;
-    if (!policy || !spec) return undefined;
+    const found = trafficPolicyFor(config, namespace, name, route, 'retries');
+    if (!found) return undefined;
+    const spec = found.value as RetriesSpec;
     const baseMs = ms(spec.backoff?.baseInterval, 25);
     return {
-      policy: `${policy.namespace}/${policy.name}`,
+      policy: found.policy,
       retries: Math.max(0, spec.attempts ?? DEFAULT_RETRIES),
       retryOn: new Set(spec.retryOn ?? DEFAULT_RETRY_ON),
       statusCodes: new Set(spec.retriableStatusCodes ?? []),

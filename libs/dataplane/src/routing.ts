@@ -163,6 +163,8 @@ export interface RoutedBackend {
   readonly port: number;
   /** The route and rule that chose it, for logs. */
   readonly route?: string;
+  /** That rule's `timeouts` (Gateway API durations). */
+  readonly timeouts?: { readonly request?: string; readonly backendRequest?: string };
 }
 
 /**
@@ -211,6 +213,7 @@ export function routeRequest(
         name: backend.name,
         port: backend.port ?? destination.port,
         route: label,
+        ...(rule.timeouts ? { timeouts: rule.timeouts as RoutedBackend['timeouts'] } : {}),
       };
     }
   }

@@ -265,6 +265,7 @@ export class PolicyMetrics {
   private readonly faults: Counter;
   private readonly retries: Counter;
   private readonly budgetExhausted: Counter;
+  private readonly timeouts: Counter;
 
   constructor(registry: Registry | undefined) {
     const registers = registry ? [registry] : [];
@@ -281,11 +282,26 @@ export class PolicyMetrics {
       labelNames: [...labelNames, 'reason'],
       registers,
     });
+    this.timeouts = new Counter({
+      name: 'causeway_timeouts_total',
+      help: 'Requests answered 504 (gRPC DEADLINE_EXCEEDED) by the calling sidecar: the request, or its last try, ran out of time.',
+      labelNames: ['source_cluster', 'source_workload', 'destination_service', 'timeout'],
+      registers,
+    });
     this.budgetExhausted = new Counter({
       name: 'causeway_retry_budget_exhausted_total',
       help: 'Retries a TrafficPolicy allowed but its retry budget refused (the failure went to the app).',
       labelNames,
       registers,
+    });
+  }
+
+  timedOut(labels: Omit<PolicyLabels, 'policy'> & { timeout: 'request' | 'per-try' }): void {
+    this.timeouts.inc({
+      source_cluster: labels.sourceCluster,
+      source_workload: labels.sourceWorkload,
+      destination_service: labels.destinationService,
+      timeout: labels.timeout,
     });
   }
 

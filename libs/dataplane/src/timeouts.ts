@@ -1,0 +1,76 @@
+import type { ProxyConfig } from '@causeway/discovery';
+import { parseDuration } from '@causeway/config';
+import { memo, type RoutedBackend } from './routing.ts';
+import { trafficPolicyFor } from './traffic-policy.ts';
+
+/** The timeouts of one request: the whole of it, and each try (none: no limit). */
+export interface RequestTimeouts {
+  readonly requestMs?: number;
+  readonly perTryMs?: number;
+}
+
+const NONE: RequestTimeouts = Object.freeze({});
+
+/** A duration in ms; none when unset, `0s` (no limit) or not a duration. */
+function limitMs(text: unknown): number | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    return parseDuration(text);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The timeouts for a request to `namespace/name` that `routed` chose: the route rule's own
+ * `timeouts` (`request`, `backendRequest`: the Gateway API's fields) first, then the
+ * TrafficPolicy's `timeouts.request` and `retries.perTryTimeout` for what the rule leaves
+ * unset. A per-try limit longer than the whole request's is the request's.
+ */
+export function requestTimeoutsOf(
+  config: ProxyConfig,
+  namespace: string,
+  name: string,
+  routed: RoutedBackend,
+): RequestTimeouts {
+  const rule = routed.timeouts;
+  return memo(
+    config,
+    `timeouts ${namespace}/${name} ${routed.route ?? ''} ${rule?.request ?? ''} ${rule?.backendRequest ?? ''}`,
+    () => {
+      const timeouts = trafficPolicyFor(config, namespace, name, routed.route, 'timeouts')?.value as
+        { request?: string } | undefined;
+      const retries = trafficPolicyFor(config, namespace, name, routed.route, 'retries')?.value as
+        { perTryTimeout?: string } | undefined;
+      const requestMs = rule?.request !== undefined ? limitMs(rule.request) : limitMs(timeouts?.request);
+      let perTryMs =
+        rule?.backendRequest !== undefined ? limitMs(rule.backendRequest) : limitMs(retries?.perTryTimeout);
+      if (perTryMs !== undefined && requestMs !== undefined && perTryMs > requestMs) perTryMs = requestMs;
+      if (requestMs === undefined && perTryMs === undefined) return NONE;
+      return {
+        ...(requestMs !== undefined ? { requestMs } : {}),
+        ...(perTryMs !== undefined ? { perTryMs } : {}),
+      };
+    },
+  );
+}
+
+const GRPC_UNITS_MS: Record<string, number> = {
+  H: 3_600_000,
+  M: 60_000,
+  S: 1_000,
+  m: 1,
+  u: 0.001,
+  n: 0.000001,
+};
+
+/** A `grpc-timeout` value (`100m`, `5S`: at most 8 digits and a unit) in ms; none when malformed. */
+export function grpcTimeoutMs(value: unknown): number | undefined {
+  const match = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
+  return match ? Number(match[1]) * GRPC_UNITS_MS[match[2]!]! : undefined;
+}
+
+/** What is left of a deadline, as a `grpc-timeout` value (whole milliseconds, at least 1). */
+export function formatGrpcTimeout(ms: number): string {
+  return `${Math.max(1, Math.min(99_999_999, Math.floor(ms)))}m`;
+}
