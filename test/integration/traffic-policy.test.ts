@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
+import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -28,6 +29,29 @@ const flaky = http.createServer((request, response) => {
   attempts.flaky.push(attempt);
   response.writeHead(attempt === '' || attempt === '1' ? 503 : 200, { 'content-type': 'text/plain' });
   response.end(`attempt ${attempt}`);
+});
+/** Slow on each first try (3 s), quick on the others; `/always-slow` is always slow. */
+const slow = http.createServer((request, response) => {
+  const attempt = String(request.headers['x-causeway-attempt'] ?? '');
+  const answer = () => {
+    if (response.destroyed) return;
+    response.writeHead(200, { 'content-type': 'text/plain' });
+    response.end(`attempt ${attempt}`);
+  };
+  if (request.url === '/always-slow' || attempt === '' || attempt === '1') setTimeout(answer, 3_000).unref();
+  else answer();
+});
+/** A gRPC-shaped h2c app: notes each call's grpc-timeout, answers OK after `x-delay` ms. */
+const deadlines: string[] = [];
+const clock = http2.createServer((request, response) => {
+  deadlines.push(String(request.headers['grpc-timeout'] ?? ''));
+  request.resume();
+  const answer = () => {
+    if (response.stream.destroyed) return;
+    response.writeHead(200, { 'content-type': 'application/grpc', 'grpc-status': '0' });
+    response.end();
+  };
+  setTimeout(answer, Number(request.headers['x-delay'] ?? 0)).unref();
 });
 const down = http.createServer((request, response) => {
   attempts.down.push(String(request.headers['x-causeway-attempt'] ?? ''));
@@ -61,18 +85,26 @@ before(async () => {
   await federation.apply(
     'east',
     'own.yaml',
-    [exportedService('shop', 'flaky', 80, 'http'), exportedService('shop', 'down', 80, 'http')].join('---\n'),
+    [
+      exportedService('shop', 'flaky', 80, 'http'),
+      exportedService('shop', 'down', 80, 'http'),
+      exportedService('shop', 'slow', 80, 'http'),
+      exportedService('shop', 'clock', 9000, 'grpc', 'grpc'),
+    ].join('---\n'),
   );
   for (const [name, server] of [
     ['flaky', flaky],
     ['down', down],
+    ['slow', slow],
+    ['clock', clock],
   ] as const) {
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const appPort = (server.address() as AddressInfo).port;
     await federation.startSidecar('east', {
       namespace: 'shop',
       serviceAccount: name,
       workload: { name: `${name}-east`, labels: { app: name } },
-      inbound: [{ name: 'http', appPort: (server.address() as AddressInfo).port }],
+      inbound: [name === 'clock' ? { name: 'grpc', appPort, appProtocol: 'h2c' } : { name: 'http', appPort }],
     });
   }
   client = await federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
@@ -82,6 +114,9 @@ after(async () => {
   await federation?.stop();
   flaky.close();
   down.close();
+  slow.closeAllConnections();
+  slow.close();
+  clock.close();
   await env?.dispose();
   await rm(dir, { recursive: true, force: true });
 });
@@ -383,7 +418,8 @@ test('a retry budget of 20% caps the extra load on an app that fails everything'
     const load = attempts.down.length - before;
     // Without the budget: 1,200 tries. With it: the 300 requests, 20% of them, and 1 a second.
     assert.ok(load > 300, `${load} tries: none retried`);
-    assert.ok(load <= 300 * 1.2 + 10, `${load} tries reached the app for 300 requests`);
+    // (Ten more for a run so slow that the first second of retries leaves the window.)
+    assert.ok(load <= 300 * 1.2 + 10 + 10, `${load} tries reached the app for 300 requests`);
     const text = await (await fetch(`${client.adminUrl}/metrics`)).text();
     assert.match(text, /causeway_retry_budget_exhausted_total\{[^}]*policy="shop\/down-retries"\} [1-9]/);
   } finally {
@@ -419,4 +455,130 @@ test('gRPC retries on UNAVAILABLE mask injected UNAVAILABLE aborts', async () =>
   } finally {
     echo.close();
   }
+});
+
+/** One gRPC-shaped call to `clock` through the client's sidecar (h2c): its status, gRPC status and time. */
+async function clockCall(
+  headers: Record<string, string>,
+): Promise<{ status: number; grpc: string; ms: number }> {
+  const session = http2.connect(`http://127.0.0.1:${client.outboundPort}`);
+  const started = performance.now();
+  try {
+    return await new Promise((resolve, reject) => {
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/causeway.Clock/Now',
+        ':authority': 'clock.shop.svc.clusterset.local:9000',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+        ...headers,
+      });
+      let status = 0;
+      let grpc = '';
+      stream.on('response', (h) => {
+        status = Number(h[':status']);
+        grpc = String(h['grpc-status'] ?? '');
+      });
+      stream.on('trailers', (t) => (grpc = String(t['grpc-status'] ?? grpc)));
+      stream.on('error', reject);
+      stream.on('close', () => resolve({ status, grpc, ms: performance.now() - started }));
+      stream.resume();
+      stream.end(Buffer.alloc(5));
+    });
+  } finally {
+    session.close();
+  }
+}
+
+test('a per-try timeout retries a slow first try; the request timeout answers 504 on time, counted', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const SLOW = 'slow.shop.svc.clusterset.local';
+  try {
+    await federation.apply(
+      'west',
+      'slow-timeouts.yaml',
+      policy(
+        'slow-timeouts',
+        'slow',
+        `  timeouts: { request: 1s }
+  retries: { attempts: 5, perTryTimeout: 300ms, retryOn: [gateway-error], backoff: { baseInterval: 1ms } }
+`,
+      ),
+    );
+    await eventually(async () => {
+      const answer = await get(agent, {}, SLOW);
+      assert.equal(answer.body, 'attempt 2');
+    }, 30_000);
+    const tries = await many(10, 5, () => get(agent, {}, SLOW));
+    for (const answer of tries) {
+      assert.equal(answer.status, 200);
+      assert.equal(answer.body, 'attempt 2');
+      // The first try was given up after 300 ms, not the app's 3 s.
+      assert.ok(answer.ms >= 295 && answer.ms < 2_500, `took ${Math.round(answer.ms)} ms`);
+    }
+    // Every try slow: each given up after 300 ms, and the request (five retries allowed) at 1 s.
+    const never = await new Promise<{ status: number; ms: number }>((resolve, reject) => {
+      const started = performance.now();
+      http
+        .get(
+          {
+            host: '127.0.0.1',
+            port: client.outboundPort,
+            path: '/always-slow',
+            agent,
+            headers: { host: SLOW },
+          },
+          (response) => {
+            response.resume();
+            response.on('end', () =>
+              resolve({ status: response.statusCode!, ms: performance.now() - started }),
+            );
+          },
+        )
+        .on('error', reject);
+    });
+    assert.equal(never.status, 504);
+    assert.ok(never.ms >= 990 && never.ms < 2_900, `the 504 came after ${Math.round(never.ms)} ms`);
+    const text = await (await fetch(`${client.adminUrl}/metrics`)).text();
+    assert.match(
+      text,
+      /causeway_timeouts_total\{[^}]*destination_service="slow\.shop\.svc\.clusterset\.local"[^}]*timeout="request"\} [1-9]/,
+    );
+  } finally {
+    agent.destroy();
+  }
+});
+
+test('a gRPC deadline is passed on shortened, never extended, and an expired call gets DEADLINE_EXCEEDED', async () => {
+  await eventually(async () => assert.equal((await clockCall({})).grpc, '0'), 30_000);
+  // No policy yet: the caller's 800 ms go on as at most 800 ms.
+  deadlines.length = 0;
+  assert.equal((await clockCall({ 'grpc-timeout': '800m' })).grpc, '0');
+  const passed = Number(/^(\d+)m$/.exec(deadlines[0] ?? '')?.[1]);
+  assert.ok(passed > 0 && passed <= 800, `the app got grpc-timeout ${deadlines[0]}`);
+  // A policy of 5 s does not lengthen a 300 ms deadline; one of 200 ms shortens a 5 s one.
+  await federation.apply(
+    'west',
+    'clock-timeouts.yaml',
+    policy('clock-timeouts', 'clock', '  timeouts: { request: 5s }\n'),
+  );
+  await eventually(async () => {
+    const expired = await clockCall({ 'grpc-timeout': '300m', 'x-delay': '1500' });
+    assert.equal(expired.grpc, '4');
+    assert.ok(
+      expired.ms >= 295 && expired.ms < 1_400,
+      `DEADLINE_EXCEEDED after ${Math.round(expired.ms)} ms`,
+    );
+  }, 30_000);
+  await federation.apply(
+    'west',
+    'clock-timeouts.yaml',
+    policy('clock-timeouts', 'clock', '  timeouts: { request: 200ms }\n'),
+  );
+  await eventually(async () => {
+    deadlines.length = 0;
+    assert.equal((await clockCall({ 'grpc-timeout': '5S' })).grpc, '0');
+    const given = Number(/^(\d+)m$/.exec(deadlines[0] ?? '')?.[1]);
+    assert.ok(given > 0 && given <= 200, `the app got grpc-timeout ${deadlines[0]}`);
+  }, 30_000);
 });
