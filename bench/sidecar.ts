@@ -1,7 +1,9 @@
-// The sidecar hop measured five ways in one run: client -> app directly; through two
+// The sidecar hop measured six ways in one run: client -> app directly; through two
 // Causeway sidecars (outbound -> mTLS -> inbound) in L4 mode (the service `app`: HBONE
 // tunnels) and in L7 mode (the service `app-l7`, a workload of its own in front of the same
-// app, with a path rule that makes every request authorized on its own); through two nginx
+// app, with a path rule that makes every request authorized on its own), and in L7 under a
+// TrafficPolicy with retries, timeouts, outlier detection and a circuit breaker (the service
+// `app-policy`, nothing failing: what the policy costs); through two nginx
 // instances configured as the same mTLS proxy pair; through the plainest such pair Node's own
 // modules make (bench/node-proxy.mjs: what any Node.js data plane starts from). Latency at a
 // fixed rate (open loop: each request is timed from when it was due, so a stall is not
@@ -431,6 +433,19 @@ export async function sidecarBench(options: {
         exportedService('bench', 'app', 80, 'http'),
         exportedService('bench', 'app-l7', 80, 'http'),
         pathPolicy('bench', 'app-l7-paths', 'app-l7', 'ALLOW', ['/*']),
+        exportedService('bench', 'app-policy', 80, 'http'),
+        pathPolicy('bench', 'app-policy-paths', 'app-policy', 'ALLOW', ['/*']),
+        // Every request-level setting in force, nothing failing: what the policy costs.
+        `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: app-policy, namespace: bench }
+spec:
+  targetRefs: [{ group: '', kind: Service, name: app-policy }]
+  timeouts: { request: 10s }
+  retries: { attempts: 2, perTryTimeout: 5s, retryOn: [5xx, connect-failure, reset] }
+  outlierDetection: { consecutive5xxErrors: 5, baseEjectionTime: 30s, maxEjectionPercent: 50 }
+  circuitBreaker: { maxConnections: 1024, maxPendingRequests: 1024, maxRequests: 1024, maxRetries: 64 }
+`,
         exportedService('bench', 'grpc', 9000, 'grpc', 'grpc'),
         exportedService('bench', 'grpc-l7', 9000, 'grpc', 'grpc'),
         pathPolicy('bench', 'grpc-l7-paths', 'grpc-l7', 'ALLOW', ['/causeway.demo.Echo/*']),
@@ -449,6 +464,7 @@ export async function sidecarBench(options: {
     // The L7 service has a workload of its own in front of the same app: a port's mode is
     // decided by every Service it serves, and this one needs L7.
     const serverL7 = await serverSidecar('app-l7', app.port, 'http');
+    const serverPolicy = await serverSidecar('app-policy', app.port, 'http');
     const grpcApp = await startGrpcApp();
     children.push(grpcApp.child);
     for (const name of ['grpc', 'grpc-l7']) await serverSidecar(name, grpcApp.port, 'h2c');
@@ -459,7 +475,8 @@ export async function sidecarBench(options: {
     });
     const host = 'app.bench.svc.clusterset.local';
     const hostL7 = 'app-l7.bench.svc.clusterset.local';
-    for (const name of [host, hostL7])
+    const hostPolicy = 'app-policy.bench.svc.clusterset.local';
+    for (const name of [host, hostL7, hostPolicy])
       for (let i = 0; ; i++) {
         const ok = await new Promise<boolean>((resolve) =>
           http
@@ -484,12 +501,13 @@ export async function sidecarBench(options: {
     children.push(...nodePair.children);
 
     const hops: Record<
-      'direct' | 'causeway' | 'causeway_l7' | 'nginx' | 'node_proxy',
+      'direct' | 'causeway' | 'causeway_l7' | 'causeway_l7_policy' | 'nginx' | 'node_proxy',
       { port: number; host: string }
     > = {
       direct: { port: app.port, host: 'app' },
       causeway: { port: client.outboundPort, host },
       causeway_l7: { port: client.outboundPort, host: hostL7 },
+      causeway_l7_policy: { port: client.outboundPort, host: hostPolicy },
       nginx: { port: nginx.port, host: 'app' },
       node_proxy: { port: nodePair.port, host: 'app' },
     };
@@ -498,6 +516,7 @@ export async function sidecarBench(options: {
         direct: [app.child.pid],
         causeway: [client.child.pid, server.child.pid],
         causeway_l7: [client.child.pid, serverL7.child.pid],
+        causeway_l7_policy: [client.child.pid, serverPolicy.child.pid],
         nginx: (await Promise.all(nginx.children.map((c) => withChildren(c.pid!)))).flat(),
         node_proxy: nodePair.children.map((c) => c.pid),
       };
@@ -521,6 +540,7 @@ export async function sidecarBench(options: {
         direct: [app.child.pid!],
         causeway: [client.child.pid!, server.child.pid!],
         causeway_l7: [client.child.pid!, serverL7.child.pid!],
+        causeway_l7_policy: [client.child.pid!, serverPolicy.child.pid!],
         nginx: (await Promise.all(nginx.children.map((c) => withChildren(c.pid!)))).flat(),
         node_proxy: nodePair.children.map((c) => c.pid!),
       }[name];
@@ -579,6 +599,7 @@ export async function sidecarBench(options: {
       direct: figures.direct,
       causeway: figures.causeway,
       causeway_l7: figures.causeway_l7,
+      causeway_l7_policy: figures.causeway_l7_policy,
       nginx: figures.nginx,
       node_proxy: figures.node_proxy,
       added_p99_ms: Math.round((figures.causeway.p99_ms - figures.direct.p99_ms) * 1000) / 1000,
@@ -586,6 +607,10 @@ export async function sidecarBench(options: {
       throughput_ratio_vs_nginx: Math.round((figures.causeway.max_rps / figures.nginx.max_rps) * 100) / 100,
       l7_throughput_ratio_vs_nginx:
         Math.round((figures.causeway_l7.max_rps / figures.nginx.max_rps) * 100) / 100,
+      l7_policy_throughput_ratio_vs_nginx:
+        Math.round((figures.causeway_l7_policy.max_rps / figures.nginx.max_rps) * 100) / 100,
+      l7_policy_throughput_ratio_vs_l7:
+        Math.round((figures.causeway_l7_policy.max_rps / figures.causeway_l7.max_rps) * 100) / 100,
       cpu_ratio_vs_nginx:
         Math.round((figures.causeway.cpu_us_per_request / figures.nginx.cpu_us_per_request) * 100) / 100,
       l7_cpu_ratio_vs_nginx:
@@ -614,6 +639,7 @@ export async function sidecarBench(options: {
         row('direct', figures.direct),
         row('causeway L4 (2 sidecars, mTLS)', figures.causeway),
         row('causeway L7 (2 sidecars, mTLS)', figures.causeway_l7),
+        row('causeway L7 + TrafficPolicy (retries, timeouts, ...)', figures.causeway_l7_policy),
         row('nginx (2 proxies, mTLS)', figures.nginx),
         row('plain Node proxies (2, mTLS)', figures.node_proxy),
         [
@@ -622,7 +648,7 @@ export async function sidecarBench(options: {
         ],
         [
           'throughput / nginx',
-          `causeway L4 ${result.throughput_ratio_vs_nginx}, L7 ${result.l7_throughput_ratio_vs_nginx}, plain Node ${result.node_proxy_throughput_ratio_vs_nginx}`,
+          `causeway L4 ${result.throughput_ratio_vs_nginx}, L7 ${result.l7_throughput_ratio_vs_nginx}, L7 with a TrafficPolicy ${result.l7_policy_throughput_ratio_vs_nginx} (${result.l7_policy_throughput_ratio_vs_l7} of L7), plain Node ${result.node_proxy_throughput_ratio_vs_nginx}`,
         ],
         [
           'CPU per request / nginx',
