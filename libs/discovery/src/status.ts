@@ -2,6 +2,15 @@ import type { ClustersetService, ExportVerdict, PeerStatus } from '@causeway/cat
 import type { NatsCondition } from '@causeway/nats';
 import type { ProxyStatus } from './server.ts';
 
+/** A Kubernetes-style condition as the status shows it. */
+export interface ConditionView {
+  readonly type: string;
+  readonly status: string;
+  readonly reason: string;
+  readonly message: string;
+  readonly lastTransitionTime?: string;
+}
+
 /**
  * What a federation controller reports at `/debug/catalog` on its admin port, and what
  * `causeway status` and `causeway explain` read.
@@ -32,13 +41,7 @@ export interface ControllerStatus {
   readonly serviceExports?: ReadonlyArray<{
     readonly namespace: string;
     readonly name: string;
-    readonly conditions: ReadonlyArray<{
-      readonly type: string;
-      readonly status: string;
-      readonly reason: string;
-      readonly message: string;
-      readonly lastTransitionTime?: string;
-    }>;
+    readonly conditions: readonly ConditionView[];
   }>;
   /** File mode: files and objects that could not be read, with where and why (absent from older controllers). */
   readonly problems?: ReadonlyArray<{
@@ -81,12 +84,7 @@ export interface ControllerStatus {
         readonly namespace: string;
         readonly name: string;
       };
-      readonly conditions: ReadonlyArray<{
-        readonly type: string;
-        readonly status: string;
-        readonly reason: string;
-        readonly message: string;
-      }>;
+      readonly conditions: readonly ConditionView[];
     }>;
   }>;
   readonly proxies: readonly ProxyStatus[];
