@@ -287,9 +287,11 @@ export class OutboundProxy {
     const mayRetry = retry !== undefined && (retry.allowNonIdempotent || grpc || IDEMPOTENT.has(method));
     // Time limits: the route's or policy's, and a gRPC caller's own deadline, never extended.
     const limits = requestTimeoutsOf(config, destination.service.namespace, destination.service.name, routed);
+    // Without a limit of its own the sidecar leaves a gRPC deadline to the caller and the
+    // server (passed on as it came); with one, the earlier of the two is enforced here.
     const callerMs = grpc ? grpcTimeoutMs(requestHeaders['grpc-timeout']) : undefined;
     const requestMs =
-      limits.requestMs === undefined ? callerMs : Math.min(limits.requestMs, callerMs ?? Infinity);
+      limits.requestMs === undefined ? undefined : Math.min(limits.requestMs, callerMs ?? Infinity);
     const deadline = requestMs === undefined ? undefined : performance.now() + requestMs;
     const expiry = deadline === undefined ? undefined : new AbortController();
     const expiryTimer = expiry && setTimeout(() => expiry.abort(), requestMs);
@@ -321,31 +323,35 @@ export class OutboundProxy {
       }
       return true;
     };
+    /** Waits `ms`, but never past the deadline (the loop then answers 504 on time). */
+    const pause = (ms: number): Promise<void> => {
+      const left = deadline === undefined ? ms : Math.max(0, deadline - performance.now());
+      return new Promise((resolve) => setTimeout(resolve, Math.min(ms, left)));
+    };
     const nextTry = async (why: string): Promise<boolean> => {
       body?.hold();
       retried++;
       this.policyMetrics.retried({ ...this.policyLabels(serviceName, retry!.policy), reason: why });
-      await new Promise((resolve) => setTimeout(resolve, backoffMs(retry!, retried)));
+      await pause(backoffMs(retry!, retried));
       return !exchange.closed;
     };
+    /** A try's own limit, when it ends before the request's deadline (which `expiry` enforces). */
     const perTryMs = (): number | undefined => {
-      const left = deadline === undefined ? undefined : Math.max(1, deadline - performance.now());
-      if (limits.perTryMs === undefined) return left;
-      return left === undefined ? limits.perTryMs : Math.min(limits.perTryMs, left);
+      if (limits.perTryMs === undefined) return undefined;
+      if (deadline !== undefined && deadline - performance.now() <= limits.perTryMs) return undefined;
+      return limits.perTryMs;
     };
     try {
       for (let attempt = 1; ; attempt++) {
         if (expiry?.signal.aborted) return timedOut('request', 'unknown');
         if (retry) headers[ATTEMPT_HEADER] = String(attempt);
-        // What is left of the deadline goes with the call (a server never gets more time).
-        if (grpc && deadline !== undefined)
-          headers['grpc-timeout'] = formatGrpcTimeout(deadline - performance.now());
         const fault = this.faultFor(config, destination, routed.route, facts);
         if (fault) {
           this.countFault(fault, serviceName);
           if (fault.delayMs > 0) {
-            await new Promise((resolve) => setTimeout(resolve, fault.delayMs));
+            await pause(fault.delayMs);
             if (exchange.closed) return record(499, '', 'unknown', serviceName);
+            if (expiry?.signal.aborted) return timedOut('request', 'unknown');
           }
           if (fault.abort) {
             const status = abortStatus(fault.abort, grpcStatusForHttp);
@@ -374,6 +380,9 @@ export class OutboundProxy {
         let held: RetriedAnswer | undefined;
         for (let index = 0; index < plan.length; index++) {
           const target = plan[index]!;
+          // What is left of the deadline goes with the call (a server never gets more time).
+          if (grpc && deadline !== undefined)
+            headers['grpc-timeout'] = formatGrpcTimeout(deadline - performance.now());
           try {
             const outcome = await this.attempt(target, headers, body, exchange, retryAnswer, {
               perTryMs: perTryMs(),
@@ -855,6 +864,10 @@ export class OutboundProxy {
         reject(new TimedOut('request'));
       }
       let stream: http2.ClientHttp2Stream;
+      if (limits.expiry?.aborted) {
+        done();
+        return reject(new TimedOut('request'));
+      }
       try {
         // A request without a body ends with its HEADERS frame.
         stream = pooled.session.request(headers, { endStream: body === undefined });
@@ -863,7 +876,6 @@ export class OutboundProxy {
         return reject(new RetryableFailure((error as Error).message, true));
       }
       exchange.cancelWhenGone(stream);
-      if (limits.expiry?.aborted) return expired();
       limits.expiry?.addEventListener('abort', expired, { once: true });
       if (limits.perTryMs !== undefined)
         perTry = setTimeout(() => {

@@ -18,7 +18,7 @@ const config = (spec: Record<string, unknown>): ProxyConfig =>
   }) as unknown as ProxyConfig;
 const to = (extra: Record<string, unknown> = {}) => ({ namespace: 'shop', name: 'cart', port: 80, ...extra });
 
-test("a TrafficPolicy's request timeout and per-try timeout; 0s means no limit", () => {
+test("a TrafficPolicy's request timeout and per-try timeout; 0s, or more than a timer holds, means no limit", () => {
   assert.deepEqual(
     requestTimeoutsOf(
       config({ timeouts: { request: '2s' }, retries: { perTryTimeout: '500ms' } }),
@@ -29,6 +29,7 @@ test("a TrafficPolicy's request timeout and per-try timeout; 0s means no limit",
     { requestMs: 2_000, perTryMs: 500 },
   );
   assert.deepEqual(requestTimeoutsOf(config({ timeouts: { request: '0s' } }), 'shop', 'cart', to()), {});
+  assert.deepEqual(requestTimeoutsOf(config({ timeouts: { request: '99999h' } }), 'shop', 'cart', to()), {});
   assert.deepEqual(requestTimeoutsOf(config({}), 'shop', 'till', to({ name: 'till' })), {});
 });
 
@@ -66,5 +67,8 @@ test('grpc-timeout values: every unit, at most 8 digits; what is left goes on in
     assert.equal(grpcTimeoutMs(bad), undefined);
   assert.equal(formatGrpcTimeout(199.7), '199m');
   assert.equal(formatGrpcTimeout(0.2), '1m');
-  assert.equal(formatGrpcTimeout(1e12), '99999999m');
+  assert.equal(formatGrpcTimeout(1e9), '1000000S');
+  // A deadline too long for a timer (grpc-go's 30-day "no deadline") is no limit.
+  assert.equal(grpcTimeoutMs('2592000S'), undefined);
+  assert.equal(grpcTimeoutMs('99999999H'), undefined);
 });

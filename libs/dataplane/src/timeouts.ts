@@ -11,11 +11,15 @@ export interface RequestTimeouts {
 
 const NONE: RequestTimeouts = Object.freeze({});
 
-/** A duration in ms; none when unset, `0s` (no limit) or not a duration. */
+/** The longest limit a timer can keep (about 24.8 days); a longer one is no limit. */
+export const MAX_LIMIT_MS = 2_147_483_647;
+
+/** A duration in ms; none when unset, `0s` (no limit), not a duration, or too long for a timer. */
 function limitMs(text: unknown): number | undefined {
   if (typeof text !== 'string') return undefined;
   try {
-    return parseDuration(text);
+    const ms = parseDuration(text);
+    return ms <= MAX_LIMIT_MS ? ms : undefined;
   } catch {
     return undefined;
   }
@@ -64,13 +68,18 @@ const GRPC_UNITS_MS: Record<string, number> = {
   n: 0.000001,
 };
 
-/** A `grpc-timeout` value (`100m`, `5S`: at most 8 digits and a unit) in ms; none when malformed. */
+/**
+ * A `grpc-timeout` value (`100m`, `5S`: at most 8 digits and a unit) in ms; none when
+ * malformed, or too long for a timer (a "no deadline" such as 30 days).
+ */
 export function grpcTimeoutMs(value: unknown): number | undefined {
   const match = typeof value === 'string' ? /^(\d{1,8})([HMSmun])$/.exec(value) : null;
-  return match ? Number(match[1]) * GRPC_UNITS_MS[match[2]!]! : undefined;
+  const ms = match ? Number(match[1]) * GRPC_UNITS_MS[match[2]!]! : undefined;
+  return ms !== undefined && ms <= MAX_LIMIT_MS ? ms : undefined;
 }
 
-/** What is left of a deadline, as a `grpc-timeout` value (whole milliseconds, at least 1). */
+/** What is left of a deadline, as a `grpc-timeout` value (whole ms, at least 1; seconds when longer). */
 export function formatGrpcTimeout(ms: number): string {
-  return `${Math.max(1, Math.min(99_999_999, Math.floor(ms)))}m`;
+  const whole = Math.max(1, Math.floor(ms));
+  return whole <= 99_999_999 ? `${whole}m` : `${Math.min(99_999_999, Math.floor(whole / 1_000))}S`;
 }
