@@ -1,7 +1,6 @@
 import type { ProxyConfig } from '@causeway/discovery';
-import { parseDuration } from '@causeway/config';
 import { memo, type HeaderMatch, type RequestFacts } from './routing.ts';
-import { trafficPolicyFor } from './traffic-policy.ts';
+import { policyDurationMs, trafficPolicyFor } from './traffic-policy.ts';
 
 /** `spec.faultInjection` of a TrafficPolicy. */
 interface FaultSpec {
@@ -53,12 +52,8 @@ export function faultPolicyOf(
     if (!found) return undefined;
     const spec = found.value as FaultSpec;
     const share = (percentage: number | undefined) => Math.min(100, Math.max(0, percentage ?? 100)) / 100;
-    let delayMs = 0;
-    try {
-      delayMs = spec.delay?.fixedDelay ? parseDuration(spec.delay.fixedDelay) : 0;
-    } catch {
-      // `0s` (or a spelling the controller let through): no delay.
-    }
+    // `0s` (or a spelling the controller let through): no delay.
+    const delayMs = policyDurationMs(spec.delay?.fixedDelay) ?? 0;
     return {
       policy: found.policy,
       delayMs,

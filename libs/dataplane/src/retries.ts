@@ -1,7 +1,6 @@
 import type { ProxyConfig } from '@causeway/discovery';
-import { parseDuration } from '@causeway/config';
 import { memo } from './routing.ts';
-import { trafficPolicyFor } from './traffic-policy.ts';
+import { policyDurationMs, trafficPolicyFor } from './traffic-policy.ts';
 
 /** `spec.retries` of a TrafficPolicy. */
 interface RetriesSpec {
@@ -38,14 +37,7 @@ const DEFAULT_RETRIES = 2;
 /** The retry marker the app behind the server's sidecar sees: 1 for the first try. */
 export const ATTEMPT_HEADER = 'x-causeway-attempt';
 
-const ms = (text: string | undefined, fallback: number): number => {
-  if (!text) return fallback;
-  try {
-    return parseDuration(text);
-  } catch {
-    return fallback;
-  }
-};
+const ms = (text: string | undefined, fallback: number): number => policyDurationMs(text) ?? fallback;
 
 /**
  * The retries in force for a request to `namespace/name` that `route` chose (a policy on the

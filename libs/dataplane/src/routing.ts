@@ -1,5 +1,6 @@
 import type { ProxyConfig } from '@causeway/discovery';
 import { serviceSni } from './names.ts';
+import { trafficPolicyFor } from './traffic-policy.ts';
 
 type Service = ProxyConfig['services'][number];
 
@@ -323,15 +324,13 @@ function findTargets(config: ProxyConfig, backend: RoutedBackend, localOnly: boo
 
 /** The load balancer a TrafficPolicy names for a service (`RoundRobin`, `Random`; default least request). */
 export function loadBalancerOf(config: ProxyConfig, namespace: string, name: string): string | undefined {
-  return memo(config, `balancer ${namespace}/${name}`, () => {
-    const policy = config.policies.find(
-      (p) =>
-        p.kind === 'TrafficPolicy' &&
-        p.namespace === namespace &&
-        ((p.spec as { targetRefs?: Array<{ name?: string; kind?: string }> }).targetRefs ?? []).some(
-          (ref) => ref.name === name && (ref.kind === 'Service' || ref.kind === 'ServiceImport'),
-        ),
-    );
-    return (policy?.spec as { loadBalancer?: { type?: string } } | undefined)?.loadBalancer?.type;
-  });
+  return memo(
+    config,
+    `balancer ${namespace}/${name}`,
+    () =>
+      (
+        trafficPolicyFor(config, namespace, name, undefined, 'loadBalancer')?.value as
+          { type?: string } | undefined
+      )?.type,
+  );
 }

@@ -1,7 +1,6 @@
 import type { ProxyConfig } from '@causeway/discovery';
-import { parseDuration } from '@causeway/config';
 import { memo, type RoutedBackend } from './routing.ts';
-import { trafficPolicyFor } from './traffic-policy.ts';
+import { MAX_LIMIT_MS, policyDurationMs as limitMs, trafficPolicyFor } from './traffic-policy.ts';
 
 /** The timeouts of one request: the whole of it, and each try (none: no limit). */
 export interface RequestTimeouts {
@@ -10,20 +9,6 @@ export interface RequestTimeouts {
 }
 
 const NONE: RequestTimeouts = Object.freeze({});
-
-/** The longest limit a timer can keep (about 24.8 days); a longer one is no limit. */
-export const MAX_LIMIT_MS = 2_147_483_647;
-
-/** A duration in ms; none when unset, `0s` (no limit), not a duration, or too long for a timer. */
-function limitMs(text: unknown): number | undefined {
-  if (typeof text !== 'string') return undefined;
-  try {
-    const ms = parseDuration(text);
-    return ms <= MAX_LIMIT_MS ? ms : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /**
  * The timeouts for a request to `namespace/name` that `routed` chose: the route rule's own

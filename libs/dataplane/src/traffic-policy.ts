@@ -1,4 +1,22 @@
 import type { ProxyConfig } from '@causeway/discovery';
+import { parseDuration } from '@causeway/config';
+
+/** The longest limit a timer can keep (about 24.8 days). */
+export const MAX_LIMIT_MS = 2_147_483_647;
+
+/**
+ * A policy's duration in ms; none when unset, `0s`, not a duration, or longer than a timer
+ * holds (for a limit, all of these mean no limit).
+ */
+export function policyDurationMs(text: unknown): number | undefined {
+  if (typeof text !== 'string') return undefined;
+  try {
+    const ms = parseDuration(text);
+    return ms <= MAX_LIMIT_MS ? ms : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 type PolicySpec = { targetRefs?: Array<{ kind?: string; name?: string }> } & Record<string, unknown>;
 
