@@ -54,6 +54,41 @@ test('a service port is L4 unless a route or a request-level policy needs HTTP',
       'L4',
     ],
     ['retries', { policies: [policy('TrafficPolicy', 't', { retries: { attempts: 2 } })] }, 'L7'],
+    [
+      'connection-level limits and splits',
+      {
+        policies: [
+          policy('TrafficPolicy', 't', {
+            timeouts: { connect: '1s', idle: '1m' },
+            circuitBreaker: { maxConnections: 10 },
+            outlierDetection: { consecutiveLocalOriginFailures: 3, baseEjectionTime: '10s' },
+            clusterWeights: [{ cluster: 'east', weight: 1 }],
+            locality: { clusterPriority: ['west'] },
+          }),
+        ],
+      },
+      'L4',
+    ],
+    [
+      'a request timeout',
+      { policies: [policy('TrafficPolicy', 't', { timeouts: { request: '1s' } })] },
+      'L7',
+    ],
+    [
+      'a request limit',
+      { policies: [policy('TrafficPolicy', 't', { circuitBreaker: { maxRequests: 5 } })] },
+      'L7',
+    ],
+    [
+      'outlier detection on 5xx answers',
+      { policies: [policy('TrafficPolicy', 't', { outlierDetection: { consecutive5xxErrors: 2 } })] },
+      'L7',
+    ],
+    [
+      'outlier detection with its default counters',
+      { policies: [policy('TrafficPolicy', 't', { outlierDetection: { interval: '5s' } })] },
+      'L7',
+    ],
     ['a rate limit', { policies: [policy('RateLimitPolicy', 'r', {})] }, 'L7'],
     [
       'a policy in another namespace',

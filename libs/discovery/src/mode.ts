@@ -14,8 +14,48 @@ export interface ModeDecision {
   readonly reasons: readonly string[];
 }
 
-/** TrafficPolicy fields a connection-level proxy applies; any other field needs L7. */
-const L4_TRAFFIC_FIELDS = new Set(['targetRefs', 'loadBalancer']);
+/**
+ * TrafficPolicy fields a connection-level proxy applies whole (`true`), or the parts of a
+ * field it applies (a set); any other field, or part, needs L7.
+ */
+const L4_TRAFFIC_FIELDS: ReadonlyMap<string, true | ReadonlySet<string>> = new Map<
+  string,
+  true | ReadonlySet<string>
+>([
+  ['targetRefs', true],
+  ['loadBalancer', true],
+  ['clusterWeights', true],
+  ['locality', true],
+  ['staleness', true],
+  ['timeouts', new Set(['connect', 'idle'])],
+  ['circuitBreaker', new Set(['maxConnections'])],
+  [
+    'outlierDetection',
+    new Set([
+      'consecutiveLocalOriginFailures',
+      'interval',
+      'baseEjectionTime',
+      'maxEjectionTime',
+      'maxEjectionPercent',
+    ]),
+  ],
+]);
+
+/** The TrafficPolicy settings (`field` or `field.part`) that need L7. */
+function l7TrafficFields(spec: unknown): string[] {
+  const fields: string[] = [];
+  for (const [key, value] of Object.entries((spec as Record<string, unknown> | null) ?? {})) {
+    const l4 = L4_TRAFFIC_FIELDS.get(key);
+    if (l4 === true) continue;
+    if (l4 && value !== null && typeof value === 'object' && !Array.isArray(value)) {
+      for (const part of Object.keys(value)) if (!l4.has(part)) fields.push(`${key}.${part}`);
+      // Outlier detection that names no counter counts 5xx answers too (its default).
+      if (key === 'outlierDetection' && !Object.keys(value).some((part) => part.startsWith('consecutive')))
+        fields.push('outlierDetection (consecutive5xxErrors by default)');
+    } else fields.push(key);
+  }
+  return fields;
+}
 
 interface AuthorizationRuleView {
   readonly to?: readonly unknown[];
@@ -62,9 +102,7 @@ export function dataPlaneMode(
           `AuthorizationPolicy ${policy.namespace}/${policy.name} matches paths, methods or headers`,
         );
     } else if (policy.kind === 'TrafficPolicy') {
-      const fields = Object.keys((policy.spec as object | null) ?? {}).filter(
-        (key) => !L4_TRAFFIC_FIELDS.has(key),
-      );
+      const fields = l7TrafficFields(policy.spec);
       if (fields.length > 0)
         reasons.push(`TrafficPolicy ${policy.namespace}/${policy.name} sets ${fields.join(', ')}`);
     } else if (policy.kind === 'RateLimitPolicy') {

@@ -178,3 +178,33 @@ test('file-mode creation times (Date objects) order policies too; a ServiceImpor
     ['on-service', 'Service/cart=Accepted'],
   ]);
 });
+
+test('outlier detection and circuit breaker settings that cannot work are refused, naming the field', () => {
+  const cases: Array<[Record<string, unknown>, RegExp]> = [
+    [
+      { outlierDetection: { baseEjectionTime: '1m', maxEjectionTime: '30s' } },
+      /^spec\.outlierDetection\.maxEjectionTime: 30s is shorter than baseEjectionTime \(1m\)/,
+    ],
+    [{ outlierDetection: { interval: '0s' } }, /^spec\.outlierDetection\.interval: must be longer than 0s/],
+    [
+      { circuitBreaker: { maxPendingRequests: 10 } },
+      /^spec\.circuitBreaker\.maxPendingRequests: requests wait only for a free place under maxRequests/,
+    ],
+  ];
+  for (const [spec, reason] of cases) {
+    const compiled = compileTrafficPolicies([policy('p', spec)], everything, new Map());
+    assert.match(compiled.verdicts[0]!.invalid ?? '', reason, JSON.stringify(spec));
+    assert.deepEqual(compiled.policies, []);
+  }
+  const valid = compileTrafficPolicies(
+    [
+      policy('p', {
+        outlierDetection: { consecutive5xxErrors: 3, baseEjectionTime: '10s', maxEjectionTime: '1m' },
+        circuitBreaker: { maxRequests: 10, maxPendingRequests: 5 },
+      }),
+    ],
+    everything,
+    new Map(),
+  );
+  assert.deepEqual(accepted(valid), [['p', 'Service/cart=Accepted']]);
+});

@@ -103,8 +103,10 @@ export const trafficPolicy: CrdDefinition = {
       outlierDetection: obj({
         consecutive5xxErrors: int(1, 1000),
         consecutiveGatewayErrors: int(1, 1000),
+        consecutiveLocalOriginFailures: int(1, 1000),
         interval: duration(),
         baseEjectionTime: duration(),
+        maxEjectionTime: duration(),
         maxEjectionPercent: percentage(),
       }),
       circuitBreaker: obj({

@@ -94,6 +94,23 @@ export function trafficPolicyIssues(spec: unknown): RuleIssue[] {
     );
   if (base === 0) issue(['retries', 'backoff', 'baseInterval'], 'must be longer than 0s');
 
+  const outliers = fieldsOf(root.outlierDetection);
+  const baseEjection = durationMs(outliers?.baseEjectionTime);
+  const maxEjection = durationMs(outliers?.maxEjectionTime);
+  if (baseEjection !== undefined && maxEjection !== undefined && baseEjection > maxEjection)
+    issue(
+      ['outlierDetection', 'maxEjectionTime'],
+      `${String(outliers?.maxEjectionTime)} is shorter than baseEjectionTime (${String(outliers?.baseEjectionTime)})`,
+    );
+  for (const field of ['interval', 'baseEjectionTime'])
+    if (durationMs(outliers?.[field]) === 0) issue(['outlierDetection', field], 'must be longer than 0s');
+  const breaker = fieldsOf(root.circuitBreaker);
+  if (breaker?.maxPendingRequests !== undefined && breaker.maxRequests === undefined)
+    issue(
+      ['circuitBreaker', 'maxPendingRequests'],
+      'requests wait only for a free place under maxRequests: set maxRequests too',
+    );
+
   const faults = fieldsOf(root.faultInjection);
   if (faults) {
     if (faults.delay === undefined && faults.abort === undefined)
