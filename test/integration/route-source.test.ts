@@ -1,6 +1,9 @@
 // HTTPRoutes, GRPCRoutes and policies in a real kube-apiserver: compiled for proxies by the
 // catalog controller, with Accepted/ResolvedRefs written back to each route's status.
 import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { createRootCa } from '@causeway/pki';
@@ -16,6 +19,9 @@ let cluster: KubeControlPlane;
 let kubeConfig: KubeConfig;
 let controller: CatalogController;
 let changes = 0;
+let stateDir: string;
+/** Starts the catalog controller (again, after a stop: same API server, same state folder). */
+let startController: () => Promise<CatalogController>;
 
 before(async () => {
   cluster = await startKubeControlPlane({ name: 'east', serviceCidr: '10.96.0.0/16' });
@@ -28,23 +34,28 @@ before(async () => {
   });
   const root = await createRootCa({ trustDomain: TD });
   const identity = await controllerIdentity(root, TD, 'east');
+  stateDir = await mkdtemp(path.join(os.tmpdir(), 'causeway-routes-'));
   // No NATS: the Kubernetes side runs on its own.
-  controller = await startCatalogController({
-    source: new KubernetesSource(kubeConfig),
-    importTo: kubeConfig,
-    cluster: 'east',
-    trustDomain: TD,
-    identity: () => identity,
-    roots: () => [root.certificate],
-    gatewayAddresses: ['127.0.0.1:15443'],
-    heartbeatIntervalMs: 300,
-    onChange: () => changes++,
-  });
+  startController = () =>
+    startCatalogController({
+      source: new KubernetesSource(kubeConfig),
+      importTo: kubeConfig,
+      cluster: 'east',
+      trustDomain: TD,
+      identity: () => identity,
+      roots: () => [root.certificate],
+      gatewayAddresses: ['127.0.0.1:15443'],
+      heartbeatIntervalMs: 300,
+      policyStatePath: path.join(stateDir, 'traffic-policies.json'),
+      onChange: () => changes++,
+    });
+  controller = await startController();
 });
 
 after(async () => {
   await controller?.stop();
   await cluster?.dispose();
+  if (stateDir) await rm(stateDir, { recursive: true, force: true });
 });
 
 const create = (
@@ -258,6 +269,13 @@ test('a TrafficPolicy that breaks a rule is Accepted=False/Invalid naming the fi
     );
   }, 15_000);
   assert.deepEqual(inForce(), [['cart-retries', '500ms']], 'proxies keep the last valid spec');
+
+  // A controller that starts while the policy is invalid keeps its last valid spec too.
+  await controller.stop();
+  controller = await startController();
+  await eventually(async () => assert.deepEqual(inForce(), [['cart-retries', '500ms']]), 15_000);
+  const [afterRestart] = await acceptedOf('cart-retries');
+  assert.match(afterRestart ?? '', /the last valid spec \(generation 1\) stays in force$/);
 
   // A newer policy on the same Service: the older one holds it.
   await create(

@@ -179,6 +179,7 @@ await runComponent<Settings>({
             roots: () => roots,
             gatewayAddresses: catalogSettings.gatewayAddresses,
             statePath: path.join(settings.stateDir, 'catalog.json'),
+            policyStatePath: path.join(settings.stateDir, 'traffic-policies.json'),
             heartbeatIntervalMs: catalogSettings.heartbeatInterval,
             staleAfterMs: catalogSettings.staleAfter,
             registry,

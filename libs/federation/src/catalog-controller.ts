@@ -19,7 +19,7 @@ import {
   type VerifiedSigner,
 } from '@causeway/catalog';
 import { type CatalogBus } from '@causeway/nats';
-import { jitter } from '@causeway/config';
+import { jitter, StateFile } from '@causeway/config';
 import type { CompiledRoute, PolicyView } from '@causeway/discovery';
 import {
   initialCatalogState,
@@ -54,6 +54,8 @@ export interface CatalogControllerOptions {
   readonly registry?: Registry;
   /** Where the last-known-good catalog is persisted (a restart without NATS serves it). */
   readonly statePath?: string;
+  /** Where each TrafficPolicy's last valid spec is persisted (an invalid one keeps it across restarts). */
+  readonly policyStatePath?: string;
   /** How often this cluster's heartbeat is published and liveness re-evaluated (default 5 s). */
   readonly heartbeatIntervalMs?: number;
   /** A peer without a heartbeat for this long is stale (default 30 s). */
@@ -314,7 +316,9 @@ export async function startCatalogController(options: CatalogControllerOptions):
         ? reconciler.hasService(namespace, name)
         : sync.durableCatalog().has(`${namespace}/${name}`),
     onError,
+    ...(options.policyStatePath ? { lastValidFile: new StateFile(options.policyStatePath) } : {}),
   });
+  await routeSource.restore();
   /** Compiles the routes again; true if proxies' routes changed. */
   let lastRoutes: CompiledRoute[] = [];
   const recompileRoutes = (): boolean => {
@@ -494,6 +498,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
         await new Promise((resolve) => setTimeout(resolve, 10));
       stopped = true;
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      await routeSource.flush().catch(onError);
       sync.detach();
       writer?.close();
       await conditions;

@@ -9,6 +9,7 @@ import {
   type RouteView,
 } from '@causeway/discovery';
 import { withTransitionTimes } from '@causeway/cluster';
+import type { StateFile } from '@causeway/config';
 import type { ClusterSource, SourceKind, SourceObject } from '@causeway/cluster';
 import {
   compileTrafficPolicies,
@@ -48,8 +49,10 @@ export class RouteSource {
   private writing: Promise<void> = Promise.resolve();
   private compiled: CompiledRoute[] = [];
   private trafficPolicies: CompiledTrafficPolicies = { policies: [], verdicts: [], lastValid: new Map() };
-  /** Each TrafficPolicy's last valid spec, kept while the object lives (in memory). */
+  /** Each TrafficPolicy's last valid spec, kept while the object lives (and saved, with a state file). */
   private lastValid: ReadonlyMap<string, LastValidSpec> = new Map();
+  /** What was last saved of `lastValid` (JSON), so unchanged maps are not written again. */
+  private savedLastValid = '[]';
   private statusEnabled = false;
 
   constructor(
@@ -58,8 +61,26 @@ export class RouteSource {
       /** Whether a Service or ServiceImport exists (the controller's caches). */
       exists: (kind: 'Service' | 'ServiceImport', namespace: string, name: string) => boolean;
       onError: (error: unknown) => void;
+      /** Where each TrafficPolicy's last valid spec is kept across restarts. */
+      lastValidFile?: StateFile<Array<[string, LastValidSpec]>>;
     },
   ) {}
+
+  /**
+   * Reads the last valid specs a previous run saved (before the first compilation): a
+   * policy that is invalid when the controller starts keeps its last valid spec in force.
+   * An unreadable file is reported and ignored.
+   */
+  async restore(): Promise<void> {
+    try {
+      const saved = await this.options.lastValidFile?.read();
+      if (!Array.isArray(saved)) return;
+      this.lastValid = new Map(saved);
+      this.savedLastValid = JSON.stringify(saved);
+    } catch (error) {
+      this.options.onError(error);
+    }
+  }
 
   /** From now on, statuses are written (before, the caches may not be complete yet). */
   enableStatus(): void {
@@ -89,7 +110,18 @@ export class RouteSource {
             this.source.get(kind, namespace, name) !== undefined,
       this.lastValid,
     );
-    this.lastValid = this.trafficPolicies.lastValid;
+    // Until the caches are complete, a policy not listed yet keeps what was restored for it.
+    this.lastValid = this.statusEnabled
+      ? this.trafficPolicies.lastValid
+      : new Map([...this.lastValid, ...this.trafficPolicies.lastValid]);
+    if (this.options.lastValidFile && this.statusEnabled) {
+      const entries = [...this.lastValid];
+      const text = JSON.stringify(entries);
+      if (text !== this.savedLastValid) {
+        this.savedLastValid = text;
+        this.options.lastValidFile.write(entries);
+      }
+    }
     if (!this.statusEnabled) return routes;
     this.writePolicyStatuses();
     // A status is written again when its outcome changes, and for every new object or
@@ -115,6 +147,11 @@ export class RouteSource {
     for (const key of this.written.keys())
       if (!key.startsWith('TrafficPolicy/') && !statuses.has(key)) this.written.delete(key);
     return routes;
+  }
+
+  /** Waits for the last valid specs to be saved (a failed save throws). */
+  async flush(): Promise<void> {
+    await this.options.lastValidFile?.flush();
   }
 
   /** The last compiled routes. */
