@@ -167,6 +167,14 @@ await runComponent<Settings>({
     return {
       readiness: () =>
         config ? { ready: true } : { ready: false, reason: 'no config from the controller yet' },
+      debug: {
+        outliers: () => ({
+          ejected: sidecar.ejectedEndpoints().map((e) => ({
+            ...e,
+            until: new Date(e.untilMs).toISOString(),
+          })),
+        }),
+      },
       stop: async () => {
         await sidecar.close();
         await identity.stop();

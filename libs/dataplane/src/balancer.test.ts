@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { orderTargets, type BalancerState } from './balancer.ts';
+import { orderTargets, preferredClusters, type BalancerState } from './balancer.ts';
 import type { Target, Targets } from './routing.ts';
 
 const target = (key: string, local: boolean): Target => ({
@@ -49,4 +49,74 @@ test('ejected targets go last, remote before local, until their time is up', () 
 test("one local endpoint and nothing ejected: the config's own order, unchanged", () => {
   const one: Targets = { local: [a], remote: [gw], all: [a, gw] };
   assert.equal(orderTargets(one, 'Random', 'p', state(), 0), one.all);
+});
+
+const north = { ...target('north', false), cluster: 'north' };
+const split: Targets = { local: [a, b], remote: [gw, north], all: [a, b, gw, north] };
+
+test('cluster weights: each draw sends the request to a cluster by weight, the others follow as failover', () => {
+  const weights = new Map([
+    ['east', 80],
+    ['west', 20],
+  ]);
+  const firstCluster = (draw: number) =>
+    orderTargets(split, 'RoundRobin', 'p', state({ random: () => draw }), 0, { weights, failover: true })[0]!
+      .cluster;
+  assert.equal(firstCluster(0), 'east');
+  assert.equal(firstCluster(0.79), 'east');
+  assert.equal(firstCluster(0.8), 'west');
+  assert.equal(firstCluster(0.99), 'west');
+  // north has no weight: never first, but still a place to fail over to.
+  const order = orderTargets(split, 'RoundRobin', 'p', state({ random: () => 0.9 }), 0, {
+    weights,
+    failover: true,
+  });
+  assert.equal(keys(order), 'gw a b north');
+});
+
+test('cluster weights skip a cluster whose targets are all ejected; without failover only the first cluster is tried', () => {
+  const weights = new Map([
+    ['east', 50],
+    ['west', 50],
+  ]);
+  const ejectedUntil = new Map([['gw', 100]]);
+  const order = orderTargets(split, 'RoundRobin', 'p', state({ ejectedUntil, random: () => 0.99 }), 0, {
+    weights,
+    failover: true,
+  });
+  assert.equal(keys(order), 'a b north gw', 'west is out: east took the draw, the ejected gateway is last');
+  const alone = orderTargets(split, 'RoundRobin', 'p', state({ random: () => 0.99 }), 0, {
+    weights,
+    failover: false,
+  });
+  assert.equal(keys(alone), 'gw');
+});
+
+test('a cluster priority orders whole clusters, unlisted ones after, nearest first', () => {
+  const order = orderTargets(split, 'RoundRobin', 'p', state(), 0, { priority: ['north'], failover: true });
+  assert.equal(keys(order), 'north a b gw');
+  const ejectedUntil = new Map([['north', 100]]);
+  const failedOver = orderTargets(split, 'RoundRobin', 'p', state({ ejectedUntil }), 0, {
+    priority: ['north', 'west'],
+    failover: true,
+  });
+  assert.equal(keys(failedOver), 'gw a b north');
+});
+
+test('the clusters new traffic may go to: the weighted ones, or the first of the priority order still up', () => {
+  const none = () => false;
+  const weights = new Map([
+    ['east', 1],
+    ['north', 0],
+  ]);
+  assert.deepEqual([...preferredClusters(split, { weights, failover: true }, none)], ['east']);
+  assert.deepEqual(
+    [...preferredClusters(split, { priority: ['north', 'west'], failover: true }, none)],
+    ['north'],
+  );
+  const northOut = (t: Target) => t.cluster === 'north';
+  assert.deepEqual(
+    [...preferredClusters(split, { priority: ['north', 'west'], failover: true }, northOut)],
+    ['west'],
+  );
 });

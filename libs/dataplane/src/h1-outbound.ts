@@ -1,3 +1,4 @@
+import { OVERFLOW_HEADER, overflowOf } from './circuit-breaker.ts';
 import http from 'node:http';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -608,6 +609,7 @@ export class OutboundH1Connection {
         'text/plain; charset=utf-8',
         'content-length',
         String(body.length),
+        ...(overflowOf(message) ? [OVERFLOW_HEADER, overflowOf(message)!] : []),
         ...(close || this.stopping ? ['connection', 'close'] : []),
       ]),
     );

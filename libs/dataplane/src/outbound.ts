@@ -3,7 +3,23 @@ import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { dataPlaneMode, type DataPlaneMode, type ProxyConfig } from '@causeway/discovery';
 import { headerValue, normalizePath } from '@causeway/http';
-import { orderTargets } from './balancer.ts';
+import { orderTargets, preferredClusters } from './balancer.ts';
+import {
+  Breaker,
+  breakerLimitsOf,
+  OVERFLOW_HEADER,
+  overflowMessage,
+  overflowOf,
+  type BreakerLimits,
+  type Overflow,
+} from './circuit-breaker.ts';
+import {
+  OutlierDetector,
+  outlierPolicyOf,
+  resultOfAnswer,
+  type OutlierPolicy,
+  type TryResult,
+} from './outliers.ts';
 import type { AppExchange } from './exchange.ts';
 import {
   endToEnd,
@@ -17,8 +33,9 @@ import {
 import { UPSTREAM_FAILURE, type Outcome } from './responses.ts';
 import { abortStatus, decideFault, faultPolicyOf, INJECTED_FAULT, type Fault } from './faults.ts';
 import { ATTEMPT_HEADER, backoffMs, retriableAnswer, RetryBudget, retryPolicyOf } from './retries.ts';
-import { formatGrpcTimeout, grpcTimeoutMs, requestTimeoutsOf } from './timeouts.ts';
+import { connectionTimeoutsOf, formatGrpcTimeout, grpcTimeoutMs, requestTimeoutsOf } from './timeouts.ts';
 import {
+  clusterPreferenceOf,
   loadBalancerOf,
   resolveDestination,
   routeRequest,
@@ -53,6 +70,8 @@ class RetryableFailure extends Error {
     readonly eject: boolean,
     /** The connection was lost, not refused: a new one to the same target may work. */
     readonly reconnect = false,
+    /** How the try counts for outlier detection: no connection ('local'), or no answer. */
+    readonly result: TryResult = eject && !reconnect ? 'local' : 'gateway',
   ) {
     super(message);
   }
@@ -73,6 +92,8 @@ class RetriedAnswer extends Error {
   constructor(
     /** The HTTP or gRPC status that was retried. */
     readonly reason: string,
+    /** How the try counts for outlier detection. */
+    readonly result: TryResult,
   ) {
     super(`retried on ${reason}`);
   }
@@ -121,6 +142,10 @@ export class OutboundProxy {
   private readonly policyMetrics: PolicyMetrics;
   /** Retry budgets per destination service. */
   private readonly budgets = new Map<string, RetryBudget>();
+  /** Passive health of endpoints (TrafficPolicy `outlierDetection`). */
+  readonly outliers = new OutlierDetector();
+  /** What each destination service has in flight, against its circuit breaker. */
+  private readonly breakers = new Map<string, Breaker>();
 
   constructor(
     private readonly options: SidecarOptions,
@@ -128,7 +153,10 @@ export class OutboundProxy {
     private readonly connections: ConnectionMetrics,
   ) {
     this.timeoutsInForce = { ...DEFAULT_SIDECAR_TIMEOUTS, ...options.timeouts };
-    this.policyMetrics = new PolicyMetrics(options.registry);
+    this.policyMetrics = new PolicyMetrics(options.registry, () => this.outliers.ejected(), {
+      cluster: options.cluster,
+      workload: options.serviceAccount,
+    });
     this.pool = new UpstreamPool(options.credentials, (message, fields) =>
       options.log?.('warn', message, fields),
     );
@@ -148,6 +176,8 @@ export class OutboundProxy {
       }
     this.pool.retain(keys);
     const now = Date.now();
+    this.outliers.retain(keys, now);
+    for (const [service, breaker] of this.breakers) if (breaker.idle) this.breakers.delete(service);
     for (const [key, until] of this.ejectedUntil)
       if (until <= now || !keys.has(key)) this.ejectedUntil.delete(key);
     const ports = new Set(
@@ -307,6 +337,25 @@ export class OutboundProxy {
       });
       record(504, grpc ? String(GRPC.DEADLINE_EXCEEDED) : '', cluster, serviceName);
     };
+    // The backend's own limits and health (the route's backend: its endpoints are the targets).
+    const outlierPolicy = outlierPolicyOf(config, routed.namespace, routed.name);
+    const group = outlierPolicy && targetsFor(config, routed, destination.localOnly).all;
+    const note = (target: Target, result: TryResult): void => {
+      if (outlierPolicy) this.noteTry(target, group!, outlierPolicy, result, serviceName);
+    };
+    const breakerLimits = breakerLimitsOf(config, routed.namespace, routed.name);
+    const breaker = breakerLimits && this.breaker(serviceName);
+    const connection = connectionTimeoutsOf(config, routed.namespace, routed.name);
+    let admitted = false;
+    let retrying = false;
+    const overflow = (limits: BreakerLimits, reason: Overflow): void => {
+      this.policyMetrics.overflowed({ ...this.policyLabels(serviceName, limits.policy), reason });
+      exchange.fail(503, overflowMessage(reason, limits.policy), {
+        grpcStatus: GRPC.UNAVAILABLE,
+        headers: { [OVERFLOW_HEADER]: reason },
+      });
+      record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
+    };
     let retried = 0;
     /** Whether an answer is retried (taking a retry from the budget); false: it goes to the app. */
     const retryAnswer = (
@@ -317,9 +366,22 @@ export class OutboundProxy {
       if (!retry || !mayRetry || retried >= retry.retries || (body !== undefined && !body.replayable))
         return false;
       if (failure ? !retry.retryOn.has(failure) : !retriableAnswer(retry, status, grpcStatus)) return false;
+      // Retries in flight to the destination: over the circuit breaker's limit, none is made.
+      const maxRetries = breakerLimits?.maxRetries;
+      if (!retrying && maxRetries !== undefined && breaker!.retries >= maxRetries) {
+        this.policyMetrics.overflowed({
+          ...this.policyLabels(serviceName, breakerLimits!.policy),
+          reason: 'max-retries',
+        });
+        return false;
+      }
       if (!budget!.withdraw(retry.budgetShare, retry.minPerSecond)) {
         this.policyMetrics.retryBudgetExhausted(this.policyLabels(serviceName, retry.policy));
         return false;
+      }
+      if (breaker && !retrying) {
+        retrying = true;
+        breaker.retries++;
       }
       return true;
     };
@@ -342,6 +404,14 @@ export class OutboundProxy {
       return limits.perTryMs;
     };
     try {
+      if (breaker) {
+        // Over maxRequests: a fast 503, or a wait for a place (maxPendingRequests).
+        const entered = await breaker.enter(breakerLimits!, expiry?.signal);
+        if (entered === 'aborted') return timedOut('request', 'unknown');
+        if (entered !== true) return overflow(breakerLimits!, entered);
+        admitted = true;
+        if (exchange.closed) return record(499, '', 'unknown', serviceName);
+      }
       for (let attempt = 1; ; attempt++) {
         if (expiry?.signal.aborted) return timedOut('request', 'unknown');
         if (retry) headers[ATTEMPT_HEADER] = String(attempt);
@@ -388,25 +458,33 @@ export class OutboundProxy {
               perTryMs: perTryMs(),
               expiry: expiry?.signal,
               grpc,
+              ...connection,
             });
+            note(target, resultOfAnswer(outcome.status, outcome.grpcStatus));
             return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
           } catch (error) {
             if (exchange.closed) return record(499, '', target.cluster, serviceName);
-            if (error instanceof TimedOut) return timedOut(error.timeout, target.cluster);
+            if (error instanceof TimedOut) {
+              if (error.timeout === 'per-try') note(target, 'gateway');
+              return timedOut(error.timeout, target.cluster);
+            }
             if (error instanceof RetriedAnswer) {
+              note(target, error.result);
               held = error;
               break;
             }
             if (!(error instanceof RetryableFailure)) {
+              note(target, 'gateway');
               // Reset after the request went out: a try the policy may make again (`reset`).
               if (!exchange.answered && retryAnswer(502, '', 'reset')) {
-                held = new RetriedAnswer('reset');
+                held = new RetriedAnswer('reset', 'gateway');
                 break;
               }
               exchange.fail(502, `upstream reset: ${(error as Error).message}`);
               return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
             }
             failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
+            note(target, error.result);
             if (error.eject) this.ejectTarget(target);
             if (exchange.answered || (body && !body.replayable)) break;
             // A lost connection (GOAWAY, reset) gets one new connection to the same target.
@@ -431,10 +509,44 @@ export class OutboundProxy {
       }
     } finally {
       clearTimeout(expiryTimer);
+      if (admitted) breaker!.leave();
+      if (retrying) breaker!.retries--;
       // Whatever of the body is still coming has nowhere to go (the answer is complete, or
       // there is none): it is read and dropped, so the app's connection stays usable.
       body?.discard();
     }
+  }
+
+  /** The circuit breaker state of a destination service (made on first use). */
+  private breaker(service: string): Breaker {
+    let breaker = this.breakers.get(service);
+    if (!breaker) this.breakers.set(service, (breaker = new Breaker()));
+    return breaker;
+  }
+
+  /** One try's result on `target`, for outlier detection: an ejection is applied, counted and logged. */
+  private noteTry(
+    target: Target,
+    group: readonly Target[],
+    policy: OutlierPolicy,
+    result: TryResult,
+    serviceName: string,
+  ): void {
+    const ejected = this.outliers.record(target, group, policy, result, serviceName);
+    if (!ejected) return;
+    this.ejectTarget(target, ejected.ms);
+    this.policyMetrics.ejected({
+      ...this.policyLabels(serviceName, policy.policy),
+      destinationCluster: target.cluster,
+      reason: ejected.cause,
+    });
+    this.options.log?.('warn', 'endpoint ejected by outlier detection', {
+      service: serviceName,
+      cluster: target.cluster,
+      endpoint: `${target.host}:${target.port}`,
+      reason: ejected.cause,
+      seconds: ejected.ms / 1000,
+    });
   }
 
   /** The retry budget of a destination service (made on first use). */
@@ -471,18 +583,24 @@ export class OutboundProxy {
   }
 
   /**
-   * Whether fault injection, retries or time limits (a TrafficPolicy's, or the route rule's
-   * `timeouts`) apply to requests to `destination` that `routed` chose: those are served on
-   * the per-request path.
+   * Whether fault injection, retries, time limits (a TrafficPolicy's, or the route rule's
+   * `timeouts`), outlier detection on answers or a request limit apply to requests to
+   * `destination` that `routed` chose: those are served on the per-request path.
    */
   perRequestPolicy(config: ProxyConfig, destination: Destination, routed: RoutedBackend): boolean {
     const { namespace, name } = destination.service;
     const limits = requestTimeoutsOf(config, namespace, name, routed);
+    const outliers = outlierPolicyOf(config, routed.namespace, routed.name);
+    const breaker = breakerLimitsOf(config, routed.namespace, routed.name);
     return (
       faultPolicyOf(config, namespace, name, routed.route) !== undefined ||
       retryPolicyOf(config, namespace, name, routed.route) !== undefined ||
       limits.requestMs !== undefined ||
-      limits.perTryMs !== undefined
+      limits.perTryMs !== undefined ||
+      // Answers counted for outlier detection, requests and retries counted for a breaker.
+      (outliers !== undefined &&
+        (outliers.consecutive5xx !== undefined || outliers.consecutiveGateway !== undefined)) ||
+      (breaker !== undefined && (breaker.maxRequests !== undefined || breaker.maxRetries !== undefined))
     );
   }
 
@@ -523,8 +641,9 @@ export class OutboundProxy {
     const config = this.options.config();
     const refuse = (status: number, reason: string, message: string): void => {
       const body = `${message}\n`;
+      const overflow = overflowOf(message);
       socket.end(
-        `HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${reason}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${overflow ? `${OVERFLOW_HEADER}: ${overflow}\r\n` : ''}connection: close\r\n\r\n${body}`,
       );
     };
     if (!config) return refuse(503, 'Service Unavailable', 'no config from the controller yet');
@@ -583,7 +702,7 @@ export class OutboundProxy {
     destination: Destination,
     exclude: ReadonlySet<string>,
   ): Promise<TunnelLease | 'l7' | string> {
-    return this.openTo(destination, this.candidates(config, destination, exclude), false);
+    return this.openTo(config, destination, this.candidates(config, destination, exclude), false);
   }
 
   /**
@@ -610,7 +729,7 @@ export class OutboundProxy {
         lease.release(false);
       }
     }
-    return this.openTo(destination, targets, true);
+    return this.openTo(config, destination, targets, true);
   }
 
   /**
@@ -629,6 +748,13 @@ export class OutboundProxy {
     );
     const now = Date.now();
     const healthy = (candidate: Target) => (this.ejectedUntil.get(candidate.key) ?? 0) <= now;
+    const preference = clusterPreferenceOf(config, service.namespace, service.name);
+    if (preference)
+      // Under cluster weights or priorities: still in a cluster new traffic may go to.
+      return (
+        targets.all.some((candidate) => candidate.key === target.key && healthy(candidate)) &&
+        preferredClusters(targets, preference, (candidate) => !healthy(candidate)).has(target.cluster)
+      );
     const firstChoices = targets.local.some(healthy) ? targets.local : targets.remote;
     return firstChoices.some((candidate) => candidate.key === target.key && healthy(candidate));
   }
@@ -647,6 +773,7 @@ export class OutboundProxy {
    * exchanges framed by this side (an L7 port at the other end may take it).
    */
   private async openTo(
+    config: ProxyConfig,
     destination: Destination,
     targets: readonly Target[],
     framed: boolean,
@@ -654,6 +781,18 @@ export class OutboundProxy {
     const { service, port } = destination;
     const key = `${service.namespace}/${service.name}:${port}`;
     if (targets.length === 0) return `no ready endpoint of ${service.hostname}`;
+    // The circuit breaker's connection limit: app connections carried to the service at once.
+    const limits = breakerLimitsOf(config, service.namespace, service.name);
+    const breaker = limits?.maxConnections !== undefined ? this.breaker(service.hostname) : undefined;
+    if (breaker && breaker.connections >= limits!.maxConnections!) {
+      this.policyMetrics.overflowed({
+        ...this.policyLabels(service.hostname, limits!.policy),
+        reason: 'max-connections',
+      });
+      return overflowMessage('max-connections', limits!.policy);
+    }
+    const outlierPolicy = outlierPolicyOf(config, service.namespace, service.name);
+    const timeouts = connectionTimeoutsOf(config, service.namespace, service.name);
     const failures: string[] = [];
     for (const target of targets.slice(0, MAX_ATTEMPTS)) {
       try {
@@ -663,7 +802,15 @@ export class OutboundProxy {
           `${service.hostname}:${port}`,
           framed,
           this.timeoutsInForce.tunnelOpenMs,
+          timeouts.connectMs,
         );
+        if (outlierPolicy) this.noteTry(target, [], outlierPolicy, 'success', service.hostname);
+        if (timeouts.idleMs !== undefined)
+          stream.setTimeout(timeouts.idleMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+        if (breaker) {
+          breaker.connections++;
+          stream.once('close', () => breaker.connections--);
+        }
         const lease = new StreamLease(key, target, stream, this.connections, this.countInFlight, {
           reporter: 'source',
           sourceCluster: this.options.cluster,
@@ -680,6 +827,18 @@ export class OutboundProxy {
           return 'l7';
         }
         if (error.eject) this.ejectTarget(target);
+        if (error.eject && outlierPolicy)
+          this.noteTry(
+            target,
+            targetsFor(
+              config,
+              { namespace: service.namespace, name: service.name, port },
+              destination.localOnly,
+            ).all,
+            outlierPolicy,
+            'local',
+            service.hostname,
+          );
         failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
       }
     }
@@ -727,7 +886,7 @@ export class OutboundProxy {
       { namespace: service.namespace, name: service.name, port },
       destination.localOnly,
     ).all;
-    return this.openTo(destination, [same, ...all.filter((target) => target.key !== same.key)], true);
+    return this.openTo(config, destination, [same, ...all.filter((target) => target.key !== same.key)], true);
   }
 
   /** One request of an app's HTTP/1.1 connection framed by the sidecar, for metrics and the access log. */
@@ -767,20 +926,24 @@ export class OutboundProxy {
     });
   }
 
-  /** A target that failed is tried last for a while; its end changes the balancer's epoch too. */
-  ejectTarget(target: Target): void {
-    this.ejectedUntil.set(target.key, Date.now() + EJECTION_MS);
+  /**
+   * A target that failed is tried last for a while (`ms`: outlier detection's ejection, else
+   * a short one); its end changes the balancer's epoch too. A shorter ejection never cuts a
+   * longer one short.
+   */
+  ejectTarget(target: Target, ms = EJECTION_MS): void {
+    const until = Date.now() + ms;
+    if ((this.ejectedUntil.get(target.key) ?? 0) >= until) return;
+    this.ejectedUntil.set(target.key, until);
     this.balancerEpoch++;
-    const timer = this.ejectionEnds.get(target.key);
-    if (timer) timer.refresh();
-    else
-      this.ejectionEnds.set(
-        target.key,
-        setTimeout(() => {
-          this.ejectionEnds.delete(target.key);
-          this.balancerEpoch++;
-        }, EJECTION_MS).unref(),
-      );
+    clearTimeout(this.ejectionEnds.get(target.key));
+    this.ejectionEnds.set(
+      target.key,
+      setTimeout(() => {
+        this.ejectionEnds.delete(target.key);
+        this.balancerEpoch++;
+      }, ms).unref(),
+    );
   }
 
   /** The sidecar's log. */
@@ -824,6 +987,7 @@ export class OutboundProxy {
         active: (key) => this.inFlight.get(key) ?? 0,
       },
       now,
+      clusterPreferenceOf(config, routed.namespace, routed.name),
     );
   }
 
@@ -841,10 +1005,14 @@ export class OutboundProxy {
       /** Aborted when the whole request's time is up. */
       readonly expiry?: AbortSignal;
       readonly grpc: boolean;
+      /** A new session to the target must connect within this (TrafficPolicy `timeouts.connect`). */
+      readonly connectMs?: number;
+      /** The stream is cut after this long with no bytes either way (TrafficPolicy `timeouts.idle`). */
+      readonly idleMs?: number;
     },
   ): Promise<Outcome> {
     return new Promise((resolve, reject) => {
-      const pooled = this.pool.session(target);
+      const pooled = this.pool.session(target, limits.connectMs);
       this.countInFlight(target.key, 1);
       let committed = false;
       let settled = false;
@@ -876,6 +1044,8 @@ export class OutboundProxy {
         return reject(new RetryableFailure((error as Error).message, true));
       }
       exchange.cancelWhenGone(stream);
+      if (limits.idleMs !== undefined)
+        stream.setTimeout(limits.idleMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
       limits.expiry?.addEventListener('abort', expired, { once: true });
       if (limits.perTryMs !== undefined)
         perTry = setTimeout(() => {
@@ -886,7 +1056,7 @@ export class OutboundProxy {
           // A try that took too long counts as a 504 (gRPC DEADLINE_EXCEEDED) for retries.
           reject(
             retryAnswer(504, limits.grpc ? String(GRPC.DEADLINE_EXCEEDED) : '')
-              ? new RetriedAnswer('per-try-timeout')
+              ? new RetriedAnswer('per-try-timeout', 'gateway')
               : new TimedOut('per-try'),
           );
         }, limits.perTryMs);
@@ -913,6 +1083,8 @@ export class OutboundProxy {
             new RetryableFailure(
               `the app there is unreachable (${String(upstream[UPSTREAM_FAILURE])})`,
               true,
+              false,
+              'gateway',
             ),
           );
         }
@@ -924,7 +1096,12 @@ export class OutboundProxy {
           stream.close(http2.constants.NGHTTP2_CANCEL);
           done();
           // The reason label: a gRPC status retries name (1, 4, 8, 14), else the HTTP status.
-          return reject(new RetriedAnswer(RETRIED_GRPC.has(grpcStatus) ? grpcStatus : String(status)));
+          return reject(
+            new RetriedAnswer(
+              RETRIED_GRPC.has(grpcStatus) ? grpcStatus : String(status),
+              resultOfAnswer(status, grpcStatus),
+            ),
+          );
         }
         committed = true;
         clearTimeout(perTry);

@@ -1,5 +1,6 @@
 import type { ProxyConfig } from '@causeway/discovery';
 import { serviceSni } from './names.ts';
+import type { ClusterPreference } from './balancer.ts';
 import { trafficPolicyFor } from './traffic-policy.ts';
 
 type Service = ProxyConfig['services'][number];
@@ -333,4 +334,28 @@ export function loadBalancerOf(config: ProxyConfig, namespace: string, name: str
           { type?: string } | undefined
       )?.type,
   );
+}
+
+/**
+ * What a TrafficPolicy on a service says about its clusters (`clusterWeights`, `locality`);
+ * none: nearest first, failing over to the others.
+ */
+export function clusterPreferenceOf(
+  config: ProxyConfig,
+  namespace: string,
+  name: string,
+): ClusterPreference | undefined {
+  return memo(config, `clusters ${namespace}/${name}`, () => {
+    const weights = trafficPolicyFor(config, namespace, name, undefined, 'clusterWeights')?.value as
+      Array<{ cluster: string; weight: number }> | undefined;
+    const locality = trafficPolicyFor(config, namespace, name, undefined, 'locality')?.value as
+      { failover?: boolean; clusterPriority?: string[] } | undefined;
+    if (!weights?.length && !locality?.clusterPriority?.length && locality?.failover !== false)
+      return undefined;
+    return {
+      ...(weights?.length ? { weights: new Map(weights.map((w) => [w.cluster, w.weight])) } : {}),
+      ...(locality?.clusterPriority?.length ? { priority: locality.clusterPriority } : {}),
+      failover: locality?.failover !== false,
+    };
+  });
 }

@@ -8,6 +8,7 @@ import type { WorkloadCredentials } from '@causeway/identity';
 import { H2_MAX_HEADER_LIST_PAIRS, isGrpc } from './http-util.ts';
 import { OutboundH1Connection } from './h1-outbound.ts';
 import { InboundProxy } from './inbound.ts';
+import type { Ejection } from './outliers.ts';
 import { OutboundProxy } from './outbound.ts';
 import { H1Exchange, H2Exchange } from './exchange.ts';
 import { failStream } from './responses.ts';
@@ -180,6 +181,11 @@ export class Sidecar {
    * Stops gracefully: no new connections; peers are told to finish their requests here
    * and send new ones elsewhere (HTTP/2 GOAWAY), and requests in flight complete (up to 5 s).
    */
+  /** The endpoints outlier detection has ejected now (`/debug/outliers`). */
+  ejectedEndpoints(): Ejection[] {
+    return this.outboundProxy.outliers.ejected();
+  }
+
   async close(): Promise<void> {
     this.stopping = true;
     // HTTP/1.1 has no GOAWAY: idle connections are closed, busy ones say `Connection: close`

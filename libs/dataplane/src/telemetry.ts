@@ -1,4 +1,4 @@
-import { Counter, type Metric, type Registry } from 'prom-client';
+import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 
 /** One finished request, as either side reports it. */
 export interface RequestRecord {
@@ -266,8 +266,15 @@ export class PolicyMetrics {
   private readonly retries: Counter;
   private readonly budgetExhausted: Counter;
   private readonly timeouts: Counter;
+  private readonly overflows: Counter;
+  private readonly ejections: Counter;
 
-  constructor(registry: Registry | undefined) {
+  constructor(
+    registry: Registry | undefined,
+    /** The endpoints ejected now (outlier detection), for `causeway_outlier_ejected_endpoints`. */
+    ejected: () => ReadonlyArray<{ service: string; cluster: string }> = () => [],
+    source?: { cluster: string; workload: string },
+  ) {
     const registers = registry ? [registry] : [];
     const labelNames = ['source_cluster', 'source_workload', 'destination_service', 'policy'];
     this.faults = new Counter({
@@ -293,6 +300,46 @@ export class PolicyMetrics {
       help: 'Retries a TrafficPolicy allowed but its retry budget refused (the failure went to the app).',
       labelNames,
       registers,
+    });
+    this.overflows = new Counter({
+      name: 'causeway_circuit_breaker_overflow_total',
+      help: 'Requests (or connections) a TrafficPolicy circuit breaker turned away with a fast 503, by the limit they ran into (max-connections, max-pending-requests, max-requests; max-retries: a retry not made).',
+      labelNames: [...labelNames, 'reason'],
+      registers,
+    });
+    this.ejections = new Counter({
+      name: 'causeway_outlier_ejections_total',
+      help: 'Endpoints (a local endpoint, or a remote cluster through its east-west gateway) that outlier detection ejected, by what ejected them.',
+      labelNames: [...labelNames, 'destination_cluster', 'reason'],
+      registers,
+    });
+    new Gauge({
+      name: 'causeway_outlier_ejected_endpoints',
+      help: 'Endpoints of a destination ejected by outlier detection now (a remote cluster counts as its east-west gateway).',
+      labelNames: ['source_cluster', 'source_workload', 'destination_service', 'destination_cluster'],
+      registers,
+      collect() {
+        this.reset();
+        for (const { service, cluster } of ejected())
+          this.inc({
+            source_cluster: source?.cluster ?? '',
+            source_workload: source?.workload ?? '',
+            destination_service: service,
+            destination_cluster: cluster,
+          });
+      },
+    });
+  }
+
+  overflowed(labels: PolicyLabels & { reason: string }): void {
+    this.overflows.inc({ ...this.labels(labels), reason: labels.reason });
+  }
+
+  ejected(labels: PolicyLabels & { destinationCluster: string; reason: string }): void {
+    this.ejections.inc({
+      ...this.labels(labels),
+      destination_cluster: labels.destinationCluster,
+      reason: labels.reason,
     });
   }
 

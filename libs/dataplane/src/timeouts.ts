@@ -68,3 +68,29 @@ export function formatGrpcTimeout(ms: number): string {
   const whole = Math.max(1, Math.floor(ms));
   return whole <= 99_999_999 ? `${whole}m` : `${Math.min(99_999_999, Math.floor(whole / 1_000))}S`;
 }
+
+/** A service's connection timeouts (TrafficPolicy `timeouts.connect`, `timeouts.idle`; none: the defaults). */
+export interface ConnectionTimeouts {
+  /** A new mTLS session to an endpoint (or a gateway) not up within this fails: the next one is tried. */
+  readonly connectMs?: number;
+  /** A carried connection (L4) or a request's stream with no bytes either way for this long is closed. */
+  readonly idleMs?: number;
+}
+
+const NO_CONNECTION_TIMEOUTS: ConnectionTimeouts = Object.freeze({});
+
+/** The connection timeouts of a TrafficPolicy on a Service or ServiceImport (once per config). */
+export function connectionTimeoutsOf(
+  config: ProxyConfig,
+  namespace: string,
+  name: string,
+): ConnectionTimeouts {
+  return memo(config, `connection timeouts ${namespace}/${name}`, () => {
+    const timeouts = trafficPolicyFor(config, namespace, name, undefined, 'timeouts')?.value as
+      { connect?: string; idle?: string } | undefined;
+    const connectMs = limitMs(timeouts?.connect);
+    const idleMs = limitMs(timeouts?.idle);
+    if (!connectMs && !idleMs) return NO_CONNECTION_TIMEOUTS;
+    return { ...(connectMs ? { connectMs } : {}), ...(idleMs ? { idleMs } : {}) };
+  });
+}

@@ -39,9 +39,11 @@ export function openTunnel(
   framed = false,
   /** How long the peer may take to answer (it connects to its app first). */
   timeoutMs = 15_000,
+  /** How long a new session to the target may take to connect (TrafficPolicy `timeouts.connect`). */
+  connectMs?: number,
 ): Promise<http2.ClientHttp2Stream> {
   return new Promise((resolve, reject) => {
-    const pooled = pool.session(target);
+    const pooled = pool.session(target, connectMs);
     let stream: http2.ClientHttp2Stream;
     try {
       stream = pooled.session.request(

@@ -43,7 +43,8 @@ export class UpstreamPool {
     return this.sessions.size;
   }
 
-  session(target: Target): PooledSession {
+  /** The session to `target`; a new one that does not connect within `connectMs` fails. */
+  session(target: Target, connectMs = CONNECT_TIMEOUT_MS): PooledSession {
     const credentials = this.credentials();
     const existing = this.sessions.get(target.key);
     if (existing && !existing.session.closed && !existing.session.destroyed) {
@@ -89,8 +90,8 @@ export class UpstreamPool {
     });
     const pooled: PooledSession = { session, credentials, connected: false };
     const connectTimer = setTimeout(
-      () => session.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS / 1000} s`)),
-      CONNECT_TIMEOUT_MS,
+      () => session.destroy(new Error(`no connection within ${connectMs / 1000} s`)),
+      connectMs,
     ).unref();
     session.once('connect', () => {
       pooled.connected = true;
