@@ -14,7 +14,7 @@ function adminUrl(value: string): string {
     if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http');
     return url.origin;
   } catch {
-    throw new InvalidArgumentError(`'${value}' is not an http(s) URL of a controller's admin port`);
+    throw new InvalidArgumentError(`'${value}' is not an http(s) URL of an admin port`);
   }
 }
 
@@ -178,7 +178,50 @@ function trafficPoliciesOf(status: ControllerStatus, namespace: string, name: st
 }
 
 /** The readable explanation of one service: where it is served from and why. */
-export function renderExplain(status: ControllerStatus, namespace: string, name: string): string | undefined {
+/** An endpoint a sidecar's outlier detection has ejected now (its `/debug/outliers`). */
+export interface SidecarEjection {
+  readonly sidecar: string;
+  readonly service: string;
+  readonly cluster: string;
+  readonly endpoint: string;
+  readonly reason: string;
+  readonly ejections: number;
+  readonly until: string;
+}
+
+/** The endpoints of `namespace/name` the sidecars at `sidecars` (admin URLs) have ejected now. */
+export async function fetchEjections(
+  sidecars: readonly string[],
+  namespace: string,
+  name: string,
+): Promise<SidecarEjection[]> {
+  const lists = await Promise.all(
+    sidecars.map(async (sidecar) => {
+      let response: Response;
+      try {
+        response = await fetch(`${sidecar}/debug/outliers`, { signal: AbortSignal.timeout(5_000) });
+      } catch (error) {
+        const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message;
+        throw new StatusError(`cannot reach the sidecar's admin port at ${sidecar} (${cause})`);
+      }
+      if (!response.ok)
+        throw new StatusError(`${sidecar}/debug/outliers answered ${response.status}: is it a sidecar?`);
+      const body = (await response.json()) as { ejected?: Array<Omit<SidecarEjection, 'sidecar'>> };
+      return (body.ejected ?? [])
+        .filter((e) => e.service.startsWith(`${name}.${namespace}.svc.`))
+        .map((e) => ({ sidecar, ...e }));
+    }),
+  );
+  return lists.flat();
+}
+
+export function renderExplain(
+  status: ControllerStatus,
+  namespace: string,
+  name: string,
+  /** Set when sidecars were asked (`--sidecar`): what they have ejected now. */
+  ejections?: readonly SidecarEjection[],
+): string | undefined {
   const service = status.services.find((s) => s.namespace === namespace && s.name === name);
   const own = (status.serviceExports ?? []).find((e) => e.namespace === namespace && e.name === name);
   const ownConditions = own
@@ -283,6 +326,20 @@ export function renderExplain(status: ControllerStatus, namespace: string, name:
       );
     }
   }
+  if (ejections) {
+    lines.push('');
+    if (ejections.length === 0)
+      lines.push('Endpoints ejected now (outlier detection): none, as the sidecars asked see it');
+    else {
+      lines.push('Endpoints ejected now (outlier detection), as sidecars see them:');
+      lines.push(
+        formatTable(
+          ['sidecar', 'cluster', 'endpoint', 'why', 'ejections', 'back at'],
+          ejections.map((e) => [e.sidecar, e.cluster, e.endpoint, e.reason, String(e.ejections), e.until]),
+        ),
+      );
+    }
+  }
   lines.push('');
   lines.push('Conflict conditions of the exports:');
   lines.push(
@@ -346,8 +403,13 @@ export function statusCommands(): Command[] {
       `admin URL of the federation controller (default ${DEFAULT_CONTROLLER})`,
       adminUrl,
     )
+    .option(
+      '--sidecar <url>',
+      'admin URL of a sidecar whose ejected endpoints (outlier detection) to show; repeat for several',
+      collect,
+    )
     .option('--json', 'print the service, its verdicts and the proxies as JSON')
-    .action(async (target: string, options: { controller?: string; json?: boolean }) => {
+    .action(async (target: string, options: { controller?: string; sidecar?: string[]; json?: boolean }) => {
       const match = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?)\.([a-z0-9]([-a-z0-9]*[a-z0-9])?)$/.exec(target);
       if (!match) throw new StatusError(`'${target}' is not <name>.<namespace> (for example: cart.shop)`);
       const [name, namespace] = [match[1]!, match[3]!];
@@ -363,6 +425,7 @@ export function statusCommands(): Command[] {
             (known.length > 0 ? ` (it has: ${known.join(', ')})` : ' (it is empty)'),
         );
       }
+      const ejections = options.sidecar && (await fetchEjections(options.sidecar, namespace, name));
       if (options.json) {
         const key = `${namespace}/${name}`;
         process.stdout.write(
@@ -374,11 +437,12 @@ export function statusCommands(): Command[] {
               (m) => m.namespace === namespace && m.name === name,
             ),
             trafficPolicies: trafficPoliciesOf(status, namespace, name),
+            ...(ejections ? { ejectedEndpoints: ejections } : {}),
             proxies: status.proxies.map((p) => ({ ...p, hasService: p.ackedServices.includes(key) })),
           })}\n`,
         );
       } else {
-        process.stdout.write(renderExplain(status, namespace, name)!);
+        process.stdout.write(renderExplain(status, namespace, name, ejections)!);
       }
     });
   return [status, explain];
