@@ -8,7 +8,7 @@ import {
   type RouteParentStatus,
   type RouteView,
 } from '@causeway/discovery';
-import { withTransitionTimes } from '@causeway/cluster';
+import { trafficPolicyIssues, withTransitionTimes } from '@causeway/cluster';
 import type { StateFile } from '@causeway/config';
 import type { ClusterSource, SourceKind, SourceObject } from '@causeway/cluster';
 import {
@@ -75,7 +75,8 @@ export class RouteSource {
     try {
       const saved = await this.options.lastValidFile?.read();
       if (!Array.isArray(saved)) return;
-      this.lastValid = new Map(saved);
+      // A spec that today's rules refuse (saved by an older controller) is not brought back.
+      this.lastValid = new Map(saved.filter(([, kept]) => trafficPolicyIssues(kept.spec).length === 0));
       this.savedLastValid = JSON.stringify(saved);
     } catch (error) {
       this.options.onError(error);
@@ -118,8 +119,15 @@ export class RouteSource {
       const entries = [...this.lastValid];
       const text = JSON.stringify(entries);
       if (text !== this.savedLastValid) {
-        this.savedLastValid = text;
-        this.options.lastValidFile.write(entries);
+        // Marked saved once it is (a failed save is tried again at the next compilation).
+        const file = this.options.lastValidFile;
+        file.write(entries);
+        file.flush().then(
+          () => {
+            if (JSON.stringify([...this.lastValid]) === text) this.savedLastValid = text;
+          },
+          (error: unknown) => this.options.onError(error),
+        );
       }
     }
     if (!this.statusEnabled) return routes;
