@@ -177,7 +177,6 @@ function trafficPoliciesOf(status: ControllerStatus, namespace: string, name: st
   );
 }
 
-/** The readable explanation of one service: where it is served from and why. */
 /** An endpoint a sidecar's outlier detection has ejected now (its `/debug/outliers`). */
 export interface SidecarEjection {
   readonly sidecar: string;
@@ -215,6 +214,7 @@ export async function fetchEjections(
   return lists.flat();
 }
 
+/** The readable explanation of one service: where it is served from and why. */
 export function renderExplain(
   status: ControllerStatus,
   namespace: string,
