@@ -120,3 +120,26 @@ test('the clusters new traffic may go to: the weighted ones, or the first of the
     ['west'],
   );
 });
+
+test('with every weighted cluster out, a draw among them still (their ejected targets as a last resort); never a cluster without weight first', () => {
+  const weights = new Map([['west', 1]]);
+  const ejectedUntil = new Map([['gw', 100]]);
+  const order = orderTargets(split, 'RoundRobin', 'p', state({ ejectedUntil }), 0, {
+    weights,
+    failover: false,
+  });
+  assert.equal(keys(order), 'gw');
+  const withFailover = orderTargets(split, 'RoundRobin', 'p', state({ ejectedUntil }), 0, {
+    weights,
+    failover: true,
+  });
+  assert.equal(
+    withFailover[0]!.key,
+    'a',
+    'an unweighted cluster serves only as failover: healthy ones first',
+  );
+  assert.deepEqual(
+    [...preferredClusters(split, { weights, failover: false }, (t) => t.key === 'gw')],
+    ['west'],
+  );
+});

@@ -77,34 +77,33 @@ function pickFirst(
 }
 
 /**
- * The clusters a cluster preference may send new traffic to now: those with a weight (and a
- * healthy target), or else the first cluster of the priority order with a healthy target.
+ * The clusters a cluster preference may send new traffic to now, in the order it would (a
+ * weighted draw picks among them; otherwise the first is the one): with weights, those with
+ * a weight and a healthy target (or, when none has one, a target at all); otherwise the
+ * first cluster of the priority order (then nearest first) with a healthy target, or with a
+ * target at all.
  */
-export function preferredClusters(
-  targets: Targets,
+function eligibleClusters(
+  order: readonly string[],
+  byCluster: ReadonlyMap<string, readonly Target[]>,
   preference: ClusterPreference,
   ejected: (target: Target) => boolean,
-): ReadonlySet<string> {
-  const up = targets.all.filter((target) => !ejected(target));
-  if (preference.weights)
-    return new Set(up.map((t) => t.cluster).filter((cluster) => (preference.weights!.get(cluster) ?? 0) > 0));
-  const priority = preference.priority ?? [];
-  const listed = priority.find((cluster) => up.some((t) => t.cluster === cluster));
-  const first = listed ?? up[0]?.cluster;
-  return new Set(first === undefined ? [] : [first]);
+): string[] {
+  const up = (cluster: string) => byCluster.get(cluster)!.some((t) => !ejected(t));
+  if (preference.weights) {
+    const weighted = order.filter((cluster) => (preference.weights!.get(cluster) ?? 0) > 0);
+    const healthy = weighted.filter(up);
+    return healthy.length > 0 ? healthy : weighted;
+  }
+  const first = order.find(up) ?? order[0];
+  return first === undefined ? [] : [first];
 }
 
-/** `orderTargets` under a cluster preference: cluster by cluster, the ejected ones last. */
-function orderByCluster(
+/** The targets' clusters, nearest first (this one, fresh, stale), then as the priority says. */
+function clustersOf(
   targets: Targets,
-  type: string | undefined,
-  portKey: string,
-  state: BalancerState,
-  now: number,
   preference: ClusterPreference,
-): readonly Target[] {
-  const ejected = (target: Target) => (state.ejectedUntil.get(target.key) ?? 0) > now;
-  // The clusters nearest first (this one, then fresh, then stale), then as the priority says.
+): { order: string[]; byCluster: Map<string, Target[]> } {
   const byCluster = new Map<string, Target[]>();
   for (const target of targets.all) {
     let list = byCluster.get(target.cluster);
@@ -122,17 +121,42 @@ function orderByCluster(
       .sort((a, b) => rank(a.cluster) - rank(b.cluster) || a.index - b.index)
       .map((entry) => entry.cluster);
   }
-  if (preference.weights) {
-    // A draw among the weighted clusters that have a healthy target now.
-    const open = order.filter(
-      (cluster) =>
-        (preference.weights!.get(cluster) ?? 0) > 0 && byCluster.get(cluster)!.some((t) => !ejected(t)),
-    );
-    const total = open.reduce((sum, cluster) => sum + preference.weights!.get(cluster)!, 0);
+  return { order, byCluster };
+}
+
+/** The clusters a cluster preference may send new traffic to now (see `eligibleClusters`). */
+export function preferredClusters(
+  targets: Targets,
+  preference: ClusterPreference,
+  ejected: (target: Target) => boolean,
+): ReadonlySet<string> {
+  const { order, byCluster } = clustersOf(targets, preference);
+  return new Set(eligibleClusters(order, byCluster, preference, ejected));
+}
+
+/** `orderTargets` under a cluster preference: cluster by cluster, the ejected ones last. */
+function orderByCluster(
+  targets: Targets,
+  type: string | undefined,
+  portKey: string,
+  state: BalancerState,
+  now: number,
+  preference: ClusterPreference,
+): readonly Target[] {
+  const ejected = (target: Target) => (state.ejectedUntil.get(target.key) ?? 0) > now;
+  const { byCluster, order: nearest } = clustersOf(targets, preference);
+  let order = nearest;
+  const eligible = eligibleClusters(order, byCluster, preference, ejected);
+  let chosen = eligible[0];
+  if (preference.weights && eligible.length > 1) {
+    // A draw by weight among them.
+    const total = eligible.reduce((sum, cluster) => sum + preference.weights!.get(cluster)!, 0);
     let draw = (state.random ?? Math.random)() * total;
-    const chosen = open.find((cluster) => (draw -= preference.weights!.get(cluster)!) < 0) ?? open.at(-1);
-    if (chosen) order = [chosen, ...order.filter((cluster) => cluster !== chosen)];
+    chosen = eligible.find((cluster) => (draw -= preference.weights!.get(cluster)!) < 0) ?? eligible.at(-1);
   }
+  if (chosen !== undefined) order = [chosen, ...order.filter((cluster) => cluster !== chosen)];
+  // No weighted cluster has a target: nowhere to send it without failover.
+  else if (!preference.failover) order = [];
   if (!preference.failover) order = order.slice(0, 1);
   const healthy: Target[] = [];
   const last: Target[] = [];

@@ -54,6 +54,20 @@ export class Breaker {
   private readonly waiting: Array<(admitted: boolean) => void> = [];
 
   /**
+   * Admits a request at once (true), or says that it would have to wait ('wait': see
+   * `enter`), or which limit it runs into.
+   */
+  tryEnter(limits: BreakerLimits): true | Overflow | 'wait' {
+    if (limits.maxRequests === undefined || this.requests < limits.maxRequests) {
+      this.requests++;
+      return true;
+    }
+    if (this.waiting.length >= (limits.maxPendingRequests ?? 0))
+      return limits.maxPendingRequests === undefined ? 'max-requests' : 'max-pending-requests';
+    return 'wait';
+  }
+
+  /**
    * Admits a request (true), has it wait for a place (at most `maxPendingRequests` wait),
    * or says which limit it ran into. An admitted request calls `leave()` when it is over;
    * a wait ends (false) when `signal` aborts.

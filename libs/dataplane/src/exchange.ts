@@ -41,6 +41,8 @@ export interface AppExchange {
    * and enough of them make it drop the connection.)
    */
   cancelWhenGone(upstream: http2.ClientHttp2Stream): void;
+  /** Runs `listener` once the app's side of the exchange is closed (answered, or gone). */
+  onClosed(listener: () => void): void;
   /** Cuts the exchange short (an answer was under way when its upstream failed). */
   abort(): void;
 }
@@ -96,6 +98,11 @@ export class H2Exchange implements AppExchange {
       const current = this.upstream!;
       if (!this.stream.writableFinished && !current.closed) current.close(http2.constants.NGHTTP2_CANCEL);
     });
+  }
+
+  onClosed(listener: () => void): void {
+    if (this.stream.closed || this.stream.destroyed) return listener();
+    this.stream.once('close', listener);
   }
 
   abort(): void {
@@ -195,6 +202,11 @@ export class H1Exchange implements AppExchange {
       const current = this.upstream!;
       if (!this.response.writableFinished && !current.closed) current.close(http2.constants.NGHTTP2_CANCEL);
     });
+  }
+
+  onClosed(listener: () => void): void {
+    if (this.response.destroyed || this.response.closed) return listener();
+    this.response.once('close', listener);
   }
 
   abort(): void {

@@ -14,6 +14,8 @@ export type AnswerStep =
   | { readonly kind: 'more' }
   /** The answer is complete; `excess` bytes came after its end (the connection cannot be reused). */
   | { readonly kind: 'done'; readonly excess: number }
+  /** The final head's status is retried (`judge` said so): nothing of it was passed on. */
+  | { readonly kind: 'retry'; readonly status: number }
   /** 101 (or a 2xx to CONNECT): the head was passed on, `rest` follows it; from here on, bytes both ways as they are. */
   | { readonly kind: 'tunnel'; readonly rest: Buffer }
   /** A malformed answer: nothing more may pass (`answered`: part of it already did). */
@@ -42,6 +44,11 @@ export class H1Answer {
   private body: BodyTracker | undefined;
 
   private method = 'GET';
+  /**
+   * Asked with the final answer's status before any of it is passed on: true holds it back
+   * (the request is tried again). Interim answers already passed on leave nothing to hold.
+   */
+  judge: ((status: number) => boolean) | undefined;
 
   constructor(private readonly sink: AnswerSink) {}
 
@@ -74,6 +81,10 @@ export class H1Answer {
       }
       this.head = EMPTY;
       if (parsed.kind === 'error') return { kind: 'error', reason: parsed.reason, answered: this.answered };
+      if (!parsed.tunnel && !parsed.interim && !this.answered && this.judge?.(parsed.status)) {
+        this.scan.reset();
+        return { kind: 'retry', status: parsed.status };
+      }
       this.answered = true;
       if (parsed.tunnel) {
         this.status = parsed.status;

@@ -14,8 +14,20 @@ import {
 } from '@causeway/http';
 import { H1Answer, type AnswerStep } from './h1-answer.ts';
 import type { LeaseHandler, OutboundProxy, TunnelLease } from './outbound.ts';
-import { fieldsOf } from './http-util.ts';
-import { resolveDestination, routedDestination, routeRequest, type Destination } from './routing.ts';
+import { abortStatus, INJECTED_FAULT } from './faults.ts';
+import { fieldsOf, grpcStatusForHttp } from './http-util.ts';
+import { overflowMessage } from './circuit-breaker.ts';
+import { resultOfAnswer } from './outliers.ts';
+import type { RequestPolicy } from './request-policy.ts';
+import { ATTEMPT_HEADER } from './retries.ts';
+import {
+  resolveDestination,
+  routedDestination,
+  routeRequest,
+  type Destination,
+  type RequestFacts,
+  type RoutedBackend,
+} from './routing.ts';
 
 /** A request's head and body are kept up to this size for a resend on another endpoint. */
 const REPLAY_LIMIT = 65_536;
@@ -65,6 +77,59 @@ interface Exchange {
   /** Targets tried for this request (from its first resend on), and how often it was sent again. */
   tried: Set<string> | undefined;
   retries: number;
+  /** The request's TrafficPolicy (faults, retries, time limits, circuit breaker), when one applies. */
+  readonly policy: RequestPolicy | undefined;
+  /** The head's target and fields as sent (without the attempt header), for each try's head. */
+  readonly target: string;
+  readonly fields: readonly string[];
+  /** The try in flight (1: the first). */
+  attempt: number;
+  /** The try's own time limit. */
+  perTry: NodeJS.Timeout | undefined;
+}
+
+/** A request under a TrafficPolicy before its first try has a tunnel. */
+interface PolicyStart {
+  readonly head: RequestHead;
+  /** Where its head ends in `pending`. */
+  readonly end: number;
+  readonly mustClose: boolean;
+  readonly config: ProxyConfig;
+  readonly destination: Destination;
+  readonly authority: string;
+  readonly path: string;
+  readonly target: string;
+  readonly fields: readonly string[];
+  /** The head as the app sent it, when it goes on unchanged. */
+  readonly raw: Buffer | undefined;
+  readonly started: bigint;
+}
+
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+
+/**
+ * The head of one try: the request's, with `x-causeway-attempt` when retries are on (added
+ * to the head as the app sent it when that goes on unchanged, else written anew).
+ */
+function tryHead(
+  request: {
+    readonly head: RequestHead;
+    readonly target: string;
+    readonly fields: readonly string[];
+    readonly raw?: Buffer;
+  },
+  attempt: number | undefined,
+): Buffer {
+  const { raw } = request;
+  if (raw && (attempt === undefined || raw.subarray(-4).equals(HEAD_END)))
+    return attempt === undefined
+      ? raw
+      : Buffer.concat([raw.subarray(0, -2), Buffer.from(`${ATTEMPT_HEADER}: ${attempt}\r\n\r\n`, 'latin1')]);
+  return writeRequestHead(
+    request.head.method,
+    request.target,
+    attempt === undefined ? request.fields : [...request.fields, ATTEMPT_HEADER, String(attempt)],
+  );
 }
 
 /**
@@ -126,6 +191,8 @@ export class OutboundH1Connection {
   private stopping = false;
   /** The app sent its FIN. */
   private appEnded = false;
+  /** The policy of a request waiting for a place under its circuit breaker. */
+  private admitting: RequestPolicy | undefined;
 
   constructor(
     private readonly socket: Duplex,
@@ -169,8 +236,13 @@ export class OutboundH1Connection {
 
   private readonly onClose = (): void => {
     this.done = true;
+    // A request waiting for a place gives it up.
+    this.admitting?.close();
     // The app left in the middle of an exchange: its tunnel cannot carry another.
-    if (this.exchange) drop(this.exchange.lease, true);
+    if (this.exchange) {
+      this.endPolicy(this.exchange);
+      drop(this.exchange.lease, true);
+    }
     this.exchange = undefined;
     this.unstick();
   };
@@ -250,20 +322,17 @@ export class OutboundH1Connection {
     }
     if (!normalized.ok) return this.refuse(400, `${normalized.code}: ${normalized.reason}`, mustClose, end);
     // L7: the mesh routes choose the backend; the server side authorizes each request.
+    let routedTo: RoutedBackend | undefined;
+    let facts: RequestFacts | undefined;
+    const addressed = destination;
     if (mode === 'L7') {
-      const routed = routeRequest(config, destination, {
-        method: head.method,
-        path: normalized.target,
-        headers: fieldsOf(head.headers),
-        grpc: false,
-      });
+      facts = { method: head.method, path: normalized.target, headers: fieldsOf(head.headers), grpc: false };
+      const routed = routeRequest(config, destination, facts);
       if ('status' in routed) return this.refuse(routed.status, routed.reason, mustClose, end);
       const chosen = routedDestination(config, destination, routed);
       if (!chosen)
         return this.refuse(503, `no ready endpoint of ${routed.name}.${routed.namespace}`, mustClose, end);
-      // Faults, retries and time limits work per request on the per-request path: this
-      // connection goes there, with this request, for good.
-      if (this.proxy.perRequestPolicy(config, destination, routed)) return this.giveUp();
+      if (this.proxy.perRequestPolicy(config, destination, routed)) routedTo = routed;
       destination = chosen;
     }
     // The head as the app sent it, unless the target or a proxy field must change.
@@ -280,6 +349,32 @@ export class OutboundH1Connection {
         else kept.unshift('host', authority);
       }
       headers = kept;
+    }
+    // Faults, retries, time limits, a circuit breaker: each try is made here, one by one.
+    if (routedTo) {
+      const policy: RequestPolicy = this.proxy.requestPolicy(
+        config,
+        // The policies are the addressed service's (and its route's): as on the per-request path.
+        addressed,
+        routedTo,
+        facts!,
+        // Sent again only while all of it is kept (before its first tunnel, it is all unread).
+        () => this.exchange?.policy !== policy || this.exchange.kept !== undefined,
+      );
+      await this.beginTries(policy, {
+        head,
+        end,
+        mustClose,
+        config,
+        destination,
+        authority,
+        path: normalized.path,
+        target: normalized.target,
+        fields: headers,
+        raw: headers === head.headers && normalized.target === head.target ? raw : undefined,
+        started: process.hrtime.bigint(),
+      });
+      return;
     }
     const out =
       headers === head.headers && normalized.target === head.target
@@ -324,12 +419,242 @@ export class OutboundH1Connection {
       requestDone: !framed,
       tried: undefined,
       retries: 0,
+      policy: undefined,
+      target: normalized.target,
+      fields: headers,
+      attempt: 1,
+      perTry: undefined,
     };
     this.exchange = exchange;
     this.answer.start(head.method);
+    this.answer.judge = undefined;
     this.watch(exchange);
     lease.write(out);
     this.sendPending(exchange);
+  }
+
+  /**
+   * The first try of a request under a TrafficPolicy: a place under its circuit breaker,
+   * then its faults (an abort may be retried), then a tunnel (a refused one may be retried);
+   * then the exchange runs as any other, its answer's head judged before it is passed on.
+   * Says the exchange, or undefined when the app already has its answer.
+   */
+  private async beginTries(policy: RequestPolicy, start: PolicyStart): Promise<Exchange | undefined> {
+    this.busy = true;
+    this.socket.pause();
+    const refuse = (status: number, message: string, headers?: readonly string[]): undefined => {
+      policy.close();
+      this.busy = false;
+      this.recordRefusal(start, status);
+      this.refuse(status, message, start.mustClose, start.end, headers);
+      return undefined;
+    };
+    this.admitting = policy;
+    const admission = policy.admit();
+    const admitted = admission instanceof Promise ? await admission : admission;
+    this.admitting = undefined;
+    if (this.done || admitted === 'gone') return void policy.close();
+    if (admitted === 'timed-out') {
+      policy.timedOut('request');
+      return refuse(504, 'upstream request timeout');
+    }
+    if (admitted !== true) return refuse(503, overflowMessage(admitted, policy.breakerLimits!.policy));
+    const tried = await this.nextTry(policy, start, 1, refuse);
+    if (!tried) return undefined;
+    this.busy = false;
+    this.pending = this.pending.subarray(start.end);
+    const framed =
+      start.head.body.type !== 'none' && !(start.head.body.type === 'length' && start.head.body.length === 0);
+    const exchange: Exchange = {
+      head: start.head,
+      destination: start.destination,
+      mode: 'L7',
+      config: start.config,
+      authority: start.authority,
+      path: start.path,
+      started: start.started,
+      lease: tried.lease,
+      epoch: NOT_STICKY,
+      body: framed ? new BodyTracker(start.head.body) : undefined,
+      kept: [tried.out],
+      keptBytes: tried.out.length,
+      requestDone: !framed,
+      tried: undefined,
+      retries: 0,
+      policy,
+      target: start.target,
+      fields: start.fields,
+      attempt: tried.attempt,
+      perTry: undefined,
+    };
+    this.exchange = exchange;
+    this.startTry(exchange);
+    tried.lease.write(tried.out);
+    policy.onExpiry(() => this.onExpired(exchange));
+    this.sendPending(exchange);
+    // Out of time while the tunnel was being had: 504 now.
+    if (policy.expired) this.onExpired(exchange);
+    return exchange;
+  }
+
+  /**
+   * Makes try `attempt` ready: its fault (a delay waited; an abort answered, or retried as
+   * the policy allows), its head, a tunnel to the endpoint the balancer picks (one that
+   * cannot be had is a connect failure the policy may retry). Undefined: the app has its
+   * answer (`refuse` gave it), or the connection is gone.
+   */
+  private async nextTry(
+    policy: RequestPolicy,
+    request: Pick<PolicyStart, 'head' | 'config' | 'destination' | 'target' | 'fields'> & { raw?: Buffer },
+    attempt: number,
+    refuse: (status: number, message: string, headers?: readonly string[]) => undefined,
+  ): Promise<{ lease: TunnelLease; out: Buffer; attempt: number } | undefined> {
+    for (; ; attempt++) {
+      if (policy.expired) {
+        policy.timedOut('request');
+        return refuse(504, 'upstream request timeout');
+      }
+      const fault = policy.fault();
+      if (fault && fault.delayMs > 0) {
+        await policy.pause(fault.delayMs);
+        if (this.done) return void policy.close();
+        if (policy.expired) {
+          policy.timedOut('request');
+          return refuse(504, 'upstream request timeout');
+        }
+      }
+      if (fault?.abort) {
+        const status = abortStatus(fault.abort, grpcStatusForHttp).http;
+        // An injected abort is a failed try like any other: retries may mask it.
+        if (policy.retryAnswer(status, '')) {
+          await policy.nextTry(String(status));
+          if (this.done) return void policy.close();
+          continue;
+        }
+        return refuse(status, `fault injected by TrafficPolicy ${fault.policy}`, [INJECTED_FAULT, 'abort']);
+      }
+      const out = tryHead(request, policy.retry ? attempt : undefined);
+      const lease = await this.proxy.acquireTunnel(request.config, request.destination, NONE);
+      if (this.done) {
+        if (typeof lease === 'object') lease.release(true);
+        return void policy.close();
+      }
+      if (lease === 'l7') {
+        // The port needs L7 there now and cannot take framed exchanges: the per-request
+        // path takes the connection (and applies the policy again), with the request as
+        // sent so far when a try of it was made already.
+        policy.close();
+        this.busy = false;
+        const exchange = this.exchange;
+        if (exchange?.policy === policy) {
+          clearTimeout(exchange.perTry);
+          this.exchange = undefined;
+          this.pending = Buffer.concat([...exchange.kept!, this.pending]);
+        }
+        return void this.giveUp();
+      }
+      if (typeof lease === 'string') {
+        if (policy.retryAnswer(503, '', 'connect-failure')) {
+          await policy.nextTry('connect-failure');
+          if (this.done) return void policy.close();
+          continue;
+        }
+        return refuse(503, lease);
+      }
+      return { lease, out, attempt };
+    }
+  }
+
+  /** A try's tunnel answers to this connection; its answer's head is judged, its own timer runs. */
+  private startTry(exchange: Exchange): void {
+    const policy = exchange.policy!;
+    this.answer.start(exchange.head.method);
+    this.answer.judge = (status) => policy.retryAnswer(status, '');
+    this.watch(exchange);
+    const perTryMs = policy.perTryMs();
+    if (perTryMs !== undefined)
+      exchange.perTry = setTimeout(() => {
+        if (this.exchange !== exchange || this.answer.answered || this.busy) return;
+        policy.note(exchange.lease.target, 'reset');
+        // A try that took too long counts as a 504 for retries.
+        if (policy.retryAnswer(504, '')) return this.retry(exchange, 'per-try-timeout');
+        policy.timedOut('per-try');
+        this.refuseExchange(exchange, 504, 'upstream per-try timeout');
+      }, perTryMs);
+  }
+
+  /** The request's time is up: a try not answered yet gets 504, an answer under way is cut. */
+  private onExpired(exchange: Exchange): void {
+    if (this.exchange !== exchange) return;
+    if (this.answer.answered) return void this.socket.destroy();
+    exchange.policy!.timedOut('request');
+    this.refuseExchange(exchange, 504, 'upstream request timeout');
+  }
+
+  /**
+   * The try's answer (or its failure) is retried: its tunnel is dropped, the backoff
+   * waited, and the request, as kept, sent on the next try's tunnel.
+   */
+  private retry(exchange: Exchange, reason: string): void {
+    const policy = exchange.policy!;
+    clearTimeout(exchange.perTry);
+    drop(exchange.lease, true);
+    this.busy = true;
+    this.socket.pause();
+    const refuse = (status: number, message: string, headers?: readonly string[]): undefined => {
+      this.busy = false;
+      if (this.exchange === exchange) this.refuseExchange(exchange, status, message, headers);
+      return undefined;
+    };
+    void (async () => {
+      await policy.nextTry(reason);
+      // The connection closed, or the request's time ran out, meanwhile.
+      if (this.done || this.exchange !== exchange) return;
+      const tried = await this.nextTry(policy, exchange, exchange.attempt + 1, refuse);
+      if (!tried) return;
+      if (this.exchange !== exchange) return void tried.lease.release(true);
+      this.busy = false;
+      exchange.attempt = tried.attempt;
+      exchange.lease = tried.lease;
+      exchange.kept![0] = tried.out;
+      this.startTry(exchange);
+      for (const part of exchange.kept!) tried.lease.write(part);
+      // What of the body came meanwhile follows what was sent again.
+      this.sendPending(exchange);
+    })().catch((error: unknown) => this.crashed(error));
+  }
+
+  /** An answer of the sidecar's own to a request under a policy whose tries have begun. */
+  private refuseExchange(
+    exchange: Exchange,
+    status: number,
+    message: string,
+    headers?: readonly string[],
+  ): void {
+    this.record(exchange, status);
+    this.endPolicy(exchange);
+    this.refuse(status, message, !(exchange.requestDone && exchange.head.keepAlive), 0, headers);
+  }
+
+  /** The request's policy is done with: its timers stop, its circuit breaker places go back. */
+  private endPolicy(exchange: Exchange): void {
+    clearTimeout(exchange.perTry);
+    exchange.policy?.close();
+  }
+
+  /** Metrics and the access log for a request under a policy answered before any tunnel. */
+  private recordRefusal(start: PolicyStart, status: number): void {
+    this.proxy.recordRequest({
+      mode: 'L7',
+      method: start.head.method,
+      authority: start.authority,
+      path: start.path,
+      status,
+      seconds: Number(process.hrtime.bigint() - start.started) / 1e9,
+      cluster: 'unknown',
+      service: start.destination.service.hostname,
+      headers: start.head.headers,
+    });
   }
 
   /**
@@ -440,7 +765,13 @@ export class OutboundH1Connection {
     } finally {
       this.socket.uncork();
     }
-    if (this.answer.answered) exchange.kept = undefined;
+    if (this.answer.answered) {
+      exchange.kept = undefined;
+      if (exchange.perTry) {
+        clearTimeout(exchange.perTry);
+        exchange.perTry = undefined;
+      }
+    }
     if (this.answer.backedUp) {
       const lease = exchange.lease;
       lease.pause();
@@ -455,6 +786,10 @@ export class OutboundH1Connection {
         drop(exchange.lease, true);
         if (!this.answer.answered) return this.refuse(502, `the app answered badly: ${step.reason}`, true);
         return void this.socket.destroy();
+      case 'retry':
+        // The policy retries this answer: nothing of it reached the app.
+        exchange.policy!.note(exchange.lease.target, resultOfAnswer(step.status, ''));
+        return this.retry(exchange, String(step.status));
       case 'tunnel':
         // 101 Switching Protocols: from here on the connection is the tunnel's, both ways.
         return this.upgrade(exchange, step.rest);
@@ -472,6 +807,10 @@ export class OutboundH1Connection {
   private finish(exchange: Exchange, framed: boolean): void {
     this.exchange = undefined;
     this.record(exchange, this.answer.status);
+    if (exchange.policy) {
+      exchange.policy.note(exchange.lease.target, resultOfAnswer(this.answer.status, ''));
+      this.endPolicy(exchange);
+    }
     const reusable =
       framed &&
       exchange.head.keepAlive &&
@@ -514,6 +853,12 @@ export class OutboundH1Connection {
    * gets 502 and the connection closes.
    */
   private async failed(exchange: Exchange, why: string): Promise<void> {
+    const { policy } = exchange;
+    if (policy && !this.answer.answered) {
+      policy.note(exchange.lease.target, 'reset');
+      // Reset after the request went out: a try the policy may make again (`reset`).
+      if (exchange.kept && policy.retryAnswer(502, '', 'reset')) return this.retry(exchange, 'reset');
+    }
     if (
       this.answer.answered ||
       !exchange.kept ||
@@ -566,6 +911,7 @@ export class OutboundH1Connection {
   private upgrade(exchange: Exchange, after: Buffer): void {
     this.exchange = undefined;
     this.record(exchange, this.answer.status);
+    this.endPolicy(exchange);
     exchange.lease.attach(undefined);
     this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
@@ -601,7 +947,14 @@ export class OutboundH1Connection {
    * An answer of the proxy's own; `close`: the connection cannot carry another request;
    * `consumed`: the bytes of the refused request (a head without a body) to drop.
    */
-  private refuse(status: number, message: string, close: boolean, consumed = 0): void {
+  private refuse(
+    status: number,
+    message: string,
+    close: boolean,
+    consumed = 0,
+    /** More fields of the answer's head (name, value, ...). */
+    extra: readonly string[] = [],
+  ): void {
     const body = Buffer.from(`${message}\n`);
     this.socket.write(
       writeResponseHead(status, http.STATUS_CODES[status] ?? 'Error', [
@@ -610,11 +963,15 @@ export class OutboundH1Connection {
         'content-length',
         String(body.length),
         ...(overflowOf(message) ? [OVERFLOW_HEADER, overflowOf(message)!] : []),
+        ...extra,
         ...(close || this.stopping ? ['connection', 'close'] : []),
       ]),
     );
     this.socket.write(body);
-    if (this.exchange) drop(this.exchange.lease, true);
+    if (this.exchange) {
+      this.endPolicy(this.exchange);
+      drop(this.exchange.lease, true);
+    }
     this.exchange = undefined;
     if (close || this.stopping || this.appEnded) return this.close();
     // The refused request had no body: the next one may follow.
@@ -625,7 +982,10 @@ export class OutboundH1Connection {
 
   private close(): void {
     this.done = true;
-    if (this.exchange) drop(this.exchange.lease, true);
+    if (this.exchange) {
+      this.endPolicy(this.exchange);
+      drop(this.exchange.lease, true);
+    }
     this.exchange = undefined;
     this.unstick();
     this.socket.resume();

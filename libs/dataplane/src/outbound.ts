@@ -4,15 +4,7 @@ import type { Duplex } from 'node:stream';
 import { dataPlaneMode, type DataPlaneMode, type ProxyConfig } from '@causeway/discovery';
 import { headerValue, normalizePath } from '@causeway/http';
 import { orderTargets, preferredClusters } from './balancer.ts';
-import {
-  Breaker,
-  breakerLimitsOf,
-  OVERFLOW_HEADER,
-  overflowMessage,
-  overflowOf,
-  type BreakerLimits,
-  type Overflow,
-} from './circuit-breaker.ts';
+import { Breaker, breakerLimitsOf, OVERFLOW_HEADER, overflowMessage, overflowOf } from './circuit-breaker.ts';
 import {
   OutlierDetector,
   outlierPolicyOf,
@@ -31,9 +23,9 @@ import {
   ReplayableBody,
 } from './http-util.ts';
 import { UPSTREAM_FAILURE, type Outcome } from './responses.ts';
-import { abortStatus, decideFault, faultPolicyOf, INJECTED_FAULT, type Fault } from './faults.ts';
-import { ATTEMPT_HEADER, backoffMs, retriableAnswer, RetryBudget, retryPolicyOf } from './retries.ts';
-import { connectionTimeoutsOf, formatGrpcTimeout, grpcTimeoutMs, requestTimeoutsOf } from './timeouts.ts';
+import { abortStatus, decideFault, INJECTED_FAULT, type Fault, type FaultPolicy } from './faults.ts';
+import { ATTEMPT_HEADER, RetryBudget } from './retries.ts';
+import { connectionTimeoutsOf, formatGrpcTimeout } from './timeouts.ts';
 import {
   clusterPreferenceOf,
   loadBalancerOf,
@@ -49,6 +41,7 @@ import { DEFAULT_SIDECAR_TIMEOUTS, type SidecarOptions, type SidecarTimeouts } f
 import { PolicyMetrics, type ConnectionMetrics, type RequestMetrics } from './telemetry.ts';
 import { openTunnel, splice, TunnelRefused } from './tunnel.ts';
 import { UpstreamPool } from './upstreams.ts';
+import { IDEMPOTENT, policyBundleOf, RequestPolicy, type PolicyHost } from './request-policy.ts';
 
 /** A target that refused a connection is tried last for this long. */
 const EJECTION_MS = 10_000;
@@ -60,9 +53,6 @@ const IDLE_TUNNEL_MS = 30_000;
 /** Different targets tried for one request at most. */
 const MAX_ATTEMPTS = 4;
 
-/** Methods that may be sent again after a failure (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
-
 /** A failure before any response byte: the next target may be tried. */
 class RetryableFailure extends Error {
   constructor(
@@ -70,12 +60,18 @@ class RetryableFailure extends Error {
     readonly eject: boolean,
     /** The connection was lost, not refused: a new one to the same target may work. */
     readonly reconnect = false,
-    /** How the try counts for outlier detection: no connection ('local'), or no answer. */
-    readonly result: TryResult = eject && !reconnect ? 'local' : 'gateway',
+    /**
+     * How the try counts for outlier detection: no connection ('local'), or no answer
+     * ('reset'); a connection the peer closed gracefully (GOAWAY) counts for nothing.
+     */
+    readonly result: TryResult | undefined = reconnect ? undefined : eject ? 'local' : 'reset',
   ) {
     super(message);
   }
 }
+
+/** The request's body outgrew the replay buffer while a retry waited: it cannot be sent again. */
+class BodyTooLong extends Error {}
 
 /** The gRPC statuses a retry policy can name (cancelled, deadline-exceeded, resource-exhausted, unavailable). */
 const RETRIED_GRPC = new Set(['1', '4', '8', '14']);
@@ -105,7 +101,7 @@ class RetriedAnswer extends Error {
  * another cluster through its east-west gateway; a target that cannot be reached makes way
  * for the next one.
  */
-export class OutboundProxy {
+export class OutboundProxy implements PolicyHost {
   readonly pool: UpstreamPool;
   /**
    * Exchanges (per request) and connections (carried whole) in flight per target key, for
@@ -139,7 +135,7 @@ export class OutboundProxy {
   /** The app's connections carried whole right now (cut when the sidecar stops). */
   readonly tunnels = new Set<Duplex>();
   private readonly timeoutsInForce: SidecarTimeouts;
-  private readonly policyMetrics: PolicyMetrics;
+  readonly policyMetrics: PolicyMetrics;
   /** Retry budgets per destination service. */
   private readonly budgets = new Map<string, RetryBudget>();
   /** Passive health of endpoints (TrafficPolicy `outlierDetection`). */
@@ -286,12 +282,7 @@ export class OutboundProxy {
         destination.service.hostname,
       );
     }
-    // The destination's own name (cluster-local for a Service that is not exported), or the
-    // clusterset name of the backend a route chose.
-    const serviceName =
-      routed.name === destination.service.name && routed.namespace === destination.service.namespace
-        ? destination.service.hostname
-        : `${routed.name}.${routed.namespace}.svc.clusterset.local`;
+    const serviceName = backendName(destination, routed);
     const facts = { method, path, headers: requestHeaders, grpc };
     // Streamed as it comes; its start is kept for a retry on another target.
     const source = exchange.body;
@@ -305,123 +296,53 @@ export class OutboundProxy {
     };
     // The attempt count is this sidecar's to state, never the app's.
     delete headers[ATTEMPT_HEADER];
-    const retry = retryPolicyOf(
+    const policy = this.requestPolicy(
       config,
-      destination.service.namespace,
-      destination.service.name,
-      routed.route,
+      destination,
+      routed,
+      facts,
+      () => body === undefined || body.replayable,
     );
-    const budget = retry && this.retryBudget(serviceName);
-    budget?.request();
-    // gRPC calls are retried on their status whatever their method (as gRPC's own retries are).
-    const mayRetry = retry !== undefined && (retry.allowNonIdempotent || grpc || IDEMPOTENT.has(method));
-    // Time limits: the route's or policy's, and a gRPC caller's own deadline, never extended.
-    const limits = requestTimeoutsOf(config, destination.service.namespace, destination.service.name, routed);
-    // Without a limit of its own the sidecar leaves a gRPC deadline to the caller and the
-    // server (passed on as it came); with one, the earlier of the two is enforced here.
-    const callerMs = grpc ? grpcTimeoutMs(requestHeaders['grpc-timeout']) : undefined;
-    const requestMs =
-      limits.requestMs === undefined ? undefined : Math.min(limits.requestMs, callerMs ?? Infinity);
-    const deadline = requestMs === undefined ? undefined : performance.now() + requestMs;
-    const expiry = deadline === undefined ? undefined : new AbortController();
-    const expiryTimer = expiry && setTimeout(() => expiry.abort(), requestMs);
+    const { deadline } = policy;
     const timedOut = (timeout: 'request' | 'per-try', cluster: string): void => {
-      this.policyMetrics.timedOut({
-        sourceCluster: this.options.cluster,
-        sourceWorkload: this.options.serviceAccount,
-        destinationService: serviceName,
-        timeout,
-      });
+      policy.timedOut(timeout);
       exchange.fail(504, timeout === 'request' ? 'upstream request timeout' : 'upstream per-try timeout', {
         grpcStatus: GRPC.DEADLINE_EXCEEDED,
       });
       record(504, grpc ? String(GRPC.DEADLINE_EXCEEDED) : '', cluster, serviceName);
     };
-    // The backend's own limits and health (the route's backend: its endpoints are the targets).
-    const outlierPolicy = outlierPolicyOf(config, routed.namespace, routed.name);
-    const group = outlierPolicy && targetsFor(config, routed, destination.localOnly).all;
-    const note = (target: Target, result: TryResult): void => {
-      if (outlierPolicy) this.noteTry(target, group!, outlierPolicy, result, serviceName);
-    };
-    const breakerLimits = breakerLimitsOf(config, routed.namespace, routed.name);
-    const breaker = breakerLimits && this.breaker(serviceName);
-    const connection = connectionTimeoutsOf(config, routed.namespace, routed.name);
-    let admitted = false;
-    let retrying = false;
-    const overflow = (limits: BreakerLimits, reason: Overflow): void => {
-      this.policyMetrics.overflowed({ ...this.policyLabels(serviceName, limits.policy), reason });
-      exchange.fail(503, overflowMessage(reason, limits.policy), {
-        grpcStatus: GRPC.UNAVAILABLE,
-        headers: { [OVERFLOW_HEADER]: reason },
-      });
-      record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
-    };
-    let retried = 0;
-    /** Whether an answer is retried (taking a retry from the budget); false: it goes to the app. */
-    const retryAnswer = (
-      status: number,
-      grpcStatus: string,
-      failure?: 'connect-failure' | 'reset',
-    ): boolean => {
-      if (!retry || !mayRetry || retried >= retry.retries || (body !== undefined && !body.replayable))
-        return false;
-      if (failure ? !retry.retryOn.has(failure) : !retriableAnswer(retry, status, grpcStatus)) return false;
-      // Retries in flight to the destination: over the circuit breaker's limit, none is made.
-      const maxRetries = breakerLimits?.maxRetries;
-      if (!retrying && maxRetries !== undefined && breaker!.retries >= maxRetries) {
-        this.policyMetrics.overflowed({
-          ...this.policyLabels(serviceName, breakerLimits!.policy),
-          reason: 'max-retries',
-        });
-        return false;
-      }
-      if (!budget!.withdraw(retry.budgetShare, retry.minPerSecond)) {
-        this.policyMetrics.retryBudgetExhausted(this.policyLabels(serviceName, retry.policy));
-        return false;
-      }
-      if (breaker && !retrying) {
-        retrying = true;
-        breaker.retries++;
-      }
-      return true;
-    };
-    /** Waits `ms`, but never past the deadline (the loop then answers 504 on time). */
-    const pause = (ms: number): Promise<void> => {
-      const left = deadline === undefined ? ms : Math.max(0, deadline - performance.now());
-      return new Promise((resolve) => setTimeout(resolve, Math.min(ms, left)));
-    };
     const nextTry = async (why: string): Promise<boolean> => {
       body?.hold();
-      retried++;
-      this.policyMetrics.retried({ ...this.policyLabels(serviceName, retry!.policy), reason: why });
-      await pause(backoffMs(retry!, retried));
+      await policy.nextTry(why);
       return !exchange.closed;
     };
-    /** A try's own limit, when it ends before the request's deadline (which `expiry` enforces). */
-    const perTryMs = (): number | undefined => {
-      if (limits.perTryMs === undefined) return undefined;
-      if (deadline !== undefined && deadline - performance.now() <= limits.perTryMs) return undefined;
-      return limits.perTryMs;
-    };
+    const retryAnswer = (status: number, grpcStatus: string, failure?: 'connect-failure' | 'reset') =>
+      policy.retryAnswer(status, grpcStatus, failure);
     try {
-      if (breaker) {
-        // Over maxRequests: a fast 503, or a wait for a place (maxPendingRequests).
-        const entered = await breaker.enter(breakerLimits!, expiry?.signal);
-        if (entered === 'aborted') return timedOut('request', 'unknown');
-        if (entered !== true) return overflow(breakerLimits!, entered);
-        admitted = true;
-        if (exchange.closed) return record(499, '', 'unknown', serviceName);
+      // Over the circuit breaker's maxRequests: a fast 503, or a wait for a place (which ends
+      // when the caller leaves).
+      exchange.onClosed(() => policy.close());
+      const admission = policy.admit();
+      const admitted = admission instanceof Promise ? await admission : admission;
+      if (admitted === 'gone') return record(499, '', 'unknown', serviceName);
+      if (admitted === 'timed-out') return timedOut('request', 'unknown');
+      if (admitted !== true) {
+        exchange.fail(503, overflowMessage(admitted, policy.breakerLimits!.policy), {
+          grpcStatus: GRPC.UNAVAILABLE,
+          headers: { [OVERFLOW_HEADER]: admitted },
+        });
+        return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', serviceName);
       }
+      if (exchange.closed) return record(499, '', 'unknown', serviceName);
       for (let attempt = 1; ; attempt++) {
-        if (expiry?.signal.aborted) return timedOut('request', 'unknown');
-        if (retry) headers[ATTEMPT_HEADER] = String(attempt);
-        const fault = this.faultFor(config, destination, routed.route, facts);
+        if (policy.expired) return timedOut('request', 'unknown');
+        if (policy.retry) headers[ATTEMPT_HEADER] = String(attempt);
+        const fault = policy.fault();
         if (fault) {
-          this.countFault(fault, serviceName);
           if (fault.delayMs > 0) {
-            await pause(fault.delayMs);
+            await policy.pause(fault.delayMs);
             if (exchange.closed) return record(499, '', 'unknown', serviceName);
-            if (expiry?.signal.aborted) return timedOut('request', 'unknown');
+            if (policy.expired) return timedOut('request', 'unknown');
           }
           if (fault.abort) {
             const status = abortStatus(fault.abort, grpcStatusForHttp);
@@ -455,36 +376,37 @@ export class OutboundProxy {
             headers['grpc-timeout'] = formatGrpcTimeout(deadline - performance.now());
           try {
             const outcome = await this.attempt(target, headers, body, exchange, retryAnswer, {
-              perTryMs: perTryMs(),
-              expiry: expiry?.signal,
+              perTryMs: policy.perTryMs(),
+              expiry: policy.expirySignal,
               grpc,
-              ...connection,
+              ...policy.connection,
             });
-            note(target, resultOfAnswer(outcome.status, outcome.grpcStatus));
+            policy.note(target, resultOfAnswer(outcome.status, outcome.grpcStatus));
             return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
           } catch (error) {
             if (exchange.closed) return record(499, '', target.cluster, serviceName);
             if (error instanceof TimedOut) {
-              if (error.timeout === 'per-try') note(target, 'gateway');
+              if (error.timeout === 'per-try') policy.note(target, 'reset');
               return timedOut(error.timeout, target.cluster);
             }
             if (error instanceof RetriedAnswer) {
-              note(target, error.result);
+              policy.note(target, error.result);
               held = error;
               break;
             }
             if (!(error instanceof RetryableFailure)) {
-              note(target, 'gateway');
+              // (The app's own body outgrowing the replay buffer says nothing about the endpoint.)
+              if (!(error instanceof BodyTooLong)) policy.note(target, 'reset');
               // Reset after the request went out: a try the policy may make again (`reset`).
               if (!exchange.answered && retryAnswer(502, '', 'reset')) {
-                held = new RetriedAnswer('reset', 'gateway');
+                held = new RetriedAnswer('reset', 'reset');
                 break;
               }
               exchange.fail(502, `upstream reset: ${(error as Error).message}`);
               return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
             }
             failures.push(`${target.cluster} ${target.host}:${target.port}: ${error.message}`);
-            note(target, error.result);
+            if (error.result) policy.note(target, error.result);
             if (error.eject) this.ejectTarget(target);
             if (exchange.answered || (body && !body.replayable)) break;
             // A lost connection (GOAWAY, reset) gets one new connection to the same target.
@@ -508,24 +430,44 @@ export class OutboundProxy {
         return record(503, grpc ? String(GRPC.UNAVAILABLE) : '', targets[0]!.cluster, serviceName);
       }
     } finally {
-      clearTimeout(expiryTimer);
-      if (admitted) breaker!.leave();
-      if (retrying) breaker!.retries--;
+      policy.close();
       // Whatever of the body is still coming has nowhere to go (the answer is complete, or
       // there is none): it is read and dropped, so the app's connection stays usable.
       body?.discard();
     }
   }
 
+  /**
+   * The TrafficPolicy of one request to `destination` that `routed` chose (see
+   * `RequestPolicy`); `replayable`: whether the request can still be sent again.
+   */
+  requestPolicy(
+    config: ProxyConfig,
+    destination: Destination,
+    routed: RoutedBackend,
+    facts: RequestFacts,
+    replayable: () => boolean,
+  ): RequestPolicy {
+    return new RequestPolicy(
+      this,
+      config,
+      destination,
+      routed,
+      facts,
+      backendName(destination, routed),
+      replayable,
+    );
+  }
+
   /** The circuit breaker state of a destination service (made on first use). */
-  private breaker(service: string): Breaker {
+  breaker(service: string): Breaker {
     let breaker = this.breakers.get(service);
     if (!breaker) this.breakers.set(service, (breaker = new Breaker()));
     return breaker;
   }
 
   /** One try's result on `target`, for outlier detection: an ejection is applied, counted and logged. */
-  private noteTry(
+  noteTry(
     target: Target,
     group: readonly Target[],
     policy: OutlierPolicy,
@@ -550,14 +492,14 @@ export class OutboundProxy {
   }
 
   /** The retry budget of a destination service (made on first use). */
-  private retryBudget(service: string): RetryBudget {
+  retryBudget(service: string): RetryBudget {
     let budget = this.budgets.get(service);
     if (!budget) this.budgets.set(service, (budget = new RetryBudget()));
     return budget;
   }
 
   /** The labels of this sidecar's policy metrics for a destination and a policy. */
-  private policyLabels(serviceName: string, policy: string) {
+  policyLabels(serviceName: string, policy: string) {
     return {
       sourceCluster: this.options.cluster,
       sourceWorkload: this.options.serviceAccount,
@@ -567,19 +509,20 @@ export class OutboundProxy {
   }
 
   /**
-   * The fault a TrafficPolicy injects into one request to `destination` (routed by `route`,
-   * if a mesh route matched); none: it goes on. Counted once applied (`countFault`).
+   * The fault `faults` (a TrafficPolicy's) injects into one try of a request, drawn anew each
+   * time and counted in `causeway_faults_injected_total`; none: it goes on.
    */
-  faultFor(
-    config: ProxyConfig,
-    destination: Destination,
-    route: string | undefined,
+  drawFault(
+    faults: FaultPolicy,
     facts: RequestFacts,
+    serviceName: string,
   ): (Fault & { readonly policy: string }) | undefined {
-    const { service } = destination;
-    const policy = faultPolicyOf(config, service.namespace, service.name, route);
-    const fault = decideFault(policy, facts);
-    return policy && fault ? { ...fault, policy: policy.policy } : undefined;
+    const fault = decideFault(faults, facts);
+    if (!fault) return undefined;
+    const labels = this.policyLabels(serviceName, faults.policy);
+    if (fault.delayMs > 0) this.policyMetrics.faultInjected({ ...labels, fault: 'delay' });
+    if (fault.abort) this.policyMetrics.faultInjected({ ...labels, fault: 'abort' });
+    return { ...fault, policy: faults.policy };
   }
 
   /**
@@ -588,27 +531,7 @@ export class OutboundProxy {
    * `destination` that `routed` chose: those are served on the per-request path.
    */
   perRequestPolicy(config: ProxyConfig, destination: Destination, routed: RoutedBackend): boolean {
-    const { namespace, name } = destination.service;
-    const limits = requestTimeoutsOf(config, namespace, name, routed);
-    const outliers = outlierPolicyOf(config, routed.namespace, routed.name);
-    const breaker = breakerLimitsOf(config, routed.namespace, routed.name);
-    return (
-      faultPolicyOf(config, namespace, name, routed.route) !== undefined ||
-      retryPolicyOf(config, namespace, name, routed.route) !== undefined ||
-      limits.requestMs !== undefined ||
-      limits.perTryMs !== undefined ||
-      // Answers counted for outlier detection, requests and retries counted for a breaker.
-      (outliers !== undefined &&
-        (outliers.consecutive5xx !== undefined || outliers.consecutiveGateway !== undefined)) ||
-      (breaker !== undefined && (breaker.maxRequests !== undefined || breaker.maxRetries !== undefined))
-    );
-  }
-
-  /** An injected fault, in `causeway_faults_injected_total`. */
-  countFault(fault: Fault & { readonly policy: string }, serviceName: string): void {
-    const labels = this.policyLabels(serviceName, fault.policy);
-    if (fault.delayMs > 0) this.policyMetrics.faultInjected({ ...labels, fault: 'delay' });
-    if (fault.abort) this.policyMetrics.faultInjected({ ...labels, fault: 'abort' });
+    return policyBundleOf(config, destination, routed).perRequest;
   }
 
   /** L4 or L7 for a service port under a config (see `dataPlaneMode`). */
@@ -716,6 +639,8 @@ export class OutboundProxy {
   ): Promise<TunnelLease | 'l7' | string> {
     const targets = this.candidates(config, destination, exclude);
     const first = targets[0];
+    const overflow = this.connectionOverflow(config, destination);
+    if (overflow) return overflow;
     if (first) {
       const { service, port } = destination;
       const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
@@ -778,19 +703,55 @@ export class OutboundProxy {
     targets: readonly Target[],
     framed: boolean,
   ): Promise<TunnelLease | 'l7' | string> {
-    const { service, port } = destination;
-    const key = `${service.namespace}/${service.name}:${port}`;
+    const { service } = destination;
     if (targets.length === 0) return `no ready endpoint of ${service.hostname}`;
     // The circuit breaker's connection limit: app connections carried to the service at once.
-    const limits = breakerLimitsOf(config, service.namespace, service.name);
-    const breaker = limits?.maxConnections !== undefined ? this.breaker(service.hostname) : undefined;
-    if (breaker && breaker.connections >= limits!.maxConnections!) {
-      this.policyMetrics.overflowed({
-        ...this.policyLabels(service.hostname, limits!.policy),
-        reason: 'max-connections',
-      });
-      return overflowMessage('max-connections', limits!.policy);
+    const overflow = this.connectionOverflow(config, destination);
+    if (overflow) return overflow;
+    // A place under maxConnections is held while the tunnel opens (the lease takes it over).
+    const counted = breakerLimitsOf(config, service.namespace, service.name)?.maxConnections !== undefined;
+    const countConnection = counted ? this.connectionCounter(service.hostname) : undefined;
+    countConnection?.(1);
+    try {
+      return await this.openFirst(config, destination, targets, framed, countConnection);
+    } finally {
+      countConnection?.(-1);
     }
+  }
+
+  /**
+   * The refusal of a new (or reused) tunnel to `destination` when its circuit breaker's
+   * `maxConnections` is reached (counted); none: it may go ahead.
+   */
+  private connectionOverflow(config: ProxyConfig, destination: Destination): string | undefined {
+    const { service } = destination;
+    const limits = breakerLimitsOf(config, service.namespace, service.name);
+    if (limits?.maxConnections === undefined) return undefined;
+    if (this.breaker(service.hostname).connections < limits.maxConnections) return undefined;
+    this.policyMetrics.overflowed({
+      ...this.policyLabels(service.hostname, limits.policy),
+      reason: 'max-connections',
+    });
+    return overflowMessage('max-connections', limits.policy);
+  }
+
+  /** Counts a destination's tunnels in use under its circuit breaker (whichever breaker is current). */
+  private connectionCounter(service: string): (delta: number) => void {
+    return (delta) => {
+      this.breaker(service).connections += delta;
+    };
+  }
+
+  /** `openTo` past the circuit breaker: the first of `targets` that takes a tunnel. */
+  private async openFirst(
+    config: ProxyConfig,
+    destination: Destination,
+    targets: readonly Target[],
+    framed: boolean,
+    countConnection: ((delta: number) => void) | undefined,
+  ): Promise<TunnelLease | 'l7' | string> {
+    const { service, port } = destination;
+    const key = `${service.namespace}/${service.name}:${port}`;
     const outlierPolicy = outlierPolicyOf(config, service.namespace, service.name);
     const timeouts = connectionTimeoutsOf(config, service.namespace, service.name);
     const failures: string[] = [];
@@ -804,20 +765,24 @@ export class OutboundProxy {
           this.timeoutsInForce.tunnelOpenMs,
           timeouts.connectMs,
         );
-        if (outlierPolicy) this.noteTry(target, [], outlierPolicy, 'success', service.hostname);
+        if (outlierPolicy) this.noteTry(target, [], outlierPolicy, 'connected', service.hostname);
         if (timeouts.idleMs !== undefined)
           stream.setTimeout(timeouts.idleMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
-        if (breaker) {
-          breaker.connections++;
-          stream.once('close', () => breaker.connections--);
-        }
-        const lease = new StreamLease(key, target, stream, this.connections, this.countInFlight, {
-          reporter: 'source',
-          sourceCluster: this.options.cluster,
-          sourceWorkload: this.options.serviceAccount,
-          destinationCluster: target.cluster,
-          destinationService: service.hostname,
-        });
+        const lease = new StreamLease(
+          key,
+          target,
+          stream,
+          this.connections,
+          this.countInFlight,
+          {
+            reporter: 'source',
+            sourceCluster: this.options.cluster,
+            sourceWorkload: this.options.serviceAccount,
+            destinationCluster: target.cluster,
+            destinationService: service.hostname,
+          },
+          countConnection,
+        );
         lease.fallback = target !== targets[0];
         return lease;
       } catch (error) {
@@ -1056,7 +1021,7 @@ export class OutboundProxy {
           // A try that took too long counts as a 504 (gRPC DEADLINE_EXCEEDED) for retries.
           reject(
             retryAnswer(504, limits.grpc ? String(GRPC.DEADLINE_EXCEEDED) : '')
-              ? new RetriedAnswer('per-try-timeout', 'gateway')
+              ? new RetriedAnswer('per-try-timeout', 'reset')
               : new TimedOut('per-try'),
           );
         }, limits.perTryMs);
@@ -1123,10 +1088,21 @@ export class OutboundProxy {
         // The body grew past what is kept while a retry waited: it cannot be sent again.
         stream.close(http2.constants.NGHTTP2_CANCEL);
         done();
-        reject(error as Error);
+        reject(new BodyTooLong((error as Error).message));
       }
     });
   }
+}
+
+/**
+ * The name of the service a request went to, for metrics: the destination's own
+ * (cluster-local for a Service that is not exported), or the clusterset name of the
+ * backend a route chose.
+ */
+function backendName(destination: Destination, routed: RoutedBackend): string {
+  return routed.name === destination.service.name && routed.namespace === destination.service.namespace
+    ? destination.service.hostname
+    : `${routed.name}.${routed.namespace}.svc.clusterset.local`;
 }
 
 /**
@@ -1186,6 +1162,8 @@ class StreamLease implements TunnelLease {
     private readonly connections: ConnectionMetrics,
     private readonly countInFlight: (targetKey: string, delta: number) => void,
     private readonly labels: Parameters<ConnectionMetrics['open']>[0],
+    /** Counts it in use under its destination's circuit breaker (maxConnections). */
+    private readonly countConnection?: (delta: number) => void,
   ) {
     connections.open(labels);
     this.busy(true);
@@ -1220,6 +1198,7 @@ class StreamLease implements TunnelLease {
     if (busy === this.counted || (busy && this.stream.destroyed)) return;
     this.counted = busy;
     this.countInFlight(this.target.key, busy ? 1 : -1);
+    this.countConnection?.(busy ? 1 : -1);
   }
 
   write(chunk: Buffer): boolean {

@@ -86,3 +86,26 @@ test('at most maxEjectionPercent of the endpoints is out at once (at least one m
   none.record(a, group, never, 'gateway', 's', 0);
   assert.equal(none.record(a, group, never, 'gateway', 's', 0), undefined);
 });
+
+test('a try with no answer (a reset, a try out of time) is a gateway error, not a 5xx answer', () => {
+  const detector = new OutlierDetector();
+  const only5xx = { ...policy, consecutiveGateway: undefined, consecutive5xx: 2 };
+  detector.record(a, group, only5xx, 'reset', 's', 0);
+  assert.equal(detector.record(a, group, only5xx, 'reset', 's', 0), undefined);
+  assert.equal(detector.record(a, group, policy, 'reset', 's', 0)?.cause, 'consecutive-gateway-errors');
+});
+
+test('a tunnel opened ends a run of connect failures, not a run of 5xx answers', () => {
+  const detector = new OutlierDetector();
+  const only = { ...policy, consecutiveGateway: undefined };
+  detector.record(a, group, only, '5xx', 's', 0);
+  detector.record(a, group, only, '5xx', 's', 0);
+  detector.record(a, group, only, 'local', 's', 0);
+  detector.record(a, group, only, 'connected', 's', 0);
+  assert.equal(
+    detector.record(a, group, only, 'local', 's', 0),
+    undefined,
+    'the connect failures start over',
+  );
+  assert.equal(detector.record(a, group, only, '5xx', 's', 0)?.cause, 'consecutive-5xx');
+});

@@ -7,7 +7,7 @@ export interface OutlierPolicy {
   readonly policy: string;
   /** Consecutive 5xx answers (gRPC: UNKNOWN, INTERNAL, DATA_LOSS, UNAVAILABLE) that eject; none: not counted. */
   readonly consecutive5xx?: number;
-  /** Consecutive 502, 503 and 504 answers (gRPC: UNAVAILABLE), connect failures and resets that eject. */
+  /** Consecutive 502, 503 and 504 answers (gRPC: UNAVAILABLE), connect failures, resets and tries out of time that eject. */
   readonly consecutiveGateway?: number;
   /** Consecutive connect failures (no connection, no tunnel) that eject. */
   readonly consecutiveLocal?: number;
@@ -71,8 +71,12 @@ export function outlierPolicyOf(
 /** What ejected an endpoint (the `reason` label of `causeway_outlier_ejections_total`). */
 export type EjectionCause = 'consecutive-5xx' | 'consecutive-gateway-errors' | 'consecutive-local-failures';
 
-/** What one try on an endpoint came to, for outlier detection. */
-export type TryResult = 'success' | '5xx' | 'gateway' | 'local';
+/**
+ * What one try on an endpoint came to, for outlier detection: an answer (a success, a server
+ * error, a gateway error), no answer (a reset, a try out of time), no connection, or a
+ * connection (a tunnel opened: that ends a run of connect failures; its answers count apart).
+ */
+export type TryResult = 'success' | '5xx' | 'gateway' | 'reset' | 'local' | 'connected';
 
 /** gRPC statuses that count as a server error, and the one that counts as a gateway error. */
 const GRPC_SERVER_ERRORS = new Set(['2', '13', '15']);
@@ -136,6 +140,11 @@ export class OutlierDetector {
       if (health) health.fiveXx = health.gateway = health.local = 0;
       return undefined;
     }
+    // A connection (a tunnel) was had: that ends a run of connect failures, nothing more.
+    if (result === 'connected') {
+      if (health) health.local = 0;
+      return undefined;
+    }
     if (!health) {
       health = {
         fiveXx: 0,
@@ -158,6 +167,10 @@ export class OutlierDetector {
       health.gateway++;
       if (policy.consecutiveLocal !== undefined && health.local >= policy.consecutiveLocal)
         cause = 'consecutive-local-failures';
+    } else if (result === 'reset') {
+      // No answer: a gateway error, not a 5xx answer.
+      health.local = 0;
+      health.gateway++;
     } else {
       health.local = 0;
       health.fiveXx++;

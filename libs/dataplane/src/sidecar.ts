@@ -177,15 +177,15 @@ export class Sidecar {
     this.inboundProxy.configChanged(config);
   }
 
-  /**
-   * Stops gracefully: no new connections; peers are told to finish their requests here
-   * and send new ones elsewhere (HTTP/2 GOAWAY), and requests in flight complete (up to 5 s).
-   */
   /** The endpoints outlier detection has ejected now (`/debug/outliers`). */
   ejectedEndpoints(): Ejection[] {
     return this.outboundProxy.outliers.ejected();
   }
 
+  /**
+   * Stops gracefully: no new connections; peers are told to finish their requests here
+   * and send new ones elsewhere (HTTP/2 GOAWAY), and requests in flight complete (up to 5 s).
+   */
   async close(): Promise<void> {
     this.stopping = true;
     // HTTP/1.1 has no GOAWAY: idle connections are closed, busy ones say `Connection: close`

@@ -249,7 +249,7 @@ export class ConnectionMetrics {
 }
 
 /** The labels of a policy metric: the caller, the destination, the policy. */
-interface PolicyLabels {
+export interface PolicyLabels {
   readonly sourceCluster: string;
   readonly sourceWorkload: string;
   readonly destinationService: string;
