@@ -216,7 +216,7 @@ test('a cluster priority sends everything to the first cluster listed, the neare
 
 test('an endpoint answering 5xx is ejected, gets no traffic until its time is up, then longer; at most the maximum share is out', async () => {
   await poolPolicy(
-    `  loadBalancer: { type: RoundRobin }\n  outlierDetection: { consecutive5xxErrors: 3, baseEjectionTime: 4s, maxEjectionPercent: 50 }\n`,
+    `  loadBalancer: { type: RoundRobin }\n  outlierDetection: { consecutive5xxErrors: 3, baseEjectionTime: 6s, maxEjectionPercent: 50 }\n`,
   );
   failing.add('b');
   try {
@@ -229,13 +229,8 @@ test('an endpoint answering 5xx is ejected, gets no traffic until its time is up
     assert.equal(ejection!.cluster, 'east');
     assert.equal(ejection!.reason, 'consecutive-5xx');
     assert.equal(ejection!.ejections, 1);
-    assert.ok(ejection!.untilMs - Date.now() <= 4_000);
-    // While it is out, every request goes to a.
-    const during: Answer[] = [];
-    while (Date.now() < ejection!.untilMs - 1_000 && during.length < 40) during.push(await get(POOL));
-    assert.ok(during.length >= 10, `only ${during.length} requests in the ejection`);
-    assert.deepEqual(tally(during), { a: during.length });
-    // causeway explain shows it, with the policy in force.
+    assert.ok(ejection!.untilMs - Date.now() <= 6_000);
+    // causeway explain shows it.
     const text = await explain();
     assert.match(text, /Endpoints ejected now \(outlier detection\), as sidecars see them:/);
     assert.match(
@@ -246,6 +241,11 @@ test('an endpoint answering 5xx is ejected, gets no traffic until its time is up
     );
     const gauge = await metric('causeway_outlier_ejected_endpoints', `destination_service="${POOL}"`);
     assert.equal(gauge, 1);
+    // While it is out, every request goes to a.
+    const during: Answer[] = [];
+    while (Date.now() < ejection!.untilMs - 1_000 && during.length < 40) during.push(await get(POOL));
+    assert.ok(during.length >= 10, `only ${during.length} requests in the ejection`);
+    assert.deepEqual(tally(during), { a: during.length });
     // Its time is up: it gets requests again, still fails, and is out longer.
     await new Promise((resolve) => setTimeout(resolve, Math.max(0, ejection!.untilMs - Date.now() + 100)));
     await eventually(async () => {
@@ -253,7 +253,7 @@ test('an endpoint answering 5xx is ejected, gets no traffic until its time is up
       [ejection] = await ejectedNow();
       assert.equal(ejection?.ejections, 2);
     }, 20_000);
-    assert.ok(ejection!.untilMs - Date.now() > 4_000, 'the second ejection is longer (8 s)');
+    assert.ok(ejection!.untilMs - Date.now() > 6_000, 'the second ejection is longer (12 s)');
     // a fails too: 50% of three endpoints (a, b, west's gateway) lets only one be out.
     failing.add('a');
     const both = await many(30, 2);
@@ -359,10 +359,11 @@ test('a remote cluster whose gateway fails is ejected and its traffic fails over
     running = false;
     await traffic;
   }
-  const ejected = await ejectedNow();
+  // (An endpoint of east may still be out from an earlier test.)
+  const ejected = (await ejectedNow()).filter((e) => e.cluster === 'west');
   assert.deepEqual(
-    ejected.map((e) => [e.cluster, e.endpoint, e.reason]),
-    [['west', federation.cluster('west').gatewayAddress, 'consecutive-local-failures']],
+    ejected.map((e) => [e.endpoint, e.reason]),
+    [[federation.cluster('west').gatewayAddress, 'consecutive-local-failures']],
   );
   assert.ok(
     (await metric(
@@ -371,8 +372,5 @@ test('a remote cluster whose gateway fails is ejected and its traffic fails over
     )) >= 1,
   );
   const json = JSON.parse(await explain('--json')) as { ejectedEndpoints: Ejected[] };
-  assert.deepEqual(
-    json.ejectedEndpoints.map((e) => e.cluster),
-    ['west'],
-  );
+  assert.ok(json.ejectedEndpoints.some((e) => e.cluster === 'west'));
 });
