@@ -27,7 +27,7 @@ const failing = new Set<string>();
 const served = new Map<string, number>();
 /** `pool` instances: `a` and `b` in east, `w` in west. Each answers its own name. */
 const instances = new Map(
-  ['a', 'b', 'w'].map((name) => [
+  ['a', 'b', 'c', 'w'].map((name) => [
     name,
     http.createServer((request, response) => {
       served.set(name, (served.get(name) ?? 0) + 1);
@@ -60,16 +60,6 @@ before(async () => {
   for (const cluster of ['east', 'west'])
     await federation.apply(cluster, 'pool.yaml', exportedService('shop', 'pool', 80, 'http'));
   await federation.apply('east', 'hold.yaml', exportedService('shop', 'hold', 80, 'http'));
-  const behindSidecar = async (cluster: string, app: string, workload: string, server: http.Server) => {
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    await federation.startSidecar(cluster, {
-      namespace: 'shop',
-      serviceAccount: app,
-      workload: { name: workload, labels: { app } },
-      inbound: [{ name: 'http', appPort: (server.address() as AddressInfo).port }],
-      accessLog: false,
-    });
-  };
   await behindSidecar('east', 'pool', 'pool-a', instances.get('a')!);
   await behindSidecar('east', 'pool', 'pool-b', instances.get('b')!);
   await behindSidecar('west', 'pool', 'pool-w', instances.get('w')!);
@@ -97,11 +87,28 @@ interface Answer {
   readonly overflow?: string;
 }
 
+/** `server` listening, behind a new sidecar of `app` in `cluster`, registered as `workload`. */
+async function behindSidecar(
+  cluster: string,
+  app: string,
+  workload: string,
+  server: http.Server,
+): Promise<SidecarProcess> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return await federation.startSidecar(cluster, {
+    namespace: 'shop',
+    serviceAccount: app,
+    workload: { name: workload, labels: { app } },
+    inbound: [{ name: 'http', appPort: (server.address() as AddressInfo).port }],
+    accessLog: false,
+  });
+}
+
 /** One GET through the client's sidecar (a new connection unless `agent` keeps one). */
-function get(host: string, agent: http.Agent | false = false): Promise<Answer> {
+function get(host: string, agent: http.Agent | false = false, via: SidecarProcess = client): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const request = http.get(
-      { host: '127.0.0.1', port: client.outboundPort, path: '/', agent, headers: { host } },
+      { host: '127.0.0.1', port: via.outboundPort, path: '/', agent, headers: { host } },
       (response) => {
         let body = '';
         response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
@@ -122,14 +129,19 @@ function get(host: string, agent: http.Agent | false = false): Promise<Answer> {
 }
 
 /** `count` GETs to `host`, `concurrency` at a time. */
-async function many(count: number, concurrency: number, host = POOL): Promise<Answer[]> {
+async function many(
+  count: number,
+  concurrency: number,
+  host = POOL,
+  via: SidecarProcess = client,
+): Promise<Answer[]> {
   const answers: Answer[] = [];
   let next = 0;
   await Promise.all(
     Array.from({ length: concurrency }, async () => {
       while (next < count) {
         next++;
-        answers.push(await get(host));
+        answers.push(await get(host, false, via));
       }
     }),
   );
@@ -159,8 +171,8 @@ ${spec}`,
   );
 
 /** A counter's value on the client sidecar's `/metrics`, summed over series whose labels include `labels`. */
-async function metric(name: string, labels: string): Promise<number> {
-  const text = await (await fetch(`${client.adminUrl}/metrics`)).text();
+async function metric(name: string, labels: string, of: SidecarProcess = client): Promise<number> {
+  const text = await (await fetch(`${of.adminUrl}/metrics`)).text();
   let total = 0;
   for (const [, found, value] of text.matchAll(new RegExp(`^${name}\\{([^}]*)\\} (\\S+)$`, 'gm')))
     if (labels.split(',').every((label) => found!.split(',').includes(label))) total += Number(value);
@@ -322,6 +334,88 @@ spec:
       '503 circuit breaker: max-pending-requests of TrafficPolicy shop/hold reached': 2,
     });
   }, 30_000);
+});
+
+test('idle timeouts: a connection carried whole (L4) with nothing going either way is closed after the idle time', async () => {
+  const holdPolicy = (spec: string) =>
+    federation.apply(
+      'east',
+      'hold-policy.yaml',
+      `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: hold, namespace: shop }
+spec:
+  targetRefs: [{ kind: Service, group: "", name: hold }]
+${spec}`,
+    );
+  /** A CONNECT through the client's sidecar, a GET inside it: the answer, or how the tunnel ended. */
+  const throughConnect = () =>
+    new Promise<string>((resolve, reject) => {
+      const request = http.request({
+        host: '127.0.0.1',
+        port: client.outboundPort,
+        method: 'CONNECT',
+        path: `${HOLD}:80`,
+      });
+      request.on('error', reject);
+      request.on('connect', (response, socket) => {
+        if (response.statusCode !== 200) return resolve(`refused ${response.statusCode}`);
+        let answer = '';
+        socket.setEncoding('latin1');
+        socket.on('data', (chunk: string) => (answer += chunk));
+        socket.on('error', () => {});
+        socket.on('close', () => resolve(answer === '' ? 'closed unanswered' : answer.split('\r\n')[0]!));
+        socket.write(`GET / HTTP/1.1\r\nhost: ${HOLD}\r\nconnection: close\r\n\r\n`);
+      });
+      request.end();
+    });
+  // The app holds each request for a second: under 500ms of idle time the tunnel is cut first.
+  await holdPolicy('  timeouts: { idle: 500ms }\n');
+  await eventually(async () => assert.equal(await throughConnect(), 'closed unanswered'), 30_000);
+  await holdPolicy('  timeouts: { idle: 3s }\n');
+  await eventually(async () => assert.equal(await throughConnect(), 'HTTP/1.1 200 OK'), 30_000);
+});
+
+test('a connect timeout gives up on an endpoint that never completes a handshake, and the request goes elsewhere at once', async () => {
+  await poolPolicy(
+    `  loadBalancer: { type: RoundRobin }\n  timeouts: { connect: 300ms }\n  outlierDetection: { consecutiveLocalOriginFailures: 1, maxEjectionPercent: 100 }\n`,
+  );
+  // A third endpoint in east, serving; then frozen: the kernel still accepts connections to
+  // it, nothing answers their TLS handshakes. A new caller's sidecar has none open to it yet.
+  const frozen = await behindSidecar('east', 'pool', 'pool-c', instances.get('c')!);
+  await eventually(async () => assert.ok(tally(await many(12, 2)).c, 'c gets no traffic yet'), 30_000);
+  frozen.child.kill('SIGSTOP');
+  const caller = await federation.startSidecar('east', {
+    namespace: 'shop',
+    serviceAccount: 'web',
+    accessLog: false,
+  });
+  try {
+    const rounds: number[] = [];
+    await eventually(async () => {
+      const started = performance.now();
+      const answers = await many(6, 2, POOL, caller);
+      rounds.push(performance.now() - started);
+      assert.deepEqual(
+        answers.filter((a) => a.status !== 200),
+        [],
+      );
+      assert.ok(
+        (await metric(
+          'causeway_outlier_ejections_total',
+          'destination_cluster="east",reason="consecutive-local-failures"',
+          caller,
+        )) > 0,
+        'no connect failure on c yet',
+      );
+    }, 30_000);
+    // Without the policy a handshake gets 5 s; with it, 300 ms and then the next endpoint.
+    assert.ok(Math.max(...rounds) < 3_000, `a round of requests took ${Math.max(...rounds)} ms`);
+  } finally {
+    frozen.child.kill('SIGCONT');
+    await frozen.stop();
+    await caller.stop();
+  }
 });
 
 test('a remote cluster whose gateway fails is ejected and its traffic fails over to the next cluster', async () => {
