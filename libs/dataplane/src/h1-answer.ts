@@ -35,7 +35,10 @@ export class H1Answer {
   keepAlive = true;
   /** How the final answer's body ends (`close`: with the connection). */
   framing: BodyFraming['type'] = 'none';
-  /** A byte of the answer went to the sink: the request cannot be sent again. */
+  /**
+   * A byte of the final answer (or of a tunnel's head) went to the sink: the request cannot
+   * be sent again. Interim answers passed on do not count.
+   */
   answered = false;
   /** The sink said it is full on the last write. */
   backedUp = false;
@@ -85,15 +88,18 @@ export class H1Answer {
         this.scan.reset();
         return { kind: 'retry', status: parsed.status };
       }
-      this.answered = true;
       if (parsed.tunnel) {
+        this.answered = true;
         this.status = parsed.status;
         this.pass(buffer.subarray(0, parsed.end));
         return { kind: 'tunnel', rest: buffer.subarray(parsed.end) };
       }
       this.pass(buffer.subarray(0, parsed.end));
       data = buffer.subarray(parsed.end);
+      // An interim answer (100 Continue) passed on leaves the request free to be sent
+      // again: the final answer is still to come (and may come from elsewhere).
       if (parsed.interim) continue;
+      this.answered = true;
       this.status = parsed.status;
       this.keepAlive = parsed.keepAlive;
       this.framing = parsed.body.type;

@@ -49,6 +49,8 @@ const DROPPED_FIELDS = new Set([
   'x_causeway_attempt',
 ]);
 const EMPTY = Buffer.alloc(0);
+/** How `acquireTunnel` says that no endpoint it tried could be reached. */
+const CONNECT_ERROR = 'upstream connect error';
 /** After the sidecar closes an app connection, how long the app has to close its side. */
 const CLOSE_GRACE_MS = 5_000;
 
@@ -191,8 +193,8 @@ export class OutboundH1Connection {
   private stopping = false;
   /** The app sent its FIN. */
   private appEnded = false;
-  /** The policy of a request waiting for a place under its circuit breaker. */
-  private admitting: RequestPolicy | undefined;
+  /** The policy of a request under way before its exchange exists (closed if the connection goes). */
+  private starting: RequestPolicy | undefined;
 
   constructor(
     private readonly socket: Duplex,
@@ -236,8 +238,8 @@ export class OutboundH1Connection {
 
   private readonly onClose = (): void => {
     this.done = true;
-    // A request waiting for a place gives it up.
-    this.admitting?.close();
+    // A request waiting for a place, or for its first tunnel, gives it up.
+    this.starting?.close();
     // The app left in the middle of an exchange: its tunnel cannot carry another.
     if (this.exchange) {
       this.endPolicy(this.exchange);
@@ -274,6 +276,7 @@ export class OutboundH1Connection {
   /** A bug, not bad input: the exchange ends with 500 (or a cut connection) and is logged. */
   private crashed(error: unknown): void {
     this.busy = false;
+    this.starting?.close();
     this.proxy.log('warn', 'HTTP/1.1 exchange failed', { err: String((error as Error)?.stack ?? error) });
     if (this.exchange && this.answer.answered) return void this.socket.destroy();
     this.refuse(500, 'the sidecar failed on this request', true);
@@ -440,6 +443,17 @@ export class OutboundH1Connection {
    * Says the exchange, or undefined when the app already has its answer.
    */
   private async beginTries(policy: RequestPolicy, start: PolicyStart): Promise<Exchange | undefined> {
+    // A tunnel kept from an L4 request before goes back: this one is tried on its own.
+    this.unstick();
+    this.starting = policy;
+    try {
+      return await this.firstTry(policy, start);
+    } finally {
+      this.starting = undefined;
+    }
+  }
+
+  private async firstTry(policy: RequestPolicy, start: PolicyStart): Promise<Exchange | undefined> {
     this.busy = true;
     this.socket.pause();
     const refuse = (status: number, message: string, headers?: readonly string[]): undefined => {
@@ -449,10 +463,8 @@ export class OutboundH1Connection {
       this.refuse(status, message, start.mustClose, start.end, headers);
       return undefined;
     };
-    this.admitting = policy;
     const admission = policy.admit();
     const admitted = admission instanceof Promise ? await admission : admission;
-    this.admitting = undefined;
     if (this.done || admitted === 'gone') return void policy.close();
     if (admitted === 'timed-out') {
       policy.timedOut('request');
@@ -554,12 +566,20 @@ export class OutboundH1Connection {
         return void this.giveUp();
       }
       if (typeof lease === 'string') {
-        if (policy.retryAnswer(503, '', 'connect-failure')) {
+        // No endpoint could be reached: a connect failure the policy may retry. (A circuit
+        // breaker's refusal, or no endpoint at all, is answered at once.)
+        if (lease.startsWith(CONNECT_ERROR) && policy.retryAnswer(503, '', 'connect-failure')) {
           await policy.nextTry('connect-failure');
           if (this.done) return void policy.close();
           continue;
         }
         return refuse(503, lease);
+      }
+      // Out of time while the tunnel was being had: nothing is sent.
+      if (policy.expired) {
+        lease.release(true);
+        policy.timedOut('request');
+        return refuse(504, 'upstream request timeout');
       }
       return { lease, out, attempt };
     }
@@ -571,6 +591,13 @@ export class OutboundH1Connection {
     this.answer.start(exchange.head.method);
     this.answer.judge = (status) => policy.retryAnswer(status, '');
     this.watch(exchange);
+    this.armPerTry(exchange);
+  }
+
+  /** The try's own time limit starts (again). */
+  private armPerTry(exchange: Exchange): void {
+    const policy = exchange.policy!;
+    clearTimeout(exchange.perTry);
     const perTryMs = policy.perTryMs();
     if (perTryMs !== undefined)
       exchange.perTry = setTimeout(() => {
@@ -586,7 +613,13 @@ export class OutboundH1Connection {
   /** The request's time is up: a try not answered yet gets 504, an answer under way is cut. */
   private onExpired(exchange: Exchange): void {
     if (this.exchange !== exchange) return;
-    if (this.answer.answered) return void this.socket.destroy();
+    // A retry or a resend is under way: it answers 504 when its wait ends.
+    if (this.busy) return;
+    if (this.answer.answered) {
+      this.record(exchange, 504);
+      this.endPolicy(exchange);
+      return void this.socket.destroy();
+    }
     exchange.policy!.timedOut('request');
     this.refuseExchange(exchange, 504, 'upstream request timeout');
   }
@@ -604,15 +637,23 @@ export class OutboundH1Connection {
     const refuse = (status: number, message: string, headers?: readonly string[]): undefined => {
       this.busy = false;
       if (this.exchange === exchange) this.refuseExchange(exchange, status, message, headers);
+      else this.resumeAfterBusy();
       return undefined;
     };
     void (async () => {
       await policy.nextTry(reason);
-      // The connection closed, or the request's time ran out, meanwhile.
-      if (this.done || this.exchange !== exchange) return;
+      // The connection closed meanwhile.
+      if (this.done || this.exchange !== exchange) {
+        this.busy = false;
+        return this.resumeAfterBusy();
+      }
       const tried = await this.nextTry(policy, exchange, exchange.attempt + 1, refuse);
       if (!tried) return;
-      if (this.exchange !== exchange) return void tried.lease.release(true);
+      if (this.done || this.exchange !== exchange) {
+        tried.lease.release(true);
+        this.busy = false;
+        return this.resumeAfterBusy();
+      }
       this.busy = false;
       exchange.attempt = tried.attempt;
       exchange.lease = tried.lease;
@@ -740,8 +781,8 @@ export class OutboundH1Connection {
       return;
     }
     if (!this.answer.answered)
-      return void this.failed(exchange, error ?? 'the tunnel closed unanswered').catch((failure: unknown) =>
-        this.crashed(failure),
+      return void this.failed(exchange, error ?? 'the tunnel closed unanswered', error === undefined).catch(
+        (failure: unknown) => this.crashed(failure),
       );
     // An answer framed by the end of the connection ends here; any other is cut short.
     if (this.answer.endedCleanly()) return this.finish(exchange, false);
@@ -852,10 +893,11 @@ export class OutboundH1Connection {
    * when it may be sent again (an idempotent method, all of it kept); otherwise the app
    * gets 502 and the connection closes.
    */
-  private async failed(exchange: Exchange, why: string): Promise<void> {
+  private async failed(exchange: Exchange, why: string, graceful: boolean): Promise<void> {
     const { policy } = exchange;
     if (policy && !this.answer.answered) {
-      policy.note(exchange.lease.target, 'reset');
+      // (A tunnel the peer ended cleanly says nothing against the endpoint.)
+      if (!graceful) policy.note(exchange.lease.target, 'reset');
       // Reset after the request went out: a try the policy may make again (`reset`).
       if (exchange.kept && policy.retryAnswer(502, '', 'reset')) return this.retry(exchange, 'reset');
     }
@@ -881,12 +923,19 @@ export class OutboundH1Connection {
         ? await this.proxy.acquireTunnel(exchange.config, exchange.destination, exchange.tried)
         : await this.proxy.reopenTunnel(exchange.config, exchange.destination, exchange.lease.target);
     this.busy = false;
-    if (this.done) {
+    // The connection went, or the request was answered meanwhile (out of time).
+    if (this.done || this.exchange !== exchange) {
       if (typeof opened === 'object') opened.release(true);
-      return;
+      return this.resumeAfterBusy();
+    }
+    if (policy?.expired) {
+      if (typeof opened === 'object') opened.release(true);
+      policy.timedOut('request');
+      return this.refuseExchange(exchange, 504, 'upstream request timeout');
     }
     if (opened === 'l7') {
       // The port needs L7 there now: the request, as sent so far, goes the per-request way.
+      this.endPolicy(exchange);
       this.exchange = undefined;
       this.pending = Buffer.concat([...exchange.kept, this.pending]);
       return this.giveUp();
@@ -902,9 +951,21 @@ export class OutboundH1Connection {
     exchange.lease = opened;
     this.answer.reset();
     this.watch(exchange);
+    if (policy) this.armPerTry(exchange);
     for (const part of exchange.kept) opened.write(part);
     // What of the body came meanwhile follows what was sent again.
     this.sendPending(exchange);
+  }
+
+  /**
+   * A wait (a tunnel being had) ended with nothing left to do for its request: the
+   * connection reads the app's next request, if the app is still there.
+   */
+  private resumeAfterBusy(): void {
+    if (this.done || this.exchange || this.busy) return;
+    if (this.stopping || this.appEnded) return this.close();
+    this.socket.resume();
+    this.next();
   }
 
   /** After a 101: what the app sends and what the server sends pass untouched, both ways. */

@@ -254,7 +254,8 @@ export class RequestPolicy {
    */
   retryAnswer(status: number, grpcStatus: string, failure?: 'connect-failure' | 'reset'): boolean {
     const retry = this.retry;
-    if (!retry || !this.mayRetry || this.retried >= retry.retries || !this.replayable()) return false;
+    if (this.closed || !retry || !this.mayRetry || this.retried >= retry.retries || !this.replayable())
+      return false;
     if (failure ? !retry.retryOn.has(failure) : !retriableAnswer(retry, status, grpcStatus)) return false;
     // Retries in flight to the destination: over the circuit breaker's limit, none is made.
     const maxRetries = this.bundle.breaker?.maxRetries;
