@@ -582,3 +582,32 @@ test('a gRPC deadline is never extended: passed on as it came, or shortened to a
     assert.ok(given > 0 && given <= 200, `the app got grpc-timeout ${deadlines[0]}`);
   }, 30_000);
 });
+
+test('a request whose time runs out during a retry backoff gets 504, and its kept-alive connection serves the next request', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const DOWN = 'down.shop.svc.clusterset.local';
+  try {
+    await federation.apply(
+      'west',
+      'down-retries.yaml',
+      policy(
+        'down-retries',
+        'down',
+        '  timeouts: { request: 600ms }\n  retries: { attempts: 3, retryOn: [5xx], backoff: { baseInterval: 5s, maxInterval: 20s } }\n',
+      ),
+    );
+    await eventually(async () => assert.equal((await get(agent, {}, DOWN)).status, 504), 30_000);
+    const sockets = new Set<unknown>();
+    agent.on('free', (socket) => sockets.add(socket));
+    const answers = [];
+    for (let i = 0; i < 3; i++) answers.push(await get(agent, {}, DOWN));
+    // Each within the 10 s the helper waits: none hung behind the one before.
+    assert.deepEqual(
+      answers.map((a) => a.status),
+      [504, 504, 504],
+    );
+    assert.equal(sockets.size, 1, 'the three went over one kept-alive connection');
+  } finally {
+    agent.destroy();
+  }
+});
