@@ -5,26 +5,20 @@
 // without a failed request. Every part is a real process.
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { WebSocket } from 'ws';
-import {
-  exportedService,
-  LocalFederation,
-  pathPolicy,
-  type SidecarProcess,
-} from '@causeway/cli/local-federation';
+import type { LocalFederation } from '@causeway/cli/local-federation';
+import { exportedService, pathPolicy, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
-import { eventually, repoRoot, startEnvironment, withEnv, type Environment } from '@causeway/testing';
+import { eventually, repoRoot, withEnv } from '@causeway/testing';
+import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
-let env: Environment;
-let dir: string;
+let clusters: TwoClusters | undefined;
 let federation: LocalFederation;
 let client: SidecarProcess;
 let ledger: { app: SampleApp; sidecar: SidecarProcess };
@@ -32,15 +26,8 @@ let ledger: { app: SampleApp; sidecar: SidecarProcess };
 const LEDGER = 'ledger.shop.svc.clusterset.local';
 
 before(async () => {
-  env = await startEnvironment({ nats: true });
-  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-mesh-l4-'));
-  federation = await LocalFederation.start({
-    dir,
-    natsUrl: env.nats!.url,
-    clusters: ['east', 'west'],
-    heartbeatInterval: '500ms',
-    workloadGrace: '1s',
-  });
+  clusters = await startTwoClusters('mesh-l4');
+  federation = clusters.federation;
   await federation.apply(
     'east',
     'shop.yaml',
@@ -55,9 +42,7 @@ before(async () => {
 });
 
 after(async () => {
-  await federation?.stop();
-  await env?.dispose();
-  await rm(dir, { recursive: true, force: true });
+  await clusters?.dispose();
 });
 
 /** `causeway explain ledger.shop --json` against east's controller: the ledger's port modes. */

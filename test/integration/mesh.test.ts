@@ -5,20 +5,18 @@
 // instance fails over to the other cluster without a failed request; authorization, bad
 // input and config pushes behave.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
 import { EventEmitter } from 'node:events';
 import { after, before, test } from 'node:test';
-import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
+import type { LocalFederation } from '@causeway/cli/local-federation';
+import { exportedService, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, startHttpEcho, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
-import { eventually, freePort, startEnvironment, type Environment } from '@causeway/testing';
+import { eventually, freePort } from '@causeway/testing';
+import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
-let env: Environment;
-let dir: string;
+let clusters: TwoClusters | undefined;
 let federation: LocalFederation;
 let client: SidecarProcess;
 let ledger: SampleApp;
@@ -34,15 +32,8 @@ const workload = (cluster: string, name: string, kind: 'http' | 'grpc') =>
   federation.startSampleWorkload(cluster, 'shop', name, kind);
 
 before(async () => {
-  env = await startEnvironment({ nats: true });
-  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-mesh-'));
-  federation = await LocalFederation.start({
-    dir,
-    natsUrl: env.nats!.url,
-    clusters: ['east', 'west'],
-    heartbeatInterval: '500ms',
-    workloadGrace: '1s',
-  });
+  clusters = await startTwoClusters('mesh');
+  federation = clusters.federation;
   await federation.apply(
     'east',
     'shop.yaml',
@@ -76,9 +67,7 @@ spec:
 
 after(async () => {
   for (const app of ownApps) await app.close();
-  await federation?.stop();
-  await env?.dispose();
-  await rm(dir, { recursive: true, force: true });
+  await clusters?.dispose();
 });
 
 /** One HTTP/1.1 call through the client's sidecar. */

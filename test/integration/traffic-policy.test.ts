@@ -2,21 +2,20 @@
 // east-west gateway per cluster, sample apps behind sidecars): fault injection for HTTP and
 // gRPC, its share over 1,000 requests, its header match, its marker and metric.
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
 import { execFile } from 'node:child_process';
 import http from 'node:http';
 import http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
+import type { LocalFederation } from '@causeway/cli/local-federation';
+import { exportedService, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, type SampleApp } from '@causeway/cli/sample-apps';
-import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
+import { eventually, repoRoot } from '@causeway/testing';
+import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
-let env: Environment;
-let dir: string;
+let clusters: TwoClusters | undefined;
 let federation: LocalFederation;
 let client: SidecarProcess;
 let shelf: SampleApp;
@@ -61,15 +60,8 @@ const down = http.createServer((request, response) => {
 const DESK = 'desk.shop.svc.clusterset.local:9000';
 
 before(async () => {
-  env = await startEnvironment({ nats: true });
-  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-policy-'));
-  federation = await LocalFederation.start({
-    dir,
-    natsUrl: env.nats!.url,
-    clusters: ['east', 'west'],
-    heartbeatInterval: '500ms',
-    workloadGrace: '1s',
-  });
+  clusters = await startTwoClusters('policy');
+  federation = clusters.federation;
   await federation.apply(
     'east',
     'shop.yaml',
@@ -111,14 +103,12 @@ before(async () => {
 });
 
 after(async () => {
-  await federation?.stop();
+  await clusters?.dispose();
   flaky.close();
   down.close();
   slow.closeAllConnections();
   slow.close();
   clock.close();
-  await env?.dispose();
-  await rm(dir, { recursive: true, force: true });
 });
 
 /** One HTTP/1.1 GET through the client's sidecar, over a kept-alive connection of `agent`. */

@@ -4,18 +4,17 @@
 // cluster behind its gateway, and circuit breakers.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { exportedService, LocalFederation, type SidecarProcess } from '@causeway/cli/local-federation';
-import { eventually, repoRoot, startEnvironment, type Environment } from '@causeway/testing';
+import type { LocalFederation } from '@causeway/cli/local-federation';
+import { exportedService, type SidecarProcess } from '@causeway/cli/local-federation';
+import { eventually, repoRoot } from '@causeway/testing';
+import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
-let env: Environment;
-let dir: string;
+let clusters: TwoClusters | undefined;
 let federation: LocalFederation;
 let client: SidecarProcess;
 
@@ -48,15 +47,8 @@ const hold = http.createServer((request, response) => {
 });
 
 before(async () => {
-  env = await startEnvironment({ nats: true });
-  dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-resilience-'));
-  federation = await LocalFederation.start({
-    dir,
-    natsUrl: env.nats!.url,
-    clusters: ['east', 'west'],
-    heartbeatInterval: '500ms',
-    workloadGrace: '1s',
-  });
+  clusters = await startTwoClusters('resilience');
+  federation = clusters.federation;
   for (const cluster of ['east', 'west'])
     await federation.apply(cluster, 'pool.yaml', exportedService('shop', 'pool', 80, 'http'));
   await federation.apply('east', 'hold.yaml', exportedService('shop', 'hold', 80, 'http'));
@@ -72,13 +64,11 @@ before(async () => {
 });
 
 after(async () => {
-  await federation?.stop();
+  await clusters?.dispose();
   for (const server of [...instances.values(), hold]) {
     server.closeAllConnections();
     server.close();
   }
-  await env?.dispose();
-  await rm(dir, { recursive: true, force: true });
 });
 
 interface Answer {
@@ -157,18 +147,20 @@ const tally = (answers: readonly Answer[]) => {
   return counts;
 };
 
-/** Applies (or replaces) the TrafficPolicy on `pool` in east, the client's cluster. */
-const poolPolicy = (spec: string) =>
+/** Applies (or replaces) the TrafficPolicy on `target` in east, the client's cluster. */
+const trafficPolicy = (target: 'pool' | 'hold', spec: string) =>
   federation.apply(
     'east',
-    'pool-policy.yaml',
+    `${target}-policy.yaml`,
     `apiVersion: policy.causeway.dev/v1alpha1
 kind: TrafficPolicy
-metadata: { name: pool, namespace: shop }
+metadata: { name: ${target}, namespace: shop }
 spec:
-  targetRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: pool }]
+  targetRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: ${target} }]
 ${spec}`,
   );
+const poolPolicy = (spec: string) => trafficPolicy('pool', spec);
+const holdPolicy = (spec: string) => trafficPolicy('hold', spec);
 
 /** A counter's value on the client sidecar's `/metrics`, summed over series whose labels include `labels`. */
 async function metric(name: string, labels: string, of: SidecarProcess = client): Promise<number> {
@@ -287,18 +279,6 @@ test('an endpoint answering 5xx is ejected, gets no traffic until its time is up
 });
 
 test('a circuit breaker answers requests over its limits with a fast 503 that names the limit; under them, none', async () => {
-  const holdPolicy = (breaker: string) =>
-    federation.apply(
-      'east',
-      'hold-policy.yaml',
-      `apiVersion: policy.causeway.dev/v1alpha1
-kind: TrafficPolicy
-metadata: { name: hold, namespace: shop }
-spec:
-  targetRefs: [{ kind: Service, group: "", name: hold }]
-  circuitBreaker: ${breaker}
-`,
-    );
   /** `count` requests at once; the answers in the order they came. */
   const burst = async (count: number) => {
     const order: Answer[] = [];
@@ -306,7 +286,7 @@ spec:
     return order;
   };
   await eventually(async () => assert.equal((await get(HOLD)).status, 200), 30_000);
-  await holdPolicy('{ maxRequests: 4 }');
+  await holdPolicy('  circuitBreaker: { maxRequests: 4 }\n');
   await eventually(async () => assert.ok((await burst(6)).some((a) => a.overflow)), 30_000);
   const before = await metric('causeway_circuit_breaker_overflow_total', 'reason="max-requests"');
   const order = await burst(12);
@@ -326,7 +306,7 @@ spec:
   // Under the limit: nothing refused.
   assert.deepEqual(tally(await burst(4)), { held: 4 });
   // Two may wait for a place: six at once, two refused as pending overflow, four served.
-  await holdPolicy('{ maxRequests: 2, maxPendingRequests: 2 }');
+  await holdPolicy('  circuitBreaker: { maxRequests: 2, maxPendingRequests: 2 }\n');
   await eventually(async () => {
     const answers = await burst(6);
     assert.deepEqual(tally(answers), {
@@ -337,17 +317,6 @@ spec:
 });
 
 test('idle timeouts: a connection carried whole (L4) with nothing going either way is closed after the idle time', async () => {
-  const holdPolicy = (spec: string) =>
-    federation.apply(
-      'east',
-      'hold-policy.yaml',
-      `apiVersion: policy.causeway.dev/v1alpha1
-kind: TrafficPolicy
-metadata: { name: hold, namespace: shop }
-spec:
-  targetRefs: [{ kind: Service, group: "", name: hold }]
-${spec}`,
-    );
   /** A CONNECT through the client's sidecar, a GET inside it: the answer, or how the tunnel ended. */
   const throughConnect = () =>
     new Promise<string>((resolve, reject) => {
