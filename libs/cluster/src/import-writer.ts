@@ -182,12 +182,14 @@ export class ImportWriter {
       const conditions = importConditions(service, clusters, plan.peers, withdrawn);
       const state = JSON.stringify([service, clusters, sources, conditions]);
       if (this.writtenState.get(key) === state) continue;
-      await this.writeService(service, clusters, sources, conditions);
-      this.writtenState.set(key, state);
+      // The endpoints of clusters that left go first: once the status says a cluster is
+      // gone (withdrawn, unexported), nothing routes to it any more.
       const previous = this.written.get(key) ?? new Set<string>();
       for (const cluster of previous) {
         if (!clusters.includes(cluster)) await this.deleteSlice(service.namespace, service.name, cluster);
       }
+      await this.writeService(service, clusters, sources, conditions);
+      this.writtenState.set(key, state);
       this.written.set(key, new Set(clusters));
     }
     for (const key of plan.unexported ?? []) {
