@@ -91,6 +91,21 @@ test('a service port is L4 unless a route or a request-level policy needs HTTP',
     ],
     ['a rate limit', { policies: [policy('RateLimitPolicy', 'r', {})] }, 'L7'],
     [
+      'a policy on a route that shares the Service name',
+      {
+        policies: [
+          {
+            ...policy('TrafficPolicy', 't', { retries: { attempts: 2 } }),
+            spec: {
+              targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'HTTPRoute', name: 'cart' }],
+              retries: { attempts: 2 },
+            },
+          },
+        ],
+      },
+      'L4',
+    ],
+    [
       'a policy in another namespace',
       { policies: [policy('AuthorizationPolicy', 'a', { rules: [{ to: [{}] }] }, 'other')] },
       'L4',

@@ -66,7 +66,11 @@ interface AuthorizationRuleView {
 function targets(spec: unknown, namespace: string, name: string, policyNamespace: string): boolean {
   if (policyNamespace !== namespace) return false;
   const refs = (spec as { targetRefs?: Array<{ kind?: string; name?: string }> } | null)?.targetRefs ?? [];
-  return refs.some((ref) => ref.name === name && (ref.kind ?? 'Service') !== 'Gateway');
+  // A route, or a Gateway, of the same name is another object: it says nothing about the Service.
+  return refs.some(
+    (ref) =>
+      ref.name === name && (ref.kind === undefined || ref.kind === 'Service' || ref.kind === 'ServiceImport'),
+  );
 }
 
 /**
