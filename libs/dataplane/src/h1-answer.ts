@@ -40,6 +40,8 @@ export class H1Answer {
    * be sent again. Interim answers passed on do not count.
    */
   answered = false;
+  /** An interim answer (1xx) was passed on. */
+  interim = false;
   /** The sink said it is full on the last write. */
   backedUp = false;
   private head = EMPTY;
@@ -62,6 +64,7 @@ export class H1Answer {
     this.keepAlive = true;
     this.framing = 'none';
     this.answered = false;
+    this.interim = false;
     this.backedUp = false;
     this.body = undefined;
     this.reset();
@@ -98,7 +101,10 @@ export class H1Answer {
       data = buffer.subarray(parsed.end);
       // An interim answer (100 Continue) passed on leaves the request free to be sent
       // again: the final answer is still to come (and may come from elsewhere).
-      if (parsed.interim) continue;
+      if (parsed.interim) {
+        this.interim = true;
+        continue;
+      }
       this.answered = true;
       this.status = parsed.status;
       this.keepAlive = parsed.keepAlive;

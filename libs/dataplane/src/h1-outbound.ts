@@ -449,7 +449,8 @@ export class OutboundH1Connection {
     try {
       return await this.firstTry(policy, start);
     } finally {
-      this.starting = undefined;
+      // (A pipelined request after this one may have started its own already.)
+      if (this.starting === policy) this.starting = undefined;
     }
   }
 
@@ -602,7 +603,8 @@ export class OutboundH1Connection {
     if (perTryMs !== undefined)
       exchange.perTry = setTimeout(() => {
         if (this.exchange !== exchange || this.answer.answered || this.busy) return;
-        policy.note(exchange.lease.target, 'reset');
+        // (While the app is still sending its body, the slowness may well be the app's.)
+        if (exchange.requestDone) policy.note(exchange.lease.target, 'reset');
         // A try that took too long counts as a 504 for retries.
         if (policy.retryAnswer(504, '')) return this.retry(exchange, 'per-try-timeout');
         policy.timedOut('per-try');
@@ -806,12 +808,11 @@ export class OutboundH1Connection {
     } finally {
       this.socket.uncork();
     }
-    if (this.answer.answered) {
-      exchange.kept = undefined;
-      if (exchange.perTry) {
-        clearTimeout(exchange.perTry);
-        exchange.perTry = undefined;
-      }
+    if (this.answer.answered) exchange.kept = undefined;
+    // The answer has begun (an interim one counts: the app is sending its body now).
+    if (exchange.perTry && (this.answer.answered || this.answer.interim)) {
+      clearTimeout(exchange.perTry);
+      exchange.perTry = undefined;
     }
     if (this.answer.backedUp) {
       const lease = exchange.lease;
@@ -897,7 +898,9 @@ export class OutboundH1Connection {
     const { policy } = exchange;
     if (policy && !this.answer.answered) {
       // (A tunnel the peer ended cleanly says nothing against the endpoint.)
-      if (!graceful) policy.note(exchange.lease.target, 'reset');
+      // (A pooled tunnel the peer ended cleanly, when it was lent again, says nothing against
+      // the endpoint; a fresh one ended before any answer does: its app went away.)
+      if (!graceful || !exchange.lease.reused) policy.note(exchange.lease.target, 'reset');
       // Reset after the request went out: a try the policy may make again (`reset`).
       if (exchange.kept && policy.retryAnswer(502, '', 'reset')) return this.retry(exchange, 'reset');
     }

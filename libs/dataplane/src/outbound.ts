@@ -1116,6 +1116,8 @@ export interface TunnelLease {
   readonly target: Target;
   /** Lent for a target other than the balancer's first pick (that one refused it). */
   readonly fallback: boolean;
+  /** Lent out before (from the idle pool): its peer may have closed it meanwhile. */
+  readonly reused: boolean;
   /** Closed or closing: no more exchanges. */
   readonly closed: boolean;
   write(chunk: Buffer): boolean;
@@ -1142,6 +1144,8 @@ export interface LeaseHandler {
 class StreamLease implements TunnelLease {
   closed = false;
   fallback = false;
+  /** Times lent out (the first when it opened). */
+  private lends = 0;
   private sent = 0;
   private received = 0;
   private handler: LeaseHandler | undefined;
@@ -1193,10 +1197,15 @@ class StreamLease implements TunnelLease {
     if (stream.destroyed) end('the tunnel closed as it opened');
   }
 
+  get reused(): boolean {
+    return this.lends > 1;
+  }
+
   /** Lent out (true) or back in the idle pool (false); counted once either way. */
   busy(busy: boolean): void {
     if (busy === this.counted || (busy && this.stream.destroyed)) return;
     this.counted = busy;
+    if (busy) this.lends++;
     this.countInFlight(this.target.key, busy ? 1 : -1);
     this.countConnection?.(busy ? 1 : -1);
   }
