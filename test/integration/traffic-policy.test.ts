@@ -58,6 +58,7 @@ const down = http.createServer((request, response) => {
   response.end('down');
 });
 const DESK = 'desk.shop.svc.clusterset.local:9000';
+const DOWN = 'down.shop.svc.clusterset.local';
 
 before(async () => {
   clusters = await startTwoClusters('policy');
@@ -380,7 +381,6 @@ test('retries mask injected aborts: 20% of tries aborted, every request answered
 
 test('a retry budget of 20% caps the extra load on an app that fails everything', async () => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
-  const DOWN = 'down.shop.svc.clusterset.local';
   try {
     await eventually(async () => assert.equal((await get(agent, {}, DOWN)).status, 503), 30_000);
     await federation.apply(
@@ -575,7 +575,6 @@ test('a gRPC deadline is never extended: passed on as it came, or shortened to a
 
 test('a request whose time runs out during a retry backoff gets 504, and its kept-alive connection serves the next request', async () => {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const DOWN = 'down.shop.svc.clusterset.local';
   try {
     await federation.apply(
       'west',

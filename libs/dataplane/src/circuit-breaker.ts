@@ -73,12 +73,8 @@ export class Breaker {
    * a wait ends (false) when `signal` aborts.
    */
   async enter(limits: BreakerLimits, signal?: AbortSignal): Promise<true | Overflow | 'aborted'> {
-    if (limits.maxRequests === undefined || this.requests < limits.maxRequests) {
-      this.requests++;
-      return true;
-    }
-    if (this.waiting.length >= (limits.maxPendingRequests ?? 0))
-      return limits.maxPendingRequests === undefined ? 'max-requests' : 'max-pending-requests';
+    const now = this.tryEnter(limits);
+    if (now !== 'wait') return now;
     const admitted = await new Promise<boolean>((resolve) => {
       const abort = (): void => {
         const at = this.waiting.indexOf(wake);

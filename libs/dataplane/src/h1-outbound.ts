@@ -18,7 +18,7 @@ import { abortStatus, INJECTED_FAULT } from './faults.ts';
 import { fieldsOf, grpcStatusForHttp } from './http-util.ts';
 import { overflowMessage } from './circuit-breaker.ts';
 import { resultOfAnswer } from './outliers.ts';
-import type { RequestPolicy } from './request-policy.ts';
+import { IDEMPOTENT, type PolicyBundle, type RequestPolicy } from './request-policy.ts';
 import { ATTEMPT_HEADER } from './retries.ts';
 import {
   resolveDestination,
@@ -31,8 +31,6 @@ import {
 
 /** A request's head and body are kept up to this size for a resend on another endpoint. */
 const REPLAY_LIMIT = 65_536;
-/** Methods that may be sent again when their tunnel failed before any answer (RFC 9110 §9.2.2). */
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 /**
  * Fields the next hop must not see: a proxy request's hop-by-hop ones, and any an app could
  * pass off as what a sidecar states (the caller's identity, the retry marker; underscore
@@ -325,7 +323,7 @@ export class OutboundH1Connection {
     }
     if (!normalized.ok) return this.refuse(400, `${normalized.code}: ${normalized.reason}`, mustClose, end);
     // L7: the mesh routes choose the backend; the server side authorizes each request.
-    let routedTo: RoutedBackend | undefined;
+    let policyFor: { routed: RoutedBackend; bundle: PolicyBundle } | undefined;
     let facts: RequestFacts | undefined;
     const addressed = destination;
     if (mode === 'L7') {
@@ -335,7 +333,8 @@ export class OutboundH1Connection {
       const chosen = routedDestination(config, destination, routed);
       if (!chosen)
         return this.refuse(503, `no ready endpoint of ${routed.name}.${routed.namespace}`, mustClose, end);
-      if (this.proxy.perRequestPolicy(config, destination, routed)) routedTo = routed;
+      const bundle = this.proxy.policyBundle(config, destination, routed);
+      if (bundle.perRequest) policyFor = { routed, bundle };
       destination = chosen;
     }
     // The head as the app sent it, unless the target or a proxy field must change.
@@ -354,15 +353,16 @@ export class OutboundH1Connection {
       headers = kept;
     }
     // Faults, retries, time limits, a circuit breaker: each try is made here, one by one.
-    if (routedTo) {
+    if (policyFor) {
       const policy: RequestPolicy = this.proxy.requestPolicy(
         config,
         // The policies are the addressed service's (and its route's): as on the per-request path.
         addressed,
-        routedTo,
+        policyFor.routed,
         facts!,
         // Sent again only while all of it is kept (before its first tunnel, it is all unread).
         () => this.exchange?.policy !== policy || this.exchange.kept !== undefined,
+        policyFor.bundle,
       );
       await this.beginTries(policy, {
         head,
@@ -442,19 +442,19 @@ export class OutboundH1Connection {
    * then the exchange runs as any other, its answer's head judged before it is passed on.
    * Says the exchange, or undefined when the app already has its answer.
    */
-  private async beginTries(policy: RequestPolicy, start: PolicyStart): Promise<Exchange | undefined> {
+  private async beginTries(policy: RequestPolicy, start: PolicyStart): Promise<void> {
     // A tunnel kept from an L4 request before goes back: this one is tried on its own.
     this.unstick();
     this.starting = policy;
     try {
-      return await this.firstTry(policy, start);
+      await this.firstTry(policy, start);
     } finally {
       // (A pipelined request after this one may have started its own already.)
       if (this.starting === policy) this.starting = undefined;
     }
   }
 
-  private async firstTry(policy: RequestPolicy, start: PolicyStart): Promise<Exchange | undefined> {
+  private async firstTry(policy: RequestPolicy, start: PolicyStart): Promise<void> {
     this.busy = true;
     this.socket.pause();
     const refuse = (status: number, message: string, headers?: readonly string[]): undefined => {
@@ -473,7 +473,7 @@ export class OutboundH1Connection {
     }
     if (admitted !== true) return refuse(503, overflowMessage(admitted, policy.breakerLimits!.policy));
     const tried = await this.nextTry(policy, start, 1, refuse);
-    if (!tried) return undefined;
+    if (!tried) return;
     this.busy = false;
     this.pending = this.pending.subarray(start.end);
     const framed =
@@ -507,7 +507,6 @@ export class OutboundH1Connection {
     this.sendPending(exchange);
     // Out of time while the tunnel was being had: 504 now.
     if (policy.expired) this.onExpired(exchange);
-    return exchange;
   }
 
   /**

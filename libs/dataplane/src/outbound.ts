@@ -41,7 +41,13 @@ import { DEFAULT_SIDECAR_TIMEOUTS, type SidecarOptions, type SidecarTimeouts } f
 import { PolicyMetrics, type ConnectionMetrics, type RequestMetrics } from './telemetry.ts';
 import { openTunnel, splice, TunnelRefused } from './tunnel.ts';
 import { UpstreamPool } from './upstreams.ts';
-import { IDEMPOTENT, policyBundleOf, RequestPolicy, type PolicyHost } from './request-policy.ts';
+import {
+  IDEMPOTENT,
+  policyBundleOf,
+  RequestPolicy,
+  type PolicyBundle,
+  type PolicyHost,
+} from './request-policy.ts';
 
 /** A target that refused a connection is tried last for this long. */
 const EJECTION_MS = 10_000;
@@ -447,16 +453,9 @@ export class OutboundProxy implements PolicyHost {
     routed: RoutedBackend,
     facts: RequestFacts,
     replayable: () => boolean,
+    bundle = policyBundleOf(config, destination, routed),
   ): RequestPolicy {
-    return new RequestPolicy(
-      this,
-      config,
-      destination,
-      routed,
-      facts,
-      backendName(destination, routed),
-      replayable,
-    );
+    return new RequestPolicy(this, bundle, facts, backendName(destination, routed), replayable);
   }
 
   /** The circuit breaker state of a destination service (made on first use). */
@@ -526,12 +525,11 @@ export class OutboundProxy implements PolicyHost {
   }
 
   /**
-   * Whether fault injection, retries, time limits (a TrafficPolicy's, or the route rule's
-   * `timeouts`), outlier detection on answers or a request limit apply to requests to
-   * `destination` that `routed` chose: those are served on the per-request path.
+   * What TrafficPolicies requests to `destination` that `routed` chose are under; with
+   * `perRequest`, each such request is tried by the sidecar one by one (see `PolicyBundle`).
    */
-  perRequestPolicy(config: ProxyConfig, destination: Destination, routed: RoutedBackend): boolean {
-    return policyBundleOf(config, destination, routed).perRequest;
+  policyBundle(config: ProxyConfig, destination: Destination, routed: RoutedBackend): PolicyBundle {
+    return policyBundleOf(config, destination, routed);
   }
 
   /** L4 or L7 for a service port under a config (see `dataPlaneMode`). */

@@ -119,7 +119,6 @@ export class RequestPolicy {
   private expiryListener: (() => void) | undefined;
   /** The request's time is up. */
   expired = false;
-  private readonly bundle: PolicyBundle;
   private readonly breakerState: Breaker | undefined;
   private admitted = false;
   private retrying = false;
@@ -131,16 +130,14 @@ export class RequestPolicy {
 
   constructor(
     private readonly host: PolicyHost,
-    config: ProxyConfig,
-    destination: Destination,
-    routed: RoutedBackend,
+    /** What the request is under (`policyBundleOf`). */
+    private readonly bundle: PolicyBundle,
     private readonly facts: RequestFacts,
     /** The destination's name in metrics. */
     readonly service: string,
     /** Whether the request (its body so far) can still be sent again. */
     private readonly replayable: () => boolean,
   ) {
-    const bundle = (this.bundle = policyBundleOf(config, destination, routed));
     this.retry = bundle.retry;
     this.budget = this.retry && host.retryBudget(service);
     this.budget?.request();
@@ -300,8 +297,8 @@ export class RequestPolicy {
 
   /** A request (or its last try) ran out of time: counted. */
   timedOut(timeout: 'request' | 'per-try'): void {
-    const { policy: _policy, ...labels } = this.host.policyLabels(this.service, '');
-    this.host.policyMetrics.timedOut({ ...labels, timeout });
+    const { sourceCluster, sourceWorkload, destinationService } = this.host.policyLabels(this.service, '');
+    this.host.policyMetrics.timedOut({ sourceCluster, sourceWorkload, destinationService, timeout });
   }
 
   /**
