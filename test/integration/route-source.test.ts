@@ -298,3 +298,126 @@ test('a TrafficPolicy that breaks a rule is Accepted=False/Invalid naming the fi
   }, 15_000);
   assert.deepEqual(inForce(), [['cart-retries', '500ms']]);
 });
+
+test('a Gateway of class causeway: listener and Gateway conditions, attached route counts, and route refusals by listener', async () => {
+  await create('gateways', {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'edge' },
+    spec: {
+      gatewayClassName: 'causeway',
+      listeners: [
+        { name: 'http', port: 80, protocol: 'HTTP', allowedRoutes: { namespaces: { from: 'All' } } },
+        { name: 'internal', port: 8080, protocol: 'HTTP', hostname: '*.internal.example.com' },
+        { name: 'tls', port: 443, protocol: 'HTTPS' },
+        { name: 'tcp', port: 80, protocol: 'TCP' },
+      ],
+    },
+  });
+  // Another class's Gateway: Causeway writes nothing to it or to its routes' status.
+  await create('gateways', {
+    apiVersion: 'gateway.networking.k8s.io/v1',
+    kind: 'Gateway',
+    metadata: { name: 'foreign' },
+    spec: { gatewayClassName: 'other', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] },
+  });
+  const route = (name: string, parentRef: Record<string, unknown>, hostnames?: string[]) =>
+    create('httproutes', {
+      apiVersion: 'gateway.networking.k8s.io/v1',
+      kind: 'HTTPRoute',
+      metadata: { name },
+      spec: {
+        parentRefs: [parentRef],
+        ...(hostnames ? { hostnames } : {}),
+        rules: [{ backendRefs: [{ name: 'cart', port: 80 }] }],
+      },
+    });
+  await route('edge-all', { name: 'edge' });
+  await route('edge-internal', { name: 'edge', sectionName: 'internal' }, ['api.internal.example.com']);
+  await route('edge-wrong-host', { name: 'edge', sectionName: 'internal' }, ['shop.example.org']);
+  await route('edge-no-listener', { name: 'edge', sectionName: 'missing' });
+  await route('foreign-only', { name: 'foreign' });
+  type GatewayStatus = {
+    status?: {
+      conditions?: Array<{ type: string; status: string; reason: string }>;
+      listeners?: Array<{
+        name: string;
+        attachedRoutes: number;
+        supportedKinds: Array<{ kind: string }>;
+        conditions: Array<{ type: string; status: string; reason: string }>;
+      }>;
+    };
+  };
+  const gatewayStatus = async (name: string) =>
+    (
+      (await kubeConfig
+        .makeApiClient(CustomObjectsApi)
+        .getNamespacedCustomObject({ ...GW, plural: 'gateways', namespace: 'shop', name })) as GatewayStatus
+    ).status;
+  await eventually(async () => {
+    const status = await gatewayStatus('edge');
+    assert.deepEqual(
+      status?.conditions?.map((c) => `${c.type}=${c.status}/${c.reason}`),
+      ['Accepted=True/Accepted', 'Programmed=True/Programmed'],
+    );
+    const listeners = Object.fromEntries(
+      (status?.listeners ?? []).map((l) => [
+        l.name,
+        [l.attachedRoutes, ...l.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`)],
+      ]),
+    );
+    assert.deepEqual(listeners, {
+      // Port 80 has an HTTP and a TCP listener: both are in conflict, neither is served.
+      http: [
+        0,
+        'Accepted=True/Accepted',
+        'ResolvedRefs=True/ResolvedRefs',
+        'Conflicted=True/ProtocolConflict',
+        'Programmed=False/Invalid',
+      ],
+      // edge-internal, and edge-all (no sectionName: every served listener that takes it).
+      internal: [
+        2,
+        'Accepted=True/Accepted',
+        'ResolvedRefs=True/ResolvedRefs',
+        'Conflicted=False/NoConflicts',
+        'Programmed=True/Programmed',
+      ],
+      tls: [
+        0,
+        'Accepted=False/UnsupportedProtocol',
+        'ResolvedRefs=True/ResolvedRefs',
+        'Conflicted=False/NoConflicts',
+        'Programmed=False/Invalid',
+      ],
+      tcp: [
+        0,
+        'Accepted=False/UnsupportedProtocol',
+        'ResolvedRefs=True/ResolvedRefs',
+        'Conflicted=True/ProtocolConflict',
+        'Programmed=False/Invalid',
+      ],
+    });
+  }, 15_000);
+  await eventually(async () => {
+    assert.deepEqual(await statusOf('httproutes', 'edge-internal'), [
+      ['Accepted=True/Accepted', 'ResolvedRefs=True/ResolvedRefs'],
+    ]);
+    assert.deepEqual(await statusOf('httproutes', 'edge-wrong-host'), [
+      ['Accepted=False/NoMatchingListenerHostname', 'ResolvedRefs=True/ResolvedRefs'],
+    ]);
+    assert.deepEqual(await statusOf('httproutes', 'edge-no-listener'), [
+      ['Accepted=False/NoMatchingParent', 'ResolvedRefs=True/ResolvedRefs'],
+    ]);
+    assert.deepEqual(await statusOf('httproutes', 'edge-all'), [
+      ['Accepted=True/Accepted', 'ResolvedRefs=True/ResolvedRefs'],
+    ]);
+    assert.deepEqual(await statusOf('httproutes', 'foreign-only'), []);
+  }, 15_000);
+  assert.equal((await gatewayStatus('foreign')) ?? undefined, undefined);
+  const edge = controller.gateways().find((g) => g.name === 'edge')!;
+  assert.deepEqual(
+    edge.listeners.map((l) => l.name),
+    ['internal'],
+  );
+});

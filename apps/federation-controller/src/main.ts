@@ -68,6 +68,7 @@ await runComponent<Settings>({
         },
         services: catalog?.proxyServices() ?? [],
         routes: catalog?.routes() ?? [],
+        gateways: catalog?.gateways() ?? [],
         policies: catalog?.policies() ?? [],
       }),
       registry,

@@ -24,6 +24,7 @@ function config(backends: ProxyConfig['services'][number]['backends']): ProxyCon
       },
     ],
     routes: [],
+    gateways: [],
     policies: [],
   };
 }

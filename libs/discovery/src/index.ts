@@ -17,3 +17,14 @@ export {
   type RouteView,
 } from './routes.ts';
 export { dataPlaneMode, type DataPlaneMode } from './mode.ts';
+export {
+  attachRoute,
+  compileGateways,
+  GATEWAY_CLASS,
+  hostnameMatches,
+  listenerHostnames,
+  type CompiledGateway,
+  type CompiledListener,
+  type GatewayStatus,
+  type GatewayView,
+} from './gateways.ts';

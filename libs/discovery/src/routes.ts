@@ -1,4 +1,5 @@
 import type { ConditionValue } from '@causeway/catalog';
+import { attachRoute, type CompiledGateway } from './gateways.ts';
 
 /** The name Causeway writes in route status (`status.parents[].controllerName`). */
 export const CONTROLLER_NAME = 'causeway.dev/federation-controller';
@@ -28,7 +29,12 @@ interface BackendReference {
 /** The fields of an HTTPRoute or GRPCRoute that are compiled. */
 export interface RouteView {
   readonly kind: 'HTTPRoute' | 'GRPCRoute';
-  readonly metadata: { readonly namespace: string; readonly name: string; readonly generation?: number };
+  readonly metadata: {
+    readonly namespace: string;
+    readonly name: string;
+    readonly generation?: number;
+    readonly creationTimestamp?: string | Date;
+  };
   readonly spec?: {
     readonly parentRefs?: readonly ParentReference[];
     readonly hostnames?: readonly string[];
@@ -50,6 +56,8 @@ export interface CompiledRoute {
   readonly kind: 'HTTPRoute' | 'GRPCRoute';
   readonly namespace: string;
   readonly name: string;
+  /** When the route was created (RFC 3339): older routes win ties between rules. */
+  readonly created?: string;
   readonly hostnames: readonly string[];
   /** Accepted parents: Gateways (ingress) or Services/ServiceImports (mesh, GAMMA). */
   readonly parents: ReadonlyArray<{
@@ -58,6 +66,8 @@ export interface CompiledRoute {
     readonly name: string;
     readonly port?: number;
     readonly sectionName?: string;
+    /** A Gateway parent: the names of its listeners the route attached to. */
+    readonly listeners?: readonly string[];
   }>;
   readonly rules: ReadonlyArray<{
     readonly name?: string;
@@ -142,6 +152,12 @@ export function compileRoutes(
   routes: readonly RouteView[],
   exists: (kind: RefKind, namespace: string, name: string) => boolean,
   grants: readonly ReferenceGrantView[] = [],
+  /**
+   * The Gateways of Causeway's class (see `compileGateways`): a route attaches to their
+   * listeners, and a parent Gateway of another class gets no status from Causeway. Without
+   * them, every existing Gateway accepts every route.
+   */
+  gateways?: readonly CompiledGateway[],
 ): { routes: CompiledRoute[]; statuses: Map<string, RouteParentStatus[]> } {
   const compiled: CompiledRoute[] = [];
   const statuses = new Map<string, RouteParentStatus[]>();
@@ -214,7 +230,19 @@ export function compileRoutes(
       const kind = kindOf(ref.group, ref.kind, 'Gateway');
       const target = ref.namespace ?? namespace;
       let accepted: ConditionValue;
-      if (!kind) {
+      let listeners: string[] | undefined;
+      const gateway =
+        kind === 'Gateway' && gateways
+          ? gateways.find((g) => g.namespace === target && g.name === ref.name)
+          : undefined;
+      // Another class's Gateway: its controller speaks for this parent, not Causeway.
+      if (kind === 'Gateway' && gateways && !gateway && exists(kind, target, ref.name)) continue;
+      const attached =
+        gateway &&
+        attachRoute(gateway, ref, { kind: route.kind, namespace, hostnames: route.spec?.hostnames ?? [] });
+      if (attached && 'refusal' in attached) {
+        accepted = attached.refusal;
+      } else if (!kind) {
         accepted = {
           type: 'Accepted',
           status: 'False',
@@ -229,6 +257,7 @@ export function compileRoutes(
           message: `${kind} ${target}/${ref.name} does not exist`,
         };
       } else {
+        if (attached) listeners = attached.listeners;
         accepted = {
           type: 'Accepted',
           status: 'True',
@@ -241,6 +270,7 @@ export function compileRoutes(
           name: ref.name,
           ...(ref.port !== undefined ? { port: ref.port } : {}),
           ...(ref.sectionName ? { sectionName: ref.sectionName } : {}),
+          ...(listeners ? { listeners } : {}),
         });
       }
       parentStatuses.push({
@@ -255,6 +285,10 @@ export function compileRoutes(
         kind: route.kind,
         namespace,
         name: route.metadata.name,
+        // (A Date from an API client or a file source: sent on as RFC 3339 text.)
+        ...(route.metadata.creationTimestamp
+          ? { created: new Date(route.metadata.creationTimestamp).toISOString() }
+          : {}),
         hostnames: route.spec?.hostnames ?? [],
         parents,
         rules,

@@ -1,5 +1,6 @@
 import type { ClustersetService } from '@causeway/catalog';
 import { z } from '@causeway/config';
+import type { CompiledGateway } from './gateways.ts';
 import type { CompiledRoute, PolicyView } from './routes.ts';
 
 /** The kinds of proxy a controller serves; each receives only what it needs. */
@@ -50,6 +51,8 @@ export interface DiscoveryInput {
   readonly services: readonly ClustersetService[];
   readonly routes: readonly CompiledRoute[];
   readonly policies: readonly PolicyView[];
+  /** Gateways of Causeway's class, with their served listeners. */
+  readonly gateways?: readonly CompiledGateway[];
 }
 
 /** One versioned config snapshot for one proxy: complete, never partial. */
@@ -64,6 +67,8 @@ export interface ProxyConfig {
   readonly routes: readonly CompiledRoute[];
   /** Causeway policies (TrafficPolicy, AuthorizationPolicy, RateLimitPolicy). */
   readonly policies: readonly PolicyView[];
+  /** Ingress gateways only: the Gateways of Causeway's class and their listeners. */
+  readonly gateways: readonly CompiledGateway[];
 }
 
 /**
@@ -100,6 +105,7 @@ export function compileSnapshot(input: DiscoveryInput, registration: Registratio
           : false,
     ),
     policies: registration.kind === 'east-west-gateway' ? [] : input.policies,
+    gateways: registration.kind === 'ingress-gateway' ? (input.gateways ?? []) : [],
   };
 }
 
@@ -163,6 +169,7 @@ export const proxyConfigSchema = z.object({
       kind: z.enum(['HTTPRoute', 'GRPCRoute']),
       namespace: z.string().min(1),
       name: z.string().min(1),
+      created: z.string().optional(),
       hostnames: z.array(z.string()),
       parents: z.array(
         z
@@ -204,6 +211,25 @@ export const proxyConfigSchema = z.object({
       spec: z.unknown(),
     }),
   ),
+  gateways: z
+    .array(
+      z.object({
+        namespace: z.string().min(1),
+        name: z.string().min(1),
+        listeners: z.array(
+          z.object({
+            name: z.string().min(1),
+            port,
+            protocol: z.literal('HTTP'),
+            hostname: z.string().min(1).optional(),
+            kinds: z.array(z.enum(['HTTPRoute', 'GRPCRoute'])),
+            namespaces: z.enum(['Same', 'All']),
+          }),
+        ),
+      }),
+    )
+    // (A controller from before ingress gateways sends none.)
+    .default([]),
 });
 
 /** One line of the discovery stream. */

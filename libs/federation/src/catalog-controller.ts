@@ -20,7 +20,7 @@ import {
 } from '@causeway/catalog';
 import { type CatalogBus } from '@causeway/nats';
 import { jitter, StateFile } from '@causeway/config';
-import type { CompiledRoute, PolicyView } from '@causeway/discovery';
+import type { CompiledGateway, CompiledRoute, PolicyView } from '@causeway/discovery';
 import {
   initialCatalogState,
   plan,
@@ -113,6 +113,8 @@ export interface CatalogController {
   localExports(): LocalExportStatus[];
   /** HTTPRoutes and GRPCRoutes compiled for proxies. */
   routes(): CompiledRoute[];
+  /** The Gateways of Causeway's class, compiled for ingress gateways. */
+  gateways(): CompiledGateway[];
   /** The cluster's Causeway policies, for proxies. */
   policies(): PolicyView[];
   /** What each TrafficPolicy came to: valid or why not, the spec in force, its conditions per target. */
@@ -321,10 +323,13 @@ export async function startCatalogController(options: CatalogControllerOptions):
   await routeSource.restore();
   /** Compiles the routes again; true if proxies' routes changed. */
   let lastRoutes: CompiledRoute[] = [];
+  let lastGateways: CompiledGateway[] = [];
   const recompileRoutes = (): boolean => {
     const routes = routeSource.recompile();
-    if (isDeepStrictEqual(routes, lastRoutes)) return false;
+    const gateways = routeSource.currentGateways();
+    if (isDeepStrictEqual(routes, lastRoutes) && isDeepStrictEqual(gateways, lastGateways)) return false;
     lastRoutes = routes;
+    lastGateways = gateways;
     return true;
   };
   const sync = new CatalogSync({
@@ -460,6 +465,7 @@ export async function startCatalogController(options: CatalogControllerOptions):
       return [...services, ...reconciler.clusterLocalServices(served)];
     },
     routes: () => routeSource.current(),
+    gateways: () => routeSource.currentGateways(),
     policies: () => routeSource.policyViews(),
     trafficPolicies: () => routeSource.trafficPolicyVerdicts(),
     serviceExports: () =>

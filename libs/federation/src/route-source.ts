@@ -1,13 +1,18 @@
 import {
+  compileGateways,
   compileRoutes,
   CONTROLLER_NAME,
+  type CompiledGateway,
   type CompiledRoute,
+  type GatewayStatus,
+  type GatewayView,
   type PolicyView,
   type ReferenceGrantView,
   type RefKind,
   type RouteParentStatus,
   type RouteView,
 } from '@causeway/discovery';
+import type { ConditionValue } from '@causeway/catalog';
 import { trafficPolicyIssues, withTransitionTimes } from '@causeway/cluster';
 import type { StateFile } from '@causeway/config';
 import type { ClusterSource, SourceKind, SourceObject } from '@causeway/cluster';
@@ -48,6 +53,7 @@ export class RouteSource {
   private readonly written = new Map<string, string>();
   private writing: Promise<void> = Promise.resolve();
   private compiled: CompiledRoute[] = [];
+  private gateways: CompiledGateway[] = [];
   private trafficPolicies: CompiledTrafficPolicies = { policies: [], verdicts: [], lastValid: new Map() };
   /** Each TrafficPolicy's last valid spec, kept while the object lives (and saved, with a state file). */
   private lastValid: ReadonlyMap<string, LastValidSpec> = new Map();
@@ -93,6 +99,8 @@ export class RouteSource {
     const views: RouteView[] = [];
     for (const kind of ROUTE_KINDS)
       for (const object of this.source.list(kind)) views.push({ ...(object as RouteView), kind });
+    const gatewayObjects = this.source.list('Gateway') as readonly SourceObject[] as readonly GatewayView[];
+    const compiledGateways = compileGateways(gatewayObjects);
     const { routes, statuses } = compileRoutes(
       views,
       (kind: RefKind, namespace, name) =>
@@ -100,8 +108,10 @@ export class RouteSource {
           ? this.source.get('Gateway', namespace, name) !== undefined
           : this.options.exists(kind, namespace, name),
       this.source.list('ReferenceGrant') as readonly SourceObject[] as readonly ReferenceGrantView[],
+      compiledGateways.gateways,
     );
     this.compiled = routes;
+    this.gateways = compiledGateways.gateways;
     this.trafficPolicies = compileTrafficPolicies(
       this.source.list('TrafficPolicy') as readonly SourceObject[] as readonly TrafficPolicyObject[],
       (kind, namespace, name) =>
@@ -132,6 +142,7 @@ export class RouteSource {
     }
     if (!this.statusEnabled) return routes;
     this.writePolicyStatuses();
+    this.writeGatewayStatuses(compiledGateways.statuses, routes);
     // A status is written again when its outcome changes, and for every new object or
     // generation (a recreated route, or a spec change with the same outcome).
     const versions = new Map(
@@ -153,7 +164,8 @@ export class RouteSource {
         );
     }
     for (const key of this.written.keys())
-      if (!key.startsWith('TrafficPolicy/') && !statuses.has(key)) this.written.delete(key);
+      if ((key.startsWith('HTTPRoute/') || key.startsWith('GRPCRoute/')) && !statuses.has(key))
+        this.written.delete(key);
     return routes;
   }
 
@@ -165,6 +177,84 @@ export class RouteSource {
   /** The last compiled routes. */
   current(): CompiledRoute[] {
     return this.compiled;
+  }
+
+  /** The Gateways of Causeway's class, as last compiled. */
+  currentGateways(): CompiledGateway[] {
+    return this.gateways;
+  }
+
+  /**
+   * Writes each Gateway's status (conditions, and per listener its conditions and the
+   * number of routes attached) where it changed, in the background.
+   */
+  private writeGatewayStatuses(
+    statuses: ReadonlyMap<string, GatewayStatus>,
+    routes: readonly CompiledRoute[],
+  ): void {
+    const attached = new Map<string, number>();
+    for (const route of routes)
+      for (const parent of route.parents)
+        for (const listener of parent.listeners ?? []) {
+          const key = `${parent.namespace}/${parent.name}/${listener}`;
+          attached.set(key, (attached.get(key) ?? 0) + 1);
+        }
+    for (const [id, status] of statuses) {
+      const [namespace, name] = id.split('/') as [string, string];
+      const full: GatewayStatus = {
+        conditions: status.conditions,
+        listeners: status.listeners.map((listener) => ({
+          ...listener,
+          attachedRoutes: attached.get(`${id}/${listener.name}`) ?? 0,
+        })),
+      };
+      const meta = this.source.get('Gateway', namespace, name)?.metadata as
+        { uid?: string; generation?: number } | undefined;
+      const key = `Gateway/${id}`;
+      const text = `${meta?.uid ?? ''}/${meta?.generation ?? 0} ${JSON.stringify(full)}`;
+      if (this.written.get(key) === text) continue;
+      this.writing = this.writing
+        .then(() =>
+          this.source.updateStatus('Gateway', namespace, name, (object) => {
+            const current = object as SourceObject & {
+              metadata: { generation?: number };
+              status?: {
+                conditions?: Array<{ type: string; status: string; lastTransitionTime: string }>;
+                listeners?: Array<{
+                  name: string;
+                  conditions?: Array<{ type: string; status: string; lastTransitionTime: string }>;
+                }>;
+                addresses?: unknown;
+              };
+            };
+            const generation = current.metadata.generation;
+            const stamp = (next: readonly ConditionValue[], before: unknown) =>
+              withTransitionTimes(
+                next.map((c) => ({ ...c, observedGeneration: generation })),
+                before as Parameters<typeof withTransitionTimes>[1],
+              );
+            return {
+              ...(current.status?.addresses ? { addresses: current.status.addresses } : {}),
+              conditions: stamp(full.conditions, current.status?.conditions),
+              listeners: full.listeners.map((listener) => ({
+                ...listener,
+                conditions: stamp(
+                  listener.conditions,
+                  current.status?.listeners?.find((l) => l.name === listener.name)?.conditions,
+                ),
+              })),
+            };
+          }),
+        )
+        .then(
+          (done) => {
+            if (done) this.written.set(key, text);
+          },
+          (error: unknown) => this.options.onError(error),
+        );
+    }
+    for (const key of this.written.keys())
+      if (key.startsWith('Gateway/') && !statuses.has(key.slice('Gateway/'.length))) this.written.delete(key);
   }
 
   /** What each TrafficPolicy came to at the last compilation (for `causeway explain`). */
