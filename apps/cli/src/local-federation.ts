@@ -83,6 +83,14 @@ export interface SidecarProcess extends ComponentProcess {
   readonly settingsFile: string;
 }
 
+/** An ingress gateway process. */
+export interface IngressProcess extends ComponentProcess {
+  /** Gateway listener port -> the `127.0.0.1:<port>` it is served on. */
+  readonly listeners: Readonly<Record<string, string>>;
+  readonly settingsFile: string;
+  readonly cluster: string;
+}
+
 export interface SidecarSpec {
   readonly namespace: string;
   readonly serviceAccount: string;
@@ -130,6 +138,7 @@ export interface LocalFederationOptions {
 export class LocalFederation {
   readonly clusters = new Map<string, LocalCluster>();
   private readonly sidecars: SidecarProcess[] = [];
+  private readonly ingresses: IngressProcess[] = [];
   private readonly apps: SampleApp[] = [];
   readonly trust: TrustDirectory;
   readonly trustDomain: string;
@@ -380,6 +389,32 @@ export class LocalFederation {
     return { app, sidecar };
   }
 
+  /**
+   * Starts an ingress gateway in a cluster, serving the Gateway listener ports `ports` on
+   * free loopback ports; resolves once it runs (its listeners open with the first config
+   * that has them: see `waitForListener`).
+   */
+  async startIngressGateway(
+    cluster: string,
+    ports: readonly number[],
+    settings: Readonly<Record<string, unknown>> = {},
+    name = 'ingress',
+  ): Promise<IngressProcess> {
+    const target = this.cluster(cluster);
+    const listeners: Record<string, string> = {};
+    for (const port of ports) listeners[String(port)] = `127.0.0.1:${await freePort()}`;
+    const settingsFile = await this.writeSettings(cluster, name, {
+      ...this.proxyBase(cluster, target.controllerUrl, name),
+      listeners,
+      ...settings,
+    });
+    const child = await this.spawn(`${cluster}/${name}`, 'ingress-gateway', settingsFile);
+    await child.waitForLog('ingress gateway started');
+    const ingress: IngressProcess = { ...child, listeners, settingsFile, cluster };
+    this.ingresses.push(ingress);
+    return ingress;
+  }
+
   /** Every sidecar started so far. */
   allSidecars(): readonly SidecarProcess[] {
     return this.sidecars;
@@ -387,7 +422,7 @@ export class LocalFederation {
 
   /** Stops every process (sidecars first, then gateways, then controllers) and the sample apps. */
   async stop(): Promise<void> {
-    await Promise.all(this.sidecars.map((sidecar) => sidecar.stop()));
+    await Promise.all([...this.ingresses, ...this.sidecars].map((proxy) => proxy.stop()));
     for (const app of this.apps) await app.close().catch(() => {});
     await Promise.all([...this.clusters.values()].map((cluster) => cluster.gateway.stop()));
     await Promise.all([...this.clusters.values()].map((cluster) => cluster.controller.stop()));

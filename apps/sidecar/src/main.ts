@@ -1,8 +1,7 @@
 import os from 'node:os';
 import { durationSetting, listenAddress, splitAddress, z } from '@causeway/config';
-import { proxyIdentitySettings, Sidecar, startProxyIdentity } from '@causeway/dataplane';
+import { pathNormalizationSetting, proxyIdentitySettings, Sidecar, startProxyIdentity } from '@causeway/dataplane';
 import type { ProxyConfig, Workload } from '@causeway/discovery';
-import { DEFAULT_PATH_NORMALIZATION as PATH } from '@causeway/http';
 import { runComponent } from '@causeway/runtime';
 
 const dnsLabel = z
@@ -54,17 +53,7 @@ const settingsSchema = z
     /** A JSON access log line per request, from both sides. */
     accessLog: z.boolean().default(true),
     /** Request path normalization before routing and authorization (the defaults refuse every ambiguous spelling). */
-    pathNormalization: z
-      .object({
-        escapedSlashes: z.enum(['reject', 'decode', 'keep']).default(PATH.escapedSlashes),
-        backslash: z.enum(['reject', 'slash']).default(PATH.backslash),
-        semicolons: z.enum(['reject', 'strip', 'keep']).default(PATH.semicolons),
-        mergeSlashes: z.boolean().default(PATH.mergeSlashes),
-        trailingDots: z.enum(['reject', 'keep']).default(PATH.trailingDots),
-        encodedWhitespace: z.enum(['reject', 'inside']).default(PATH.encodedWhitespace),
-      })
-      .strict()
-      .default({ ...PATH }),
+    pathNormalization: pathNormalizationSetting,
     /** How long the sidecar waits on an app or a peer. */
     timeouts: z
       .object({

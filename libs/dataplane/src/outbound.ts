@@ -1,4 +1,4 @@
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { dataPlaneMode, type DataPlaneMode, type ProxyConfig } from '@causeway/discovery';
@@ -58,6 +58,38 @@ const MAX_IDLE_TUNNELS = 64;
 const IDLE_TUNNEL_MS = 30_000;
 /** Different targets tried for one request at most. */
 const MAX_ATTEMPTS = 4;
+
+/** What the outbound proxy needs of a sidecar's (or an ingress gateway's) settings. */
+export type OutboundOptions = Pick<
+  SidecarOptions,
+  | 'cluster'
+  | 'namespace'
+  | 'serviceAccount'
+  | 'credentials'
+  | 'config'
+  | 'pathNormalization'
+  | 'timeouts'
+  | 'retryBufferBytes'
+  | 'registry'
+  | 'accessLog'
+  | 'log'
+>;
+
+/** A request the outbound proxy sends on, routed already (see `OutboundProxy.forward`). */
+export interface ForwardRequest {
+  readonly config: ProxyConfig;
+  readonly destination: Destination;
+  readonly routed: RoutedBackend;
+  readonly method: string;
+  /** The normalized origin-form target sent on. */
+  readonly path: string;
+  /** The `:authority` sent on. */
+  readonly authority: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly grpc: boolean;
+  /** Records the outcome (metrics, access log): status, gRPC status, serving cluster, service. */
+  readonly record: (status: number, grpcStatus: string, cluster: string, service: string) => void;
+}
 
 /** A failure before any response byte: the next target may be tried. */
 class RetryableFailure extends Error {
@@ -150,7 +182,7 @@ export class OutboundProxy implements PolicyHost {
   private readonly breakers = new Map<string, Breaker>();
 
   constructor(
-    private readonly options: SidecarOptions,
+    private readonly options: OutboundOptions,
     private readonly metrics: RequestMetrics,
     private readonly connections: ConnectionMetrics,
   ) {
@@ -288,6 +320,28 @@ export class OutboundProxy implements PolicyHost {
         destination.service.hostname,
       );
     }
+    return this.forward(exchange, {
+      config,
+      destination,
+      routed,
+      method,
+      path,
+      authority,
+      headers: requestHeaders,
+      grpc,
+      record,
+    });
+  }
+
+  /**
+   * Sends one request to the backend `routed` chose, under its TrafficPolicy (faults,
+   * retries, timeouts, circuit breaker, outlier detection): the sidecar's path after
+   * routing, and the ingress gateway's after its Gateway API routing. `headers` go on as
+   * given (end-to-end ones only), with `authority` and `path`.
+   */
+  async forward(exchange: AppExchange, request: ForwardRequest): Promise<void> {
+    const { config, destination, routed, method, path, authority, grpc, record } = request;
+    const requestHeaders = request.headers;
     const serviceName = backendName(destination, routed);
     const facts = { method, path, headers: requestHeaders, grpc };
     // Streamed as it comes; its start is kept for a retry on another target.

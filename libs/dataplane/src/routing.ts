@@ -60,6 +60,28 @@ function serviceNamed(
     : config.services.find((s) => s.scope !== 'cluster' && named(s));
 }
 
+/**
+ * The destination a Gateway API backendRef names: a Service (this cluster's endpoints
+ * only) or a ServiceImport (the clusterset, nearest first), on `port` (default: its only
+ * port). None: the config has no such service or port.
+ */
+export function backendDestination(
+  config: ProxyConfig,
+  kind: 'Service' | 'ServiceImport',
+  namespace: string,
+  name: string,
+  port: number | undefined,
+): Destination | undefined {
+  return memo(config, `backend ${kind} ${namespace}/${name}:${port}`, () => {
+    const localOnly = kind === 'Service';
+    const service = serviceNamed(config, namespace, name, localOnly);
+    if (!service) return undefined;
+    const chosen = port ?? (service.ports.length === 1 ? service.ports[0]!.port : undefined);
+    if (chosen === undefined || !service.ports.some((p) => p.port === chosen)) return undefined;
+    return { service, port: chosen, localOnly };
+  });
+}
+
 const CLUSTERSET = '.svc.clusterset.local';
 const CLUSTER_LOCAL = '.svc.cluster.local';
 

@@ -2,7 +2,7 @@ import { Counter, Gauge, type Metric, type Registry } from 'prom-client';
 
 /** One finished request, as either side reports it. */
 export interface RequestRecord {
-  readonly reporter: 'source' | 'destination';
+  readonly reporter: 'source' | 'destination' | 'gateway';
   readonly sourceCluster: string;
   readonly sourceWorkload: string;
   readonly destinationCluster: string;
@@ -10,6 +10,8 @@ export interface RequestRecord {
   readonly responseCode: number;
   readonly grpcStatus: string;
   readonly seconds: number;
+  /** The ingress gateway's route (`<namespace>/<name>#<rule>`), a label of its metrics only. */
+  readonly route?: string;
 }
 
 /** One series of a family: its labels, and what was counted under them. */
@@ -140,21 +142,26 @@ export class RequestMetrics {
   private readonly total: Family;
   private readonly duration: Family;
 
-  constructor(registry: Registry | undefined) {
+  /** With `route`: the ingress gateway's families, which also have a `route` label. */
+  constructor(
+    registry: Registry | undefined,
+    private readonly route = false,
+  ) {
     const { total, duration } = REQUEST_METRICS;
-    this.total = new Family(total.name, total.help, 'counter', total.labelNames, [], registry);
+    const extra = route ? ['route'] : [];
+    this.total = new Family(total.name, total.help, 'counter', [...total.labelNames, ...extra], [], registry);
     this.duration = new Family(
       duration.name,
       duration.help,
       'histogram',
-      duration.labelNames,
+      [...duration.labelNames, ...extra],
       duration.buckets,
       registry,
     );
   }
 
   record(request: RequestRecord): void {
-    const series = this.total.series([
+    const labels: Array<string | number> = [
       request.reporter,
       request.sourceCluster,
       request.sourceWorkload,
@@ -162,14 +169,21 @@ export class RequestMetrics {
       request.destinationService,
       request.responseCode,
       request.grpcStatus,
-    ]);
+    ];
+    if (this.route) labels.push(request.route ?? '');
+    const series = this.total.series(labels);
     series.sum++;
-    series.timing ??= this.duration.series([
-      request.reporter,
-      request.destinationCluster,
-      request.destinationService,
-      request.responseCode,
-    ]);
+    series.timing ??= this.duration.series(
+      this.route
+        ? [
+            request.reporter,
+            request.destinationCluster,
+            request.destinationService,
+            request.responseCode,
+            request.route ?? '',
+          ]
+        : [request.reporter, request.destinationCluster, request.destinationService, request.responseCode],
+    );
     this.duration.observe(series.timing, request.seconds);
   }
 }

@@ -1,0 +1,385 @@
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
+import type http2 from 'node:http2';
+import net from 'node:net';
+import fastify, { type FastifyInstance } from 'fastify';
+import {
+  backendDestination,
+  H1Exchange,
+  isGrpc,
+  OutboundProxy,
+  ConnectionMetrics,
+  RequestMetrics,
+  GRPC,
+  type OutboundOptions,
+  type RoutedBackend,
+} from '@causeway/dataplane';
+import type { ProxyConfig } from '@causeway/discovery';
+import { normalizePath } from '@causeway/http';
+import {
+  applyHeaderEdit,
+  changePath,
+  compileFilters,
+  redirectLocation,
+  type HeaderEdit,
+  type RuleFilters,
+} from './filters.ts';
+import { RouteTable, type Backend, type RouteEntry } from './route-table.ts';
+
+/** Header fields a request may have (more: 431). */
+export const MAX_HEADER_FIELDS = 100;
+
+export interface IngressOptions extends OutboundOptions {
+  /** The Gateways served (`<namespace>/<name>`); none: every Gateway of class `causeway`. */
+  readonly gateways?: ReadonlySet<string>;
+  /** Where a Gateway listener port is served on this machine (default all interfaces, the same port). */
+  readonly bind?: (port: number) => { readonly host: string; readonly port: number };
+  /**
+   * Peers whose `X-Forwarded-*` headers are believed (addresses or CIDR ranges); from any
+   * other peer they are replaced.
+   */
+  readonly trustedProxies?: readonly string[];
+  /** A request head must be complete this long after the connection's first byte (408 otherwise). */
+  readonly headerTimeoutMs?: number;
+  /** A whole request, body included, must arrive within this long (408 otherwise). */
+  readonly requestTimeoutMs?: number;
+  /** A kept-alive connection with no request in flight is closed after this long. */
+  readonly idleTimeoutMs?: number;
+  /** Bytes of request head accepted (more: 431). */
+  readonly maxHeaderBytes?: number;
+}
+
+/** A listener port being served, and the port it got on this machine. */
+interface Served {
+  readonly app: FastifyInstance;
+  readonly gatewayPort: number;
+  address: string;
+}
+
+const DEFAULTS = {
+  headerTimeoutMs: 10_000,
+  requestTimeoutMs: 300_000,
+  idleTimeoutMs: 65_000,
+  maxHeaderBytes: 16_384,
+};
+
+/**
+ * The ingress gateway: one HTTP server (fastify) per Gateway listener port, matching
+ * requests with the route table compiled once per config, applying the rule's filters, and
+ * sending the request through the mesh (the outbound proxy the sidecar uses: mTLS under
+ * the gateway's own identity, retries, failover between endpoints and clusters).
+ */
+export class IngressGateway {
+  private readonly outbound: OutboundProxy;
+  private readonly metrics: RequestMetrics;
+  private table: RouteTable | undefined;
+  private tableOf: ProxyConfig | undefined;
+  private readonly served = new Map<number, Served>();
+  private readonly trusted = new net.BlockList();
+  private readonly backendFilters = new WeakMap<Backend, RuleFilters>();
+  private reconciling: Promise<void> = Promise.resolve();
+  private stopping = false;
+  private readonly settings: typeof DEFAULTS;
+
+  constructor(private readonly options: IngressOptions) {
+    this.metrics = new RequestMetrics(options.registry, true);
+    this.outbound = new OutboundProxy(options, this.metrics, new ConnectionMetrics(options.registry));
+    this.settings = {
+      headerTimeoutMs: options.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
+      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+      idleTimeoutMs: options.idleTimeoutMs ?? DEFAULTS.idleTimeoutMs,
+      maxHeaderBytes: options.maxHeaderBytes ?? DEFAULTS.maxHeaderBytes,
+    };
+    for (const entry of options.trustedProxies ?? []) {
+      const [address, bits] = entry.split('/') as [string, string?];
+      const type = net.isIPv6(address) ? 'ipv6' : 'ipv4';
+      if (bits === undefined) this.trusted.addAddress(address, type);
+      else this.trusted.addSubnet(address, Number(bits), type);
+    }
+  }
+
+  /** The route table of the current config (compiled on first use after a change). */
+  private routes(config: ProxyConfig): RouteTable {
+    if (this.tableOf !== config || !this.table) {
+      this.table = RouteTable.compile(config, this.options.gateways);
+      this.tableOf = config;
+    }
+    return this.table;
+  }
+
+  /**
+   * A new config: the route table is compiled again, listener ports it adds are opened and
+   * ports it no longer has are closed (after their requests finish). Resolves when done.
+   */
+  configChanged(config: ProxyConfig): Promise<void> {
+    this.outbound.configChanged(config);
+    const ports = this.routes(config).listenerPorts();
+    this.reconciling = this.reconciling
+      .then(() => this.reconcile(ports))
+      .catch((error: unknown) =>
+        this.options.log?.('warn', 'listeners could not be changed', { err: String(error) }),
+      );
+    return this.reconciling;
+  }
+
+  /** The listener ports served now: Gateway port -> `host:port` on this machine. */
+  listeners(): Record<number, string> {
+    return Object.fromEntries([...this.served.values()].map((s) => [s.gatewayPort, s.address]));
+  }
+
+  private async reconcile(ports: readonly number[]): Promise<void> {
+    if (this.stopping) return;
+    for (const [port, served] of this.served)
+      if (!ports.includes(port)) {
+        this.served.delete(port);
+        await served.app.close();
+        this.options.log?.('info', 'listener closed', { gatewayPort: port });
+      }
+    for (const port of ports) {
+      if (this.served.has(port)) continue;
+      const served = await this.open(port);
+      this.served.set(port, served);
+      this.options.log?.('info', 'listener serving', { gatewayPort: port, address: served.address });
+    }
+  }
+
+  private async open(gatewayPort: number): Promise<Served> {
+    const { host, port } = this.options.bind?.(gatewayPort) ?? { host: '0.0.0.0', port: gatewayPort };
+    const app = fastify({
+      logger: false,
+      return503OnClosing: true,
+      forceCloseConnections: 'idle',
+      keepAliveTimeout: this.settings.idleTimeoutMs,
+      requestTimeout: this.settings.requestTimeoutMs,
+      exposeHeadRoutes: false,
+      http: { maxHeaderSize: this.settings.maxHeaderBytes },
+    });
+    // The body is the backend's to read: fastify parses nothing.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
+    app.all('*', (request, reply) => {
+      reply.hijack();
+      this.handle(gatewayPort, request.raw, reply.raw).catch((error: unknown) => {
+        this.options.log?.('warn', 'request failed', { err: String(error) });
+        if (!reply.raw.headersSent) reply.raw.writeHead(500).end();
+        else reply.raw.destroy();
+      });
+    });
+    // The head of a request must arrive in time (slow clients are cut off).
+    app.server.headersTimeout = this.settings.headerTimeoutMs;
+    const address = await app.listen({ host, port });
+    const bound = app.server.address() as net.AddressInfo;
+    return { app, gatewayPort, address: bound ? `${bound.address}:${bound.port}` : address };
+  }
+
+  /** One request on a listener port. */
+  private async handle(
+    gatewayPort: number,
+    request: IncomingMessage,
+    response: ServerResponse,
+  ): Promise<void> {
+    const started = process.hrtime.bigint();
+    const method = request.method ?? 'GET';
+    const grpc = isGrpc(request.headers);
+    const rawHost = String(request.headers.host ?? '');
+    let route = '';
+    const record = (
+      status: number,
+      grpcStatus: string,
+      cluster: string,
+      service: string,
+      path?: string,
+    ): void => {
+      const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+      this.metrics.record({
+        reporter: 'gateway',
+        sourceCluster: this.options.cluster,
+        sourceWorkload: this.options.serviceAccount,
+        destinationCluster: cluster,
+        destinationService: service,
+        responseCode: status,
+        grpcStatus,
+        seconds,
+        route,
+      });
+      this.options.accessLog?.({
+        reporter: 'gateway',
+        method,
+        authority: rawHost,
+        path: path ?? request.url,
+        status,
+        grpcStatus: grpc ? grpcStatus : undefined,
+        durationMs: Math.round(seconds * 100_000) / 100,
+        route: route || undefined,
+        destinationCluster: cluster,
+        destinationService: service,
+        client: request.socket.remoteAddress,
+        traceparent: request.headers.traceparent,
+      });
+    };
+    const refuse = (status: number, message: string, extra: Record<string, string> = {}): void => {
+      if (!response.headersSent) {
+        response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...extra });
+        response.end(`${message}\n`);
+      }
+      record(status, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', 'unknown');
+    };
+    let fields = 0;
+    for (let i = 0; i < request.rawHeaders.length; i += 2) fields++;
+    if (fields > MAX_HEADER_FIELDS)
+      return refuse(431, `${fields} header fields; at most ${MAX_HEADER_FIELDS} are accepted`);
+    const config = this.options.config();
+    if (!config) return refuse(503, 'no config from the controller yet');
+    const host = hostOf(rawHost);
+    if (host === undefined) return refuse(400, 'the request has no valid Host');
+    const normalized = normalizePath(request.url ?? '', this.options.pathNormalization);
+    if (!normalized.ok) return refuse(400, `${normalized.code}: ${normalized.reason}`);
+    const target = normalized.target;
+    const decision = this.routes(config).match(gatewayPort, {
+      method,
+      target,
+      host,
+      headers: request.headers,
+      grpc,
+    });
+    if (decision.type === 'no-listener') return refuse(404, `no listener on this port serves ${host}`);
+    if (decision.type === 'no-route') return refuse(404, `no route matches ${method} ${host}${target}`);
+    const { entry } = decision;
+    route = entry.label;
+    const queryStart = target.indexOf('?');
+    const path = queryStart < 0 ? target : target.slice(0, queryStart);
+    const query = queryStart < 0 ? '' : target.slice(queryStart);
+    const prefix = entry.path?.type === 'PathPrefix' ? entry.path.value : undefined;
+    const { filters } = entry;
+    if (entry.broken) return refuse(500, `${entry.label} cannot be served: ${entry.broken}`);
+    if (filters.redirect) {
+      const location = redirectLocation(
+        filters.redirect,
+        { scheme: 'http', host, port: gatewayPort, path, query },
+        prefix,
+      );
+      response.writeHead(filters.redirect.statusCode, { location, 'content-length': '0' });
+      response.end();
+      request.resume();
+      return record(filters.redirect.statusCode, '', 'unknown', 'unknown', target);
+    }
+    const backend = pickBackend(entry);
+    if (!backend) return refuse(500, `${entry.label} has no backend to send the request to`);
+    const service = `${backend.name}.${backend.namespace}`;
+    if (!backend.resolved) return refuse(500, `${entry.label}: backend ${service} did not resolve`);
+    const destination = backendDestination(
+      config,
+      backend.kind,
+      backend.namespace,
+      backend.name,
+      backend.port,
+    );
+    if (!destination)
+      return refuse(500, `${entry.label}: no ${backend.kind} ${service} with that port is known here`);
+    const backendFilters = this.filtersOf(backend);
+    const headers: IncomingHttpHeaders = { ...request.headers };
+    this.forwardedHeaders(headers, request, rawHost);
+    applyHeaderEdit(headers, filters.requestHeaders);
+    applyHeaderEdit(headers, backendFilters.requestHeaders);
+    const rewrite = filters.rewrite ?? backendFilters.rewrite;
+    const sentPath = rewrite?.path ? `${changePath(path, rewrite.path, prefix)}${query}` : target;
+    const authority = rewrite?.hostname ?? rawHost;
+    const routed: RoutedBackend = {
+      namespace: destination.service.namespace,
+      name: destination.service.name,
+      port: destination.port,
+      route: entry.label,
+      ...(entry.timeouts ? { timeouts: entry.timeouts } : {}),
+    };
+    const responseEdits = [filters.responseHeaders, backendFilters.responseHeaders].filter(
+      (edit): edit is HeaderEdit => edit !== undefined,
+    );
+    const exchange = responseEdits.length
+      ? new EditedExchange(request, response, responseEdits)
+      : new H1Exchange(request, response);
+    await this.outbound.forward(exchange, {
+      config,
+      destination,
+      routed,
+      method,
+      path: sentPath,
+      authority,
+      headers,
+      grpc,
+      record: (status, grpcStatus, cluster, serviceName) =>
+        record(status, grpcStatus, cluster, serviceName, target),
+    });
+  }
+
+  /**
+   * `X-Forwarded-For`, `-Proto` and `-Host`: kept and extended from a trusted proxy,
+   * replaced from anyone else (a client cannot choose the address a backend sees).
+   */
+  private forwardedHeaders(headers: IncomingHttpHeaders, request: IncomingMessage, host: string): void {
+    const peer = request.socket.remoteAddress ?? '';
+    const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
+    const trusted = peer !== '' && this.trusted.check(peer, family);
+    const before = headers['x-forwarded-for'];
+    const chain = trusted && before ? `${Array.isArray(before) ? before.join(', ') : before}, ` : '';
+    headers['x-forwarded-for'] = `${chain}${peer}`;
+    if (!trusted || !headers['x-forwarded-proto']) headers['x-forwarded-proto'] = 'http';
+    if (!trusted || !headers['x-forwarded-host']) headers['x-forwarded-host'] = host;
+    delete headers.forwarded;
+  }
+
+  private filtersOf(backend: Backend): RuleFilters {
+    let filters = this.backendFilters.get(backend);
+    if (!filters) this.backendFilters.set(backend, (filters = compileFilters(backend.filters)));
+    return filters;
+  }
+
+  /** Stops taking requests, lets those in flight finish, closes the mesh sessions. */
+  async close(): Promise<void> {
+    this.stopping = true;
+    await this.reconciling;
+    await Promise.all([...this.served.values()].map((served) => served.app.close()));
+    this.served.clear();
+    this.outbound.close();
+  }
+}
+
+/** An exchange whose upstream answer's headers are changed first (ResponseHeaderModifier). */
+class EditedExchange extends H1Exchange {
+  constructor(
+    request: IncomingMessage,
+    response: ServerResponse,
+    private readonly edits: readonly HeaderEdit[],
+  ) {
+    super(request, response);
+  }
+
+  override relay(
+    upstream: http2.ClientHttp2Stream,
+    headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
+    flags: number,
+  ) {
+    const edited = { ...headers };
+    for (const edit of this.edits) applyHeaderEdit(edited, edit);
+    return super.relay(upstream, edited, flags);
+  }
+}
+
+/** A weighted draw among a rule's backends; none when every weight is 0. */
+function pickBackend(entry: RouteEntry): Backend | undefined {
+  const backends = entry.backends;
+  if (backends.length === 1) return backends[0]!.weight > 0 ? backends[0] : undefined;
+  const total = backends.reduce((sum, b) => sum + b.weight, 0);
+  if (total <= 0) return undefined;
+  let draw = Math.random() * total;
+  for (const backend of backends) {
+    draw -= backend.weight;
+    if (draw < 0) return backend;
+  }
+  return backends.at(-1);
+}
+
+/** The host of a Host header, lower case, without port or trailing dot; undefined if malformed. */
+export function hostOf(header: string): string | undefined {
+  const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::(\d{1,5}))?$/.exec(header);
+  if (!match) return undefined;
+  return match[1]!.toLowerCase().replace(/\.$/, '');
+}

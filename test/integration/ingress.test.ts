@@ -1,0 +1,528 @@
+// The ingress gateway as a user meets it, every part a real process (NATS, a controller and
+// an east-west gateway per cluster, apps behind sidecars, the ingress gateway): Gateway API
+// routing cases in the manner of the upstream conformance suite (each a request, the
+// backend that must answer it, the status and the headers), a ServiceImport backend served
+// only by another cluster, reached over mTLS with the gateway's own identity, and failover.
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, test } from 'node:test';
+import type { IngressProcess, LocalFederation, SidecarProcess } from '@causeway/cli/local-federation';
+import { exportedService } from '@causeway/cli/local-federation';
+import { callerOf } from '@causeway/cli/sample-apps';
+import { eventually } from '@causeway/testing';
+import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
+
+let clusters: TwoClusters | undefined;
+let federation: LocalFederation;
+let ingress: IngressProcess;
+const servers: http.Server[] = [];
+const sidecars = new Map<string, SidecarProcess>();
+
+/** What every backend answers: who it is and what it received. */
+interface Echo {
+  readonly instance: string;
+  readonly method: string;
+  readonly path: string;
+  readonly host: string;
+  readonly headers: Record<string, string>;
+  readonly caller?: string;
+}
+
+/** An echo app behind a sidecar, as workload `instance` of Service `app` in `cluster`. */
+async function echo(cluster: string, app: string, instance: string): Promise<void> {
+  const server = http.createServer((request, response) => {
+    request.resume();
+    const caller = callerOf(request.headers['x-forwarded-client-cert']);
+    const body = JSON.stringify({
+      instance,
+      method: request.method,
+      path: request.url,
+      host: request.headers.host,
+      headers: request.headers,
+      ...(caller ? { caller } : {}),
+    });
+    response.writeHead(200, { 'content-type': 'application/json', 'x-backend': instance });
+    response.end(body);
+  });
+  servers.push(server);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  sidecars.set(
+    instance,
+    await federation.startSidecar(cluster, {
+      namespace: 'shop',
+      serviceAccount: app,
+      workload: { name: instance, labels: { app } },
+      inbound: [{ name: 'http', appPort: (server.address() as AddressInfo).port }],
+      accessLog: false,
+    }),
+  );
+}
+
+const GATEWAY = `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: public, namespace: edge }
+spec:
+  gatewayClassName: causeway
+  listeners:
+    - { name: http, port: 80, protocol: HTTP, allowedRoutes: { namespaces: { from: All } } }
+    - { name: tls, port: 443, protocol: HTTPS }
+`;
+
+const parent = `parentRefs: [{ name: public, namespace: edge, sectionName: http }]`;
+const backend = (name: string, extra = '') => `{ name: ${name}, port: 80${extra ? `, ${extra}` : ''} }`;
+
+/** The oldest route: applied (and so created, in file mode) before the others. */
+const OLDEST = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: tie-b, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: Exact, value: /tie } }]
+      backendRefs: [${backend('v2')}]
+`;
+
+/** Requests to `hello` that lose their connection are tried again (as a user would set it for failover). */
+const HELLO_POLICY = `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: hello, namespace: shop }
+spec:
+  targetRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: hello }]
+  retries: { attempts: 3, retryOn: [reset, connect-failure, gateway-error] }
+`;
+
+/** Routes in the manner of the conformance suite's HTTPRoute cases. */
+const ROUTES = `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: matching, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: Exact, value: /exact } }]
+      backendRefs: [${backend('v1')}]
+    - matches: [{ path: { type: PathPrefix, value: /prefix } }]
+      backendRefs: [${backend('v2')}]
+    - matches: [{ path: { type: PathPrefix, value: /prefix/deeper/ } }]
+      backendRefs: [${backend('v3')}]
+    - matches: [{ path: { type: RegularExpression, value: "/re/[0-9]+" } }]
+      backendRefs: [${backend('v3')}]
+    - matches: [{ path: { type: PathPrefix, value: /method }, method: POST }]
+      backendRefs: [${backend('v3')}]
+    - matches: [{ path: { type: PathPrefix, value: /method } }]
+      backendRefs: [${backend('v1')}]
+    - matches: [{ path: { type: PathPrefix, value: /query }, queryParams: [{ name: animal, value: whale }] }]
+      backendRefs: [${backend('v3')}]
+    - matches:
+        - { path: { type: PathPrefix, value: /query }, headers: [{ name: Version, value: two }] }
+        - { path: { type: PathPrefix, value: /query }, headers: [{ name: Version, type: RegularExpression, value: "thr.e" }] }
+      backendRefs: [${backend('v2')}]
+    - matches: [{ path: { type: PathPrefix, value: /query } }]
+      backendRefs: [${backend('v1')}]
+    - matches: [{ path: { type: Exact, value: /split } }]
+      backendRefs: [${backend('v1', 'weight: 1')}, ${backend('v2', 'weight: 3')}]
+    - matches: [{ path: { type: Exact, value: /ghost } }]
+      backendRefs: [${backend('nowhere')}]
+    - matches: [{ path: { type: Exact, value: /nothing } }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: filters, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /headers } }]
+      filters:
+        - type: RequestHeaderModifier
+          requestHeaderModifier:
+            set: [{ name: X-Set, value: set-by-route }]
+            add: [{ name: X-Add, value: added }]
+            remove: [X-Remove]
+        - type: ResponseHeaderModifier
+          responseHeaderModifier:
+            set: [{ name: X-Answer, value: from-route }]
+            remove: [X-Backend]
+      backendRefs: [${backend('v1')}]
+    - matches: [{ path: { type: PathPrefix, value: /redirect } }]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: { hostname: example.org, statusCode: 301 }
+    - matches: [{ path: { type: PathPrefix, value: /moved } }]
+      filters:
+        - type: RequestRedirect
+          requestRedirect: { scheme: https, path: { type: ReplacePrefixMatch, replacePrefixMatch: /new } }
+    - matches: [{ path: { type: PathPrefix, value: /rewrite/prefix } }]
+      filters:
+        - type: URLRewrite
+          urlRewrite: { hostname: rewritten.example.com, path: { type: ReplacePrefixMatch, replacePrefixMatch: /one } }
+      backendRefs: [${backend('v2')}]
+    - matches: [{ path: { type: PathPrefix, value: /rewrite/full } }]
+      filters:
+        - type: URLRewrite
+          urlRewrite: { path: { type: ReplaceFullPath, replaceFullPath: /replaced } }
+      backendRefs: [${backend('v2')}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: hosts-exact, namespace: shop }
+spec:
+  ${parent}
+  hostnames: [exact.example.com]
+  rules:
+    - backendRefs: [${backend('v3')}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: hosts-wild, namespace: shop }
+spec:
+  ${parent}
+  hostnames: ["*.example.com"]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /only-wild } }]
+      backendRefs: [${backend('v1')}]
+    - backendRefs: [${backend('v2')}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: tie-a, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: Exact, value: /tie } }]
+      backendRefs: [${backend('v1')}]
+    - matches: [{ path: { type: Exact, value: /tie-name } }]
+      backendRefs: [${backend('v1')}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: tie-c, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: Exact, value: /tie-name } }]
+      backendRefs: [${backend('v3')}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: remote, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /hello } }]
+      backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: hello, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: refused, namespace: shop }
+spec:
+  parentRefs: [{ name: public, namespace: edge, sectionName: tls }]
+  rules:
+    - backendRefs: [${backend('v1')}]
+`;
+
+before(async () => {
+  clusters = await startTwoClusters('ingress');
+  federation = clusters.federation;
+  for (const name of ['v1', 'v2', 'v3']) {
+    await federation.apply('east', `${name}.yaml`, exportedService('shop', name, 80, 'http'));
+    await echo('east', name, `${name}-east`);
+  }
+  await federation.apply('west', 'hello.yaml', exportedService('shop', 'hello', 80, 'http'));
+  await echo('west', 'hello', 'hello-w1');
+  await echo('west', 'hello', 'hello-w2');
+  await federation.apply('east', 'gateway.yaml', GATEWAY);
+  await federation.apply('east', 'hello-policy.yaml', HELLO_POLICY);
+  ingress = await federation.startIngressGateway('east', [80, 443]);
+  await federation.apply('east', 'oldest.yaml', OLDEST);
+  await eventually(async () => assert.equal((await send('/tie')).echo?.instance, 'v2-east'), 20_000);
+  await federation.apply('east', 'routes.yaml', ROUTES);
+});
+
+after(async () => {
+  await clusters?.dispose();
+  for (const server of servers) {
+    server.closeAllConnections();
+    server.close();
+  }
+});
+
+interface Answer {
+  readonly status: number;
+  readonly headers: http.IncomingHttpHeaders;
+  readonly body: string;
+  readonly echo?: Echo;
+}
+
+/** One request to the ingress gateway's listener on port 80. */
+function send(
+  path: string,
+  options: {
+    method?: string;
+    host?: string;
+    headers?: Record<string, string>;
+    agent?: http.Agent | false;
+  } = {},
+): Promise<Answer> {
+  const [host, port] = ingress.listeners['80']!.split(':') as [string, string];
+  return new Promise((resolve, reject) => {
+    const request = http.request(
+      {
+        host,
+        port: Number(port),
+        path,
+        method: options.method ?? 'GET',
+        agent: options.agent ?? false,
+        headers: { host: options.host ?? 'shop.example.net', ...options.headers },
+      },
+      (response) => {
+        let body = '';
+        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+        response.on('end', () => {
+          let parsed: Echo | undefined;
+          try {
+            parsed =
+              response.headers['content-type'] === 'application/json'
+                ? (JSON.parse(body) as Echo)
+                : undefined;
+          } catch {
+            parsed = undefined;
+          }
+          resolve({
+            status: response.statusCode!,
+            headers: response.headers,
+            body,
+            ...(parsed ? { echo: parsed } : {}),
+          });
+        });
+      },
+    );
+    request.setTimeout(10_000, () => request.destroy(new Error('timed out')));
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+/** The conformance-style cases: a request, the backend that answers, the status, what the backend saw. */
+const CASES: ReadonlyArray<{
+  readonly name: string;
+  readonly path: string;
+  readonly method?: string;
+  readonly host?: string;
+  readonly headers?: Record<string, string>;
+  readonly backend?: string;
+  readonly status?: number;
+  /** The path the backend received. */
+  readonly backendPath?: string;
+  readonly backendHost?: string;
+  readonly backendHeaders?: Record<string, string | undefined>;
+  readonly responseHeaders?: Record<string, string | undefined>;
+}> = [
+  { name: 'Exact path', path: '/exact', backend: 'v1-east' },
+  { name: 'Exact path does not match a longer path', path: '/exact/more', status: 404 },
+  { name: 'PathPrefix', path: '/prefix/x', backend: 'v2-east' },
+  { name: 'PathPrefix matches the prefix itself', path: '/prefix', backend: 'v2-east' },
+  { name: 'PathPrefix matches whole segments only', path: '/prefixed', status: 404 },
+  { name: 'the longest prefix wins (trailing slash ignored)', path: '/prefix/deeper', backend: 'v3-east' },
+  { name: 'RegularExpression path (full match)', path: '/re/42', backend: 'v3-east' },
+  { name: 'RegularExpression does not match a partial path', path: '/re/42/x', status: 404 },
+  { name: 'method match wins over no method', path: '/method', method: 'POST', backend: 'v3-east' },
+  { name: 'no method match: the rule without one', path: '/method', method: 'GET', backend: 'v1-east' },
+  { name: 'query parameter match', path: '/query?animal=whale', backend: 'v3-east' },
+  { name: 'query parameter names are case-sensitive', path: '/query?Animal=whale', backend: 'v1-east' },
+  {
+    name: 'header match (name case-insensitive)',
+    path: '/query',
+    headers: { version: 'two' },
+    backend: 'v2-east',
+  },
+  {
+    name: 'header RegularExpression match',
+    path: '/query',
+    headers: { version: 'three' },
+    backend: 'v2-east',
+  },
+  {
+    name: 'header value mismatch falls through',
+    path: '/query',
+    headers: { version: 'four' },
+    backend: 'v1-east',
+  },
+  { name: 'an older route wins a tie', path: '/tie', backend: 'v2-east' },
+  { name: 'alphabetical order breaks a tie of age', path: '/tie-name', backend: 'v1-east' },
+  {
+    name: 'exact hostname before wildcard',
+    path: '/only-wild',
+    host: 'exact.example.com',
+    backend: 'v3-east',
+  },
+  { name: 'wildcard hostname', path: '/', host: 'a.example.com', backend: 'v2-east' },
+  {
+    name: 'wildcard hostname, its own rule',
+    path: '/only-wild',
+    host: 'a.b.example.com',
+    backend: 'v1-east',
+  },
+  {
+    name: 'Host matched case-insensitively, port ignored',
+    path: '/',
+    host: 'EXACT.Example.com:80',
+    backend: 'v3-east',
+  },
+  { name: 'a wildcard does not match the bare domain', path: '/only-wild', host: 'example.com', status: 404 },
+  { name: 'a backend that does not exist: 500', path: '/ghost', status: 500 },
+  { name: 'a rule without backends: 500', path: '/nothing', status: 500 },
+  { name: 'no rule matches: 404', path: '/unrouted', status: 404 },
+  {
+    name: 'RequestHeaderModifier and ResponseHeaderModifier',
+    path: '/headers',
+    headers: { 'x-add': 'mine', 'x-remove': 'gone', 'x-set': 'mine' },
+    backend: 'v1-east',
+    backendHeaders: { 'x-set': 'set-by-route', 'x-add': 'mine,added', 'x-remove': undefined },
+    responseHeaders: { 'x-answer': 'from-route', 'x-backend': undefined },
+  },
+  {
+    name: 'RequestRedirect: hostname and status',
+    path: '/redirect/a?b=c',
+    status: 301,
+    // (Port 80 with http is left out of the Location.)
+    responseHeaders: { location: 'http://example.org/redirect/a?b=c' },
+  },
+  {
+    name: 'RequestRedirect: scheme and prefix replacement',
+    path: '/moved/x',
+    status: 302,
+    responseHeaders: { location: 'https://shop.example.net/new/x' },
+  },
+  {
+    name: 'URLRewrite: hostname and prefix',
+    path: '/rewrite/prefix/two?q=1',
+    backend: 'v2-east',
+    backendPath: '/one/two?q=1',
+    backendHost: 'rewritten.example.com',
+  },
+  { name: 'URLRewrite: full path', path: '/rewrite/full/x', backend: 'v2-east', backendPath: '/replaced' },
+  {
+    name: 'X-Forwarded-For from an untrusted client is replaced',
+    path: '/exact',
+    headers: { 'x-forwarded-for': '203.0.113.9', 'x-forwarded-host': 'evil.example' },
+    backend: 'v1-east',
+    backendHeaders: {
+      'x-forwarded-for': '127.0.0.1',
+      'x-forwarded-host': 'shop.example.net',
+      'x-forwarded-proto': 'http',
+    },
+  },
+  {
+    name: 'a path that walks out of its prefix is normalized first',
+    path: '/prefix/../exact',
+    backend: 'v1-east',
+  },
+  { name: 'an encoded slash is refused', path: '/prefix%2F..%2Fexact', status: 400 },
+];
+
+test('Gateway API routing: every match type, filter and precedence rule (conformance-style cases)', async () => {
+  // Routes are in force once the last one answers.
+  await eventually(async () => assert.equal((await send('/hello')).status, 200), 20_000);
+  const failures: string[] = [];
+  for (const c of CASES) {
+    const answer = await send(c.path, {
+      ...(c.method ? { method: c.method } : {}),
+      ...(c.host ? { host: c.host } : {}),
+      ...(c.headers ? { headers: c.headers } : {}),
+    });
+    const problems: string[] = [];
+    const status = c.status ?? 200;
+    if (answer.status !== status)
+      problems.push(`status ${answer.status}, want ${status} (${answer.body.trim().slice(0, 200)})`);
+    if (c.backend && answer.echo?.instance !== c.backend)
+      problems.push(`answered by ${answer.echo?.instance ?? 'nobody'}, want ${c.backend}`);
+    if (c.backendPath && answer.echo?.path !== c.backendPath)
+      problems.push(`backend saw path ${answer.echo?.path}, want ${c.backendPath}`);
+    if (c.backendHost && answer.echo?.host !== c.backendHost)
+      problems.push(`backend saw host ${answer.echo?.host}, want ${c.backendHost}`);
+    for (const [name, value] of Object.entries(c.backendHeaders ?? {}))
+      if (answer.echo?.headers[name] !== value)
+        problems.push(`backend saw ${name}: ${answer.echo?.headers[name]}, want ${value}`);
+    for (const [name, value] of Object.entries(c.responseHeaders ?? {}))
+      if (answer.headers[name] !== value)
+        problems.push(`response ${name}: ${String(answer.headers[name])}, want ${value}`);
+    if (problems.length)
+      failures.push(`${c.name} (${c.method ?? 'GET'} ${c.host ?? ''}${c.path}): ${problems.join('; ')}`);
+  }
+  assert.deepEqual(failures, []);
+});
+
+test('weighted backendRefs split requests by weight', async () => {
+  const counts = new Map<string, number>();
+  for (let i = 0; i < 400; i++) {
+    const answer = await send('/split');
+    assert.equal(answer.status, 200);
+    counts.set(answer.echo!.instance, (counts.get(answer.echo!.instance) ?? 0) + 1);
+  }
+  const share = (counts.get('v2-east') ?? 0) / 400;
+  assert.ok(Math.abs(share - 0.75) < 0.08, `v2 got ${share} of the requests, want 0.75`);
+});
+
+test('a ServiceImport served only by another cluster is reached over mTLS as the gateway, and fails over', async () => {
+  const answer = await eventually(async () => {
+    const reply = await send('/hello');
+    assert.equal(reply.status, 200, reply.body);
+    return reply;
+  }, 20_000);
+  assert.match(answer.echo!.instance, /^hello-w[12]$/);
+  // The backend's sidecar saw the gateway's own SPIFFE identity.
+  assert.equal(
+    answer.echo!.caller,
+    `spiffe://${federation.trustDomain}/ns/causeway-system/sa/ingress-gateway`,
+  );
+  // One west instance stops while requests flow: every request is still answered.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const seen = new Set<string>();
+  let failed = 0;
+  const load = (async () => {
+    for (let i = 0; i < 300; i++) {
+      const reply = await send('/hello', { agent });
+      if (reply.status === 200) seen.add(reply.echo!.instance);
+      else {
+        failed++;
+        console.log(reply.status, reply.body);
+      }
+    }
+  })();
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  await sidecars.get('hello-w1')!.stop('SIGKILL');
+  await load;
+  agent.destroy();
+  assert.equal(failed, 0, `${failed} requests failed after hello-w1 stopped`);
+  const after = await send('/hello');
+  assert.equal(after.status, 200);
+  assert.equal(after.echo!.instance, 'hello-w2');
+});
+
+test('gateway metrics carry reporter="gateway" and the route; every request has an access log line', async () => {
+  const before = ingress.logs.filter((entry) => entry.log === 'access').length;
+  await send('/exact');
+  const metrics = await (await fetch(`${ingress.adminUrl}/metrics`)).text();
+  assert.match(
+    metrics,
+    /causeway_requests_total\{reporter="gateway",source_cluster="east",source_workload="ingress-gateway",destination_cluster="east",destination_service="v1\.shop\.svc\.clusterset\.local",response_code="200",grpc_status="",route="shop\/matching#0"\} \d+/,
+  );
+  await eventually(async () => {
+    const lines = ingress.logs.filter((entry) => entry.log === 'access');
+    assert.ok(lines.length > before);
+    const last = lines.at(-1)!;
+    assert.equal(last.route, 'shop/matching#0');
+    assert.equal(last.status, 200);
+  });
+});
+
+test('a listener the gateway cannot serve (HTTPS) is not opened; routes attached only to it are not served', async () => {
+  // (Status is written to the Gateway; here: nothing listens for 443's routes.)
+  const [host, port] = ingress.listeners['443']!.split(':') as [string, string];
+  await assert.rejects(
+    new Promise((resolve, reject) => {
+      const request = http.get({ host, port: Number(port), path: '/' }, resolve);
+      request.on('error', reject);
+    }),
+  );
+});
