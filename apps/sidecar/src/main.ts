@@ -1,6 +1,11 @@
 import os from 'node:os';
 import { durationSetting, listenAddress, splitAddress, z } from '@causeway/config';
-import { pathNormalizationSetting, proxyIdentitySettings, Sidecar, startProxyIdentity } from '@causeway/dataplane';
+import {
+  pathNormalizationSetting,
+  proxyIdentitySettings,
+  Sidecar,
+  startProxyIdentity,
+} from '@causeway/dataplane';
 import type { ProxyConfig, Workload } from '@causeway/discovery';
 import { runComponent } from '@causeway/runtime';
 
