@@ -56,7 +56,7 @@ await runComponent<Settings>({
   description:
     'North-south entry of a cluster: Gateway API HTTPRoute/GRPCRoute routing onto the mesh (mTLS), to this cluster and to any cluster of the clusterset.',
   status:
-    'HTTP listeners of Gateways of class causeway; HTTPRoute and GRPCRoute matching with Gateway API precedence; header, redirect and rewrite filters; weighted Service and ServiceImport backends through the mesh with failover. HTTPS, WebSocket, RequestMirror and RateLimitPolicy are not served yet.',
+    'HTTP listeners of Gateways of class causeway; HTTPRoute and GRPCRoute matching with Gateway API precedence; header, redirect and rewrite filters; weighted Service and ServiceImport backends through the mesh with failover. HTTPS, HTTP/2 (so GRPCRoute), WebSocket, RequestMirror and RateLimitPolicy are not served yet.',
   settingsSchema,
   settingsHelp:
     'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, gateways[], listeners.{<port>: host:port}, trustedProxies[], accessLog, pathNormalization.{…}, timeouts.{requestHead,request,idle}, maxHeaderBytes',
@@ -86,7 +86,9 @@ await runComponent<Settings>({
       instance,
       onConfig: (message) => {
         config = message.config;
-        void apply(message.config, message.version);
+        apply(message.config, message.version).catch((error: unknown) =>
+          log('warn', 'config could not be applied', { err: String(error) }),
+        );
       },
       log,
     });
@@ -119,8 +121,11 @@ await runComponent<Settings>({
     if (config) await apply(config, 0);
     logger.info({ listeners: gateway.listeners() }, 'ingress gateway started');
     return {
-      readiness: () =>
-        config ? { ready: true } : { ready: false, reason: 'no config from the controller yet' },
+      readiness: () => {
+        if (!config) return { ready: false, reason: 'no config from the controller yet' };
+        const failed = [...gateway.failures()].map(([port, reason]) => `listener port ${port}: ${reason}`);
+        return failed.length ? { ready: false, reason: failed.join('; ') } : { ready: true };
+      },
       stop: async () => {
         await gateway.close();
         await identity.stop();

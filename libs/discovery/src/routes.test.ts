@@ -112,3 +112,28 @@ test('a ReferenceGrant in the backend namespace permits exactly the kinds, names
     assert.equal(routes[0]!.rules[0]!.backends[0]!.resolved, reason === 'ResolvedRefs');
   }
 });
+
+test('a route with a regular expression that is not one is not accepted, and says where it is', () => {
+  const { routes, statuses } = compileRoutes(
+    [
+      route({
+        parentRefs: [{ name: 'public', namespace: 'edge' }],
+        rules: [
+          {
+            matches: [{ path: { type: 'RegularExpression', value: '/(' } }],
+            backendRefs: [{ name: 'cart' }],
+          },
+        ],
+      }),
+    ],
+    exists,
+  );
+  assert.deepEqual(conditions(statuses), [
+    ['Accepted=False/UnsupportedValue', 'ResolvedRefs=True/ResolvedRefs'],
+  ]);
+  assert.match(
+    statuses.get('HTTPRoute/shop/r')![0]!.conditions[0]!.message,
+    /spec\.rules\[0\]\.matches\[0\]\.path\.value/,
+  );
+  assert.equal(routes.length, 0);
+});

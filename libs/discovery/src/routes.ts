@@ -224,6 +224,7 @@ export function compileRoutes(
     const resolvedRefs: ConditionValue = problems[0]
       ? { ...problems[0], message: problems.map((p) => p.message).join('; ') }
       : { type: 'ResolvedRefs', status: 'True', reason: 'ResolvedRefs', message: 'all references resolved' };
+    const invalid = regexProblem(route);
     const parents: Array<CompiledRoute['parents'][number]> = [];
     const parentStatuses: RouteParentStatus[] = [];
     for (const ref of route.spec?.parentRefs ?? []) {
@@ -240,7 +241,9 @@ export function compileRoutes(
       const attached =
         gateway &&
         attachRoute(gateway, ref, { kind: route.kind, namespace, hostnames: route.spec?.hostnames ?? [] });
-      if (attached && 'refusal' in attached) {
+      if (invalid) {
+        accepted = { type: 'Accepted', status: 'False', reason: 'UnsupportedValue', message: invalid };
+      } else if (attached && 'refusal' in attached) {
         accepted = attached.refusal;
       } else if (!kind) {
         accepted = {
@@ -286,7 +289,8 @@ export function compileRoutes(
         namespace,
         name: route.metadata.name,
         // (A Date from an API client or a file source: sent on as RFC 3339 text.)
-        ...(route.metadata.creationTimestamp
+        ...(route.metadata.creationTimestamp &&
+        !Number.isNaN(new Date(route.metadata.creationTimestamp).getTime())
           ? { created: new Date(route.metadata.creationTimestamp).toISOString() }
           : {}),
         hostnames: route.spec?.hostnames ?? [],
@@ -295,6 +299,56 @@ export function compileRoutes(
       });
   }
   return { routes: compiled, statuses };
+}
+
+/**
+ * The first `RegularExpression` of a route's matches (paths, headers, query parameters,
+ * gRPC services and methods) that is not one, described; none when all are. A route with
+ * one is not accepted: proxies would never match that rule, and requests meant for it
+ * would fall through to others.
+ */
+function regexProblem(route: RouteView): string | undefined {
+  interface Value {
+    type?: string;
+    value?: string;
+  }
+  const check = (source: string | undefined, where: string): string | undefined => {
+    if (source === undefined) return undefined;
+    try {
+      new RegExp(source);
+      return undefined;
+    } catch (error) {
+      return `${where}: ${JSON.stringify(source)} is not a valid regular expression (${(error as Error).message})`;
+    }
+  };
+  for (const [ruleIndex, rule] of (route.spec?.rules ?? []).entries())
+    for (const [matchIndex, raw] of (rule.matches ?? []).entries()) {
+      const match = raw as {
+        path?: Value;
+        headers?: Value[];
+        queryParams?: Value[];
+        method?: { type?: string; service?: string; method?: string } | string;
+      };
+      const at = `spec.rules[${ruleIndex}].matches[${matchIndex}]`;
+      const problems = [
+        match.path?.type === 'RegularExpression' ? check(match.path.value, `${at}.path.value`) : undefined,
+        ...(match.headers ?? []).map((h, i) =>
+          h.type === 'RegularExpression' ? check(h.value, `${at}.headers[${i}].value`) : undefined,
+        ),
+        ...(match.queryParams ?? []).map((q, i) =>
+          q.type === 'RegularExpression' ? check(q.value, `${at}.queryParams[${i}].value`) : undefined,
+        ),
+        ...(typeof match.method === 'object' && match.method.type === 'RegularExpression'
+          ? [
+              check(match.method.service, `${at}.method.service`),
+              check(match.method.method, `${at}.method.method`),
+            ]
+          : []),
+      ];
+      const problem = problems.find((p) => p !== undefined);
+      if (problem) return problem;
+    }
+  return undefined;
 }
 
 /** A Causeway policy as proxies get it (validated by its CRD schema in the API server). */

@@ -192,13 +192,16 @@ export class RouteSource {
     statuses: ReadonlyMap<string, GatewayStatus>,
     routes: readonly CompiledRoute[],
   ): void {
+    // Each route counts once per listener, however many of its parentRefs lead there.
     const attached = new Map<string, number>();
-    for (const route of routes)
-      for (const parent of route.parents)
-        for (const listener of parent.listeners ?? []) {
-          const key = `${parent.namespace}/${parent.name}/${listener}`;
-          attached.set(key, (attached.get(key) ?? 0) + 1);
-        }
+    for (const route of routes) {
+      const keys = new Set(
+        route.parents.flatMap((parent) =>
+          (parent.listeners ?? []).map((listener) => `${parent.namespace}/${parent.name}/${listener}`),
+        ),
+      );
+      for (const key of keys) attached.set(key, (attached.get(key) ?? 0) + 1);
+    }
     for (const [id, status] of statuses) {
       const [namespace, name] = id.split('/') as [string, string];
       const full: GatewayStatus = {

@@ -4,6 +4,7 @@ import net from 'node:net';
 import fastify, { type FastifyInstance } from 'fastify';
 import {
   backendDestination,
+  endToEnd,
   H1Exchange,
   isGrpc,
   OutboundProxy,
@@ -74,6 +75,7 @@ export class IngressGateway {
   private table: RouteTable | undefined;
   private tableOf: ProxyConfig | undefined;
   private readonly served = new Map<number, Served>();
+  private readonly failed = new Map<number, string>();
   private readonly trusted = new net.BlockList();
   private readonly backendFilters = new WeakMap<Backend, RuleFilters>();
   private reconciling: Promise<void> = Promise.resolve();
@@ -100,7 +102,9 @@ export class IngressGateway {
   /** The route table of the current config (compiled on first use after a change). */
   private routes(config: ProxyConfig): RouteTable {
     if (this.tableOf !== config || !this.table) {
-      this.table = RouteTable.compile(config, this.options.gateways);
+      this.table = RouteTable.compile(config, this.options.gateways, (message) =>
+        this.options.log?.('warn', message),
+      );
       this.tableOf = config;
     }
     return this.table;
@@ -131,15 +135,31 @@ export class IngressGateway {
     for (const [port, served] of this.served)
       if (!ports.includes(port)) {
         this.served.delete(port);
-        await served.app.close();
-        this.options.log?.('info', 'listener closed', { gatewayPort: port });
+        // Not awaited: a long download on a closing port must not hold up the others.
+        void closeServed(served).then(() =>
+          this.options.log?.('info', 'listener closed', { gatewayPort: port }),
+        );
       }
+    this.failed.clear();
     for (const port of ports) {
       if (this.served.has(port)) continue;
-      const served = await this.open(port);
-      this.served.set(port, served);
-      this.options.log?.('info', 'listener serving', { gatewayPort: port, address: served.address });
+      try {
+        const served = await this.open(port);
+        this.served.set(port, served);
+        this.options.log?.('info', 'listener serving', { gatewayPort: port, address: served.address });
+      } catch (error) {
+        this.failed.set(port, String(error));
+        this.options.log?.('warn', 'listener cannot be opened (tried again with the next config)', {
+          gatewayPort: port,
+          err: String(error),
+        });
+      }
     }
+  }
+
+  /** Listener ports that could not be opened, with the reason (the gateway is not ready). */
+  failures(): ReadonlyMap<number, string> {
+    return this.failed;
   }
 
   private async open(gatewayPort: number): Promise<Served> {
@@ -153,20 +173,24 @@ export class IngressGateway {
       exposeHeadRoutes: false,
       http: { maxHeaderSize: this.settings.maxHeaderBytes },
     });
-    // The body is the backend's to read: fastify parses nothing.
-    app.removeAllContentTypeParsers();
-    app.addContentTypeParser('*', (_request, _payload, done) => done(null, undefined));
-    app.all('*', (request, reply) => {
+    // Every request is taken at its first hook and the reply hijacked: fastify parses no
+    // body (the backend reads it as a stream) and refuses no content type.
+    app.addHook('onRequest', (request, reply, done) => {
       reply.hijack();
       this.handle(gatewayPort, request.raw, reply.raw).catch((error: unknown) => {
         this.options.log?.('warn', 'request failed', { err: String(error) });
         if (!reply.raw.headersSent) reply.raw.writeHead(500).end();
         else reply.raw.destroy();
       });
+      done();
     });
+    app.all('*', () => undefined);
     // The head of a request must arrive in time (slow clients are cut off).
     app.server.headersTimeout = this.settings.headerTimeoutMs;
-    const address = await app.listen({ host, port });
+    const address = await app.listen({ host, port }).catch(async (error: unknown) => {
+      await app.close();
+      throw error;
+    });
     const bound = app.server.address() as net.AddressInfo;
     return { app, gatewayPort, address: bound ? `${bound.address}:${bound.port}` : address };
   }
@@ -234,13 +258,12 @@ export class IngressGateway {
     const normalized = normalizePath(request.url ?? '', this.options.pathNormalization);
     if (!normalized.ok) return refuse(400, `${normalized.code}: ${normalized.reason}`);
     const target = normalized.target;
-    const decision = this.routes(config).match(gatewayPort, {
-      method,
-      target,
-      host,
-      headers: request.headers,
-      grpc,
-    });
+    // Hop-by-hop headers (and those `Connection` names) go first, then X-Forwarded-* are
+    // made trustworthy: routes match on what the backend will see, and a client cannot
+    // strip what the gateway adds.
+    const headers = endToEnd(request.headers) as IncomingHttpHeaders;
+    this.forwardedHeaders(headers, request, rawHost);
+    const decision = this.routes(config).match(gatewayPort, { method, target, host, headers, grpc });
     if (decision.type === 'no-listener') return refuse(404, `no listener on this port serves ${host}`);
     if (decision.type === 'no-route') return refuse(404, `no route matches ${method} ${host}${target}`);
     const { entry } = decision;
@@ -276,8 +299,6 @@ export class IngressGateway {
     if (!destination)
       return refuse(500, `${entry.label}: no ${backend.kind} ${service} with that port is known here`);
     const backendFilters = this.filtersOf(backend);
-    const headers: IncomingHttpHeaders = { ...request.headers };
-    this.forwardedHeaders(headers, request, rawHost);
     applyHeaderEdit(headers, filters.requestHeaders);
     applyHeaderEdit(headers, backendFilters.requestHeaders);
     const rewrite = filters.rewrite ?? backendFilters.rewrite;
@@ -318,6 +339,9 @@ export class IngressGateway {
     const peer = request.socket.remoteAddress ?? '';
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     const trusted = peer !== '' && this.trusted.check(peer, family);
+    // Underscore spellings, which CGI-style servers merge with the real ones, are dropped.
+    for (const name of Object.keys(headers))
+      if (name.includes('_') && name.replace(/_/g, '-').startsWith('x-forwarded-')) delete headers[name];
     const before = headers['x-forwarded-for'];
     const chain = trusted && before ? `${Array.isArray(before) ? before.join(', ') : before}, ` : '';
     headers['x-forwarded-for'] = `${chain}${peer}`;
@@ -336,10 +360,23 @@ export class IngressGateway {
   async close(): Promise<void> {
     this.stopping = true;
     await this.reconciling;
-    await Promise.all([...this.served.values()].map((served) => served.app.close()));
+    await Promise.all([...this.served.values()].map(closeServed));
     this.served.clear();
     this.outbound.close();
   }
+}
+
+/** Requests in flight on a closing listener get this long to finish; then they are cut. */
+const CLOSE_GRACE_MS = 10_000;
+
+async function closeServed(served: Served): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    served.app.close(),
+    new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
+  ]);
+  clearTimeout(timer);
+  served.app.server.closeAllConnections();
 }
 
 /** An exchange whose upstream answer's headers are changed first (ResponseHeaderModifier). */
@@ -379,6 +416,7 @@ function pickBackend(entry: RouteEntry): Backend | undefined {
 
 /** The host of a Host header, lower case, without port or trailing dot; undefined if malformed. */
 export function hostOf(header: string): string | undefined {
+  if (header.length > 261) return undefined;
   const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]+)(?::(\d{1,5}))?$/.exec(header);
   if (!match) return undefined;
   return match[1]!.toLowerCase().replace(/\.$/, '');

@@ -73,6 +73,7 @@ class HostBucket {
   private readonly scanned: RouteEntry[] = [];
   /** GRPCRoute exact service names. */
   private readonly grpcService = new Map<string, RouteEntry[]>();
+  private longestPrefix = 0;
 
   /** Orders the entries (Gateway API precedence) and builds the indexes. */
   seal(): void {
@@ -91,9 +92,11 @@ class HostBucket {
           add(this.grpcService, method.service, entry);
         else this.scanned.push(entry);
       } else if (entry.path!.type === 'Exact') add(this.exact, entry.path!.value, entry);
-      else if (entry.path!.type === 'PathPrefix')
-        add(this.prefix, entry.path!.value.replace(/\/+$/, ''), entry);
-      else this.scanned.push(entry);
+      else if (entry.path!.type === 'PathPrefix') {
+        const prefix = entry.path!.value.replace(/\/+$/, '');
+        this.longestPrefix = Math.max(this.longestPrefix, prefix.length);
+        add(this.prefix, prefix, entry);
+      } else this.scanned.push(entry);
     }
   }
 
@@ -134,9 +137,10 @@ class HostBucket {
         entryMatches(entry, request, path, query)
       )
         best = entry;
-    // Every prefix of the path at a segment boundary, longest first.
-    if (!path.endsWith('/')) consider(this.prefix.get(path));
-    for (let index = path.length - 1; index > 0; index--)
+    // Every prefix of the path at a segment boundary, longest first (none longer than the
+    // longest prefix there is: a path of many segments costs no more than a short one).
+    if (!path.endsWith('/') && path.length <= this.longestPrefix) consider(this.prefix.get(path));
+    for (let index = Math.min(path.length, this.longestPrefix + 1) - 1; index > 0; index--)
       if (path.charCodeAt(index) === 47) consider(this.prefix.get(path.slice(0, index)));
     consider(this.prefix.get(''));
     return best;
@@ -420,7 +424,11 @@ export class RouteTable {
    * Compiles the config's Gateways (all of them, or those `served` names as
    * `<namespace>/<name>`) and the routes attached to their listeners.
    */
-  static compile(config: ProxyConfig, served?: ReadonlySet<string>): RouteTable {
+  static compile(
+    config: ProxyConfig,
+    served?: ReadonlySet<string>,
+    onError?: (message: string) => void,
+  ): RouteTable {
     const table = new RouteTable();
     const listeners = new Map<string, ListenerRoutes>();
     for (const gateway of config.gateways) {
@@ -441,7 +449,13 @@ export class RouteTable {
         for (const name of parent.listeners ?? []) {
           const routes = listeners.get(`${parent.namespace}/${parent.name}/${name}`);
           if (!routes) continue;
-          entries ??= route.rules.flatMap((rule, index) => ruleEntries(route, rule, index));
+          try {
+            entries ??= route.rules.flatMap((rule, index) => ruleEntries(route, rule, index));
+          } catch (error) {
+            // A rule the schema let through but that cannot be compiled: the route is left out.
+            onError?.(`route ${route.namespace}/${route.name} cannot be compiled: ${String(error)}`);
+            entries = [];
+          }
           for (const hostname of listenerHostnames(routes.listener.hostname, route.hostnames))
             routes.add(hostname, entries);
         }
