@@ -7,16 +7,19 @@ import { describe, test } from 'node:test';
 import { eventually, freePort, repoRoot } from '@causeway/testing';
 
 // The federation controller needs a settings file; it has its own test file. The
-// sidecar and the east-west gateway need one too: they run in mesh.test.ts and
-// east-west-gateway.test.ts.
-const APPS = ['sidecar', 'ingress-gateway', 'east-west-gateway'];
-const NEEDS_SETTINGS = new Set(['sidecar', 'east-west-gateway']);
+// sidecar and the gateways need one too: they run in mesh.test.ts, ingress.test.ts and
+// east-west-gateway.test.ts. What needs no settings is tested on a bare component.
+const APPS: Record<string, string> = {
+  sidecar: path.join(repoRoot, 'apps/sidecar/src/main.ts'),
+  'ingress-gateway': path.join(repoRoot, 'apps/ingress-gateway/src/main.ts'),
+  'east-west-gateway': path.join(repoRoot, 'apps/east-west-gateway/src/main.ts'),
+  bare: path.join(repoRoot, 'test/support/bare-component.ts'),
+};
+const NEEDS_SETTINGS = new Set(['sidecar', 'ingress-gateway', 'east-west-gateway']);
 const tsx = ['--import', 'tsx'];
 
-for (const app of APPS) {
+for (const [app, main] of Object.entries(APPS)) {
   describe(app, () => {
-    const main = path.join(repoRoot, 'apps', app, 'src/main.ts');
-
     test('--help names the command and its options', () => {
       const result = spawnSync(process.execPath, [...tsx, main, '--help'], { encoding: 'utf8' });
       assert.equal(result.status, 0, result.stderr);
