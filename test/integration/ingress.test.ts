@@ -5,12 +5,12 @@
 // only by another cluster, reached over mTLS with the gateway's own identity, and failover.
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { after, before, test } from 'node:test';
 import type { IngressProcess, LocalFederation, SidecarProcess } from '@causeway/cli/local-federation';
 import { exportedService } from '@causeway/cli/local-federation';
-import { callerOf } from '@causeway/cli/sample-apps';
+import { grpcEchoClient } from '@causeway/cli/sample-apps';
 import { eventually } from '@causeway/testing';
+import { closeServers, PUBLIC_GATEWAY, send as sendTo, startEcho } from '../support/ingress.ts';
 import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
 let clusters: TwoClusters | undefined;
@@ -19,59 +19,14 @@ let ingress: IngressProcess;
 const servers: http.Server[] = [];
 const sidecars = new Map<string, SidecarProcess>();
 
-/** What every backend answers: who it is and what it received. */
-interface Echo {
-  readonly instance: string;
-  /** Bytes of request body received. */
-  readonly bytes: number;
-  readonly method: string;
-  readonly path: string;
-  readonly host: string;
-  readonly headers: Record<string, string>;
-  readonly caller?: string;
-}
-
 /** An echo app behind a sidecar, as workload `instance` of Service `app` in `cluster`. */
 async function echo(cluster: string, app: string, instance: string): Promise<void> {
-  const server = http.createServer(async (request, response) => {
-    let bytes = 0;
-    for await (const chunk of request) bytes += (chunk as Buffer).length;
-    const caller = callerOf(request.headers['x-forwarded-client-cert']);
-    const body = JSON.stringify({
-      instance,
-      bytes,
-      method: request.method,
-      path: request.url,
-      host: request.headers.host,
-      headers: request.headers,
-      ...(caller ? { caller } : {}),
-    });
-    response.writeHead(200, { 'content-type': 'application/json', 'x-backend': instance });
-    response.end(body);
-  });
+  const { server, sidecar } = await startEcho(federation, cluster, app, instance);
   servers.push(server);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  sidecars.set(
-    instance,
-    await federation.startSidecar(cluster, {
-      namespace: 'shop',
-      serviceAccount: app,
-      workload: { name: instance, labels: { app } },
-      inbound: [{ name: 'http', appPort: (server.address() as AddressInfo).port }],
-      accessLog: false,
-    }),
-  );
+  sidecars.set(instance, sidecar);
 }
 
-const GATEWAY = `apiVersion: gateway.networking.k8s.io/v1
-kind: Gateway
-metadata: { name: public, namespace: edge }
-spec:
-  gatewayClassName: causeway
-  listeners:
-    - { name: http, port: 80, protocol: HTTP, allowedRoutes: { namespaces: { from: All } } }
-    - { name: tls, port: 443, protocol: HTTPS }
-`;
+const GATEWAY = PUBLIC_GATEWAY;
 
 const parent = `parentRefs: [{ name: public, namespace: edge, sectionName: http }]`;
 const backend = (name: string, extra = '') => `{ name: ${name}, port: 80${extra ? `, ${extra}` : ''} }`;
@@ -222,6 +177,16 @@ spec:
   parentRefs: [{ name: public, namespace: edge, sectionName: tls }]
   rules:
     - backendRefs: [${backend('v1')}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: till, namespace: shop }
+spec:
+  ${parent}
+  hostnames: [grpc.test]
+  rules:
+    - matches: [{ method: { service: causeway.demo.Echo, method: Say } }]
+      backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: till, port: 9000 }]
 `;
 
 before(async () => {
@@ -234,6 +199,8 @@ before(async () => {
   await federation.apply('west', 'hello.yaml', exportedService('shop', 'hello', 80, 'http'));
   await echo('west', 'hello', 'hello-w1');
   await echo('west', 'hello', 'hello-w2');
+  await federation.apply('west', 'till.yaml', exportedService('shop', 'till', 9000, 'grpc', 'grpc'));
+  await federation.startSampleWorkload('west', 'shop', 'till', 'grpc');
   await federation.apply('east', 'gateway.yaml', GATEWAY);
   await federation.apply('east', 'hello-policy.yaml', HELLO_POLICY);
   ingress = await federation.startIngressGateway('east', [80, 443]);
@@ -246,68 +213,12 @@ before(async () => {
 
 after(async () => {
   await clusters?.dispose();
-  for (const server of servers) {
-    server.closeAllConnections();
-    server.close();
-  }
+  closeServers(servers);
 });
 
-interface Answer {
-  readonly status: number;
-  readonly headers: http.IncomingHttpHeaders;
-  readonly body: string;
-  readonly echo?: Echo;
-}
-
 /** One request to the ingress gateway's listener on port 80. */
-function send(
-  path: string,
-  options: {
-    method?: string;
-    host?: string;
-    headers?: Record<string, string>;
-    agent?: http.Agent | false;
-    body?: string;
-  } = {},
-): Promise<Answer> {
-  const [host, port] = ingress.listeners['80']!.split(':') as [string, string];
-  return new Promise((resolve, reject) => {
-    const request = http.request(
-      {
-        host,
-        port: Number(port),
-        path,
-        method: options.method ?? 'GET',
-        agent: options.agent ?? false,
-        headers: { host: options.host ?? 'shop.example.net', ...options.headers },
-      },
-      (response) => {
-        let body = '';
-        response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-        response.on('end', () => {
-          let parsed: Echo | undefined;
-          try {
-            parsed =
-              response.headers['content-type'] === 'application/json'
-                ? (JSON.parse(body) as Echo)
-                : undefined;
-          } catch {
-            parsed = undefined;
-          }
-          resolve({
-            status: response.statusCode!,
-            headers: response.headers,
-            body,
-            ...(parsed ? { echo: parsed } : {}),
-          });
-        });
-      },
-    );
-    request.setTimeout(10_000, () => request.destroy(new Error('timed out')));
-    request.on('error', reject);
-    request.end(options.body);
-  });
-}
+const send = (path: string, options?: Parameters<typeof sendTo>[2]) =>
+  sendTo(ingress.listeners['80']!, path, options);
 
 /** The conformance-style cases: a request, the backend that answers, the status, what the backend saw. */
 const CASES: ReadonlyArray<{
@@ -530,6 +441,19 @@ test('a ServiceImport served only by another cluster is reached over mTLS as the
   const after = await send('/hello');
   assert.equal(after.status, 200);
   assert.equal(after.echo!.instance, 'hello-w2');
+});
+
+test('GRPCRoute over h2c: a call matched by service and method reaches a ServiceImport of another cluster; an unmatched method is UNIMPLEMENTED', async () => {
+  const client = grpcEchoClient(Number(ingress.listeners['80']!.split(':')[1]), 'grpc.test');
+  try {
+    const reply = await eventually(() => client.say('hello'), 20_000);
+    assert.equal(reply.service, 'till');
+    assert.equal(reply.cluster, 'west');
+    assert.equal(reply.caller, `spiffe://${federation.trustDomain}/ns/causeway-system/sa/ingress-gateway`);
+    await assert.rejects(client.chat().send('x'), (error: { code?: number }) => error.code === 12);
+  } finally {
+    client.close();
+  }
 });
 
 test('gateway metrics carry reporter="gateway" and the route; every request has an access log line', async () => {

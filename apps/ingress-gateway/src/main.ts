@@ -3,7 +3,7 @@ import net from 'node:net';
 import { durationSetting, listenAddress, splitAddress, z } from '@causeway/config';
 import { pathNormalizationSetting, proxyIdentitySettings, startProxyIdentity } from '@causeway/dataplane';
 import type { ProxyConfig } from '@causeway/discovery';
-import { IngressGateway } from '@causeway/ingress';
+import { IngressGateway, RateLimiter } from '@causeway/ingress';
 import { runComponent } from '@causeway/runtime';
 
 const gatewayName = z
@@ -45,6 +45,17 @@ const settingsSchema = z
       })
       .strict()
       .prefault({}),
+    /** Where RateLimitPolicies are counted for every replica; none: each replica counts alone. */
+    redis: z
+      .object({
+        url: z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must be redis://host:port'),
+        /** A connection attempt may take this long. */
+        connectTimeout: durationSetting('500ms'),
+        /** A decision waits this long for Redis before the local limiter decides. */
+        commandTimeout: durationSetting('250ms'),
+      })
+      .strict()
+      .optional(),
     /** Bytes of request head accepted (more: 431). */
     maxHeaderBytes: z.number().int().min(1_024).max(1_048_576).default(16_384),
   })
@@ -56,10 +67,10 @@ await runComponent<Settings>({
   description:
     'North-south entry of a cluster: Gateway API HTTPRoute/GRPCRoute routing onto the mesh (mTLS), to this cluster and to any cluster of the clusterset.',
   status:
-    'HTTP listeners of Gateways of class causeway; HTTPRoute and GRPCRoute matching with Gateway API precedence; header, redirect and rewrite filters; weighted Service and ServiceImport backends through the mesh with failover. HTTPS, HTTP/2 (so GRPCRoute), WebSocket, RequestMirror and RateLimitPolicy are not served yet.',
+    'HTTP listeners of Gateways of class causeway; HTTPRoute and GRPCRoute matching with Gateway API precedence; header, redirect and rewrite filters; weighted Service and ServiceImport backends through the mesh with failover. RateLimitPolicy global through Redis (GCRA), local when Redis is out. HTTPS, HTTP/2 (so GRPCRoute), WebSocket and RequestMirror are not served yet.',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, gateways[], listeners.{<port>: host:port}, trustedProxies[], accessLog, pathNormalization.{…}, timeouts.{requestHead,request,idle}, maxHeaderBytes',
+    'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, gateways[], listeners.{<port>: host:port}, trustedProxies[], accessLog, pathNormalization.{…}, timeouts.{requestHead,request,idle}, redis.{url,connectTimeout,commandTimeout}, maxHeaderBytes',
   defaultAdminAddress: '127.0.0.1:15030',
   start: async ({ settings, logger, registry }) => {
     const log = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) =>
@@ -93,7 +104,19 @@ await runComponent<Settings>({
       log,
     });
     const access = logger.child({ log: 'access' });
+    const rateLimiter = new RateLimiter({
+      ...(settings.redis
+        ? {
+            redisUrl: settings.redis.url,
+            connectTimeoutMs: settings.redis.connectTimeout,
+            commandTimeoutMs: settings.redis.commandTimeout,
+          }
+        : {}),
+      registry,
+      log,
+    });
     const gateway = new IngressGateway({
+      rateLimiter,
       cluster: settings.cluster,
       namespace: settings.namespace,
       serviceAccount: settings.serviceAccount,
@@ -128,6 +151,7 @@ await runComponent<Settings>({
       },
       stop: async () => {
         await gateway.close();
+        await rateLimiter.close();
         await identity.stop();
       },
     };

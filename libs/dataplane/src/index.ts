@@ -7,6 +7,6 @@ export { backendDestination, memo, type Destination, type RoutedBackend, type Ta
 export { OutboundProxy, type ForwardRequest, type OutboundOptions } from './outbound.ts';
 export { H1Exchange, H2Exchange, type AppExchange } from './exchange.ts';
 export { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
-export { endToEnd, GRPC, isGrpc } from './http-util.ts';
+export { endToEnd, GRPC, grpcStatusForHttp, headerFieldCount, isGrpc } from './http-util.ts';
 export { Sidecar } from './sidecar.ts';
 export { pathNormalizationSetting } from './settings.ts';

@@ -85,9 +85,9 @@ export function compileGateways(gateways: readonly GatewayView[]): {
       const conditions: ConditionValue[] = [];
       const protocol = listener.protocol;
       const requested = listener.allowedRoutes?.kinds;
-      // GRPCRoute needs HTTP/2, which listeners do not serve yet.
-      const known = (requested ?? [{ kind: 'HTTPRoute' }]).filter(
-        (k) => (k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && k.kind === 'HTTPRoute',
+      const known = (requested ?? [{ kind: 'HTTPRoute' }, { kind: 'GRPCRoute' }]).filter(
+        (k) =>
+          (k.group ?? GATEWAY_GROUP) === GATEWAY_GROUP && (k.kind === 'HTTPRoute' || k.kind === 'GRPCRoute'),
       );
       const kinds = [...new Set(known.map((k) => k.kind as ListenerRouteKind))];
       const sameHost = listeners.filter(
@@ -134,7 +134,7 @@ export function compileGateways(gateways: readonly GatewayView[]): {
               'ResolvedRefs',
               false,
               'InvalidRouteKinds',
-              `allowedRoutes.kinds names kinds this listener does not serve (HTTPRoute only: GRPCRoute needs HTTP/2, not served yet): ${requested
+              `allowedRoutes.kinds names kinds other than HTTPRoute and GRPCRoute: ${requested
                 .filter((k) => !known.includes(k))
                 .map((k) => `${k.group ?? GATEWAY_GROUP}/${k.kind}`)
                 .join(', ')}`,

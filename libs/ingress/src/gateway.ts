@@ -1,16 +1,19 @@
-import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
-import type http2 from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http';
+import http2 from 'node:http2';
 import net from 'node:net';
 import fastify, { type FastifyInstance } from 'fastify';
 import {
   backendDestination,
   endToEnd,
+  grpcStatusForHttp,
   H1Exchange,
+  H2Exchange,
+  headerFieldCount,
+  type AppExchange,
   isGrpc,
   OutboundProxy,
   ConnectionMetrics,
   RequestMetrics,
-  GRPC,
   type OutboundOptions,
   type RoutedBackend,
 } from '@causeway/dataplane';
@@ -24,6 +27,7 @@ import {
   type HeaderEdit,
   type RuleFilters,
 } from './filters.ts';
+import { limitsFor, type RateLimiter } from './rate-limit.ts';
 import { RouteTable, type Backend, type RouteEntry } from './route-table.ts';
 
 /** Header fields a request may have (more: 431). */
@@ -47,11 +51,16 @@ export interface IngressOptions extends OutboundOptions {
   readonly idleTimeoutMs?: number;
   /** Bytes of request head accepted (more: 431). */
   readonly maxHeaderBytes?: number;
+  /** Decides RateLimitPolicies (global through Redis, or local); none: they are not applied. */
+  readonly rateLimiter?: RateLimiter;
 }
 
 /** A listener port being served, and the port it got on this machine. */
 interface Served {
   readonly app: FastifyInstance;
+  /** The port's listener: it reads each connection's first bytes and hands it to HTTP/1.1 or HTTP/2. */
+  readonly server: net.Server;
+  readonly h2Sessions: Set<http2.ServerHttp2Session>;
   readonly gatewayPort: number;
   address: string;
 }
@@ -177,34 +186,90 @@ export class IngressGateway {
     // body (the backend reads it as a stream) and refuses no content type.
     app.addHook('onRequest', (request, reply, done) => {
       reply.hijack();
-      this.handle(gatewayPort, request.raw, reply.raw).catch((error: unknown) => {
-        this.options.log?.('warn', 'request failed', { err: String(error) });
-        if (!reply.raw.headersSent) reply.raw.writeHead(500).end();
-        else reply.raw.destroy();
-      });
+      const raw = request.raw;
+      this.serve(
+        gatewayPort,
+        {
+          method: raw.method ?? 'GET',
+          url: raw.url ?? '',
+          headers: raw.headers,
+          rawHeaders: raw.rawHeaders,
+          remoteAddress: raw.socket.remoteAddress ?? '',
+        },
+        new H1Exchange(raw, reply.raw),
+      );
       done();
     });
     app.all('*', () => undefined);
+    await app.ready();
     // The head of a request must arrive in time (slow clients are cut off).
     app.server.headersTimeout = this.settings.headerTimeoutMs;
-    const address = await app.listen({ host, port }).catch(async (error: unknown) => {
+    // HTTP/2 with prior knowledge (h2c: gRPC clients) on the same port, core API streams.
+    const h2 = http2.createServer({ maxHeaderListPairs: MAX_HEADER_FIELDS + 8 });
+    const sessions = new Set<http2.ServerHttp2Session>();
+    h2.on('session', (session) => {
+      sessions.add(session);
+      session.once('close', () => sessions.delete(session));
+      session.setTimeout(this.settings.idleTimeoutMs, () => session.close());
+    });
+    h2.on(
+      'stream',
+      (
+        stream: http2.ServerHttp2Stream,
+        headers: http2.IncomingHttpHeaders,
+        _flags: number,
+        rawHeaders: string[],
+      ) => {
+        stream.on('error', () => stream.destroy());
+        if (String(headers.expect).toLowerCase() === '100-continue')
+          stream.additionalHeaders({ ':status': 100 });
+        this.serve(
+          gatewayPort,
+          {
+            method: String(headers[':method'] ?? 'GET'),
+            url: String(headers[':path'] ?? ''),
+            headers,
+            rawHeaders,
+            remoteAddress: stream.session?.socket?.remoteAddress ?? '',
+          },
+          new H2Exchange(stream, headers, rawHeaders),
+        );
+      },
+    );
+    const server = net.createServer({ noDelay: true }, (socket) =>
+      sniff(socket, this.settings.headerTimeoutMs, (http2Preface) =>
+        (http2Preface ? h2 : app.server).emit('connection', socket),
+      ),
+    );
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        resolve();
+      });
+    }).catch(async (error: unknown) => {
       await app.close();
       throw error;
     });
-    const bound = app.server.address() as net.AddressInfo;
-    return { app, gatewayPort, address: bound ? `${bound.address}:${bound.port}` : address };
+    const bound = server.address() as net.AddressInfo;
+    return { app, server, h2Sessions: sessions, gatewayPort, address: `${bound.address}:${bound.port}` };
+  }
+
+  /** Serves one request, answering 500 if serving it throws. */
+  private serve(gatewayPort: number, request: RequestView, exchange: AppExchange): void {
+    this.handle(gatewayPort, request, exchange).catch((error: unknown) => {
+      this.options.log?.('warn', 'request failed', { err: String(error) });
+      if (exchange.answered) exchange.abort();
+      else exchange.fail(500, 'the gateway failed to serve the request');
+    });
   }
 
   /** One request on a listener port. */
-  private async handle(
-    gatewayPort: number,
-    request: IncomingMessage,
-    response: ServerResponse,
-  ): Promise<void> {
+  private async handle(gatewayPort: number, request: RequestView, original: AppExchange): Promise<void> {
     const started = process.hrtime.bigint();
-    const method = request.method ?? 'GET';
+    const method = request.method;
     const grpc = isGrpc(request.headers);
-    const rawHost = String(request.headers.host ?? '');
+    const rawHost = String(request.headers[':authority'] ?? request.headers.host ?? '');
     let route = '';
     const record = (
       status: number,
@@ -236,19 +301,15 @@ export class IngressGateway {
         route: route || undefined,
         destinationCluster: cluster,
         destinationService: service,
-        client: request.socket.remoteAddress,
+        client: request.remoteAddress,
         traceparent: request.headers.traceparent,
       });
     };
     const refuse = (status: number, message: string, extra: Record<string, string> = {}): void => {
-      if (!response.headersSent) {
-        response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', ...extra });
-        response.end(`${message}\n`);
-      }
-      record(status, grpc ? String(GRPC.UNAVAILABLE) : '', 'unknown', 'unknown');
+      original.fail(status, message, { headers: extra });
+      record(status, grpc ? String(grpcStatusForHttp(status)) : '', 'unknown', 'unknown');
     };
-    let fields = 0;
-    for (let i = 0; i < request.rawHeaders.length; i += 2) fields++;
+    const fields = headerFieldCount(request.rawHeaders);
     if (fields > MAX_HEADER_FIELDS)
       return refuse(431, `${fields} header fields; at most ${MAX_HEADER_FIELDS} are accepted`);
     const config = this.options.config();
@@ -262,7 +323,7 @@ export class IngressGateway {
     // made trustworthy: routes match on what the backend will see, and a client cannot
     // strip what the gateway adds.
     const headers = endToEnd(request.headers) as IncomingHttpHeaders;
-    this.forwardedHeaders(headers, request, rawHost);
+    const client = this.forwardedHeaders(headers, request.remoteAddress, rawHost);
     const decision = this.routes(config).match(gatewayPort, { method, target, host, headers, grpc });
     if (decision.type === 'no-listener') return refuse(404, `no listener on this port serves ${host}`);
     if (decision.type === 'no-route') return refuse(404, `no route matches ${method} ${host}${target}`);
@@ -274,15 +335,30 @@ export class IngressGateway {
     const prefix = entry.path?.type === 'PathPrefix' ? entry.path.value : undefined;
     const { filters } = entry;
     if (entry.broken) return refuse(500, `${entry.label} cannot be served: ${entry.broken}`);
+    let limitHeaders: Record<string, string> | undefined;
+    const limits = this.options.rateLimiter && limitsFor(config, decision.listener.gateway, entry.route);
+    if (limits?.length) {
+      const rate = await this.options.rateLimiter!.check(limits, {
+        remoteAddress: client,
+        method,
+        path,
+        headers,
+      });
+      if (rate.verdict === 'limited') return refuse(429, 'rate limited', rate.headers);
+      if (rate.verdict === 'unavailable')
+        return refuse(
+          503,
+          'rate limits cannot be decided now (Redis is unreachable and the policy fails closed)',
+        );
+      if (Object.keys(rate.headers).length > 0) limitHeaders = rate.headers;
+    }
     if (filters.redirect) {
       const location = redirectLocation(
         filters.redirect,
         { scheme: 'http', host, port: gatewayPort, path, query },
         prefix,
       );
-      response.writeHead(filters.redirect.statusCode, { location, 'content-length': '0' });
-      response.end();
-      request.resume();
+      original.fail(filters.redirect.statusCode, `moved to ${location}`, { headers: { location } });
       return record(filters.redirect.statusCode, '', 'unknown', 'unknown', target);
     }
     const backend = pickBackend(entry);
@@ -311,12 +387,12 @@ export class IngressGateway {
       route: entry.label,
       ...(entry.timeouts ? { timeouts: entry.timeouts } : {}),
     };
-    const responseEdits = [filters.responseHeaders, backendFilters.responseHeaders].filter(
-      (edit): edit is HeaderEdit => edit !== undefined,
-    );
-    const exchange = responseEdits.length
-      ? new EditedExchange(request, response, responseEdits)
-      : new H1Exchange(request, response);
+    const responseEdits = [
+      filters.responseHeaders,
+      backendFilters.responseHeaders,
+      limitHeaders && { set: Object.entries(limitHeaders), add: [], remove: [] },
+    ].filter((edit): edit is HeaderEdit => edit !== undefined);
+    const exchange = responseEdits.length ? new EditedExchange(original, responseEdits) : original;
     await this.outbound.forward(exchange, {
       config,
       destination,
@@ -335,8 +411,7 @@ export class IngressGateway {
    * `X-Forwarded-For`, `-Proto` and `-Host`: kept and extended from a trusted proxy,
    * replaced from anyone else (a client cannot choose the address a backend sees).
    */
-  private forwardedHeaders(headers: IncomingHttpHeaders, request: IncomingMessage, host: string): void {
-    const peer = request.socket.remoteAddress ?? '';
+  private forwardedHeaders(headers: IncomingHttpHeaders, peer: string, host: string): string {
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     const trusted = peer !== '' && this.trusted.check(peer, family);
     // Underscore spellings, which CGI-style servers merge with the real ones, are dropped.
@@ -348,6 +423,16 @@ export class IngressGateway {
     if (!trusted || !headers['x-forwarded-proto']) headers['x-forwarded-proto'] = 'http';
     if (!trusted || !headers['x-forwarded-host']) headers['x-forwarded-host'] = host;
     delete headers.forwarded;
+    // The client: the nearest address in the chain that is not a trusted proxy.
+    const hops = String(headers['x-forwarded-for'])
+      .split(',')
+      .map((hop) => hop.trim());
+    for (let i = hops.length - 1; i >= 0; i--) {
+      const hop = hops[i]!;
+      if (!net.isIP(hop) || i === 0 || !this.trusted.check(hop, net.isIPv6(hop) ? 'ipv6' : 'ipv4'))
+        return hop;
+    }
+    return peer;
   }
 
   private filtersOf(backend: Backend): RuleFilters {
@@ -370,34 +455,115 @@ export class IngressGateway {
 const CLOSE_GRACE_MS = 10_000;
 
 async function closeServed(served: Served): Promise<void> {
+  // No new connections; HTTP/2 clients are told to finish (GOAWAY) and go.
+  served.server.close();
+  for (const session of served.h2Sessions) session.close();
   let timer: NodeJS.Timeout | undefined;
+  const sessionsDone = Promise.all(
+    [...served.h2Sessions].map((session) => new Promise((resolve) => session.once('close', resolve))),
+  );
   await Promise.race([
-    served.app.close(),
+    Promise.all([served.app.close(), sessionsDone]),
     new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
   ]);
   clearTimeout(timer);
   served.app.server.closeAllConnections();
+  for (const session of served.h2Sessions) session.destroy();
 }
 
-/** An exchange whose upstream answer's headers are changed first (ResponseHeaderModifier). */
-class EditedExchange extends H1Exchange {
+/** An exchange whose upstream answer's headers are changed first (ResponseHeaderModifier, RateLimit). */
+class EditedExchange implements AppExchange {
   constructor(
-    request: IncomingMessage,
-    response: ServerResponse,
+    private readonly inner: AppExchange,
     private readonly edits: readonly HeaderEdit[],
-  ) {
-    super(request, response);
-  }
+  ) {}
 
-  override relay(
+  get method() {
+    return this.inner.method;
+  }
+  get target() {
+    return this.inner.target;
+  }
+  get authority() {
+    return this.inner.authority;
+  }
+  get headers() {
+    return this.inner.headers;
+  }
+  get rawHeaders() {
+    return this.inner.rawHeaders;
+  }
+  get connection() {
+    return this.inner.connection;
+  }
+  get body() {
+    return this.inner.body;
+  }
+  get closed() {
+    return this.inner.closed;
+  }
+  get answered() {
+    return this.inner.answered;
+  }
+  fail(status: number, message: string, extra?: Parameters<AppExchange['fail']>[2]): void {
+    this.inner.fail(status, message, extra);
+  }
+  relay(
     upstream: http2.ClientHttp2Stream,
     headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
     flags: number,
   ) {
     const edited = { ...headers };
     for (const edit of this.edits) applyHeaderEdit(edited, edit);
-    return super.relay(upstream, edited, flags);
+    return this.inner.relay(upstream, edited, flags);
   }
+  cancelWhenGone(upstream: http2.ClientHttp2Stream): void {
+    this.inner.cancelWhenGone(upstream);
+  }
+  onClosed(listener: () => void): void {
+    this.inner.onClosed(listener);
+  }
+  abort(): void {
+    this.inner.abort();
+  }
+}
+
+/** A request as the gateway reads it, from HTTP/1.1 or HTTP/2. */
+interface RequestView {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly rawHeaders: readonly string[];
+  readonly remoteAddress: string;
+}
+
+const H2_PREFACE = 'PRI * HTTP/2.0';
+
+/**
+ * Reads a connection's first bytes: the HTTP/2 preface (prior knowledge) or anything else
+ * (HTTP/1.1), then hands the socket on with those bytes put back. A connection that says
+ * nothing within `timeoutMs` is closed.
+ */
+function sniff(socket: net.Socket, timeoutMs: number, handOff: (http2Preface: boolean) => void): void {
+  socket.on('error', () => socket.destroy());
+  socket.setTimeout(timeoutMs, () => socket.destroy());
+  const chunks: Buffer[] = [];
+  const onEnd = (): void => void socket.end();
+  const onData = (chunk: Buffer): void => {
+    chunks.push(chunk);
+    const head = Buffer.concat(chunks);
+    const seen = head.toString('latin1', 0, Math.min(head.length, H2_PREFACE.length));
+    if (seen.length < H2_PREFACE.length && H2_PREFACE.startsWith(seen)) return;
+    socket.off('data', onData);
+    socket.off('end', onEnd);
+    socket.setTimeout(0);
+    socket.pause();
+    socket.unshift(head);
+    handOff(seen === H2_PREFACE);
+    if (seen !== H2_PREFACE) socket.resume();
+  };
+  socket.on('data', onData);
+  socket.once('end', onEnd);
 }
 
 /** A weighted draw among a rule's backends; none when every weight is 0. */

@@ -8,3 +8,10 @@ export {
   redirectLocation,
   type RuleFilters,
 } from './filters.ts';
+export {
+  limitsFor,
+  RateLimiter,
+  type Limit,
+  type RateDecision,
+  type RateLimiterOptions,
+} from './rate-limit.ts';
