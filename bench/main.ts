@@ -4,6 +4,7 @@ import { Command } from 'commander';
 import { catalogScaleBench } from './catalog-scale.ts';
 import { chaosBench } from './chaos.ts';
 import { convergenceBench } from './convergence.ts';
+import { ingressBench } from './ingress.ts';
 import { pkiBench } from './pki.ts';
 import { sidecarBench } from './sidecar.ts';
 
@@ -67,6 +68,17 @@ program
       await chaosBench(options);
     },
   );
+program
+  .command('ingress')
+  .description(
+    'the ingress gateway against a bare @fastify/http-proxy and nginx in front of the same app; 10 against 10,000 routes; the latency a Redis-backed rate limit adds',
+  )
+  .option('--json', 'print the result as JSON on the last stdout line')
+  .option('--rate <n>', 'requests per second for the latency figures', (v) => Number(v), 1000)
+  .option('--seconds <n>', 'how long each measurement runs', (v) => Number(v), 10)
+  .action(async (options: { json?: boolean; rate: number; seconds: number }) => {
+    await ingressBench(options);
+  });
 program
   .command('sidecar')
   .description(

@@ -44,7 +44,7 @@ interface HopFigures {
 const say = (line: string): void => void process.stderr.write(`bench sidecar: ${line}\n`);
 
 /** nginx and wrk from Debian, installed when missing (without starting nginx as a service). */
-function ensurePackages(): void {
+export function ensurePackages(): void {
   const missing = ['nginx', 'wrk'].filter((tool) => {
     try {
       execFileSync('which', [tool], { stdio: 'ignore' });
@@ -85,12 +85,13 @@ const percentile = (sorted: number[], p: number): number =>
   sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? NaN;
 
 /** Open-loop load at a fixed rate; latency from each request's due time. */
-async function fixedRate(
+export async function fixedRate(
   port: number,
   host: string,
   rate: number,
   seconds: number,
   onTick?: () => void,
+  pathname = '/',
 ): Promise<{ p50: number; p90: number; p99: number; errors: number }> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 128 });
   const latencies: number[] = [];
@@ -109,7 +110,7 @@ async function fixedRate(
         pending.push(
           new Promise<void>((done) => {
             const request = http.get(
-              { host: '127.0.0.1', port, path: '/', agent, headers: { host } },
+              { host: '127.0.0.1', port, path: pathname, agent, headers: { host } },
               (response) => {
                 response.resume();
                 response.once('end', () => {
@@ -155,14 +156,15 @@ async function fixedRate(
  * (Not run synchronously: this process reads the components' logs meanwhile, and a component
  * writing to a full pipe would wait.)
  */
-async function saturation(
+export async function saturation(
   port: number,
   host: string,
   seconds: number,
+  pathname = '/',
 ): Promise<{ rps: number; requests: number }> {
   const { stdout: output } = await promisify(execFile)(
     'wrk',
-    ['-t1', '-c32', `-d${seconds}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}/`],
+    ['-t1', '-c32', `-d${seconds}s`, '-H', `Host: ${host}`, `http://127.0.0.1:${port}${pathname}`],
     { encoding: 'utf8' },
   );
   const match = /Requests\/sec:\s+([\d.]+)/.exec(output);
@@ -173,7 +175,7 @@ async function saturation(
 }
 
 /** A process and its children (nginx: the master and its workers). */
-const withChildren = async (pid: number): Promise<number[]> => {
+export const withChildren = async (pid: number): Promise<number[]> => {
   const children = await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '');
   return [pid, ...children.split(' ').filter(Boolean).map(Number)];
 };
@@ -190,7 +192,7 @@ async function machineTicks(): Promise<{ total: number; steal: number }> {
   return { total, steal: fields[7] ?? 0 };
 }
 
-async function cpuSeconds(pids: readonly number[]): Promise<number> {
+export async function cpuSeconds(pids: readonly number[]): Promise<number> {
   let ticks = 0;
   for (const pid of pids) {
     const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
@@ -288,7 +290,7 @@ async function grpcLoad(
   }
 }
 
-async function startApp(): Promise<{ child: ChildProcess; port: number }> {
+export async function startApp(): Promise<{ child: ChildProcess; port: number }> {
   const child = spawn(
     process.execPath,
     [

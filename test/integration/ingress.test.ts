@@ -5,6 +5,7 @@
 // only by another cluster, reached over mTLS with the gateway's own identity, and failover.
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { after, before, test } from 'node:test';
 import type { IngressProcess, LocalFederation, SidecarProcess } from '@causeway/cli/local-federation';
 import { exportedService } from '@causeway/cli/local-federation';
@@ -203,7 +204,7 @@ before(async () => {
   await federation.startSampleWorkload('west', 'shop', 'till', 'grpc');
   await federation.apply('east', 'gateway.yaml', GATEWAY);
   await federation.apply('east', 'hello-policy.yaml', HELLO_POLICY);
-  ingress = await federation.startIngressGateway('east', [80, 443]);
+  ingress = await federation.startIngressGateway('east', [80, 443], { timeouts: { requestHead: '1s' } });
   await federation.apply('east', 'oldest.yaml', OLDEST);
   await eventually(async () => assert.equal((await send('/tie')).echo?.instance, 'v2-east'), 20_000);
   // Creation times have whole seconds (as in Kubernetes): the others are a second younger.
@@ -398,11 +399,14 @@ test('Gateway API routing: every match type, filter and precedence rule (conform
 
 test('weighted backendRefs split requests by weight', async () => {
   const counts = new Map<string, number>();
+  // (On kept-alive connections: many requests per connection after its first bytes were read.)
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
   for (let i = 0; i < 400; i++) {
-    const answer = await send('/split');
+    const answer = await send('/split', { agent });
     assert.equal(answer.status, 200);
     counts.set(answer.echo!.instance, (counts.get(answer.echo!.instance) ?? 0) + 1);
   }
+  agent.destroy();
   const share = (counts.get('v2-east') ?? 0) / 400;
   assert.ok(Math.abs(share - 0.75) < 0.08, `v2 got ${share} of the requests, want 0.75`);
 });
@@ -471,6 +475,28 @@ test('gateway metrics carry reporter="gateway" and the route; every request has 
     assert.equal(last.route, 'shop/matching#0');
     assert.equal(last.status, 200);
   });
+});
+
+test('slow clients are cut off: a head that never completes gets 408, a connection that says nothing is closed', async () => {
+  const [host, port] = ingress.listeners['80']!.split(':') as [string, string];
+  const talk = (bytes: string) =>
+    new Promise<{ answer: string; ms: number }>((resolve, reject) => {
+      const started = Date.now();
+      const socket = net.connect({ host, port: Number(port) }, () => {
+        if (bytes) socket.write(bytes);
+      });
+      let answer = '';
+      socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      socket.on('close', () => resolve({ answer, ms: Date.now() - started }));
+      socket.on('error', reject);
+      socket.setTimeout(15_000, () => socket.destroy(new Error('never closed')));
+    });
+  const [partial, silent] = await Promise.all([
+    talk('GET /exact HTTP/1.1\r\nHost: shop.example.net\r\n'),
+    talk(''),
+  ]);
+  assert.match(partial.answer, /^HTTP\/1\.1 408 /);
+  assert.equal(silent.answer, '');
 });
 
 test('a listener the gateway cannot serve (HTTPS) is not opened; routes attached only to it are not served', async () => {

@@ -155,6 +155,7 @@ export const GRPC = {
   UNAVAILABLE: 14,
   PERMISSION_DENIED: 7,
   INTERNAL: 13,
+  RESOURCE_EXHAUSTED: 8,
 } as const;
 
 /** The gRPC status an HTTP status maps to, when the server sent none (gRPC's HTTP mapping). */

@@ -1,3 +1,4 @@
+import type http from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -5,6 +6,7 @@ import fastify, { type FastifyInstance } from 'fastify';
 import {
   backendDestination,
   endToEnd,
+  GRPC,
   grpcStatusForHttp,
   H1Exchange,
   H2Exchange,
@@ -61,6 +63,8 @@ interface Served {
   /** The port's listener: it reads each connection's first bytes and hands it to HTTP/1.1 or HTTP/2. */
   readonly server: net.Server;
   readonly h2Sessions: Set<http2.ServerHttp2Session>;
+  /** HTTP/1.1 requests in flight. */
+  readonly inFlight: { count: number };
   readonly gatewayPort: number;
   address: string;
 }
@@ -180,7 +184,11 @@ export class IngressGateway {
       keepAliveTimeout: this.settings.idleTimeoutMs,
       requestTimeout: this.settings.requestTimeoutMs,
       exposeHeadRoutes: false,
-      http: { maxHeaderSize: this.settings.maxHeaderBytes },
+      http: {
+        maxHeaderSize: this.settings.maxHeaderBytes,
+        // How often Node looks for heads and requests past their time (its default: 30 s).
+        connectionsCheckingInterval: Math.max(250, Math.min(5_000, this.settings.headerTimeoutMs / 4)),
+      },
     });
     // Every request is taken at its first hook and the reply hijacked: fastify parses no
     // body (the backend reads it as a stream) and refuses no content type.
@@ -204,13 +212,29 @@ export class IngressGateway {
     await app.ready();
     // The head of a request must arrive in time (slow clients are cut off).
     app.server.headersTimeout = this.settings.headerTimeoutMs;
+    // The net server below owns the port; Node's HTTP server tracks its connections (head and
+    // request timeouts, closing idle ones) once it has heard it is listening.
+    app.server.emit('listening');
+    // Requests in flight on HTTP/1.1, so that a closing listener waits for them.
+    const inFlight = { count: 0 };
+    app.server.on('request', (_request, response: http.ServerResponse) => {
+      inFlight.count++;
+      response.once('close', () => inFlight.count--);
+    });
     // HTTP/2 with prior knowledge (h2c: gRPC clients) on the same port, core API streams.
-    const h2 = http2.createServer({ maxHeaderListPairs: MAX_HEADER_FIELDS + 8 });
+    const h2 = http2.createServer({
+      maxHeaderListPairs: MAX_HEADER_FIELDS + 8,
+      settings: { maxConcurrentStreams: 250, maxHeaderListSize: this.settings.maxHeaderBytes },
+    });
     const sessions = new Set<http2.ServerHttp2Session>();
     h2.on('session', (session) => {
       sessions.add(session);
       session.once('close', () => sessions.delete(session));
-      session.setTimeout(this.settings.idleTimeoutMs, () => session.close());
+      session.setTimeout(this.settings.idleTimeoutMs, () => {
+        session.close();
+        // A stream held open (a client that stops reading) does not keep it for ever.
+        setTimeout(() => session.destroy(), CLOSE_GRACE_MS).unref();
+      });
     });
     h2.on(
       'stream',
@@ -221,6 +245,7 @@ export class IngressGateway {
         rawHeaders: string[],
       ) => {
         stream.on('error', () => stream.destroy());
+        stream.setTimeout(this.settings.requestTimeoutMs, () => stream.close(http2.constants.NGHTTP2_CANCEL));
         if (String(headers.expect).toLowerCase() === '100-continue')
           stream.additionalHeaders({ ':status': 100 });
         this.serve(
@@ -236,7 +261,8 @@ export class IngressGateway {
         );
       },
     );
-    const server = net.createServer({ noDelay: true }, (socket) =>
+    // Half-open allowed: a client that sends its FIN after a request still gets the answer.
+    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
       sniff(socket, this.settings.headerTimeoutMs, (http2Preface) =>
         (http2Preface ? h2 : app.server).emit('connection', socket),
       ),
@@ -252,7 +278,14 @@ export class IngressGateway {
       throw error;
     });
     const bound = server.address() as net.AddressInfo;
-    return { app, server, h2Sessions: sessions, gatewayPort, address: `${bound.address}:${bound.port}` };
+    return {
+      app,
+      server,
+      h2Sessions: sessions,
+      inFlight,
+      gatewayPort,
+      address: `${bound.address}:${bound.port}`,
+    };
   }
 
   /** Serves one request, answering 500 if serving it throws. */
@@ -344,7 +377,10 @@ export class IngressGateway {
         path,
         headers,
       });
-      if (rate.verdict === 'limited') return refuse(429, 'rate limited', rate.headers);
+      if (rate.verdict === 'limited') {
+        original.fail(429, 'rate limited', { headers: rate.headers, grpcStatus: GRPC.RESOURCE_EXHAUSTED });
+        return record(429, grpc ? String(GRPC.RESOURCE_EXHAUSTED) : '', 'unknown', 'unknown');
+      }
       if (rate.verdict === 'unavailable')
         return refuse(
           503,
@@ -429,8 +465,9 @@ export class IngressGateway {
       .map((hop) => hop.trim());
     for (let i = hops.length - 1; i >= 0; i--) {
       const hop = hops[i]!;
-      if (!net.isIP(hop) || i === 0 || !this.trusted.check(hop, net.isIPv6(hop) ? 'ipv6' : 'ipv4'))
-        return hop;
+      // (A hop that is not an address, `unknown` or one with a port, is passed over.)
+      if (!net.isIP(hop)) continue;
+      if (i === 0 || !this.trusted.check(hop, net.isIPv6(hop) ? 'ipv6' : 'ipv4')) return hop;
     }
     return peer;
   }
@@ -458,15 +495,14 @@ async function closeServed(served: Served): Promise<void> {
   // No new connections; HTTP/2 clients are told to finish (GOAWAY) and go.
   served.server.close();
   for (const session of served.h2Sessions) session.close();
-  let timer: NodeJS.Timeout | undefined;
-  const sessionsDone = Promise.all(
-    [...served.h2Sessions].map((session) => new Promise((resolve) => session.once('close', resolve))),
-  );
-  await Promise.race([
-    Promise.all([served.app.close(), sessionsDone]),
-    new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS))),
-  ]);
-  clearTimeout(timer);
+  await served.app.close();
+  served.app.server.closeIdleConnections();
+  // Requests in flight get the grace period to finish.
+  const deadline = Date.now() + CLOSE_GRACE_MS;
+  while ((served.inFlight.count > 0 || served.h2Sessions.size > 0) && Date.now() < deadline) {
+    served.app.server.closeIdleConnections();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
   served.app.server.closeAllConnections();
   for (const session of served.h2Sessions) session.destroy();
 }
@@ -546,7 +582,9 @@ const H2_PREFACE = 'PRI * HTTP/2.0';
  */
 function sniff(socket: net.Socket, timeoutMs: number, handOff: (http2Preface: boolean) => void): void {
   socket.on('error', () => socket.destroy());
-  socket.setTimeout(timeoutMs, () => socket.destroy());
+  // A fixed deadline (not an idle timer a byte at a time could keep resetting).
+  const deadline = setTimeout(() => socket.destroy(), timeoutMs);
+  socket.once('close', () => clearTimeout(deadline));
   const chunks: Buffer[] = [];
   const onEnd = (): void => void socket.end();
   const onData = (chunk: Buffer): void => {
@@ -556,7 +594,7 @@ function sniff(socket: net.Socket, timeoutMs: number, handOff: (http2Preface: bo
     if (seen.length < H2_PREFACE.length && H2_PREFACE.startsWith(seen)) return;
     socket.off('data', onData);
     socket.off('end', onEnd);
-    socket.setTimeout(0);
+    clearTimeout(deadline);
     socket.pause();
     socket.unshift(head);
     handOff(seen === H2_PREFACE);

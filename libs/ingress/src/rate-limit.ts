@@ -120,12 +120,14 @@ function bucketOf(limit: Limit, request: LimitedRequest): string | undefined {
 /**
  * GCRA over every bucket of one decision, atomically: a request is let through only if
  * every bucket has room, and then each bucket is charged. Times are the server's (one clock
- * for every replica). ARGV per key: emission interval and period (milliseconds). Returns
- * limited (0/1), the wait in ms, then per key what remains and when the bucket is full again.
+ * for every replica), in whole microseconds, so no rounding ever takes a request from a
+ * burst. ARGV per key: emission interval and period (microseconds). Returns limited (0/1),
+ * the wait, then per key what remains and when the bucket is full again (microseconds).
  */
 const GCRA = `
+if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local limited = 0
 local wait = 0
 local tats = {}
@@ -135,8 +137,7 @@ for i = 1, #KEYS do
   local period = tonumber(ARGV[2 * i])
   local tat = tonumber(redis.call('GET', KEYS[i])) or now
   if tat < now then tat = now end
-  local next_tat = tat + interval
-  local room = now - (next_tat - period)
+  local room = now - (tat + interval - period)
   if room < 0 then
     limited = 1
     if -room > wait then wait = -room end
@@ -144,21 +145,30 @@ for i = 1, #KEYS do
     tats[i] = tat
   else
     remaining[i] = math.floor(room / interval)
-    tats[i] = next_tat
+    tats[i] = tat + interval
   end
 end
 if limited == 0 then
   for i = 1, #KEYS do
-    redis.call('SET', KEYS[i], tostring(tats[i]), 'PX', math.ceil(tats[i] - now) + 1)
+    redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.floor((tats[i] - now) / 1000) + 1)
   end
 end
-local out = { limited, math.ceil(wait) }
+local out = { limited, wait }
 for i = 1, #KEYS do
   out[#out + 1] = remaining[i]
-  out[#out + 1] = math.ceil(tats[i] - now)
+  out[#out + 1] = tats[i] - now
 end
 return out
 `;
+
+/**
+ * A limit's emission interval in whole microseconds, rounded down: `requests` intervals
+ * always fit in the period, so the burst is never short by one.
+ */
+const intervalUs = (limit: Limit): number => Math.floor((limit.periodMs * 1000) / limit.requests);
+
+/** After Redis failed or timed out, decisions stay local this long before Redis is tried again. */
+const REDIS_BACKOFF_MS = 1_000;
 
 /** Buckets kept by the local limiter at most (the oldest go first). */
 const LOCAL_BUCKETS = 100_000;
@@ -190,6 +200,8 @@ export class RateLimiter {
   private readonly local = new Map<string, number>();
   private readonly decisions: Counter<'policy' | 'limit' | 'decision' | 'backend'>;
   private readonly fallbacks: Counter<'reason'>;
+  /** Until when Redis is not asked (it failed or timed out lately). */
+  private redisBackoffUntil = 0;
 
   constructor(private readonly options: RateLimiterOptions) {
     const registers = options.registry ? [options.registry] : [];
@@ -212,6 +224,10 @@ export class RateLimiter {
       maxRetriesPerRequest: 0,
       connectTimeout: options.connectTimeoutMs ?? 500,
       commandTimeout: options.commandTimeoutMs ?? 250,
+      // A Redis that stops answering (frozen, or its packets dropped) is dropped and dialled
+      // again, not waited on for as long as TCP would.
+      socketTimeout: Math.max(1_000, 4 * (options.commandTimeoutMs ?? 250)),
+      keepAlive: 10_000,
       retryStrategy: (times) => Math.min(100 * 2 ** Math.min(times, 5), 2_000),
       lazyConnect: false,
     }) as GcraClient;
@@ -240,24 +256,30 @@ export class RateLimiter {
     if (applied.length === 0) return { verdict: 'ok', headers: {} };
     let answer: { limited: boolean; waitMs: number; remaining: number[]; resetMs: number[] } | undefined;
     let backend = 'redis';
-    if (this.redis && this.redis.status === 'ready') {
+    if (this.redis && this.redis.status === 'ready' && Date.now() >= this.redisBackoffUntil) {
       try {
         const reply = await this.redis.causewayGcra(
           applied.length,
           ...applied.map((a) => a.key),
-          ...applied.flatMap((a) => [a.limit.periodMs / a.limit.requests, a.limit.periodMs]),
+          ...applied.flatMap((a) => [intervalUs(a.limit), a.limit.periodMs * 1000]),
         );
         answer = {
           limited: reply[0] === 1,
-          waitMs: Number(reply[1]),
+          waitMs: Number(reply[1]) / 1000,
           remaining: applied.map((_, i) => Number(reply[2 + 2 * i])),
-          resetMs: applied.map((_, i) => Number(reply[3 + 2 * i])),
+          resetMs: applied.map((_, i) => Number(reply[3 + 2 * i]) / 1000),
         };
       } catch (error) {
+        // A failing or slow Redis is left alone for a while: no request waits on it meanwhile.
         this.fallbacks.inc({ reason: 'error' });
-        this.options.log?.('warn', 'rate limits: Redis failed (deciding locally)', { err: String(error) });
+        if (Date.now() >= this.redisBackoffUntil)
+          this.options.log?.('warn', 'rate limits: Redis failed (deciding locally for a while)', {
+            err: String(error),
+          });
+        this.redisBackoffUntil = Date.now() + REDIS_BACKOFF_MS;
       }
-    } else if (this.redis) this.fallbacks.inc({ reason: 'disconnected' });
+    } else if (this.redis)
+      this.fallbacks.inc({ reason: this.redis.status === 'ready' ? 'backoff' : 'disconnected' });
     if (!answer) {
       backend = 'local';
       if (this.redis && applied.some((a) => a.limit.failClosed)) {
@@ -287,18 +309,18 @@ export class RateLimiter {
 
   /** The same GCRA, in this process. */
   private decideLocally(applied: ReadonlyArray<{ limit: Limit; key: string }>) {
-    const now = Date.now();
+    const now = Date.now() * 1000;
     let limited = false;
-    let waitMs = 0;
+    let waitUs = 0;
     const next: number[] = [];
     const remaining: number[] = [];
     for (const { limit, key } of applied) {
-      const interval = limit.periodMs / limit.requests;
+      const interval = intervalUs(limit);
       const tat = Math.max(this.local.get(key) ?? now, now);
-      const room = now - (tat + interval - limit.periodMs);
+      const room = now - (tat + interval - limit.periodMs * 1000);
       if (room < 0) {
         limited = true;
-        waitMs = Math.max(waitMs, -room);
+        waitUs = Math.max(waitUs, -room);
         remaining.push(0);
         next.push(tat);
       } else {
@@ -312,7 +334,7 @@ export class RateLimiter {
         this.local.set(key, next[i]!);
         if (this.local.size > LOCAL_BUCKETS) this.local.delete(this.local.keys().next().value!);
       });
-    return { limited, waitMs, remaining, resetMs: next.map((tat) => tat - now) };
+    return { limited, waitMs: waitUs / 1000, remaining, resetMs: next.map((tat) => (tat - now) / 1000) };
   }
 
   async close(): Promise<void> {

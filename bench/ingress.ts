@@ -1,0 +1,264 @@
+// The ingress hop measured three ways in one run, all in front of the same 1 KiB app:
+// Causeway's ingress gateway (one HTTPRoute, metrics and access log on; the app is a mesh
+// workload, so the gateway reaches it over mTLS through the app's sidecar), a bare
+// @fastify/http-proxy (undici upstream, the same keep-alive), and nginx as a reverse proxy
+// (keep-alive upstream). Then the gateway with 10 routes against 10,000 (what matching
+// costs as routes grow), and the latency a Redis-backed RateLimitPolicy adds at a fixed rate.
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { exportedService, LocalFederation, type IngressProcess } from '@causeway/cli/local-federation';
+import { freePort, repoRoot, startNats, startRedis } from '@causeway/testing';
+import { report } from './report.ts';
+import { ensurePackages, fixedRate, saturation, startApp } from './sidecar.ts';
+
+const say = (line: string): void => void process.stderr.write(`bench ingress: ${line}\n`);
+const HOST = 'shop.example.com';
+
+const GATEWAY = `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: public, namespace: bench }
+spec:
+  gatewayClassName: causeway
+  listeners: [{ name: http, port: 80, protocol: HTTP }]
+`;
+
+/** `count` HTTPRoutes, each a PathPrefix `/r<i>` to the app, plus the one for `/`. */
+function routes(count: number, limited: boolean): string {
+  const docs = [
+    `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: main, namespace: bench }
+spec:
+  parentRefs: [{ name: public }]
+  hostnames: [${HOST}]
+  rules: [{ backendRefs: [{ name: app, port: 80 }] }]
+`,
+  ];
+  for (let i = 0; i < count; i++)
+    docs.push(`apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: r${i}, namespace: bench }
+spec:
+  parentRefs: [{ name: public }]
+  hostnames: [${HOST}]
+  rules: [{ matches: [{ path: { type: PathPrefix, value: /r${i} } }], backendRefs: [{ name: app, port: 80 }] }]
+`);
+  if (limited)
+    docs.push(`apiVersion: policy.causeway.dev/v1alpha1
+kind: RateLimitPolicy
+metadata: { name: generous, namespace: bench }
+spec:
+  targetRefs: [{ group: gateway.networking.k8s.io, kind: HTTPRoute, name: main }]
+  limits: [{ name: per-client, descriptors: [{ key: remoteAddress }], requests: 100000000, unit: second }]
+`);
+  return docs.join('---\n');
+}
+
+/** Waits until the gateway logs a config with `count` routes, and `path` answers 200. */
+async function awaitRoutes(ingress: IngressProcess, count: number, pathname: string): Promise<void> {
+  const port = Number(ingress.listeners['80']!.split(':')[1]);
+  for (let i = 0; ; i++) {
+    const applied = ingress.logs.some((entry) => entry.msg === 'config applied' && entry.routes === count);
+    const ok =
+      applied &&
+      (await new Promise<boolean>((resolve) =>
+        http
+          .get({ host: '127.0.0.1', port, path: pathname, headers: { host: HOST } }, (r) => {
+            r.resume();
+            resolve(r.statusCode === 200);
+          })
+          .on('error', () => resolve(false)),
+      ));
+    if (ok) return;
+    if (i > 1_200) throw new Error(`the gateway never served ${count} routes`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** A bare @fastify/http-proxy to the app, in its own process. */
+async function startBareProxy(appPort: number): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(
+    process.execPath,
+    [
+      '--input-type=module',
+      '-e',
+      `import Fastify from 'fastify';
+       import proxy from '@fastify/http-proxy';
+       const app = Fastify({ logger: false });
+       await app.register(proxy, { upstream: 'http://127.0.0.1:${appPort}' });
+       await app.listen({ host: '127.0.0.1', port: ${port} });
+       console.log('ready');`,
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], cwd: repoRoot },
+  );
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the bare proxy exited (${code})`)));
+  });
+  return { child, port };
+}
+
+/** nginx as a reverse proxy to the app (keep-alive upstream, one worker per core). */
+async function startNginx(dir: string, appPort: number): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  await mkdir(dir, { recursive: true });
+  const conf = path.join(dir, 'nginx.conf');
+  await writeFile(
+    conf,
+    `daemon off; worker_processes auto; pid ${dir}/nginx.pid; error_log ${dir}/error.log;
+events { worker_connections 4096; }
+http { access_log off;
+  client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
+  uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
+  upstream app { server 127.0.0.1:${appPort}; keepalive 64; }
+  server { listen 127.0.0.1:${port};
+    location / { proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; proxy_set_header Host $host; } } }
+`,
+  );
+  const child = spawn('nginx', ['-p', dir, '-c', conf], { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const ok = await new Promise<boolean>((resolve) =>
+      http
+        .get({ host: '127.0.0.1', port, path: '/' }, (r) => {
+          r.resume();
+          resolve(r.statusCode === 200);
+        })
+        .on('error', () => resolve(false)),
+    );
+    if (ok) return { child, port };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`nginx did not answer; see ${dir}/error.log`);
+}
+
+export async function ingressBench(options: {
+  json?: boolean;
+  seconds: number;
+  rate: number;
+}): Promise<void> {
+  ensurePackages();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-bench-ingress-'));
+  const nats = await startNats();
+  const redis = await startRedis();
+  const children: ChildProcess[] = [];
+  let federation: LocalFederation | undefined;
+  try {
+    const app = await startApp();
+    children.push(app.child);
+    say('building the components (npm run build), to measure what is deployed...');
+    execFileSync(process.execPath, [path.join(repoRoot, 'scripts/build.mjs')], { stdio: 'ignore' });
+    say('starting a controller, the app behind its sidecar, and the ingress gateway...');
+    federation = await LocalFederation.start({
+      dir: path.join(dir, 'mesh'),
+      natsUrl: nats.url,
+      clusters: ['bench'],
+      stderr: 'ignore',
+      built: true,
+    });
+    await federation.apply('bench', 'app.yaml', exportedService('bench', 'app', 80, 'http'));
+    await federation.apply('bench', 'gateway.yaml', GATEWAY);
+    await federation.apply('bench', 'routes.yaml', routes(0, false));
+    await federation.startSidecar('bench', {
+      namespace: 'bench',
+      serviceAccount: 'app',
+      workload: { name: 'app-0', labels: { app: 'app' } },
+      inbound: [{ name: 'http', appPort: app.port }],
+      accessLog: false,
+    });
+    const ingress = await federation.startIngressGateway('bench', [80], {
+      redis: { url: redis.url },
+      accessLog: true,
+    });
+    const ingressPort = Number(ingress.listeners['80']!.split(':')[1]);
+    await awaitRoutes(ingress, 1, '/');
+    const bare = await startBareProxy(app.port);
+    children.push(bare.child);
+    const nginx = await startNginx(path.join(dir, 'nginx'), app.port);
+    children.push(nginx.child);
+
+    const rps: Record<string, number> = {};
+    for (const [name, port] of [
+      ['nginx', nginx.port],
+      ['bare_proxy', bare.port],
+      ['causeway', ingressPort],
+    ] as const) {
+      say(`${name}: saturation with wrk (32 connections, ${options.seconds} s)...`);
+      rps[name] = (await saturation(port, HOST, options.seconds)).rps;
+    }
+
+    say(`latency at ${options.rate} rps without and with a Redis-backed limit...`);
+    const plain = await fixedRate(ingressPort, HOST, options.rate, options.seconds);
+    await federation.apply('bench', 'routes.yaml', routes(0, true));
+    // The policy is in force once an answer carries its headers.
+    for (let i = 0; ; i++) {
+      const limited = await new Promise<boolean>((resolve) =>
+        http
+          .get({ host: '127.0.0.1', port: ingressPort, path: '/', headers: { host: HOST } }, (r) => {
+            r.resume();
+            resolve(r.headers['ratelimit-policy'] !== undefined);
+          })
+          .on('error', () => resolve(false)),
+      );
+      if (limited) break;
+      if (i > 300) throw new Error('the RateLimitPolicy never reached the gateway');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const withLimit = await fixedRate(ingressPort, HOST, options.rate, options.seconds);
+
+    say('the gateway with 10 routes...');
+    // (Measured last: a config of 10,000 routes leaves work behind in the controller.)
+    await federation.apply('bench', 'routes.yaml', routes(10, false));
+    await awaitRoutes(ingress, 11, '/r5');
+    const routes10 = (await saturation(ingressPort, HOST, options.seconds, '/r5/x')).rps;
+    say('the gateway with 10,000 routes (compiled by the controller, sent to the gateway)...');
+    await federation.apply('bench', 'routes.yaml', routes(10_000, false));
+    await awaitRoutes(ingress, 10_001, '/r5000');
+    const routes10000 = (await saturation(ingressPort, HOST, options.seconds, '/r5000/x')).rps;
+
+    const ratio = (a: number, b: number) => Math.round((a / b) * 100) / 100;
+    const result = {
+      bench: 'ingress',
+      causeway_rps: rps.causeway!,
+      bare_proxy_rps: rps.bare_proxy!,
+      nginx_rps: rps.nginx!,
+      throughput_ratio_vs_nginx: ratio(rps.causeway!, rps.nginx!),
+      throughput_ratio_vs_bare_proxy: ratio(rps.causeway!, rps.bare_proxy!),
+      routes_10_rps: routes10,
+      routes_10000_rps: routes10000,
+      routing_cost_ratio: ratio(routes10, routes10000),
+      ratelimit_added_p99_ms: Math.round((withLimit.p99 - plain.p99) * 1000) / 1000,
+      p99_ms: plain.p99,
+      p99_with_ratelimit_ms: withLimit.p99,
+      errors: plain.errors + withLimit.errors,
+      causeway_hops: 'gateway -> mTLS -> app sidecar -> app (bare proxy and nginx: proxy -> app)',
+    };
+    report(
+      result,
+      [
+        ['nginx (reverse proxy)', `${rps.nginx} rps`],
+        ['bare @fastify/http-proxy', `${rps.bare_proxy} rps`],
+        ['causeway ingress (+ app sidecar, mTLS)', `${rps.causeway} rps`],
+        [
+          'throughput / nginx, / bare proxy',
+          `${result.throughput_ratio_vs_nginx}, ${result.throughput_ratio_vs_bare_proxy}`,
+        ],
+        [
+          '10 routes, 10,000 routes',
+          `${routes10} rps, ${routes10000} rps (ratio ${result.routing_cost_ratio})`,
+        ],
+        [`p99 at ${options.rate} rps`, `${plain.p99} ms, with a Redis limit ${withLimit.p99} ms`],
+      ],
+      options.json ?? false,
+    );
+  } finally {
+    await federation?.stop();
+    for (const child of children) child.kill('SIGTERM');
+    await redis.dispose();
+    await nats.dispose();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
