@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
+import { WebSocket } from 'ws';
 import type { IngressProcess, LocalFederation, SidecarProcess } from '@causeway/cli/local-federation';
 import { exportedService } from '@causeway/cli/local-federation';
 import { grpcEchoClient } from '@causeway/cli/sample-apps';
@@ -188,6 +189,15 @@ spec:
   rules:
     - matches: [{ method: { service: causeway.demo.Echo, method: Say } }]
       backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: till, port: 9000 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: chat, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /chat } }]
+      backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: chat, port: 80 }]
 `;
 
 before(async () => {
@@ -202,6 +212,8 @@ before(async () => {
   await echo('west', 'hello', 'hello-w2');
   await federation.apply('west', 'till.yaml', exportedService('shop', 'till', 9000, 'grpc', 'grpc'));
   await federation.startSampleWorkload('west', 'shop', 'till', 'grpc');
+  await federation.apply('west', 'chat.yaml', exportedService('shop', 'chat', 80, 'http'));
+  await federation.startSampleWorkload('west', 'shop', 'chat', 'http');
   await federation.apply('east', 'gateway.yaml', GATEWAY);
   await federation.apply('east', 'hello-policy.yaml', HELLO_POLICY);
   ingress = await federation.startIngressGateway('east', [80, 443], { timeouts: { requestHead: '1s' } });
@@ -458,6 +470,34 @@ test('GRPCRoute over h2c: a call matched by service and method reaches a Service
   } finally {
     client.close();
   }
+});
+
+test('a WebSocket upgrade is routed like a request and carried whole, to another cluster', async () => {
+  const socket = new WebSocket(`ws://${ingress.listeners['80']!}/chat/room`, {
+    headers: { host: 'shop.example.net' },
+  });
+  const answers: string[] = [];
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', resolve);
+    socket.once('error', reject);
+  });
+  for (const message of ['one', 'two']) {
+    const answer = new Promise<string>((resolve) => socket.once('message', (data) => resolve(String(data))));
+    socket.send(message);
+    answers.push(await answer);
+  }
+  socket.close();
+  assert.deepEqual(answers, ['chat-west: one', 'chat-west: two']);
+  // An upgrade no route matches is refused before anything is carried.
+  const refused = new WebSocket(`ws://${ingress.listeners['80']!}/nowhere`, {
+    headers: { host: 'shop.example.net' },
+  });
+  refused.on('error', () => undefined);
+  const status = await new Promise<number>((resolve) =>
+    refused.once('unexpected-response', (_request, response) => resolve(response.statusCode ?? 0)),
+  );
+  refused.terminate();
+  assert.equal(status, 404);
 });
 
 test('gateway metrics carry reporter="gateway" and the route; every request has an access log line', async () => {

@@ -1,4 +1,5 @@
 import type http from 'node:http';
+import { STATUS_CODES } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
@@ -20,7 +21,7 @@ import {
   type RoutedBackend,
 } from '@causeway/dataplane';
 import type { ProxyConfig } from '@causeway/discovery';
-import { normalizePath } from '@causeway/http';
+import { normalizePath, writeRequestHead, writeResponseHead } from '@causeway/http';
 import {
   applyHeaderEdit,
   changePath,
@@ -215,6 +216,23 @@ export class IngressGateway {
     // The net server below owns the port; Node's HTTP server tracks its connections (head and
     // request timeouts, closing idle ones) once it has heard it is listening.
     app.server.emit('listening');
+    // WebSocket (and other) upgrades: routed like any request, then carried whole.
+    app.server.on('upgrade', (raw: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
+      socket.on('error', () => socket.destroy());
+      const exchange = new UpgradeExchange(raw, socket);
+      this.serve(
+        gatewayPort,
+        {
+          method: raw.method ?? 'GET',
+          url: raw.url ?? '',
+          headers: raw.headers,
+          rawHeaders: raw.rawHeaders,
+          remoteAddress: raw.socket.remoteAddress ?? '',
+          upgrade: { socket, head },
+        },
+        exchange,
+      );
+    });
     // Requests in flight on HTTP/1.1, so that a closing listener waits for them.
     const inFlight = { count: 0 };
     app.server.on('request', (_request, response: http.ServerResponse) => {
@@ -428,6 +446,26 @@ export class IngressGateway {
       backendFilters.responseHeaders,
       limitHeaders && { set: Object.entries(limitHeaders), add: [], remove: [] },
     ].filter((edit): edit is HeaderEdit => edit !== undefined);
+    if (request.upgrade) {
+      // (The answer is carried as it comes: response filters do not apply to an upgrade.)
+      const upgradeTo = String(request.headers.upgrade ?? '');
+      return this.carryUpgrade(config, destination, request.upgrade, original, {
+        method,
+        path: sentPath,
+        fields: [
+          'host',
+          authority,
+          ...Object.entries(headers).flatMap(([name, value]) =>
+            (Array.isArray(value) ? value : [String(value)]).flatMap((v) => [name, v]),
+          ),
+          'connection',
+          'upgrade',
+          'upgrade',
+          upgradeTo,
+        ],
+        record: (status, cluster) => record(status, '', cluster, destination.service.hostname, target),
+      });
+    }
     const exchange = responseEdits.length ? new EditedExchange(original, responseEdits) : original;
     await this.outbound.forward(exchange, {
       config,
@@ -441,6 +479,41 @@ export class IngressGateway {
       record: (status, grpcStatus, cluster, serviceName) =>
         record(status, grpcStatus, cluster, serviceName, target),
     });
+  }
+
+  /**
+   * An upgrade request sent over a mesh tunnel to the backend, then the client's connection
+   * and the tunnel joined: the backend's answer (101 and what follows, or a refusal) goes
+   * back as it comes.
+   */
+  private async carryUpgrade(
+    config: ProxyConfig,
+    destination: NonNullable<ReturnType<typeof backendDestination>>,
+    upgrade: { readonly socket: net.Socket; readonly head: Buffer },
+    exchange: AppExchange,
+    request: {
+      readonly method: string;
+      readonly path: string;
+      readonly fields: readonly string[];
+      readonly record: (status: number, cluster: string) => void;
+    },
+  ): Promise<void> {
+    let head: Buffer;
+    try {
+      head = writeRequestHead(request.method, request.path, request.fields);
+    } catch (error) {
+      exchange.fail(400, `the request cannot be sent on: ${(error as Error).message}`);
+      return request.record(400, 'unknown');
+    }
+    const lease = await this.outbound.acquireTunnel(config, destination, new Set());
+    if (typeof lease === 'string') {
+      exchange.fail(503, lease === 'l7' ? `no tunnel to ${destination.service.hostname}` : lease);
+      return request.record(503, 'unknown');
+    }
+    if (upgrade.socket.destroyed) return void lease.release(true);
+    lease.write(head);
+    lease.splice(upgrade.socket, upgrade.head);
+    request.record(101, lease.target.cluster);
   }
 
   /**
@@ -571,6 +644,73 @@ interface RequestView {
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: readonly string[];
   readonly remoteAddress: string;
+  /** An HTTP/1.1 upgrade: the client's connection and what it sent after the head. */
+  readonly upgrade?: { readonly socket: net.Socket; readonly head: Buffer };
+}
+
+/**
+ * The client's side of an upgrade request: refusals are written on its connection, which
+ * then closes; a successful upgrade never answers through it (the tunnel carries the answer).
+ */
+class UpgradeExchange implements AppExchange {
+  readonly method: string;
+  readonly target: string;
+  readonly authority: string;
+  readonly connection = undefined;
+  readonly body = undefined;
+  private done = false;
+
+  constructor(
+    private readonly request: http.IncomingMessage,
+    private readonly socket: net.Socket,
+  ) {
+    this.method = request.method ?? 'GET';
+    this.target = request.url ?? '/';
+    this.authority = String(request.headers.host ?? '');
+  }
+  get headers() {
+    return this.request.headers;
+  }
+  get rawHeaders() {
+    return this.request.rawHeaders;
+  }
+  get closed() {
+    return this.done || this.socket.destroyed;
+  }
+  get answered() {
+    return this.done;
+  }
+  fail(status: number, message: string, extra?: Parameters<AppExchange['fail']>[2]): void {
+    if (this.closed) return;
+    this.done = true;
+    const body = Buffer.from(`${message}\n`);
+    const fields = Object.entries(extra?.headers ?? {}).flatMap(([name, value]) => [name, String(value)]);
+    this.socket.end(
+      Buffer.concat([
+        writeResponseHead(status, STATUS_CODES[status] ?? 'Error', [
+          'content-type',
+          'text/plain; charset=utf-8',
+          'content-length',
+          String(body.length),
+          'connection',
+          'close',
+          ...fields,
+        ]),
+        body,
+      ]),
+    );
+  }
+  relay(): Promise<never> {
+    return Promise.reject(new Error('an upgrade is carried whole, never relayed'));
+  }
+  cancelWhenGone(): void {}
+  onClosed(listener: () => void): void {
+    if (this.socket.destroyed) listener();
+    else this.socket.once('close', listener);
+  }
+  abort(): void {
+    this.socket.destroy();
+  }
 }
 
 const H2_PREFACE = 'PRI * HTTP/2.0';
