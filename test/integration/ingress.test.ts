@@ -4,7 +4,14 @@
 // backend that must answer it, the status and the headers), a ServiceImport backend served
 // only by another cluster, reached over mTLS with the gateway's own identity, and failover.
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
+import os from 'node:os';
+import path from 'node:path';
+import type { TLSSocket } from 'node:tls';
+import { promisify } from 'node:util';
 import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { WebSocket } from 'ws';
@@ -32,6 +39,69 @@ const GATEWAY = PUBLIC_GATEWAY;
 
 const parent = `parentRefs: [{ name: public, namespace: edge, sectionName: http }]`;
 const backend = (name: string, extra = '') => `{ name: ${name}, port: 80${extra ? `, ${extra}` : ''} }`;
+
+/** A self-signed certificate and key (PEM) for `name`. */
+async function selfSigned(name: string): Promise<{ certificate: string; privateKey: string }> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'causeway-ingress-cert-'));
+  try {
+    await promisify(execFile)('openssl', [
+      ...['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '1'],
+      ...['-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')],
+      ...['-subj', `/CN=${name}`, '-addext', `subjectAltName=DNS:${name}`],
+    ]);
+    return {
+      certificate: await readFile(path.join(dir, 'cert.pem'), 'utf8'),
+      privateKey: await readFile(path.join(dir, 'key.pem'), 'utf8'),
+    };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+const certificates = new Map<string, { certificate: string; privateKey: string }>();
+
+/** Gateway `edge/secure`: two HTTPS listeners on 443, each with its own certificate (TLS Secrets), and a route. */
+async function secureGateway(): Promise<string> {
+  for (const name of ['secure.example.com', '*.wild.test']) certificates.set(name, await selfSigned(name));
+  const secret = (name: string, host: string) => `apiVersion: v1
+kind: Secret
+metadata: { name: ${name}, namespace: edge }
+type: kubernetes.io/tls
+stringData:
+  tls.crt: ${JSON.stringify(certificates.get(host)!.certificate)}
+  tls.key: ${JSON.stringify(certificates.get(host)!.privateKey)}
+`;
+  return [
+    secret('secure-cert', 'secure.example.com'),
+    secret('wild-cert', '*.wild.test'),
+    `apiVersion: gateway.networking.k8s.io/v1
+kind: Gateway
+metadata: { name: secure, namespace: edge }
+spec:
+  gatewayClassName: causeway
+  listeners:
+    - name: one
+      port: 443
+      protocol: HTTPS
+      hostname: secure.example.com
+      tls: { certificateRefs: [{ name: secure-cert }] }
+      allowedRoutes: { namespaces: { from: All } }
+    - name: wild
+      port: 443
+      protocol: HTTPS
+      hostname: "*.wild.test"
+      tls: { certificateRefs: [{ name: wild-cert }] }
+      allowedRoutes: { namespaces: { from: All } }
+`,
+    `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: secure, namespace: shop }
+spec:
+  parentRefs: [{ name: secure, namespace: edge }]
+  rules: [{ backendRefs: [{ name: v1, port: 80 }] }]
+`,
+  ].join('---\n');
+}
 
 /** The oldest route: applied (and so created, in file mode) before the others. */
 const OLDEST = `apiVersion: gateway.networking.k8s.io/v1
@@ -215,6 +285,7 @@ before(async () => {
   await federation.apply('west', 'chat.yaml', exportedService('shop', 'chat', 80, 'http'));
   await federation.startSampleWorkload('west', 'shop', 'chat', 'http');
   await federation.apply('east', 'gateway.yaml', GATEWAY);
+  await federation.apply('east', 'secure.yaml', await secureGateway());
   await federation.apply('east', 'hello-policy.yaml', HELLO_POLICY);
   ingress = await federation.startIngressGateway('east', [80, 443], { timeouts: { requestHead: '1s' } });
   await federation.apply('east', 'oldest.yaml', OLDEST);
@@ -539,13 +610,61 @@ test('slow clients are cut off: a head that never completes gets 408, a connecti
   assert.equal(silent.answer, '');
 });
 
-test('a listener the gateway cannot serve (HTTPS) is not opened; routes attached only to it are not served', async () => {
-  // (Status is written to the Gateway; here: nothing listens for 443's routes.)
+test('HTTPS: the certificate is chosen by SNI, the request routed, and a Host for another listener is misdirected (421)', async () => {
   const [host, port] = ingress.listeners['443']!.split(':') as [string, string];
-  await assert.rejects(
-    new Promise((resolve, reject) => {
-      const request = http.get({ host, port: Number(port), path: '/' }, resolve);
+  const get = (servername: string, hostHeader: string, ca: string) =>
+    new Promise<{
+      status: number;
+      subject: string;
+      echo?: { instance: string; headers: Record<string, string> };
+    }>((resolve, reject) => {
+      const request = https.get(
+        {
+          host,
+          port: Number(port),
+          servername,
+          ca,
+          path: '/tls',
+          agent: false,
+          headers: { host: hostHeader },
+        },
+        (response) => {
+          const subject = String((response.socket as TLSSocket).getPeerCertificate().subject.CN);
+          let body = '';
+          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          response.on('end', () => {
+            let echo;
+            try {
+              echo = JSON.parse(body) as { instance: string; headers: Record<string, string> };
+            } catch {
+              echo = undefined;
+            }
+            resolve({ status: response.statusCode!, subject, ...(echo ? { echo } : {}) });
+          });
+        },
+      );
       request.on('error', reject);
-    }),
+    });
+  const secure = await eventually(
+    () =>
+      get('secure.example.com', 'secure.example.com', certificates.get('secure.example.com')!.certificate),
+    20_000,
+  );
+  assert.equal(secure.status, 200);
+  assert.equal(secure.subject, 'secure.example.com');
+  assert.equal(secure.echo?.instance, 'v1-east');
+  assert.equal(secure.echo?.headers['x-forwarded-proto'], 'https');
+  const wild = await get('a.wild.test', 'a.wild.test', certificates.get('*.wild.test')!.certificate);
+  assert.equal(wild.status, 200);
+  assert.equal(wild.subject, '*.wild.test');
+  const misdirected = await get(
+    'secure.example.com',
+    'a.wild.test',
+    certificates.get('secure.example.com')!.certificate,
+  );
+  assert.equal(misdirected.status, 421);
+  // A name no listener has: no certificate, no handshake.
+  await assert.rejects(
+    get('other.example.org', 'other.example.org', certificates.get('secure.example.com')!.certificate),
   );
 });

@@ -383,10 +383,11 @@ test('a Gateway of class causeway: listener and Gateway conditions, attached rou
         'Conflicted=False/NoConflicts',
         'Programmed=True/Programmed',
       ],
+      // An HTTPS listener without certificateRefs: accepted, but nothing to serve it with.
       tls: [
         0,
-        'Accepted=False/UnsupportedProtocol',
-        'ResolvedRefs=True/ResolvedRefs',
+        'Accepted=True/Accepted',
+        'ResolvedRefs=False/InvalidCertificateRef',
         'Conflicted=False/NoConflicts',
         'Programmed=False/Invalid',
       ],

@@ -102,6 +102,18 @@ function strictSchema(schema: Schema): Schema {
 function objectSchema(kind: SourceKind): z.ZodType {
   const api = SOURCE_KINDS[kind];
   const apiVersion = z.literal(api.group ? `${api.group}/${api.version}` : api.version);
+  if (kind === 'Secret')
+    // A TLS Secret (file mode: the certificates of HTTPS listeners), `data` in base64 or
+    // `stringData` as text, as Kubernetes takes them.
+    return z.strictObject({
+      apiVersion,
+      kind: z.literal(kind),
+      metadata: metadata(dnsSubdomain),
+      type: z.literal('kubernetes.io/tls'),
+      data: z.record(z.string(), z.base64()).optional(),
+      stringData: z.record(z.string(), z.string()).optional(),
+      immutable: z.boolean().optional(),
+    });
   if (kind === 'Service')
     return z.strictObject({
       apiVersion,

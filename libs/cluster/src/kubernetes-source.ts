@@ -17,6 +17,9 @@ import {
   type SourceProblem,
 } from './source.ts';
 
+/** The Secrets the controller reads: those of HTTPS listeners' certificates. */
+const TLS_SECRETS = 'type=kubernetes.io/tls';
+
 const RESTART_MS = 1_000;
 const MAX_RESTART_MS = 30_000;
 const CONFLICT_ATTEMPTS = 3;
@@ -52,11 +55,14 @@ export class KubernetesSource implements ClusterSource {
       Service: () => core.listServiceForAllNamespaces(),
       Pod: () => core.listPodForAllNamespaces(),
       EndpointSlice: () => discovery.listEndpointSliceForAllNamespaces(),
+      Secret: () => core.listSecretForAllNamespaces({ fieldSelector: TLS_SECRETS }),
     };
     for (const [kind, api] of Object.entries(SOURCE_KINDS) as Array<
       [SourceKind, (typeof SOURCE_KINDS)[SourceKind]]
     >) {
-      const path = api.group ? `/apis/${api.group}/${api.version}/${api.plural}` : `/api/v1/${api.plural}`;
+      const base = api.group ? `/apis/${api.group}/${api.version}/${api.plural}` : `/api/v1/${api.plural}`;
+      // (The watch keeps the path's query: only TLS Secrets are listed and watched.)
+      const path = kind === 'Secret' ? `${base}?fieldSelector=${encodeURIComponent(TLS_SECRETS)}` : base;
       const list = coreLists[kind] ?? (() => custom.listClusterCustomObject(api));
       this.informers.set(
         kind,

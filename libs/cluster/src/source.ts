@@ -16,6 +16,8 @@ export const SOURCE_KINDS = {
   TrafficPolicy: { group: POLICY_GROUP, version: 'v1alpha1', plural: 'trafficpolicies' },
   AuthorizationPolicy: { group: POLICY_GROUP, version: 'v1alpha1', plural: 'authorizationpolicies' },
   RateLimitPolicy: { group: POLICY_GROUP, version: 'v1alpha1', plural: 'ratelimitpolicies' },
+  /** TLS Secrets only (`type: kubernetes.io/tls`): the certificates of HTTPS listeners. */
+  Secret: { group: '', version: 'v1', plural: 'secrets' },
 } as const;
 
 export type SourceKind = keyof typeof SOURCE_KINDS;

@@ -1,4 +1,6 @@
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { ConditionValue } from '@causeway/catalog';
+import { referencePermitted, type ReferenceGrantView } from './routes.ts';
 
 /** The `gatewayClassName` of the Gateways Causeway's ingress gateways serve. */
 export const GATEWAY_CLASS = 'causeway';
@@ -31,7 +33,9 @@ export interface GatewayView {
 export interface CompiledListener {
   readonly name: string;
   readonly port: number;
-  readonly protocol: 'HTTP';
+  readonly protocol: 'HTTP' | 'HTTPS';
+  /** HTTPS: the certificate chains and keys (PEM) of `tls.certificateRefs` that resolved. */
+  readonly certificates?: ReadonlyArray<{ readonly certificate: string; readonly privateKey: string }>;
   /** Requests for other hosts are not this listener's (none: any host). */
   readonly hostname?: string;
   readonly kinds: readonly ListenerRouteKind[];
@@ -70,7 +74,12 @@ const condition = (type: string, ok: boolean, reason: string, message: string): 
  * are ones it knows, and is in conflict when another listener on the same port has the
  * same hostname. The Gateway is `Accepted` and `Programmed` while at least one listener is.
  */
-export function compileGateways(gateways: readonly GatewayView[]): {
+export function compileGateways(
+  gateways: readonly GatewayView[],
+  /** A TLS Secret by namespace and name (HTTPS listeners' `certificateRefs`). */
+  secret: (namespace: string, name: string) => SecretView | undefined = () => undefined,
+  grants: readonly ReferenceGrantView[] = [],
+): {
   gateways: CompiledGateway[];
   statuses: Map<string, GatewayStatus>;
 } {
@@ -101,16 +110,37 @@ export function compileGateways(gateways: readonly GatewayView[]): {
       );
       const from = listener.allowedRoutes?.namespaces?.from ?? 'Same';
       let ok = true;
-      if (protocol !== 'HTTP') {
+      const tls = listener.tls as
+        | {
+            mode?: string;
+            certificateRefs?: Array<{ group?: string; kind?: string; namespace?: string; name: string }>;
+          }
+        | undefined;
+      let certificates: Array<{ certificate: string; privateKey: string }> = [];
+      let certificateProblem: ConditionValue | undefined;
+      if (protocol === 'HTTPS') {
+        const resolved = resolveCertificates(gateway.metadata.namespace, tls, secret, grants);
+        certificates = resolved.certificates;
+        certificateProblem = resolved.problem;
+      }
+      if (protocol !== 'HTTP' && protocol !== 'HTTPS') {
         ok = false;
         conditions.push(
           condition(
             'Accepted',
             false,
             'UnsupportedProtocol',
-            protocol === 'HTTPS'
-              ? 'HTTPS listeners are not served by this version of the ingress gateway'
-              : `protocol ${protocol} is not served; HTTP is`,
+            `protocol ${protocol} is not served; HTTP and HTTPS are`,
+          ),
+        );
+      } else if (protocol === 'HTTPS' && (tls?.mode ?? 'Terminate') !== 'Terminate') {
+        ok = false;
+        conditions.push(
+          condition(
+            'Accepted',
+            false,
+            'UnsupportedValue',
+            'tls.mode Passthrough is not served; HTTPS listeners terminate TLS',
           ),
         );
       } else if (from === 'Selector') {
@@ -128,17 +158,19 @@ export function compileGateways(gateways: readonly GatewayView[]): {
       }
       const refsOk = requested === undefined || known.length === requested.length;
       conditions.push(
-        refsOk
-          ? condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved')
-          : condition(
-              'ResolvedRefs',
-              false,
-              'InvalidRouteKinds',
-              `allowedRoutes.kinds names kinds other than HTTPRoute and GRPCRoute: ${requested
-                .filter((k) => !known.includes(k))
-                .map((k) => `${k.group ?? GATEWAY_GROUP}/${k.kind}`)
-                .join(', ')}`,
-            ),
+        certificateProblem && refsOk
+          ? certificateProblem
+          : refsOk
+            ? condition('ResolvedRefs', true, 'ResolvedRefs', 'all references resolved')
+            : condition(
+                'ResolvedRefs',
+                false,
+                'InvalidRouteKinds',
+                `allowedRoutes.kinds names kinds other than HTTPRoute and GRPCRoute: ${requested
+                  .filter((k) => !known.includes(k))
+                  .map((k) => `${k.group ?? GATEWAY_GROUP}/${k.kind}`)
+                  .join(', ')}`,
+              ),
       );
       const conflicted = sameHost.length > 0 || otherProtocol;
       conditions.push(
@@ -153,7 +185,9 @@ export function compileGateways(gateways: readonly GatewayView[]): {
             )
           : condition('Conflicted', false, 'NoConflicts', 'no conflicts'),
       );
-      const serving = ok && !conflicted && kinds.length > 0;
+      // An HTTPS listener is served with the certificates that resolved (at least one).
+      const serving =
+        ok && !conflicted && kinds.length > 0 && (protocol === 'HTTP' || certificates.length > 0);
       conditions.push(
         serving
           ? condition('Programmed', true, 'Programmed', 'served by the ingress gateway')
@@ -174,7 +208,8 @@ export function compileGateways(gateways: readonly GatewayView[]): {
         accepted.push({
           name: listener.name,
           port: listener.port,
-          protocol: 'HTTP',
+          protocol: protocol as 'HTTP' | 'HTTPS',
+          ...(protocol === 'HTTPS' ? { certificates } : {}),
           ...(listener.hostname ? { hostname: listener.hostname.toLowerCase() } : {}),
           kinds,
           namespaces: from === 'All' ? 'All' : 'Same',
@@ -203,6 +238,82 @@ export function compileGateways(gateways: readonly GatewayView[]): {
   }
   compiled.sort((a, b) => `${a.namespace}/${a.name}`.localeCompare(`${b.namespace}/${b.name}`));
   return { gateways: compiled, statuses };
+}
+
+/** The fields of a TLS Secret that are read. */
+export interface SecretView {
+  readonly type?: string;
+  readonly data?: Readonly<Record<string, string>>;
+  readonly stringData?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The certificates of an HTTPS listener: each `certificateRefs` entry must be a Secret of
+ * type `kubernetes.io/tls` in the Gateway's namespace (or one a ReferenceGrant there lets
+ * Gateways from it use), with a certificate chain and a private key that parse and belong
+ * together. The first problem found is the listener's `ResolvedRefs` condition.
+ */
+function resolveCertificates(
+  namespace: string,
+  tls:
+    | { certificateRefs?: Array<{ group?: string; kind?: string; namespace?: string; name: string }> }
+    | undefined,
+  secret: (namespace: string, name: string) => SecretView | undefined,
+  grants: readonly ReferenceGrantView[],
+): { certificates: Array<{ certificate: string; privateKey: string }>; problem?: ConditionValue } {
+  const certificates: Array<{ certificate: string; privateKey: string }> = [];
+  let problem: ConditionValue | undefined;
+  const refuse = (reason: string, message: string) =>
+    (problem ??= condition('ResolvedRefs', false, reason, message));
+  const refs = tls?.certificateRefs ?? [];
+  if (refs.length === 0) refuse('InvalidCertificateRef', 'an HTTPS listener needs tls.certificateRefs');
+  for (const ref of refs) {
+    const target = ref.namespace ?? namespace;
+    const where = `Secret ${target}/${ref.name}`;
+    if ((ref.group ?? '') !== '' || (ref.kind ?? 'Secret') !== 'Secret') {
+      refuse(
+        'InvalidCertificateRef',
+        `certificateRef ${ref.group ?? ''}/${ref.kind} ${ref.name} is not a Secret`,
+      );
+      continue;
+    }
+    if (
+      target !== namespace &&
+      !referencePermitted(
+        grants,
+        { kind: 'Gateway', namespace },
+        { group: '', kind: 'Secret', namespace: target, name: ref.name },
+      )
+    ) {
+      refuse(
+        'RefNotPermitted',
+        `${where} is in another namespace and no ReferenceGrant there allows Gateways from ${namespace}`,
+      );
+      continue;
+    }
+    const found = secret(target, ref.name);
+    if (!found || found.type !== 'kubernetes.io/tls') {
+      refuse('InvalidCertificateRef', `${where} does not exist or is not of type kubernetes.io/tls`);
+      continue;
+    }
+    const field = (key: string) =>
+      found.stringData?.[key] ??
+      (found.data?.[key] !== undefined
+        ? Buffer.from(found.data[key]!, 'base64').toString('utf8')
+        : undefined);
+    const certificate = field('tls.crt');
+    const privateKey = field('tls.key');
+    try {
+      if (!certificate || !privateKey) throw new Error('tls.crt and tls.key are both needed');
+      const leaf = new X509Certificate(certificate);
+      if (!leaf.checkPrivateKey(createPrivateKey(privateKey)))
+        throw new Error('tls.key is not the key of tls.crt');
+      certificates.push({ certificate, privateKey });
+    } catch (error) {
+      refuse('InvalidCertificateRef', `${where}: ${(error as Error).message}`);
+    }
+  }
+  return { certificates, ...(problem ? { problem } : {}) };
 }
 
 /** Whether a hostname (never a wildcard) falls under `pattern` (`*.example.com`, or exact). */

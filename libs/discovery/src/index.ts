@@ -27,4 +27,5 @@ export {
   type CompiledListener,
   type GatewayStatus,
   type GatewayView,
+  type SecretView,
 } from './gateways.ts';

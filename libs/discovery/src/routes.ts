@@ -127,7 +127,7 @@ export interface ReferenceGrantView {
  */
 export function referencePermitted(
   grants: readonly ReferenceGrantView[],
-  from: { readonly kind: RouteView['kind']; readonly namespace: string },
+  from: { readonly kind: RouteView['kind'] | 'Gateway'; readonly namespace: string },
   to: { readonly group: string; readonly kind: string; readonly namespace: string; readonly name: string },
 ): boolean {
   return grants.some(

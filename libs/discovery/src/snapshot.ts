@@ -220,7 +220,10 @@ export const proxyConfigSchema = z.object({
           z.object({
             name: z.string().min(1),
             port,
-            protocol: z.literal('HTTP'),
+            protocol: z.enum(['HTTP', 'HTTPS']),
+            certificates: z
+              .array(z.object({ certificate: z.string().min(1), privateKey: z.string().min(1) }))
+              .optional(),
             hostname: z.string().min(1).optional(),
             kinds: z.array(z.enum(['HTTPRoute', 'GRPCRoute'])),
             namespaces: z.enum(['Same', 'All']),

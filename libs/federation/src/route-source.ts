@@ -6,6 +6,7 @@ import {
   type CompiledRoute,
   type GatewayStatus,
   type GatewayView,
+  type SecretView,
   type PolicyView,
   type ReferenceGrantView,
   type RefKind,
@@ -41,6 +42,7 @@ export const ROUTE_INPUTS: ReadonlySet<SourceKind> = new Set([
   'AuthorizationPolicy',
   'RateLimitPolicy',
   'TrafficPolicy',
+  'Secret',
 ]);
 
 /**
@@ -100,14 +102,21 @@ export class RouteSource {
     for (const kind of ROUTE_KINDS)
       for (const object of this.source.list(kind)) views.push({ ...(object as RouteView), kind });
     const gatewayObjects = this.source.list('Gateway') as readonly SourceObject[] as readonly GatewayView[];
-    const compiledGateways = compileGateways(gatewayObjects);
+    const grants = this.source.list(
+      'ReferenceGrant',
+    ) as readonly SourceObject[] as readonly ReferenceGrantView[];
+    const compiledGateways = compileGateways(
+      gatewayObjects,
+      (namespace, name) => this.source.get('Secret', namespace, name) as SecretView | undefined,
+      grants,
+    );
     const { routes, statuses } = compileRoutes(
       views,
       (kind: RefKind, namespace, name) =>
         kind === 'Gateway'
           ? this.source.get('Gateway', namespace, name) !== undefined
           : this.options.exists(kind, namespace, name),
-      this.source.list('ReferenceGrant') as readonly SourceObject[] as readonly ReferenceGrantView[],
+      grants,
       compiledGateways.gateways,
     );
     this.compiled = routes;

@@ -3,6 +3,7 @@ import { STATUS_CODES } from 'node:http';
 import type { IncomingHttpHeaders } from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
+import tls from 'node:tls';
 import fastify, { type FastifyInstance } from 'fastify';
 import {
   backendDestination,
@@ -66,6 +67,8 @@ interface Served {
   readonly h2Sessions: Set<http2.ServerHttp2Session>;
   /** HTTP/1.1 requests in flight. */
   readonly inFlight: { count: number };
+  /** An HTTPS port (TLS terminated here, certificates by SNI). */
+  readonly tls: boolean;
   readonly gatewayPort: number;
   address: string;
 }
@@ -92,6 +95,8 @@ export class IngressGateway {
   private readonly failed = new Map<number, string>();
   private readonly trusted = new net.BlockList();
   private readonly backendFilters = new WeakMap<Backend, RuleFilters>();
+  /** TLS contexts per certificate of the current configs. */
+  private readonly contexts = new WeakMap<object, tls.SecureContext>();
   private reconciling: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly settings: typeof DEFAULTS;
@@ -144,10 +149,12 @@ export class IngressGateway {
     return Object.fromEntries([...this.served.values()].map((s) => [s.gatewayPort, s.address]));
   }
 
-  private async reconcile(ports: readonly number[]): Promise<void> {
+  private async reconcile(
+    ports: ReadonlyArray<{ readonly port: number; readonly tls: boolean }>,
+  ): Promise<void> {
     if (this.stopping) return;
     for (const [port, served] of this.served)
-      if (!ports.includes(port)) {
+      if (!ports.some((p) => p.port === port && p.tls === served.tls)) {
         this.served.delete(port);
         // Not awaited: a long download on a closing port must not hold up the others.
         void closeServed(served).then(() =>
@@ -155,10 +162,10 @@ export class IngressGateway {
         );
       }
     this.failed.clear();
-    for (const port of ports) {
+    for (const { port, tls: secure } of ports) {
       if (this.served.has(port)) continue;
       try {
-        const served = await this.open(port);
+        const served = await this.open(port, secure);
         this.served.set(port, served);
         this.options.log?.('info', 'listener serving', { gatewayPort: port, address: served.address });
       } catch (error) {
@@ -176,7 +183,7 @@ export class IngressGateway {
     return this.failed;
   }
 
-  private async open(gatewayPort: number): Promise<Served> {
+  private async open(gatewayPort: number, secure: boolean): Promise<Served> {
     const { host, port } = this.options.bind?.(gatewayPort) ?? { host: '0.0.0.0', port: gatewayPort };
     const app = fastify({
       logger: false,
@@ -204,6 +211,7 @@ export class IngressGateway {
           headers: raw.headers,
           rawHeaders: raw.rawHeaders,
           remoteAddress: raw.socket.remoteAddress ?? '',
+          ...(secure ? { servername: String((raw.socket as tls.TLSSocket).servername || '') } : {}),
         },
         new H1Exchange(raw, reply.raw),
       );
@@ -228,6 +236,7 @@ export class IngressGateway {
           headers: raw.headers,
           rawHeaders: raw.rawHeaders,
           remoteAddress: raw.socket.remoteAddress ?? '',
+          ...(secure ? { servername: String((raw.socket as tls.TLSSocket).servername || '') } : {}),
           upgrade: { socket, head },
         },
         exchange,
@@ -274,17 +283,43 @@ export class IngressGateway {
             headers,
             rawHeaders,
             remoteAddress: stream.session?.socket?.remoteAddress ?? '',
+            ...(secure
+              ? {
+                  servername: String((stream.session?.socket as tls.TLSSocket | undefined)?.servername || ''),
+                }
+              : {}),
           },
           new H2Exchange(stream, headers, rawHeaders),
         );
       },
     );
     // Half-open allowed: a client that sends its FIN after a request still gets the answer.
-    const server = net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
-      sniff(socket, this.settings.headerTimeoutMs, (http2Preface) =>
-        (http2Preface ? h2 : app.server).emit('connection', socket),
-      ),
-    );
+    const server = secure
+      ? tls.createServer(
+          {
+            ALPNProtocols: ['h2', 'http/1.1'],
+            allowHalfOpen: true,
+            minVersion: 'TLSv1.2',
+            handshakeTimeout: this.settings.headerTimeoutMs,
+            // The certificate of the listener the client names (SNI), from the current config.
+            SNICallback: (servername, callback) => {
+              const context = this.secureContext(gatewayPort, servername);
+              if (context) callback(null, context);
+              else callback(new Error(`no HTTPS listener on port ${gatewayPort} serves ${servername}`));
+            },
+          },
+          (socket) => {
+            socket.setNoDelay(true);
+            socket.on('error', () => socket.destroy());
+            (socket.alpnProtocol === 'h2' ? h2 : app.server).emit('connection', socket);
+          },
+        )
+      : net.createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
+          sniff(socket, this.settings.headerTimeoutMs, (http2Preface) =>
+            (http2Preface ? h2 : app.server).emit('connection', socket),
+          ),
+        );
+    server.on('tlsClientError', () => undefined);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -301,9 +336,28 @@ export class IngressGateway {
       server,
       h2Sessions: sessions,
       inFlight,
+      tls: secure,
       gatewayPort,
       address: `${bound.address}:${bound.port}`,
     };
+  }
+
+  /**
+   * The TLS context of the HTTPS listener on `port` that `servername` names (its first
+   * certificate that resolved), made once per certificate.
+   */
+  private secureContext(port: number, servername: string): tls.SecureContext | undefined {
+    const config = this.options.config();
+    if (!config) return undefined;
+    const listener = this.routes(config).listenerFor(port, servername.toLowerCase());
+    const chosen = listener?.protocol === 'HTTPS' ? listener.certificates?.[0] : undefined;
+    if (!chosen) return undefined;
+    let context = this.contexts.get(chosen);
+    if (!context) {
+      context = tls.createSecureContext({ cert: chosen.certificate, key: chosen.privateKey });
+      this.contexts.set(chosen, context);
+    }
+    return context;
   }
 
   /** Serves one request, answering 500 if serving it throws. */
@@ -374,10 +428,21 @@ export class IngressGateway {
     // made trustworthy: routes match on what the backend will see, and a client cannot
     // strip what the gateway adds.
     const headers = endToEnd(request.headers) as IncomingHttpHeaders;
-    const client = this.forwardedHeaders(headers, request.remoteAddress, rawHost);
+    const client = this.forwardedHeaders(
+      headers,
+      request.remoteAddress,
+      rawHost,
+      request.servername !== undefined ? 'https' : 'http',
+    );
     const decision = this.routes(config).match(gatewayPort, { method, target, host, headers, grpc });
     if (decision.type === 'no-listener') return refuse(404, `no listener on this port serves ${host}`);
     if (decision.type === 'no-route') return refuse(404, `no route matches ${method} ${host}${target}`);
+    // Over TLS, the request must be for the listener its connection named (SNI).
+    if (
+      request.servername !== undefined &&
+      this.routes(config).listenerFor(gatewayPort, request.servername.toLowerCase()) !== decision.listener
+    )
+      return refuse(421, `this connection is for ${request.servername}, not ${host}`);
     const { entry } = decision;
     route = entry.label;
     const queryStart = target.indexOf('?');
@@ -409,7 +474,7 @@ export class IngressGateway {
     if (filters.redirect) {
       const location = redirectLocation(
         filters.redirect,
-        { scheme: 'http', host, port: gatewayPort, path, query },
+        { scheme: request.servername !== undefined ? 'https' : 'http', host, port: gatewayPort, path, query },
         prefix,
       );
       original.fail(filters.redirect.statusCode, `moved to ${location}`, { headers: { location } });
@@ -520,7 +585,7 @@ export class IngressGateway {
    * `X-Forwarded-For`, `-Proto` and `-Host`: kept and extended from a trusted proxy,
    * replaced from anyone else (a client cannot choose the address a backend sees).
    */
-  private forwardedHeaders(headers: IncomingHttpHeaders, peer: string, host: string): string {
+  private forwardedHeaders(headers: IncomingHttpHeaders, peer: string, host: string, scheme: string): string {
     const family = net.isIPv6(peer) ? 'ipv6' : 'ipv4';
     const trusted = peer !== '' && this.trusted.check(peer, family);
     // Underscore spellings, which CGI-style servers merge with the real ones, are dropped.
@@ -529,7 +594,7 @@ export class IngressGateway {
     const before = headers['x-forwarded-for'];
     const chain = trusted && before ? `${Array.isArray(before) ? before.join(', ') : before}, ` : '';
     headers['x-forwarded-for'] = `${chain}${peer}`;
-    if (!trusted || !headers['x-forwarded-proto']) headers['x-forwarded-proto'] = 'http';
+    if (!trusted || !headers['x-forwarded-proto']) headers['x-forwarded-proto'] = scheme;
     if (!trusted || !headers['x-forwarded-host']) headers['x-forwarded-host'] = host;
     delete headers.forwarded;
     // The client: the nearest address in the chain that is not a trusted proxy.
@@ -644,6 +709,8 @@ interface RequestView {
   readonly headers: IncomingHttpHeaders;
   readonly rawHeaders: readonly string[];
   readonly remoteAddress: string;
+  /** Over TLS: the server name the client's connection named (SNI; empty: none). */
+  readonly servername?: string;
   /** An HTTP/1.1 upgrade: the client's connection and what it sent after the head. */
   readonly upgrade?: { readonly socket: net.Socket; readonly head: Buffer };
 }

@@ -469,16 +469,26 @@ export class RouteTable {
   }
 
   /** The Gateway listener ports to serve. */
-  listenerPorts(): number[] {
-    return [...this.ports.keys()].sort((a, b) => a - b);
+  listenerPorts(): Array<{ readonly port: number; readonly tls: boolean }> {
+    return [...this.ports.entries()]
+      .map(([port, listeners]) => ({ port, tls: listeners.some((l) => l.listener.protocol === 'HTTPS') }))
+      .sort((a, b) => a.port - b.port);
+  }
+
+  /** The listener on `port` whose hostname matches `host` most specifically. */
+  listenerFor(port: number, host: string): ListenerRoutes['listener'] | undefined {
+    return this.routesFor(port, host)?.listener;
+  }
+
+  private routesFor(port: number, host: string): ListenerRoutes | undefined {
+    return this.ports
+      .get(port)
+      ?.find((l) => !l.listener.hostname || hostnameMatches(l.listener.hostname, host));
   }
 
   /** The listener a request for `host` on `port` belongs to, and the rule it matches. */
   match(port: number, request: IngressRequest): RouteDecision {
-    const candidates = this.ports.get(port);
-    const listener = candidates?.find(
-      (l) => !l.listener.hostname || hostnameMatches(l.listener.hostname, request.host),
-    );
+    const listener = this.routesFor(port, request.host);
     if (!listener) return { type: 'no-listener' };
     const queryStart = request.target.indexOf('?');
     const path = queryStart < 0 ? request.target : request.target.slice(0, queryStart);
