@@ -163,9 +163,11 @@ return out
 
 /**
  * A limit's emission interval in whole microseconds, rounded down: `requests` intervals
- * always fit in the period, so the burst is never short by one.
+ * always fit in the period, so the burst is never short by one. (At least one: a limit of
+ * more than a million a second counts as a million.)
  */
-const intervalUs = (limit: Limit): number => Math.floor((limit.periodMs * 1000) / limit.requests);
+const intervalUs = (limit: Limit): number =>
+  Math.max(1, Math.floor((limit.periodMs * 1000) / limit.requests));
 
 /** After Redis failed or timed out, decisions stay local this long before Redis is tried again. */
 const REDIS_BACKOFF_MS = 1_000;
