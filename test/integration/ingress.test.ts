@@ -268,6 +268,16 @@ spec:
   rules:
     - matches: [{ path: { type: PathPrefix, value: /chat } }]
       backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: chat, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: mirrored, namespace: shop }
+spec:
+  ${parent}
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /mirrored } }]
+      filters: [{ type: RequestMirror, requestMirror: { backendRef: { name: v2, port: 80 } } }]
+      backendRefs: [${backend('v1')}]
 `;
 
 before(async () => {
@@ -569,6 +579,53 @@ test('a WebSocket upgrade is routed like a request and carried whole, to another
   );
   refused.terminate();
   assert.equal(status, 404);
+  // Only WebSocket is an upgrade the gateway carries.
+  const [host, port] = ingress.listeners['80']!.split(':') as [string, string];
+  const other = await new Promise<string>((resolve, reject) => {
+    const socket = net.connect({ host, port: Number(port) }, () =>
+      socket.write(
+        'GET /chat HTTP/1.1\r\nHost: shop.example.net\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n',
+      ),
+    );
+    let answer = '';
+    socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+    socket.on('close', () => resolve(answer));
+    socket.on('error', reject);
+  });
+  assert.match(other, /^HTTP\/1\.1 501 /);
+});
+
+test('RequestMirror: the mirror backend gets a copy of the request, body included; the client gets the real answer', async () => {
+  const mirrorServer = servers[1]!; // v2-east
+  const seen = new Promise<{ path: string; body: string }>((resolve) =>
+    mirrorServer.on('request', (request: http.IncomingMessage) => {
+      if (!request.url?.startsWith('/mirrored')) return;
+      let body = '';
+      request.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      request.on('end', () => resolve({ path: request.url!, body }));
+    }),
+  );
+  const answer = await send('/mirrored/x?q=1', { method: 'POST', body: 'copy me' });
+  assert.equal(answer.status, 200);
+  assert.equal(answer.echo?.instance, 'v1-east');
+  assert.equal(answer.echo?.bytes, 7);
+  assert.deepEqual(await seen, { path: '/mirrored/x?q=1', body: 'copy me' });
+});
+
+test('a proxy whose identity is not an ingress gateway identity cannot register as one (it would get the TLS keys)', async () => {
+  const impostor = await federation.startIngressGateway(
+    'east',
+    [80],
+    { namespace: 'shop', serviceAccount: 'web' },
+    'impostor',
+  );
+  try {
+    const refused = await impostor.waitForLog('discovery error (reconnecting)', 20_000);
+    assert.match(String(refused.err), /may not register as an ingress gateway/);
+    assert.equal((await fetch(`${impostor.adminUrl}/readyz`)).status, 503);
+  } finally {
+    await impostor.stop();
+  }
 });
 
 test('gateway metrics carry reporter="gateway" and the route; every request has an access log line', async () => {
@@ -602,12 +659,23 @@ test('slow clients are cut off: a head that never completes gets 408, a connecti
       socket.on('error', reject);
       socket.setTimeout(15_000, () => socket.destroy(new Error('never closed')));
     });
+  const [tlsHost, tlsPort] = ingress.listeners['443']!.split(':') as [string, string];
+  const silentTls = new Promise<number>((resolve, reject) => {
+    const started = Date.now();
+    const socket = net.connect({ host: tlsHost, port: Number(tlsPort) });
+    socket.on('close', () => resolve(Date.now() - started));
+    socket.on('error', reject);
+    socket.setTimeout(15_000, () =>
+      socket.destroy(new Error('the TLS port never closed a silent connection')),
+    );
+  });
   const [partial, silent] = await Promise.all([
     talk('GET /exact HTTP/1.1\r\nHost: shop.example.net\r\n'),
     talk(''),
   ]);
   assert.match(partial.answer, /^HTTP\/1\.1 408 /);
   assert.equal(silent.answer, '');
+  await silentTls;
 });
 
 test('HTTPS: the certificate is chosen by SNI, the request routed, and a Host for another listener is misdirected (421)', async () => {

@@ -26,7 +26,7 @@ await runComponent<Settings>({
     'this build signs workload certificates (POST /v1/certificates), follows the trust bundle over NATS, with a catalog section publishes ServiceExports (read from an API server, or from a folder of YAML in file mode), writes ServiceImports (Kubernetes mode) and keeps the last-known-good catalog, and streams config snapshots with routes and policies to proxies (POST /v1/discovery/stream).',
   settingsSchema,
   settingsHelp:
-    'cluster, trustDomain, stateDir, nats.{url,user,passwordFile}, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, statusInterval, catalog.{kubeconfig|directory,workloadGrace,gatewayAddresses,heartbeatInterval,staleAfter}',
+    'cluster, trustDomain, stateDir, ingressGateways[], nats.{url,user,passwordFile}, trust.{intermediateCertificate,intermediateKey,bundle}, signing.{address,workloadTtl,joinTokens|kubeconfig}, statusInterval, catalog.{kubeconfig|directory,workloadGrace,gatewayAddresses,heartbeatInterval,staleAfter}',
   defaultAdminAddress: '127.0.0.1:15010',
   start: async ({ settings, logger, registry }) => {
     let proof: ProofMode;
@@ -58,6 +58,10 @@ await runComponent<Settings>({
       cluster: settings.cluster,
       trustDomain: settings.trustDomain,
       roots: () => roots,
+      ingressIdentities: settings.ingressGateways.map((account) => {
+        const [namespace, serviceAccount] = account.split('/');
+        return `spiffe://${settings.trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+      }),
       input: () => ({
         cluster: settings.cluster,
         trustDomain: settings.trustDomain,

@@ -60,6 +60,20 @@ export const settingsSchema = z
       }),
     statusInterval: duration('2s'),
     /**
+     * The service accounts (`<namespace>/<name>`) whose proxies may register as ingress
+     * gateways: they get the private keys of HTTPS listeners.
+     */
+    ingressGateways: z
+      .array(
+        z
+          .string()
+          .regex(
+            /^[a-z0-9]([-a-z0-9]*[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/,
+            'must be <namespace>/<serviceAccount>',
+          ),
+      )
+      .default(['causeway-system/ingress-gateway']),
+    /**
      * Catalog sync (needs `nats`): where this cluster's objects come from (its API server, or
      * a folder of YAML files in file mode) and its east-west gateway address(es).
      */

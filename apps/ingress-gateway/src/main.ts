@@ -67,7 +67,7 @@ await runComponent<Settings>({
   description:
     'North-south entry of a cluster: Gateway API HTTPRoute/GRPCRoute routing onto the mesh (mTLS), to this cluster and to any cluster of the clusterset.',
   status:
-    'HTTP listeners of Gateways of class causeway; HTTPRoute and GRPCRoute matching with Gateway API precedence; header, redirect and rewrite filters; weighted Service and ServiceImport backends through the mesh with failover. RateLimitPolicy global through Redis (GCRA), local when Redis is out. HTTPS, HTTP/2 (so GRPCRoute), WebSocket and RequestMirror are not served yet.',
+    'HTTP (HTTP/1.1 and h2c) and HTTPS (certificates by SNI, HTTP/2 by ALPN) listeners of Gateways of class causeway; HTTPRoute and GRPCRoute matching with Gateway API precedence; header, redirect, rewrite and mirror filters; WebSocket; weighted Service and ServiceImport backends through the mesh with failover. RateLimitPolicy global through Redis (GCRA), local when Redis is out. TLS and TCP listeners are not served.',
   settingsSchema,
   settingsHelp:
     'cluster, trustDomain, controller, trustBundle, tokenFile, stateDir, namespace, serviceAccount, gateways[], listeners.{<port>: host:port}, trustedProxies[], accessLog, pathNormalization.{…}, timeouts.{requestHead,request,idle}, redis.{url,connectTimeout,commandTimeout}, maxHeaderBytes',

@@ -1,4 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { createSecureContext } from 'node:tls';
 import type { ConditionValue } from '@causeway/catalog';
 import { referencePermitted, type ReferenceGrantView } from './routes.ts';
 
@@ -308,6 +309,8 @@ function resolveCertificates(
       const leaf = new X509Certificate(certificate);
       if (!leaf.checkPrivateKey(createPrivateKey(privateKey)))
         throw new Error('tls.key is not the key of tls.crt');
+      // The whole chain as the gateway's TLS server will load it.
+      createSecureContext({ cert: certificate, key: privateKey });
       certificates.push({ certificate, privateKey });
     } catch (error) {
       refuse('InvalidCertificateRef', `${where}: ${(error as Error).message}`);

@@ -148,6 +148,11 @@ export class DiscoveryServer {
        */
       notReady?: () => string | undefined;
       /**
+       * The SPIFFE IDs that may register as ingress gateways (they get the private keys of
+       * HTTPS listeners); default `spiffe://<td>/ns/causeway-system/sa/ingress-gateway`.
+       */
+      ingressIdentities?: readonly string[];
+      /**
        * File mode: where sidecars' workloads are registered (their endpoints). A throw
        * refuses the connection with the error's message. Without it, workloads are refused.
        */
@@ -243,6 +248,15 @@ export class DiscoveryServer {
           throw new DiscoveryError(503, 'CAUSEWAY_DISCOVERY_NOT_READY', `${notReady}; retry shortly`);
         const spiffeId = identity.uri;
         const registration = request.body;
+        const ingress = this.options.ingressIdentities ?? [
+          `spiffe://${this.options.trustDomain}/ns/causeway-system/sa/ingress-gateway`,
+        ];
+        if (registration.kind === 'ingress-gateway' && !ingress.includes(spiffeId))
+          throw new DiscoveryError(
+            403,
+            'CAUSEWAY_DISCOVERY_KIND_REFUSED',
+            `${spiffeId} may not register as an ingress gateway (allowed: ${ingress.join(', ')})`,
+          );
         const existing = this.proxiesById.get(registration.proxy);
         if (existing && existing.spiffeId !== spiffeId) {
           throw new DiscoveryError(
@@ -412,8 +426,8 @@ export class DiscoveryServer {
     const latest = entry.sent.at(-1);
     return {
       ...status,
-      ackedConfig: acked?.config ?? null,
-      pendingConfig: latest && latest !== acked ? latest.config : null,
+      ackedConfig: acked ? redacted(acked.config) : null,
+      pendingConfig: latest && latest !== acked ? redacted(latest.config) : null,
     };
   }
 
@@ -585,4 +599,26 @@ function listsWorkload(config: ProxyConfig, workload: Workload): boolean {
         ),
     ),
   );
+}
+
+/** A config as a debug page may show it: the private keys of HTTPS listeners left out. */
+function redacted(config: ProxyConfig): ProxyConfig {
+  if (!config.gateways.some((g) => g.listeners.some((l) => l.certificates?.length))) return config;
+  return {
+    ...config,
+    gateways: config.gateways.map((gateway) => ({
+      ...gateway,
+      listeners: gateway.listeners.map((listener) =>
+        listener.certificates
+          ? {
+              ...listener,
+              certificates: listener.certificates.map((c) => ({
+                certificate: c.certificate,
+                privateKey: '(redacted)',
+              })),
+            }
+          : listener,
+      ),
+    })),
+  };
 }

@@ -4,7 +4,9 @@ import type { IncomingHttpHeaders } from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
+import { PassThrough } from 'node:stream';
 import fastify, { type FastifyInstance } from 'fastify';
+import { Counter } from 'prom-client';
 import {
   backendDestination,
   endToEnd,
@@ -29,6 +31,7 @@ import {
   compileFilters,
   redirectLocation,
   type HeaderEdit,
+  type Mirror,
   type RuleFilters,
 } from './filters.ts';
 import { limitsFor, type RateLimiter } from './rate-limit.ts';
@@ -67,6 +70,8 @@ interface Served {
   readonly h2Sessions: Set<http2.ServerHttp2Session>;
   /** HTTP/1.1 requests in flight. */
   readonly inFlight: { count: number };
+  /** Connections upgraded (WebSocket): cut when the listener closes, after the grace period. */
+  readonly upgraded: Set<net.Socket>;
   /** An HTTPS port (TLS terminated here, certificates by SNI). */
   readonly tls: boolean;
   readonly gatewayPort: number;
@@ -95,14 +100,22 @@ export class IngressGateway {
   private readonly failed = new Map<number, string>();
   private readonly trusted = new net.BlockList();
   private readonly backendFilters = new WeakMap<Backend, RuleFilters>();
+  /** Requests copied to RequestMirror backends, by the mirror's answer. */
+  private readonly mirrored: Counter<'service' | 'response_code'>;
   /** TLS contexts per certificate of the current configs. */
-  private readonly contexts = new WeakMap<object, tls.SecureContext>();
+  private readonly contexts = new WeakMap<object, tls.SecureContext | null>();
   private reconciling: Promise<void> = Promise.resolve();
   private stopping = false;
   private readonly settings: typeof DEFAULTS;
 
   constructor(private readonly options: IngressOptions) {
     this.metrics = new RequestMetrics(options.registry, true);
+    this.mirrored = new Counter({
+      name: 'causeway_gateway_mirrored_requests_total',
+      help: 'Requests the ingress gateway copied to RequestMirror backends, by the status of the copy.',
+      labelNames: ['service', 'response_code'],
+      registers: options.registry ? [options.registry] : [],
+    });
     this.outbound = new OutboundProxy(options, this.metrics, new ConnectionMetrics(options.registry));
     this.settings = {
       headerTimeoutMs: options.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
@@ -225,8 +238,11 @@ export class IngressGateway {
     // request timeouts, closing idle ones) once it has heard it is listening.
     app.server.emit('listening');
     // WebSocket (and other) upgrades: routed like any request, then carried whole.
+    const upgraded = new Set<net.Socket>();
     app.server.on('upgrade', (raw: http.IncomingMessage, socket: net.Socket, head: Buffer) => {
       socket.on('error', () => socket.destroy());
+      upgraded.add(socket);
+      socket.once('close', () => upgraded.delete(socket));
       const exchange = new UpgradeExchange(raw, socket);
       this.serve(
         gatewayPort,
@@ -319,7 +335,8 @@ export class IngressGateway {
             (http2Preface ? h2 : app.server).emit('connection', socket),
           ),
         );
-    server.on('tlsClientError', () => undefined);
+    // A failed or timed-out handshake: the connection goes (Node leaves that to the server).
+    server.on('tlsClientError', (_error: Error, socket: tls.TLSSocket) => socket.destroy());
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {
@@ -336,6 +353,7 @@ export class IngressGateway {
       server,
       h2Sessions: sessions,
       inFlight,
+      upgraded,
       tls: secure,
       gatewayPort,
       address: `${bound.address}:${bound.port}`,
@@ -353,11 +371,17 @@ export class IngressGateway {
     const chosen = listener?.protocol === 'HTTPS' ? listener.certificates?.[0] : undefined;
     if (!chosen) return undefined;
     let context = this.contexts.get(chosen);
-    if (!context) {
-      context = tls.createSecureContext({ cert: chosen.certificate, key: chosen.privateKey });
+    if (context === undefined) {
+      try {
+        context = tls.createSecureContext({ cert: chosen.certificate, key: chosen.privateKey });
+      } catch (error) {
+        // (The controller checks with the same call; this is the last line.)
+        this.options.log?.('warn', 'a listener certificate cannot be used', { port, err: String(error) });
+        context = null;
+      }
       this.contexts.set(chosen, context);
     }
-    return context;
+    return context ?? undefined;
   }
 
   /** Serves one request, answering 500 if serving it throws. */
@@ -514,6 +538,8 @@ export class IngressGateway {
     if (request.upgrade) {
       // (The answer is carried as it comes: response filters do not apply to an upgrade.)
       const upgradeTo = String(request.headers.upgrade ?? '');
+      if (upgradeTo.toLowerCase() !== 'websocket')
+        return refuse(501, `upgrading to ${upgradeTo} is not served; WebSocket is`);
       return this.carryUpgrade(config, destination, request.upgrade, original, {
         method,
         path: sentPath,
@@ -532,6 +558,15 @@ export class IngressGateway {
       });
     }
     const exchange = responseEdits.length ? new EditedExchange(original, responseEdits) : original;
+    for (const mirror of filters.mirrors)
+      if (mirror.fraction >= 1 || Math.random() < mirror.fraction)
+        this.mirror(config, mirror, entry.route.namespace, original, {
+          method,
+          path: sentPath,
+          authority,
+          headers,
+          grpc,
+        });
     await this.outbound.forward(exchange, {
       config,
       destination,
@@ -544,6 +579,64 @@ export class IngressGateway {
       record: (status, grpcStatus, cluster, serviceName) =>
         record(status, grpcStatus, cluster, serviceName, target),
     });
+  }
+
+  /**
+   * A copy of the request to a RequestMirror backend, its answer dropped: the body is
+   * copied as the client sends it (the mirror never slows the real request: a mirror that
+   * cannot keep up loses its copy), and nothing of the mirror reaches the client.
+   */
+  private mirror(
+    config: ProxyConfig,
+    mirror: Mirror,
+    namespace: string,
+    original: AppExchange,
+    request: {
+      readonly method: string;
+      readonly path: string;
+      readonly authority: string;
+      readonly headers: IncomingHttpHeaders;
+      readonly grpc: boolean;
+    },
+  ): void {
+    // Only into the route's own namespace: a copy of the traffic is the traffic, and no
+    // ReferenceGrant is consulted for mirrors.
+    if (mirror.namespace !== undefined && mirror.namespace !== namespace) return;
+    const destination = backendDestination(config, mirror.kind, namespace, mirror.name, mirror.port);
+    if (!destination) return;
+    const source = original.body;
+    let body: PassThrough | undefined;
+    if (source) {
+      const copy = new PassThrough({ highWaterMark: MIRROR_BUFFER_BYTES });
+      body = copy;
+      source.on('data', (chunk: Buffer) => {
+        if (copy.writableLength > MIRROR_BUFFER_BYTES) copy.destroy();
+        else if (!copy.destroyed) copy.write(chunk);
+      });
+      source.once('end', () => copy.end());
+      source.once('close', () => copy.end());
+    }
+    const exchange = new MirrorExchange(
+      request.method,
+      request.path,
+      request.authority,
+      request.headers,
+      body,
+    );
+    this.outbound
+      .forward(exchange, {
+        config,
+        destination,
+        routed: {
+          namespace: destination.service.namespace,
+          name: destination.service.name,
+          port: destination.port,
+        },
+        ...request,
+        record: (status) =>
+          this.mirrored.inc({ service: destination.service.hostname, response_code: String(status) }),
+      })
+      .catch(() => undefined);
   }
 
   /**
@@ -576,8 +669,42 @@ export class IngressGateway {
       return request.record(503, 'unknown');
     }
     if (upgrade.socket.destroyed) return void lease.release(true);
-    lease.write(head);
+    // The backend's answer head is read first: only a 101 joins the two connections. Any
+    // other answer is passed on as a status alone and both sides close, so nothing the
+    // client sends afterwards can reach the backend without being routed.
+    const answer = await new Promise<{ status: number; bytes: Buffer } | undefined>((resolve) => {
+      let received = Buffer.alloc(0);
+      const timer = setTimeout(() => resolve(undefined), this.settings.requestTimeoutMs);
+      lease.attach({
+        data: (chunk) => {
+          received = Buffer.concat([received, chunk]);
+          const end = received.indexOf('\r\n\r\n');
+          if (end < 0 && received.length < 65_536) return;
+          clearTimeout(timer);
+          lease.pause();
+          const status = /^HTTP\/1\.[01] (\d{3}) /.exec(received.toString('latin1', 0, 32))?.[1];
+          resolve(status ? { status: Number(status), bytes: received } : undefined);
+        },
+        end: () => {
+          clearTimeout(timer);
+          resolve(undefined);
+        },
+      });
+      lease.write(head);
+    });
+    lease.attach(undefined);
+    if (!answer || answer.status !== 101 || upgrade.socket.destroyed) {
+      lease.release(true);
+      const status = answer?.status ?? 502;
+      exchange.fail(
+        status === 101 ? 502 : status,
+        answer ? `the backend answered ${status}` : 'the backend did not answer the upgrade',
+      );
+      return request.record(answer ? status : 502, lease.target.cluster);
+    }
+    upgrade.socket.write(answer.bytes);
     lease.splice(upgrade.socket, upgrade.head);
+    lease.resume();
     request.record(101, lease.target.cluster);
   }
 
@@ -642,6 +769,7 @@ async function closeServed(served: Served): Promise<void> {
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
   served.app.server.closeAllConnections();
+  for (const socket of served.upgraded) socket.destroy();
   for (const session of served.h2Sessions) session.destroy();
 }
 
@@ -699,6 +827,63 @@ class EditedExchange implements AppExchange {
   }
   abort(): void {
     this.inner.abort();
+  }
+}
+
+/** Bytes of a request body a mirror may fall behind the real request by before its copy is dropped. */
+const MIRROR_BUFFER_BYTES = 1_048_576;
+
+/** The side of a mirrored request that would face a client: there is none, so answers are read and dropped. */
+class MirrorExchange implements AppExchange {
+  readonly connection = undefined;
+  readonly rawHeaders: readonly string[] = [];
+  private done = false;
+  private readonly listeners: Array<() => void> = [];
+
+  constructor(
+    readonly method: string,
+    readonly target: string,
+    readonly authority: string,
+    readonly headers: IncomingHttpHeaders,
+    readonly body: PassThrough | undefined,
+  ) {}
+  get closed() {
+    return this.done;
+  }
+  get answered() {
+    return this.done;
+  }
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.body?.destroy();
+    for (const listener of this.listeners.splice(0)) listener();
+  }
+  fail(): void {
+    this.finish();
+  }
+  relay(
+    upstream: http2.ClientHttp2Stream,
+    headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
+  ) {
+    const status = Number(headers[':status']);
+    upstream.resume();
+    return new Promise<{ status: number; grpcStatus: string }>((resolve) => {
+      const done = () => {
+        this.finish();
+        resolve({ status, grpcStatus: String(headers['grpc-status'] ?? '') });
+      };
+      upstream.once('end', done);
+      upstream.once('close', done);
+    });
+  }
+  cancelWhenGone(): void {}
+  onClosed(listener: () => void): void {
+    if (this.done) listener();
+    else this.listeners.push(listener);
+  }
+  abort(): void {
+    this.finish();
   }
 }
 
