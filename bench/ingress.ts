@@ -78,6 +78,23 @@ async function awaitRoutes(ingress: IngressProcess, count: number, pathname: str
   }
 }
 
+/** Waits until the gateway's answers carry rate-limit headers (`limited`), or no longer do. */
+async function untilLimited(port: number, limited: boolean): Promise<void> {
+  for (let i = 0; ; i++) {
+    const carries = await new Promise<boolean | undefined>((resolve) =>
+      http
+        .get({ host: '127.0.0.1', port, path: '/', headers: { host: HOST } }, (r) => {
+          r.resume();
+          resolve(r.headers['ratelimit-policy'] !== undefined);
+        })
+        .on('error', () => resolve(undefined)),
+    );
+    if (carries === limited) return;
+    if (i > 300) throw new Error(`the RateLimitPolicy never ${limited ? 'reached' : 'left'} the gateway`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
 /** A bare @fastify/http-proxy to the app, in its own process. */
 async function startBareProxy(appPort: number): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort();
@@ -194,35 +211,11 @@ export async function ingressBench(options: {
     const plain = await fixedRate(ingressPort, HOST, options.rate, options.seconds);
     await federation.apply('bench', 'routes.yaml', routes(0, true));
     // The policy is in force once an answer carries its headers.
-    for (let i = 0; ; i++) {
-      const limited = await new Promise<boolean>((resolve) =>
-        http
-          .get({ host: '127.0.0.1', port: ingressPort, path: '/', headers: { host: HOST } }, (r) => {
-            r.resume();
-            resolve(r.headers['ratelimit-policy'] !== undefined);
-          })
-          .on('error', () => resolve(false)),
-      );
-      if (limited) break;
-      if (i > 300) throw new Error('the RateLimitPolicy never reached the gateway');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await untilLimited(ingressPort, true);
     const withLimit = await fixedRate(ingressPort, HOST, options.rate, options.seconds);
     // Without the limit again: the run-to-run spread of p99, next to what the limit adds.
     await federation.apply('bench', 'routes.yaml', routes(0, false));
-    for (let i = 0; ; i++) {
-      const limited = await new Promise<boolean>((resolve) =>
-        http
-          .get({ host: '127.0.0.1', port: ingressPort, path: '/', headers: { host: HOST } }, (r) => {
-            r.resume();
-            resolve(r.headers['ratelimit-policy'] !== undefined);
-          })
-          .on('error', () => resolve(true)),
-      );
-      if (!limited) break;
-      if (i > 300) throw new Error('the RateLimitPolicy never left the gateway');
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await untilLimited(ingressPort, false);
     const plainAgain = await fixedRate(ingressPort, HOST, options.rate, options.seconds);
     const baselineP99 = (plain.p99 + plainAgain.p99) / 2;
 
