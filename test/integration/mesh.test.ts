@@ -684,6 +684,60 @@ spec:
   }
 });
 
+// L4 balances connections: a kept-alive connection stays with its endpoint while nothing
+// about its own service changes (in L7 every request is balanced).
+if (MODE === 'L4')
+  test("a kept-alive connection stays with its endpoint while another service's endpoint fails and comes back", async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<unknown>();
+    const ask = () =>
+      new Promise<string>((resolve, reject) => {
+        const request = http.get(
+          { agent, host: '127.0.0.1', port: client.outboundPort, path: '/', headers: { host: 'notes.shop' } },
+          (response) => {
+            let body = '';
+            response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+            response.on('end', () =>
+              response.statusCode === 200
+                ? resolve((JSON.parse(body) as EchoReply).instance)
+                : reject(new Error(`${response.statusCode} ${body}`)),
+            );
+          },
+        );
+        request.on('socket', (socket) => sockets.add(socket));
+        request.setTimeout(5_000, () => request.destroy(new Error('no answer within 5 s')));
+        request.on('error', reject);
+      });
+    try {
+      const first = await ask();
+      // West's cart app goes away: the client's sidecar sets its endpoint aside for 10 s, and
+      // its return changes what the balancer would choose, for cart alone.
+      const { port } = westCart.app;
+      await westCart.app.close();
+      await eventually(async () => {
+        const outcome = await get('cart.shop.svc.clusterset.local', '/', { connection: 'close' });
+        assert.equal(outcome.reply?.cluster, 'east', 'west still answers');
+      }, 10_000);
+      const again = await startHttpEcho({ service: 'cart', cluster: 'west', instance: 'cart-west' }, port);
+      ownApps.push(again);
+      westCart = { ...westCart, app: again };
+      await eventually(
+        async () => {
+          const outcome = await get('cart.shop.svc.clusterset.local', '/', { connection: 'close' });
+          assert.equal(outcome.reply?.cluster, 'west', 'cart-west is still set aside');
+        },
+        20_000,
+        200,
+      );
+      // Notes has two endpoints taking turns for new connections: this one stays where it was.
+      const after = [await ask(), await ask()];
+      assert.deepEqual(after, [first, first]);
+      assert.equal(sockets.size, 1, 'the requests did not share one connection');
+    } finally {
+      agent.destroy();
+    }
+  });
+
 test('least request sends new requests past an endpoint that holds one, whatever idle tunnels the other has', async () => {
   // `queue` has two endpoints in west: `stuck` (which stops answering when told to) and `quick`.
   let holding = false;

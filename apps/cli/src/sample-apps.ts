@@ -64,6 +64,9 @@ export async function startHttpEcho(
     });
     response.end(body);
   });
+  // Kept-alive connections stay open for a minute, as apps behind a load balancer keep
+  // them (Node's default is 5 s): a proxy's kept connection is not closed under it.
+  server.keepAliveTimeout = 60_000;
   // A WebSocket upgrade on any path: each message is echoed with the instance that answered.
   const sockets = new WebSocketServer({ noServer: true });
   server.on('upgrade', (request, socket, head) =>

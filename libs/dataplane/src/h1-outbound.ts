@@ -303,15 +303,16 @@ export class OutboundH1Connection {
       path = slash < 0 ? '/' : path.slice(slash);
     }
     const normalized = normalizePath(path, this.proxy.pathNormalization);
-    // The tunnel the last request used, kept while the app names the same authority and no
-    // target failed since (L4); a new config keeps it where its target is still a first choice.
+    // The tunnel the last request used, kept while the app names the same authority (L4). A
+    // new config, or a target's failure or return anywhere since, keeps it only where its
+    // target is still a first choice for this service: another service's ejection ending
+    // does not move it.
     let sticky =
-      this.sticky?.authority === authority && this.sticky.epoch === this.proxy.balancerEpoch
-        ? this.sticky
-        : undefined;
+      this.sticky?.authority === authority && this.sticky.epoch !== NOT_STICKY ? this.sticky : undefined;
     let destination: Destination;
     let mode: DataPlaneMode;
-    if (sticky?.config === config) ({ destination, mode } = sticky);
+    if (sticky?.config === config && sticky.epoch === this.proxy.balancerEpoch)
+      ({ destination, mode } = sticky);
     else {
       const found = resolveDestination(config, authority, this.proxy.namespace);
       if (!found) return this.refuse(404, `no service ${authority} in the clusterset`, mustClose, end);

@@ -154,9 +154,9 @@ export class OutboundProxy implements PolicyHost {
   private readonly ejectedUntil = new Map<string, number>();
   /**
    * Changes whenever a target fails or its ejection ends: the balancer might now choose
-   * differently. A connection keeps its tunnel between requests (L4) only while it stays the
-   * same, so a fallback taken in a bad moment is not kept for good. (A new config is judged
-   * by `keepsTarget`: one that changes nothing about a connection's target leaves it be.)
+   * differently. A connection's kept tunnel (L4) is judged again by `keepsTarget` when it
+   * changed, as under a new config: one that changes nothing about the connection's target
+   * leaves it be. (A fallback taken in a bad moment is never kept.)
    */
   balancerEpoch = 0;
   /** Per ejected target, the timer that marks the end of its ejection. */
