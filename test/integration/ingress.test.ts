@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
+import http2 from 'node:http2';
 import https from 'node:https';
 import os from 'node:os';
 import path from 'node:path';
@@ -19,6 +20,7 @@ import type { IngressProcess, LocalFederation, SidecarProcess } from '@causeway/
 import { exportedService } from '@causeway/cli/local-federation';
 import { grpcEchoClient } from '@causeway/cli/sample-apps';
 import { eventually } from '@causeway/testing';
+import { ADMIN_SPELLINGS } from '../support/path-vectors.ts';
 import { closeServers, PUBLIC_GATEWAY, send as sendTo, startEcho } from '../support/ingress.ts';
 import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
@@ -735,4 +737,174 @@ test('HTTPS: the certificate is chosen by SNI, the request routed, and a Host fo
   await assert.rejects(
     get('other.example.org', 'other.example.org', certificates.get('secure.example.com')!.certificate),
   );
+});
+
+test('path normalization: no spelling of a path that a route leaves out or a policy denies reaches a backend, over HTTP/1.1 and h2c', async () => {
+  // `vault.paths.test`: everything to `vault`, whose policy denies /admin. `app.paths.test`:
+  // only /app is routed (to v1).
+  await federation.apply('east', 'vault.yaml', exportedService('shop', 'vault', 80, 'http'));
+  await echo('east', 'vault', 'vault-east');
+  await federation.apply(
+    'east',
+    'paths.yaml',
+    `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: paths, namespace: shop }
+spec:
+  ${parent}
+  hostnames: [vault.paths.test]
+  rules: [{ backendRefs: [${backend('vault')}] }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: app-only, namespace: shop }
+spec:
+  ${parent}
+  hostnames: [app.paths.test]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /app } }]
+      backendRefs: [${backend('v1')}]
+---
+apiVersion: policy.causeway.dev/v1alpha1
+kind: AuthorizationPolicy
+metadata: { name: vault-no-admin, namespace: shop }
+spec:
+  targetRefs: [{ group: "", kind: Service, name: vault }]
+  action: DENY
+  rules: [{ to: [{ paths: ["/admin", "/admin/*"] }] }]
+`,
+  );
+  await eventually(async () => {
+    assert.equal((await send('/admin', { host: 'vault.paths.test' })).status, 403);
+    assert.equal((await send('/books', { host: 'vault.paths.test' })).echo?.instance, 'vault-east');
+    assert.equal((await send('/app/x', { host: 'app.paths.test' })).echo?.instance, 'v1-east');
+  }, 30_000);
+  // What is routed is the normalized path, and that is what the backend gets.
+  const walked = await send('/app/./x/../%61ll', { host: 'app.paths.test' });
+  assert.equal(walked.echo?.path, '/app/all');
+  assert.equal((await send('/app/../admin', { host: 'vault.paths.test' })).status, 403);
+
+  const [host, port] = ingress.listeners['80']!.split(':') as [string, string];
+  const h1 = (path: string, authority: string) =>
+    new Promise<string>((resolve, reject) => {
+      const socket = net.connect({ host, port: Number(port) }, () =>
+        socket.write(`GET ${path} HTTP/1.1\r\nHost: ${authority}\r\nConnection: close\r\n\r\n`),
+      );
+      let answer = '';
+      socket.setEncoding('utf8').on('data', (chunk: string) => (answer += chunk));
+      socket.on('close', () => resolve(answer.split('\r\n')[0]!));
+      socket.on('error', reject);
+      socket.setTimeout(10_000, () => socket.destroy(new Error(`no answer to ${path}`)));
+    });
+  const session = http2.connect(`http://${ingress.listeners['80']}`);
+  const h2 = (path: string, authority: string) =>
+    new Promise<number>((resolve, reject) => {
+      const stream = session.request({ ':path': path, ':authority': authority });
+      stream.on('response', (headers) => resolve(Number(headers[':status'])));
+      stream.on('error', reject);
+      stream.resume();
+      stream.end();
+    });
+  const reached: string[] = [];
+  try {
+    for (const [authority, refusals] of [
+      ['vault.paths.test', /^HTTP\/1\.1 (400|403) /],
+      ['app.paths.test', /^HTTP\/1\.1 (400|404) /],
+    ] as const)
+      for (const spelling of ADMIN_SPELLINGS) {
+        const line = await h1(spelling, authority);
+        if (!refusals.test(line)) reached.push(`HTTP/1.1 ${authority}${spelling}: ${line}`);
+        const status = await h2(spelling, authority);
+        if (!refusals.test(`HTTP/1.1 ${status} `)) reached.push(`HTTP/2 ${authority}${spelling}: ${status}`);
+      }
+  } finally {
+    session.close();
+  }
+  assert.deepEqual(reached, []);
+});
+
+test('new route tables are swapped in under load without a failed request, on kept-alive HTTP/1.1 and h2c connections', async () => {
+  const swapRoute = (target: string, extraRoutes: number) =>
+    [
+      `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: swap, namespace: shop }
+spec:
+  ${parent}
+  hostnames: [swap.example.com]
+  rules: [{ backendRefs: [${backend(target)}] }]
+`,
+      ...Array.from(
+        { length: extraRoutes },
+        (_, i) => `apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: { name: swap-extra-${i}, namespace: shop }
+spec:
+  ${parent}
+  hostnames: [extra-${i}.example.com]
+  rules: [{ matches: [{ path: { type: PathPrefix, value: /x${i} } }], backendRefs: [${backend('v3')}] }]
+`,
+      ),
+    ].join('---\n');
+  await federation.apply('east', 'swap.yaml', swapRoute('v1', 0));
+  await eventually(
+    async () => assert.equal((await send('/', { host: 'swap.example.com' })).echo?.instance, 'v1-east'),
+    20_000,
+  );
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+  const session = http2.connect(`http://${ingress.listeners['80']}`);
+  const h2 = () =>
+    new Promise<string>((resolve, reject) => {
+      const stream = session.request({ ':path': '/', ':authority': 'swap.example.com' });
+      let status = 0;
+      let body = '';
+      stream.on('response', (headers) => (status = Number(headers[':status'])));
+      stream.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+      stream.on('end', () =>
+        resolve(status === 200 ? (JSON.parse(body) as { instance: string }).instance : `${status}`),
+      );
+      stream.on('error', reject);
+      stream.end();
+    });
+  const served = new Map<string, number>();
+  const failed: string[] = [];
+  let running = true;
+  const loop = async (call: () => Promise<string>) => {
+    while (running) {
+      const instance = await call().catch((error: Error) => `error ${error.message}`);
+      if (instance.endsWith('-east')) served.set(instance, (served.get(instance) ?? 0) + 1);
+      else failed.push(instance);
+    }
+  };
+  const h1 = async () => {
+    const answer = await send('/', { host: 'swap.example.com', agent });
+    return answer.status === 200 ? answer.echo!.instance : `${answer.status} ${answer.body}`;
+  };
+  const traffic = Promise.all([loop(h1), loop(h1), loop(h1), loop(h2), loop(h2)]);
+  const pushes = () => ingress.logs.filter((entry) => entry.msg === 'config applied').length;
+  try {
+    // Each step: a new config (more routes, then the backend changed, then routes removed),
+    // in force once the gateway has applied it and requests have flowed under it.
+    for (const [target, extra] of [
+      ['v1', 300],
+      ['v2', 300],
+      ['v2', 0],
+      ['v1', 0],
+    ] as const) {
+      const before = pushes();
+      const servedBefore = served.get(`${target}-east`) ?? 0;
+      await federation.apply('east', 'swap.yaml', swapRoute(target, extra));
+      await eventually(async () => {
+        assert.ok(pushes() > before, 'the gateway has not applied the new config');
+        assert.ok((served.get(`${target}-east`) ?? 0) > servedBefore + 20, `${target} is not serving yet`);
+      }, 30_000);
+    }
+  } finally {
+    running = false;
+    await traffic;
+    agent.destroy();
+    session.close();
+  }
+  assert.deepEqual(failed, []);
+  assert.ok((served.get('v2-east') ?? 0) > 20, JSON.stringify([...served]));
 });

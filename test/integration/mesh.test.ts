@@ -14,6 +14,7 @@ import type { LocalFederation } from '@causeway/cli/local-federation';
 import { exportedService, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, startHttpEcho, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
 import { eventually, freePort } from '@causeway/testing';
+import { ADMIN_SPELLINGS } from '../support/path-vectors.ts';
 import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
 let clusters: TwoClusters | undefined;
@@ -399,28 +400,6 @@ function raw(bytes: string, port = client.outboundPort): Promise<string> {
 }
 
 /** Spellings of `/admin` that servers read as `/admin`: each must be refused (400) or denied (403). */
-const ADMIN_SPELLINGS = [
-  '/admin#x',
-  '/admin%00',
-  '/admin;x',
-  '/admin%2f',
-  '/%2Fadmin',
-  '/app/..;/admin',
-  '/app%2f..%2fadmin',
-  '/x/..%2fadmin',
-  '/app/%5C../admin',
-  '/app\\..\\admin',
-  '/app/%c0%af../admin',
-  '/%2561dmin',
-  '/admin%20',
-  '/admin%09',
-  '/admin.',
-  '/ADMIN',
-  '/Admin/keys',
-  '/admin/./keys',
-  '/%61dmin',
-  '/app/%2e%2e/admin',
-];
 
 test('every spelling of a denied path is refused at the first hop or denied, over HTTP/1.1 and HTTP/2; the app sees none', async () => {
   await eventually(async () =>
