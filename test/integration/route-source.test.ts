@@ -9,7 +9,7 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client
 import { createRootCa } from '@causeway/pki';
 import { KubernetesSource } from '@causeway/cluster';
 import { startCatalogController, type CatalogController } from '@causeway/federation';
-import { eventually, startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
+import { eventually, kubectlGet, startKubeControlPlane, type KubeControlPlane } from '@causeway/testing';
 import { controllerIdentity } from '../support/controller-identity.ts';
 
 const TD = 'mesh.test';
@@ -77,10 +77,9 @@ type RouteStatus = {
   };
 };
 
+/** A route's conditions from Causeway, per parent, as kubectl shows them. */
 const statusOf = async (plural: string, name: string): Promise<string[][]> => {
-  const route = (await kubeConfig
-    .makeApiClient(CustomObjectsApi)
-    .getNamespacedCustomObject({ ...GW, plural, namespace: 'shop', name })) as RouteStatus;
+  const route = await kubectlGet<RouteStatus>(cluster, [`${plural}.${GW.group}`, '-n', 'shop', name]);
   return (route.status?.parents ?? [])
     .filter((p) => p.controllerName === 'causeway.dev/federation-controller')
     .map((p) => p.conditions.map((c) => `${c.type}=${c.status}/${c.reason}`));
@@ -349,11 +348,7 @@ test('a Gateway of class causeway: listener and Gateway conditions, attached rou
     };
   };
   const gatewayStatus = async (name: string) =>
-    (
-      (await kubeConfig
-        .makeApiClient(CustomObjectsApi)
-        .getNamespacedCustomObject({ ...GW, plural: 'gateways', namespace: 'shop', name })) as GatewayStatus
-    ).status;
+    (await kubectlGet<GatewayStatus>(cluster, [`gateways.${GW.group}`, '-n', 'shop', name])).status;
   await eventually(async () => {
     const status = await gatewayStatus('edge');
     assert.deepEqual(

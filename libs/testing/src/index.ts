@@ -9,5 +9,6 @@ export { startNats, type NatsOptions, type NatsServer } from './nats.ts';
 export { startRedis, type RedisServer } from './redis.ts';
 export { startPrometheus } from './prometheus.ts';
 export { eventually, startKubeControlPlane, type KubeControlPlane } from './kube.ts';
+export { kubectl, kubectlBinary, kubectlGet } from './kubectl.ts';
 export { crdDir, installCrds } from './crds.ts';
 export { MAX_CLUSTERS, startEnvironment, type Environment } from './environment.ts';
