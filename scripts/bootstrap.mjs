@@ -97,7 +97,7 @@ export function ensureDebianPackages() {
   if (still.length > 0) fail([`still missing after apt-get: ${still.map(({ bin }) => bin).join(', ')}`]);
 }
 
-/** kube-apiserver and etcd, unless KUBE_APISERVER_BIN and ETCD_BIN name them. */
+/** kube-apiserver, etcd and kubectl, unless KUBE_APISERVER_BIN and ETCD_BIN name the first two. */
 export function ensureKubeBinaries() {
   if (process.env.KUBE_APISERVER_BIN && process.env.ETCD_BIN) return;
   const result = spawnSync('bash', [path.join(root, 'scripts/build-kube-bins.sh')], {
@@ -106,7 +106,7 @@ export function ensureKubeBinaries() {
   });
   if (result.status !== 0) {
     fail([
-      'building kube-apiserver and etcd failed (see above); KUBE_APISERVER_BIN and ETCD_BIN may name binaries you have.',
+      'building kube-apiserver, etcd and kubectl failed (see above); KUBE_APISERVER_BIN, ETCD_BIN and KUBECTL_BIN may name binaries you have.',
     ]);
   }
 }

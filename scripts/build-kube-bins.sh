@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from the Go module proxy into a cache outside the repo.
-# Prints the directory holding both binaries as the last line of stdout.
+# Builds kube-apiserver, etcd and kubectl from the Go module proxy into a cache outside the repo.
+# Prints the directory holding the binaries as the last line of stdout.
 # Progress goes to stderr. Re-running with a warm cache returns at once.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ mkdir -p "$out"
 build() { # name, module dir, package, ldflags
   local name="$1" dir="$2" pkg="$3" ldflags="$4"
   [[ -x "$out/$name" ]] && return
-  echo "causeway: building $name from $pkg (first build on 2 cores: etcd ~1.5 min, kube-apiserver ~5 min; a warm Go cache makes it seconds)..." >&2
+  echo "causeway: building $name from $pkg (first build on 2 cores: etcd ~1.5 min, kube-apiserver ~5 min, kubectl ~3 min; a warm Go cache makes it seconds)..." >&2
   local start=$SECONDS
   # go build prints nothing until it is done: show that it is alive.
   (while sleep 30; do echo "causeway: ... still building $name ($((SECONDS - start)) s)" >&2; done) &
@@ -38,6 +38,8 @@ build() { # name, module dir, package, ldflags
 
 build etcd "$src/etcd" go.etcd.io/etcd/server/v3 "-s -w"
 minor="${kube_version#v1.}"; minor="${minor%%.*}"
-build kube-apiserver "$src/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver \
-  "-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$kube_version"
+versioned="-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$kube_version"
+build kube-apiserver "$src/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$versioned"
+# kubectl of the same version: what the tests read objects back with (no version skew).
+build kubectl "$src/kubectl" k8s.io/kubernetes/cmd/kubectl "$versioned"
 echo "$out"

@@ -27,7 +27,7 @@ function findRepoRoot(start: string): string {
 /** Debian puts some servers in sbin, which a non-root PATH may lack. */
 const EXTRA_DIRS = ['/usr/sbin', '/usr/local/sbin', '/sbin'];
 
-function isExecutable(file: string): boolean {
+export function isExecutable(file: string): boolean {
   try {
     accessSync(file, constants.X_OK);
     return true;
@@ -70,13 +70,15 @@ export function requireSystemServer(name: SystemServer): string {
 export interface KubeBinaries {
   readonly kubeApiserver: string;
   readonly etcd: string;
+  /** kubectl of the API server's version (KUBECTL_BIN, else the one built, else PATH's). */
+  readonly kubectl: string;
 }
 
 let cachedKubeBinaries: Promise<KubeBinaries> | undefined;
 
 /**
- * kube-apiserver and etcd: from KUBE_APISERVER_BIN / ETCD_BIN when set, otherwise built
- * once from the Go module proxy by scripts/build-kube-bins.sh into a cache outside the repo.
+ * kube-apiserver, etcd and kubectl: from KUBE_APISERVER_BIN / ETCD_BIN / KUBECTL_BIN when
+ * set, otherwise built once from the Go module proxy by scripts/build-kube-bins.sh into a cache outside the repo.
  * The build's progress is shown on stderr.
  */
 export function kubeBinaries(): Promise<KubeBinaries> {
@@ -92,6 +94,8 @@ async function resolveKubeBinaries(): Promise<KubeBinaries> {
   const result = {
     kubeApiserver: fromEnvApiserver || path.join(built!, 'kube-apiserver'),
     etcd: fromEnvEtcd || path.join(built!, 'etcd'),
+    kubectl:
+      process.env.KUBECTL_BIN || (built ? path.join(built, 'kubectl') : (findOnPath('kubectl') ?? 'kubectl')),
   };
   for (const [variable, file] of [
     ['KUBE_APISERVER_BIN', result.kubeApiserver],
@@ -123,7 +127,7 @@ async function runBuildScript(): Promise<string> {
         reject(
           new TestbedError(
             'CAUSEWAY_TESTBED_BINARY_MISSING',
-            `building kube-apiserver and etcd failed (exit ${code}); set KUBE_APISERVER_BIN and ETCD_BIN to use binaries you have`,
+            `building kube-apiserver, etcd and kubectl failed (exit ${code}); set KUBE_APISERVER_BIN, ETCD_BIN and KUBECTL_BIN to use binaries you have`,
           ),
         );
     });

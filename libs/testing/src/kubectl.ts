@@ -1,16 +1,16 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { findOnPath } from './binaries.ts';
+import { isExecutable, kubeBinaries } from './binaries.ts';
 import { TestbedError } from './errors.ts';
 import type { KubeControlPlane } from './kube.ts';
 
-/** kubectl: KUBECTL_BIN when set, else the one on PATH. */
-export function kubectlBinary(): string {
-  const found = process.env.KUBECTL_BIN || findOnPath('kubectl');
-  if (found) return found;
+/** kubectl: KUBECTL_BIN when set, else the one built with kube-apiserver, else PATH's. */
+export async function kubectlBinary(): Promise<string> {
+  const { kubectl } = await kubeBinaries();
+  if (isExecutable(kubectl)) return kubectl;
   throw new TestbedError(
     'CAUSEWAY_TESTBED_BINARY_MISSING',
-    "kubectl is not installed: 'npm run env' builds it, or KUBECTL_BIN may name one you have.",
+    `kubectl (${kubectl}) is not an executable file: 'npm run env' builds it, or KUBECTL_BIN may name one you have.`,
   );
 }
 
@@ -22,19 +22,15 @@ export async function kubectl(
   plane: Pick<KubeControlPlane, 'kubeconfigPath'>,
   args: readonly string[],
 ): Promise<string> {
+  const binary = await kubectlBinary();
   try {
-    const { stdout } = await promisify(execFile)(
-      kubectlBinary(),
-      ['--kubeconfig', plane.kubeconfigPath, ...args],
-      {
-        maxBuffer: 64 * 1024 * 1024,
-        timeout: 60_000,
-      },
-    );
+    const { stdout } = await promisify(execFile)(binary, ['--kubeconfig', plane.kubeconfigPath, ...args], {
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 60_000,
+    });
     return stdout;
   } catch (error) {
     const failed = error as Error & { stderr?: string };
-    if (failed instanceof TestbedError) throw failed;
     throw new Error(`kubectl ${args.join(' ')}: ${failed.stderr?.trim() || failed.message}`);
   }
 }
