@@ -105,6 +105,38 @@ function get(
   });
 }
 
+/**
+ * Calls over one kept-alive connection at a time (`agent`: maxSockets 1), each resolving
+ * with the echo's reply; `sockets` collects the connections used.
+ */
+function keptAlive(authority: string): {
+  ask: () => Promise<EchoReply>;
+  sockets: Set<unknown>;
+  agent: http.Agent;
+} {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<unknown>();
+  const ask = () =>
+    new Promise<EchoReply>((resolve, reject) => {
+      const request = http.get(
+        { agent, host: '127.0.0.1', port: client.outboundPort, path: '/', headers: { host: authority } },
+        (response) => {
+          let body = '';
+          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
+          response.on('end', () =>
+            response.statusCode === 200
+              ? resolve(JSON.parse(body) as EchoReply)
+              : reject(new Error(`${response.statusCode} ${body}`)),
+          );
+        },
+      );
+      request.on('socket', (socket) => sockets.add(socket));
+      request.setTimeout(5_000, () => request.destroy(new Error('no answer within 5 s')));
+      request.on('error', reject);
+    });
+  return { ask, sockets, agent };
+}
+
 const WEB = 'spiffe://mesh.local/ns/shop/sa/web';
 /**
  * L4 (the default: plain HTTP/1.1 carried in HBONE tunnels, the app sees no caller header)
@@ -256,32 +288,9 @@ test('a stopped local instance fails over to the other cluster with no failed re
 test('a kept-alive connection that fell back to the other cluster returns to the local instance once it serves again', async () => {
   // One connection, one request at a time: what the balancer decided for it is not kept
   // after the reasons for the decision have changed.
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const sockets = new Set<unknown>();
-  const ask = () =>
-    new Promise<string>((resolve, reject) => {
-      const request = http.get(
-        {
-          agent,
-          host: '127.0.0.1',
-          port: client.outboundPort,
-          path: '/',
-          headers: { host: 'cart.shop.svc.clusterset.local' },
-        },
-        (response) => {
-          let body = '';
-          response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-          response.on('end', () =>
-            response.statusCode === 200
-              ? resolve((JSON.parse(body) as EchoReply).cluster)
-              : reject(new Error(`${response.statusCode} ${body}`)),
-          );
-        },
-      );
-      request.on('socket', (socket) => sockets.add(socket));
-      request.setTimeout(5_000, () => request.destroy(new Error('no answer within 5 s')));
-      request.on('error', reject);
-    });
+  const kept = keptAlive('cart.shop.svc.clusterset.local');
+  const { sockets, agent } = kept;
+  const ask = async () => (await kept.ask()).cluster;
   try {
     await eventually(async () => assert.equal(await ask(), 'west'), 30_000);
     // West's app goes away (its sidecar stays, the config does not change): east answers.
@@ -667,26 +676,9 @@ spec:
 // about its own service changes (in L7 every request is balanced).
 if (MODE === 'L4')
   test("a kept-alive connection stays with its endpoint while another service's endpoint fails and comes back", async () => {
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const sockets = new Set<unknown>();
-    const ask = () =>
-      new Promise<string>((resolve, reject) => {
-        const request = http.get(
-          { agent, host: '127.0.0.1', port: client.outboundPort, path: '/', headers: { host: 'notes.shop' } },
-          (response) => {
-            let body = '';
-            response.setEncoding('utf8').on('data', (chunk: string) => (body += chunk));
-            response.on('end', () =>
-              response.statusCode === 200
-                ? resolve((JSON.parse(body) as EchoReply).instance)
-                : reject(new Error(`${response.statusCode} ${body}`)),
-            );
-          },
-        );
-        request.on('socket', (socket) => sockets.add(socket));
-        request.setTimeout(5_000, () => request.destroy(new Error('no answer within 5 s')));
-        request.on('error', reject);
-      });
+    const kept = keptAlive('notes.shop');
+    const { sockets, agent } = kept;
+    const ask = async () => (await kept.ask()).instance;
     try {
       const first = await ask();
       // West's cart app goes away: the client's sidecar sets its endpoint aside for 10 s, and
