@@ -2,4 +2,4 @@
 export { createLogger, type Logger } from './logger.ts';
 export { createRegistry } from './metrics.ts';
 export { startAdminServer, type DebugPages, type Readiness } from './admin-server.ts';
-export { onShutdownSignal } from './shutdown.ts';
+export { exitWhenLogged, onShutdownSignal } from './shutdown.ts';

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 const LOGGER = fileURLToPath(new URL('./logger.ts', import.meta.url));
+const SHUTDOWN = fileURLToPath(new URL('./shutdown.ts', import.meta.url));
 
 /** A process that runs `body` with `logger` made by createLogger (stdout: a pipe, as in production). */
 function run(body: string) {
@@ -16,6 +17,7 @@ function run(body: string) {
       '--input-type=module',
       '-e',
       `import { createLogger } from ${JSON.stringify(LOGGER)};
+       import { exitWhenLogged } from ${JSON.stringify(SHUTDOWN)};
        const logger = createLogger({ component: 'test' });
        ${body}`,
     ],
@@ -35,34 +37,30 @@ function run(body: string) {
   return { child, lines, exited, line };
 }
 
-test(
-  'a single log line reaches stdout while the process runs on, without waiting for a batch to fill',
-  { timeout: 30_000 },
-  async () => {
-    // The process logs one line and then waits for our word (a byte on stdin) to log another and exit.
-    const { child, line, exited, lines } = run(`
+test('a single log line reaches stdout while the process runs on', { timeout: 30_000 }, async () => {
+  // The process logs one line and then waits for our word (a byte on stdin) to log another and exit.
+  const { child, line, exited, lines } = run(`
     logger.info('first');
     process.stdin.once('data', () => { logger.info('second'); process.exit(0); });`);
-    await line('first');
-    child.stdin.end('go');
-    assert.equal(await exited, 0);
-    assert.deepEqual(
-      lines.map((entry) => [entry.msg, entry.component, entry.level]),
-      [
-        ['first', 'test', 'info'],
-        ['second', 'test', 'info'],
-      ],
-    );
-  },
-);
+  await line('first');
+  child.stdin.end('go');
+  assert.equal(await exited, 0);
+  assert.deepEqual(
+    lines.map((entry) => [entry.msg, entry.component, entry.level]),
+    [
+      ['first', 'test', 'info'],
+      ['second', 'test', 'info'],
+    ],
+  );
+});
 
 test(
-  'lines still pending when the process exits are written out, whole and in order',
+  '5,000 lines logged just before a component exits (more than a pipe holds) all reach stdout, whole and in order',
   { timeout: 30_000 },
   async () => {
     const { exited, lines } = run(`
     for (let i = 0; i < 5000; i++) logger.info({ i }, 'line');
-    process.exit(0);`);
+    exitWhenLogged(0);`);
     assert.equal(await exited, 0);
     assert.equal(lines.length, 5000);
     assert.ok(lines.every((entry, i) => entry.i === i));
