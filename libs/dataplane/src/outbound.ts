@@ -712,7 +712,8 @@ export class OutboundProxy implements PolicyHost {
   /**
    * Whether a connection's kept tunnel to `target` stays where it is under a new config (L4
    * balances connections, not requests): the target is still a first choice there, that is a
-   * ready local endpoint, or a remote cluster's gateway while no local endpoint is ready.
+   * ready local endpoint, or the remote cluster's gateway the balancer takes first while no
+   * local endpoint is ready.
    * A config that moved the service's traffic elsewhere (the endpoint left, a local one
    * came back) sends the next request to the balancer.
    */
@@ -732,8 +733,11 @@ export class OutboundProxy implements PolicyHost {
         targets.all.some((candidate) => candidate.key === target.key && healthy(candidate)) &&
         preferredClusters(targets, preference, (candidate) => !healthy(candidate)).has(target.cluster)
       );
-    const firstChoices = targets.local.some(healthy) ? targets.local : targets.remote;
-    return firstChoices.some((candidate) => candidate.key === target.key && healthy(candidate));
+    // A ready local endpoint, any of them (the balancer chooses among them); else the remote
+    // cluster the balancer takes first (the first healthy one, in the config's order).
+    if (targets.local.some(healthy))
+      return targets.local.some((candidate) => candidate.key === target.key && healthy(candidate));
+    return targets.remote.find(healthy)?.key === target.key;
   }
 
   /** The targets of a destination in the order to try them (the balancer's pick first). */
@@ -958,6 +962,9 @@ export class OutboundProxy implements PolicyHost {
       target.key,
       setTimeout(() => {
         this.ejectionEnds.delete(target.key);
+        // (A timer may fire a little before the wall clock reaches `until`: the ejection
+        // ends now all the same, so that what is judged under the new epoch sees it ended.)
+        this.ejectedUntil.delete(target.key);
         this.balancerEpoch++;
       }, ms).unref(),
     );
