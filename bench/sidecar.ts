@@ -135,10 +135,12 @@ export async function fixedRate(
     tick();
   });
   // What has not answered 10 s after the last request was due counts as failed.
+  let giveUp: NodeJS.Timeout | undefined;
   const settled = await Promise.race([
     Promise.all(pending).then(() => true),
-    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 10_000)),
+    new Promise<boolean>((resolve) => (giveUp = setTimeout(() => resolve(false), 10_000))),
   ]);
+  clearTimeout(giveUp);
   if (!settled) errors += total - latencies.length - errors;
   agent.destroy();
   latencies.sort((a, b) => a - b);

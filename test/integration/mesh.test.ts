@@ -408,8 +408,7 @@ function raw(bytes: string, port = client.outboundPort): Promise<string> {
   });
 }
 
-/** Spellings of `/admin` that servers read as `/admin`: each must be refused (400) or denied (403). */
-
+// ADMIN_SPELLINGS: each must be refused (400) or denied (403).
 test('every spelling of a denied path is refused at the first hop or denied, over HTTP/1.1 and HTTP/2; the app sees none', async () => {
   await eventually(async () =>
     assert.equal((await get('ledger.shop.svc.clusterset.local', '/admin')).status, 403),

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { isExecutable, kubeBinaries } from './binaries.ts';
 import { TestbedError } from './errors.ts';
@@ -19,15 +20,26 @@ export async function kubectlBinary(): Promise<string> {
  * with what it printed; a failure rejects with kubectl's own error output.
  */
 export async function kubectl(
-  plane: Pick<KubeControlPlane, 'kubeconfigPath'>,
+  plane: Pick<KubeControlPlane, 'kubeconfigPath' | 'dir'>,
   args: readonly string[],
 ): Promise<string> {
   const binary = await kubectlBinary();
   try {
-    const { stdout } = await promisify(execFile)(binary, ['--kubeconfig', plane.kubeconfigPath, ...args], {
-      maxBuffer: 64 * 1024 * 1024,
-      timeout: 60_000,
-    });
+    const { stdout } = await promisify(execFile)(
+      binary,
+      [
+        '--kubeconfig',
+        plane.kubeconfigPath,
+        // (Its discovery cache in the control plane's folder, not in ~/.kube.)
+        '--cache-dir',
+        path.join(plane.dir, 'kubectl-cache'),
+        ...args,
+      ],
+      {
+        maxBuffer: 64 * 1024 * 1024,
+        timeout: 60_000,
+      },
+    );
     return stdout;
   } catch (error) {
     const failed = error as Error & { stderr?: string };
@@ -37,7 +49,7 @@ export async function kubectl(
 
 /** `kubectl get … -o json`, parsed. */
 export async function kubectlGet<T>(
-  plane: Pick<KubeControlPlane, 'kubeconfigPath'>,
+  plane: Pick<KubeControlPlane, 'kubeconfigPath' | 'dir'>,
   args: readonly string[],
 ): Promise<T> {
   return JSON.parse(await kubectl(plane, ['get', ...args, '-o', 'json'])) as T;

@@ -68,7 +68,7 @@ replace k8s.io/sample-controller => k8s.io/sample-controller v0.36.3
 
 replace k8s.io/streaming => k8s.io/streaming v0.36.3
 
-tool k8s.io/kubernetes/cmd/kube-apiserver
+tool k8s.io/kubernetes/cmd/kubectl
 
 require (
 	cel.dev/expr v0.25.1 // indirect
