@@ -25,7 +25,7 @@ mkdir -p "$out"
 build() { # name, module dir, package, ldflags
   local name="$1" dir="$2" pkg="$3" ldflags="$4"
   [[ -x "$out/$name" ]] && return
-  echo "causeway: building $name from $pkg (first build on 2 cores: etcd ~1.5 min, kube-apiserver ~5 min, kubectl ~3 min; a warm Go cache makes it seconds)..." >&2
+  echo "causeway: building $name from $pkg (first build on 2 cores: etcd ~1.5 min, kube-apiserver ~5 min, kubectl ~1.2 min; a warm Go cache makes it seconds)..." >&2
   local start=$SECONDS
   # go build prints nothing until it is done: show that it is alive.
   (while sleep 30; do echo "causeway: ... still building $name ($((SECONDS - start)) s)" >&2; done) &
