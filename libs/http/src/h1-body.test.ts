@@ -187,3 +187,29 @@ test('offsets outside the buffer are an error, not a throw, and do not spoil the
   }
   assert.deepEqual(tracker.feed(bytes('ab'), 0), { consumed: 2, done: true });
 });
+
+/** Feeds `input` in pieces cut at `cuts` to a tracker that hands out the content; that content. */
+function content(framing: BodyFraming, input: Buffer, cuts: readonly number[] = []): string {
+  const parts: Buffer[] = [];
+  const tracker = new BodyTracker(framing, undefined, 'response', (data) => parts.push(Buffer.from(data)));
+  let offset = 0;
+  for (const cut of [...cuts, input.length]) {
+    const progress = tracker.feed(Buffer.from(input.subarray(offset, cut)), 0);
+    offset = cut;
+    assert.ok(!('error' in progress), JSON.stringify(progress));
+    if (progress.done) break;
+  }
+  return Buffer.concat(parts).toString('latin1');
+}
+
+test('the content of a body: chunk data without sizes, extensions or trailers, at any split', () => {
+  const chunked = bytes('5;name="v;1"\r\nhello\r\n1\r\n \r\n5\r\nworld\r\n0\r\nx-trailer: t\r\n\r\nNEXT');
+  for (let cut = 0; cut <= chunked.length; cut++)
+    assert.equal(content(CHUNKED, chunked, [cut]), 'hello world', `cut at ${cut}`);
+  const everyByte = Array.from({ length: chunked.length }, (_, i) => i);
+  assert.equal(content(CHUNKED, chunked, everyByte), 'hello world');
+  // A length-framed body is its bytes, and no more; a close-delimited one is everything.
+  assert.equal(content({ type: 'length', length: 5 }, bytes('hello, then the next message'), [2]), 'hello');
+  assert.equal(content({ type: 'close' }, bytes('all of it'), [3]), 'all of it');
+  assert.equal(content({ type: 'none' }, bytes('not a body')), '');
+});

@@ -85,11 +85,17 @@ export class BodyTracker {
   private trailerFields = 0;
   private failed: BodyProgress | undefined;
 
-  /** `message` says whose body it is: errors in a response body carry status 502. */
+  /**
+   * `message` says whose body it is: errors in a response body carry status 502. `content`,
+   * when given, receives the body's content as it is found: the chunks' data without their
+   * framing (sizes, extensions, trailers), the whole of any other body; the ranges are views
+   * of the buffers fed.
+   */
   constructor(
     framing: BodyFraming,
     limits: H1Limits = DEFAULT_H1_LIMITS,
     message: 'request' | 'response' = 'request',
+    private readonly content?: (data: Buffer) => void,
   ) {
     this.limits = limits;
     this.failures = message === 'response' ? RESPONSE_FAILURES : REQUEST_FAILURES;
@@ -116,12 +122,14 @@ export class BodyTracker {
       case LENGTH: {
         const consumed = Math.min(this.remaining, end - start);
         this.remaining -= consumed;
+        if (this.content && consumed > 0) this.content(buf.subarray(start, start + consumed));
         if (this.remaining === 0) this.state = DONE;
         return { consumed, done: this.remaining === 0 };
       }
       case CHUNKED:
         return this.state === DONE ? DONE_NOW : this.chunked(buf, start, end);
       case CLOSE:
+        if (this.content && end > start) this.content(buf.subarray(start, end));
         return { consumed: end - start, done: false };
       default:
         return DONE_NOW;
@@ -160,6 +168,7 @@ export class BodyTracker {
     while (i < end) {
       if (state === DATA) {
         const take = Math.min(this.remaining, end - i);
+        if (this.content && take > 0) this.content(buf.subarray(i, i + take));
         i += take;
         this.remaining -= take;
         if (this.remaining > 0) break;
