@@ -273,6 +273,20 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: { name: framed, namespace: shop }
+spec:
+  ${parent}
+  hostnames: [framed.example.net]
+  rules:
+    - matches: [{ path: { type: PathPrefix, value: /stall } }]
+      timeouts: { request: 500ms }
+      backendRefs: [${backend('v1')}]
+    - matches: [{ path: { type: PathPrefix, value: /h2c } }]
+      backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: till, port: 9000 }]
+    - backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: hello, port: 80 }]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: { name: mirrored, namespace: shop }
 spec:
   ${parent}
@@ -540,6 +554,76 @@ test('a ServiceImport served only by another cluster is reached over mTLS as the
   const after = await send('/hello');
   assert.equal(after.status, 200);
   assert.equal(after.echo!.instance, 'hello-w2');
+});
+
+/** Tunnels the ingress gateway has opened to a service so far (its L4 connection metric). */
+async function tunnelsOpened(service: string): Promise<number> {
+  const metrics = await (await fetch(`${ingress.adminUrl}/metrics`)).text();
+  let total = 0;
+  for (const line of metrics.split('\n'))
+    if (
+      line.startsWith('causeway_tcp_connections_opened_total{') &&
+      line.includes(`destination_service="${service}"`)
+    )
+      total += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return total;
+}
+
+test('HTTP/1.1 requests go on in pooled mesh tunnels: bodies both ways, the caller stated by the mesh, time limits, an h2c backend', async () => {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 2 });
+  const to = (path: string, options: Parameters<typeof send>[1] = {}) =>
+    send(path, { host: 'framed.example.net', agent, ...options });
+  const gatewayId = `spiffe://${federation.trustDomain}/ns/causeway-system/sa/ingress-gateway`;
+  try {
+    await eventually(async () => assert.equal((await to('/')).status, 200), 20_000);
+    // Bodies past the replay buffer (64 KiB), with a length and chunked; a client's own
+    // statement of the caller never reaches the backend.
+    const body = 'x'.repeat(300_000);
+    const spoofed = {
+      'x-forwarded-client-cert': `By=x;URI=spiffe://${federation.trustDomain}/ns/shop/sa/admin`,
+    };
+    for (const headers of [spoofed, { ...spoofed, 'transfer-encoding': 'chunked' }]) {
+      const answer = await to('/upload', { method: 'POST', headers, body });
+      assert.equal(answer.status, 200, answer.body);
+      assert.equal(answer.echo!.bytes, body.length, JSON.stringify(headers));
+      assert.match(answer.echo!.instance, /^hello-w[12]$/);
+      assert.equal(answer.echo!.caller, gatewayId);
+      assert.equal(answer.echo!.headers['x-forwarded-client-cert']?.includes('sa/admin'), false);
+    }
+    // Many requests on two kept-alive connections, all answered, over a few tunnels that
+    // are lent again from request to request (none per request).
+    const opened = await tunnelsOpened('hello.shop.svc.clusterset.local');
+    const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => to(`/n/${i}`)));
+    assert.deepEqual(
+      answers.map((answer) => [answer.status, answer.echo?.path]),
+      answers.map((_, i) => [200, `/n/${i}`]),
+    );
+    const more = (await tunnelsOpened('hello.shop.svc.clusterset.local')) - opened;
+    assert.ok(more <= 4, `${more} tunnels opened for 40 requests on 2 connections`);
+    assert.ok(opened >= 1, 'no tunnel carried the requests');
+    // An answer a retry policy does not pass on (503 to the first try): tried again, on
+    // another tunnel, and answered.
+    const retried = await to('/fail-first');
+    assert.equal(retried.status, 200, retried.body);
+    assert.equal(retried.echo!.headers['x-causeway-attempt'], '2');
+    // A backend slower than the route's request timeout: 504 in time, and the tunnel it
+    // used is not lent again with the late answer still in it.
+    const started = Date.now();
+    const late = await to('/stall');
+    assert.equal(late.status, 504, late.body);
+    assert.ok(Date.now() - started < 2_500, `the timeout took ${Date.now() - started} ms`);
+    for (let i = 0; i < 5; i++) {
+      const after = await to(`/after/${i}`);
+      assert.equal(after.status, 200, after.body);
+      assert.equal(after.echo!.path, `/after/${i}`);
+    }
+    // An h2c backend (a gRPC server) takes no HTTP/1.1: the request reaches it as HTTP/2,
+    // and the server answers a request that is not gRPC with 415 (not a gateway's 502).
+    const h2c = await to('/h2c');
+    assert.equal(h2c.status, 415, `${JSON.stringify(h2c.headers)} ${h2c.body}`);
+  } finally {
+    agent.destroy();
+  }
 });
 
 test('GRPCRoute over h2c: a call matched by service and method reaches a ServiceImport of another cluster; an unmatched method is UNIMPLEMENTED', async () => {

@@ -25,6 +25,14 @@ export async function startEcho(
   const server = http.createServer(async (request, response) => {
     let bytes = 0;
     for await (const chunk of request) bytes += (chunk as Buffer).length;
+    // `/stall…`: the answer comes after 3 s (a backend slower than a route allows).
+    if (request.url?.startsWith('/stall')) await new Promise((resolve) => setTimeout(resolve, 3_000));
+    if (response.destroyed) return;
+    // `/fail-first…`: 503 to a request's first try (a proxy that retries numbers its tries).
+    if (request.url?.startsWith('/fail-first') && Number(request.headers['x-causeway-attempt'] ?? 1) < 2) {
+      response.writeHead(503, { 'content-type': 'text/plain' });
+      return void response.end('the first try fails\n');
+    }
     const caller = callerOf(request.headers['x-forwarded-client-cert']);
     const body = JSON.stringify({
       instance,

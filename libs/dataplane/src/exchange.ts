@@ -2,7 +2,14 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import http2 from 'node:http2';
 import type { Readable } from 'node:stream';
 import { endToEnd, grpcStatusForHttp, hasNoBody, isGrpc } from './http-util.ts';
-import { failStream, relayToStream, UPSTREAM_FAILURE, type FailExtra, type Outcome } from './responses.ts';
+import {
+  failStream,
+  relayToStream,
+  UPSTREAM_FAILURE,
+  type FailExtra,
+  type Outcome,
+  type UpstreamAnswer,
+} from './responses.ts';
 
 type UpstreamHeaders = http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader;
 
@@ -34,13 +41,13 @@ export interface AppExchange {
    */
   fail(status: number, message: string, extra?: FailExtra): void;
   /** Passes an upstream HTTP/2 answer on (see `relayToStream`); resolves when it is complete. */
-  relay(upstream: http2.ClientHttp2Stream, headers: UpstreamHeaders, flags: number): Promise<Outcome>;
+  relay(upstream: UpstreamAnswer, headers: UpstreamHeaders, flags: number): Promise<Outcome>;
   /**
    * The app going away before the answer is complete cancels `upstream`. (After a complete
    * answer nothing is sent: a reset for a finished stream is an invalid frame to the peer,
    * and enough of them make it drop the connection.)
    */
-  cancelWhenGone(upstream: http2.ClientHttp2Stream): void;
+  cancelWhenGone(upstream: UpstreamAnswer): void;
   /** Runs `listener` once the app's side of the exchange is closed (answered, or gone). */
   onClosed(listener: () => void): void;
   /** Cuts the exchange short (an answer was under way when its upstream failed). */
@@ -50,7 +57,7 @@ export interface AppExchange {
 /** An HTTP/2 stream of the app's, served through the core API. */
 export class H2Exchange implements AppExchange {
   /** The upstream stream of the current try (see `cancelWhenGone`). */
-  private upstream: http2.ClientHttp2Stream | undefined;
+  private upstream: UpstreamAnswer | undefined;
   readonly method: string;
   readonly target: string;
   readonly authority: string;
@@ -85,11 +92,11 @@ export class H2Exchange implements AppExchange {
     failStream(this.stream, isGrpc(this.headers), status, message, extra);
   }
 
-  relay(upstream: http2.ClientHttp2Stream, headers: UpstreamHeaders, flags: number): Promise<Outcome> {
+  relay(upstream: UpstreamAnswer, headers: UpstreamHeaders, flags: number): Promise<Outcome> {
     return relayToStream(upstream, headers, flags, this.stream);
   }
 
-  cancelWhenGone(upstream: http2.ClientHttp2Stream): void {
+  cancelWhenGone(upstream: UpstreamAnswer): void {
     // One listener per exchange, for whichever try is the current one.
     const watching = this.upstream !== undefined;
     this.upstream = upstream;
@@ -113,7 +120,7 @@ export class H2Exchange implements AppExchange {
 /** An exchange of Node's HTTP/1.1 server (the per-request path for HTTP/1.1). */
 export class H1Exchange implements AppExchange {
   /** The upstream stream of the current try (see `cancelWhenGone`). */
-  private upstream: http2.ClientHttp2Stream | undefined;
+  private upstream: UpstreamAnswer | undefined;
   readonly method: string;
   readonly target: string;
   readonly authority: string;
@@ -168,7 +175,7 @@ export class H1Exchange implements AppExchange {
     request.resume();
   }
 
-  relay(upstream: http2.ClientHttp2Stream, headers: UpstreamHeaders, flags: number): Promise<Outcome> {
+  relay(upstream: UpstreamAnswer, headers: UpstreamHeaders, flags: number): Promise<Outcome> {
     const { response } = this;
     const status = Number(headers[':status']);
     let grpcStatus = String(headers['grpc-status'] ?? '');
@@ -193,7 +200,7 @@ export class H1Exchange implements AppExchange {
     });
   }
 
-  cancelWhenGone(upstream: http2.ClientHttp2Stream): void {
+  cancelWhenGone(upstream: UpstreamAnswer): void {
     // One listener per exchange, for whichever try is the current one.
     const watching = this.upstream !== undefined;
     this.upstream = upstream;

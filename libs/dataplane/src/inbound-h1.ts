@@ -20,12 +20,10 @@ const EMPTY: Buffer = Buffer.alloc(0);
  * Fields the app must not get from the caller: what this side states (the caller's identity;
  * underscore spellings too, which CGI-style servers merge) and the sidecars' own markers.
  */
-const SPOOFABLE = new Set([
-  'x-forwarded-client-cert',
-  'x_forwarded_client_cert',
-  'x-causeway-upstream-failure',
-  'x_causeway_upstream_failure',
-]);
+const SPOOFABLE = new Set(['x-forwarded-client-cert', 'x-causeway-upstream-failure']);
+/** Whether a field name is one of `SPOOFABLE` in any mix of `-` and `_`. */
+const spoofable = (name: string): boolean =>
+  SPOOFABLE.has(name.includes('_') ? name.replace(/_/g, '-') : name);
 /**
  * Upgrades carried: WebSocket. Any other (h2c, TLS) would turn the connection into a
  * protocol whose requests the sidecar does not read: its fields are dropped, and the app
@@ -175,7 +173,7 @@ export class InboundH1Tunnel {
     const headers: string[] = [];
     for (let k = 0; k < parsed.headers.length; k += 2) {
       const name = parsed.headers[k]!;
-      if (SPOOFABLE.has(name)) continue;
+      if (spoofable(name)) continue;
       if (!upgrade && (name === 'upgrade' || name === 'http2-settings')) continue;
       headers.push(name, parsed.headers[k + 1]!);
     }

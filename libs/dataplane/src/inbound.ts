@@ -13,7 +13,7 @@ import { endToEnd, fieldsOf, GRPC, headerFieldCount, isGrpc, MAX_REQUEST_HEADERS
 import { failStream, UPSTREAM_FAILURE } from './responses.ts';
 import { DEFAULT_SIDECAR_TIMEOUTS, type InboundPort, type SidecarOptions } from './sidecar-options.ts';
 import type { ConnectionMetrics, RequestMetrics } from './telemetry.ts';
-import { FRAMING, L7_REQUIRED, splice } from './tunnel.ts';
+import { FRAMING, L7_REQUIRED, PER_REQUEST, splice } from './tunnel.ts';
 
 type Service = ProxyConfig['services'][number];
 
@@ -257,7 +257,9 @@ export class InboundProxy {
    * method or header rule) takes a tunnel whose caller framed it as HTTP/1.1 exchanges
    * (`x-causeway-framing: http/1.1`) and authorizes each request in it (`InboundH1Tunnel`);
    * any other tunnel is refused with a marker, and the caller carries its requests one by
-   * one over HTTP/2 instead.
+   * one over HTTP/2 instead. A framed tunnel whose caller asks for it (`PER_REQUEST`: the
+   * ingress gateway) is served that way on an L4 port too, and the `200` says so; to an h2c
+   * app it is refused with the marker.
    */
   private tunnel(
     port: InboundPort,
@@ -278,7 +280,9 @@ export class InboundProxy {
     const colon = authority.lastIndexOf(':');
     const host = authority.slice(0, colon);
     const servicePort = Number(authority.slice(colon + 1));
+    // HTTP/1.1 exchanges framed by the caller (read here only for an app that speaks HTTP/1.1).
     const framed = headers[FRAMING] === 'http/1.1' && port.appProtocol !== 'h2c';
+    const perRequest = headers[FRAMING] === 'http/1.1' && headers[PER_REQUEST] === '1';
     /** How a config takes this tunnel: carried as bytes (L4), framed (L7), or refused. */
     const admission = (
       config: ProxyConfig,
@@ -293,7 +297,8 @@ export class InboundProxy {
           s.ports.some((p) => p.port === servicePort),
       );
       if (colon < 0 || !service) return { status: 404, message: `${authority} is not served here` };
-      const l7 = this.needsL7(config, served);
+      // Served per request when the port needs it, or the caller asked for it.
+      const l7 = this.needsL7(config, served) || perRequest;
       if (l7 && !framed)
         return { status: 421, message: `${authority} needs L7 here`, extra: { [L7_REQUIRED]: '1' } };
       if (!l7) {
@@ -342,7 +347,8 @@ export class InboundProxy {
         current = again;
       }
       const { l7, service } = current;
-      stream.respond({ ':status': 200 });
+      // (Served per request as asked: said in the answer, so that the caller knows.)
+      stream.respond(perRequest ? { ':status': 200, [PER_REQUEST]: '1' } : { ':status': 200 });
       this.connections.open(labels);
       const opened = process.hrtime.bigint();
       if (l7) return this.framed(stream, app, listening, caller, service.hostname, labels);

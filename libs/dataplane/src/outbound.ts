@@ -41,6 +41,16 @@ import { DEFAULT_SIDECAR_TIMEOUTS, type SidecarOptions, type SidecarTimeouts } f
 import { PolicyMetrics, type ConnectionMetrics, type RequestMetrics } from './telemetry.ts';
 import { openTunnel, splice, TunnelRefused } from './tunnel.ts';
 import { UpstreamPool } from './upstreams.ts';
+import { framedTry } from './framed-try.ts';
+import {
+  FramingRefused,
+  RETRIED_GRPC,
+  RetriedAnswer,
+  RetryableFailure,
+  TimedOut,
+  TunnelCut,
+  Unsendable,
+} from './try-errors.ts';
 import {
   IDEMPOTENT,
   policyBundleOf,
@@ -89,48 +99,12 @@ export interface ForwardRequest {
   readonly grpc: boolean;
   /** Records the outcome (metrics, access log): status, gRPC status, serving cluster, service. */
   readonly record: (status: number, grpcStatus: string, cluster: string, service: string) => void;
-}
-
-/** A failure before any response byte: the next target may be tried. */
-class RetryableFailure extends Error {
-  constructor(
-    message: string,
-    readonly eject: boolean,
-    /** The connection was lost, not refused: a new one to the same target may work. */
-    readonly reconnect = false,
-    /**
-     * How the try counts for outlier detection: no connection ('local'), or no answer
-     * ('reset'); a connection the peer closed gracefully (GOAWAY) counts for nothing.
-     */
-    readonly result: TryResult | undefined = reconnect ? undefined : eject ? 'local' : 'reset',
-  ) {
-    super(message);
-  }
-}
-
-/** The request's body outgrew the replay buffer while a retry waited: it cannot be sent again. */
-class BodyTooLong extends Error {}
-
-/** The gRPC statuses a retry policy can name (cancelled, deadline-exceeded, resource-exhausted, unavailable). */
-const RETRIED_GRPC = new Set(['1', '4', '8', '14']);
-
-/** A request (or one try of it) ran out of time before its answer started. */
-class TimedOut extends Error {
-  constructor(readonly timeout: 'request' | 'per-try') {
-    super(timeout === 'request' ? 'the request timed out' : 'the try timed out');
-  }
-}
-
-/** An answer a retry policy does not pass on: the request is tried again. */
-class RetriedAnswer extends Error {
-  constructor(
-    /** The HTTP or gRPC status that was retried. */
-    readonly reason: string,
-    /** How the try counts for outlier detection. */
-    readonly result: TryResult,
-  ) {
-    super(`retried on ${reason}`);
-  }
+  /**
+   * Sent as HTTP/1.1 inside a pooled framed tunnel (as the sidecar sends its apps' HTTP/1.1
+   * requests) instead of an HTTP/2 stream of its own: for callers whose request came as
+   * HTTP/1.1. gRPC always goes as HTTP/2.
+   */
+  readonly framed?: boolean;
 }
 
 /**
@@ -185,6 +159,13 @@ export class OutboundProxy implements PolicyHost {
     private readonly options: OutboundOptions,
     private readonly metrics: RequestMetrics,
     private readonly connections: ConnectionMetrics,
+    /**
+     * How framed tunnels are opened: for one app's connection (the sidecar: on an L4 port the
+     * bytes are carried as they are), or for requests served one by one at the far side
+     * whatever the port's mode ('per-request': the ingress gateway, whose clients' requests
+     * are authorized and told their caller there).
+     */
+    private readonly framing: true | 'per-request' = true,
   ) {
     this.timeoutsInForce = { ...DEFAULT_SIDECAR_TIMEOUTS, ...options.timeouts };
     this.policyMetrics = new PolicyMetrics(options.registry, () => this.outliers.ejected(), {
@@ -342,6 +323,14 @@ export class OutboundProxy implements PolicyHost {
   async forward(exchange: AppExchange, request: ForwardRequest): Promise<void> {
     const { config, destination, routed, method, path, authority, grpc, record } = request;
     const requestHeaders = request.headers;
+    // Over a framed tunnel where asked (not gRPC: its trailers need HTTP/2), unless the
+    // service's circuit breaker counts connections (framed tunnels would each count as one).
+    let framed =
+      request.framed === true &&
+      !grpc &&
+      breakerLimitsOf(config, destination.service.namespace, destination.service.name)?.maxConnections ===
+        undefined &&
+      !this.framingRefused(destination);
     const serviceName = backendName(destination, routed);
     const facts = { method, path, headers: requestHeaders, grpc };
     // Streamed as it comes; its start is kept for a retry on another target.
@@ -435,16 +424,35 @@ export class OutboundProxy implements PolicyHost {
           if (grpc && deadline !== undefined)
             headers['grpc-timeout'] = formatGrpcTimeout(deadline - performance.now());
           try {
-            const outcome = await this.attempt(target, headers, body, exchange, retryAnswer, {
-              perTryMs: policy.perTryMs(),
-              expiry: policy.expirySignal,
-              grpc,
-              ...policy.connection,
-            });
+            const outcome = framed
+              ? await framedTry(
+                  {
+                    tunnelTo: (to, fresh) => this.tunnelTo(config, destination, to, fresh),
+                    returnTunnel: this.returnTunnel,
+                  },
+                  target,
+                  headers,
+                  body,
+                  exchange,
+                  retryAnswer,
+                  { perTryMs: policy.perTryMs(), expiry: policy.expirySignal, fresh: reconnected },
+                )
+              : await this.attempt(target, headers, body, exchange, retryAnswer, {
+                  perTryMs: policy.perTryMs(),
+                  expiry: policy.expirySignal,
+                  grpc,
+                  ...policy.connection,
+                });
             policy.note(target, resultOfAnswer(outcome.status, outcome.grpcStatus));
             return record(outcome.status, outcome.grpcStatus, target.cluster, serviceName);
           } catch (error) {
             if (exchange.closed) return record(499, '', target.cluster, serviceName);
+            if (error instanceof FramingRefused) {
+              // The same target again, as HTTP/2 (this request's tries from here on).
+              framed = false;
+              index--;
+              continue;
+            }
             if (error instanceof TimedOut) {
               if (error.timeout === 'per-try') policy.note(target, 'reset');
               return timedOut(error.timeout, target.cluster);
@@ -454,9 +462,13 @@ export class OutboundProxy implements PolicyHost {
               held = error;
               break;
             }
+            // (A request that cannot be sent says nothing about the endpoint, and is not tried again.)
+            if (error instanceof Unsendable) {
+              exchange.fail(502, error.message);
+              return record(502, grpc ? String(GRPC.UNAVAILABLE) : '', target.cluster, serviceName);
+            }
             if (!(error instanceof RetryableFailure)) {
-              // (The app's own body outgrowing the replay buffer says nothing about the endpoint.)
-              if (!(error instanceof BodyTooLong)) policy.note(target, 'reset');
+              if (!(error instanceof TunnelCut) || error.counts) policy.note(target, 'reset');
               // Reset after the request went out: a try the policy may make again (`reset`).
               if (!exchange.answered && retryAnswer(502, '', 'reset')) {
                 held = new RetriedAnswer('reset', 'reset');
@@ -601,6 +613,12 @@ export class OutboundProxy implements PolicyHost {
     return mode;
   }
 
+  /** Whether the far side lately refused framed tunnels to `destination`'s port (its app speaks h2c). */
+  private framingRefused(destination: Destination): boolean {
+    const { service, port } = destination;
+    return (this.learnedL7.get(`${service.namespace}/${service.name}:${port}`) ?? 0) > Date.now();
+  }
+
   /**
    * An app's `CONNECT host:port` (its `https_proxy` or `grpc_proxy` is this sidecar): the
    * connection is carried whole to one endpoint of the service (L4), the next endpoint tried
@@ -693,20 +711,40 @@ export class OutboundProxy implements PolicyHost {
     const first = targets[0];
     const overflow = this.connectionOverflow(config, destination);
     if (overflow) return overflow;
-    if (first) {
-      const { service, port } = destination;
-      const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${first.key}`);
-      for (let lease = idle?.pop(); lease; lease = idle?.pop()) {
-        clearTimeout((lease as StreamLease).idleTimer);
-        if (!lease.closed) {
-          (lease as StreamLease).busy(true);
-          (lease as StreamLease).fallback = false;
-          return lease;
-        }
-        lease.release(false);
+    const idle = first && this.idleTunnel(destination, first);
+    return idle ?? this.openTo(config, destination, targets, true);
+  }
+
+  /** An idle framed tunnel to `target` for `destination`, lent out; none: there is none open. */
+  private idleTunnel(destination: Destination, target: Target): TunnelLease | undefined {
+    const { service, port } = destination;
+    const idle = this.idle.get(`${service.namespace}/${service.name}:${port} ${target.key}`);
+    for (let lease = idle?.pop(); lease; lease = idle?.pop()) {
+      clearTimeout((lease as StreamLease).idleTimer);
+      if (!lease.closed) {
+        (lease as StreamLease).busy(true);
+        (lease as StreamLease).fallback = false;
+        return lease;
       }
+      lease.release(false);
     }
-    return this.openTo(config, destination, targets, true);
+    return undefined;
+  }
+
+  /**
+   * A framed tunnel to one target of `destination` for one request: an idle one, else a new
+   * one; 'l7' when the far side takes no framing for the port (its app speaks h2c).
+   */
+  private async tunnelTo(
+    config: ProxyConfig,
+    destination: Destination,
+    target: Target,
+    fresh: boolean,
+  ): Promise<TunnelLease | 'l7' | string> {
+    return (
+      (fresh ? undefined : this.idleTunnel(destination, target)) ??
+      (await this.openTo(config, destination, [target], true))
+    );
   }
 
   /**
@@ -817,7 +855,7 @@ export class OutboundProxy implements PolicyHost {
           this.pool,
           target,
           `${service.hostname}:${port}`,
-          framed,
+          framed && this.framing,
           this.timeoutsInForce.tunnelOpenMs,
           timeouts.connectMs,
         );
@@ -868,7 +906,7 @@ export class OutboundProxy implements PolicyHost {
   }
 
   /** A tunnel whose exchange ended cleanly waits for the next request to its target. */
-  returnTunnel(lease: TunnelLease): void {
+  readonly returnTunnel = (lease: TunnelLease): void => {
     if (lease.closed) return;
     lease.attach(undefined);
     (lease as StreamLease).busy(false);
@@ -890,7 +928,7 @@ export class OutboundProxy implements PolicyHost {
       forget();
       lease.release(false);
     }, IDLE_TUNNEL_MS).unref();
-  }
+  };
 
   /**
    * A new tunnel for a request whose tunnel was cut before any answer: to the same target
@@ -1147,7 +1185,7 @@ export class OutboundProxy implements PolicyHost {
         // The body grew past what is kept while a retry waited: it cannot be sent again.
         stream.close(http2.constants.NGHTTP2_CANCEL);
         done();
-        reject(new BodyTooLong((error as Error).message));
+        reject(new Unsendable((error as Error).message));
       }
     });
   }

@@ -1,5 +1,13 @@
 import http2 from 'node:http2';
+import type { Readable } from 'node:stream';
 import { endToEnd, grpcStatusForHttp } from './http-util.ts';
+
+/**
+ * The answer of one try as it comes from upstream: an HTTP/2 stream (trailers as a
+ * `trailers` event), or an HTTP/1.1 answer read from a framed tunnel (its body's content;
+ * a chunked body's trailer fields are not passed on). `close` cancels it.
+ */
+export type UpstreamAnswer = Readable & { close(code?: number): void };
 
 /** What an exchange ended with, for metrics and the access log. */
 export interface Outcome {
@@ -55,7 +63,7 @@ export function failStream(
  * leaves cancels the answer. Resolves with the status and gRPC status.
  */
 export function relayToStream(
-  upstream: http2.ClientHttp2Stream,
+  upstream: UpstreamAnswer,
   headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
   flags: number,
   stream: http2.ServerHttp2Stream,

@@ -14,6 +14,14 @@ export const L7_REQUIRED = 'x-causeway-l7-required';
  */
 export const FRAMING = 'x-causeway-framing';
 
+/**
+ * With `FRAMING`, set to `1` by a caller that asks for each request in the tunnel to be
+ * served on its own even where the port is L4 (the ingress gateway): the requests are read,
+ * authorized and told their caller (`x-forwarded-client-cert`) as on an L7 port. The far side
+ * says `1` in its `200` when it does so.
+ */
+export const PER_REQUEST = 'x-causeway-per-request';
+
 /** Why a tunnel could not be opened; `next` says whether another target may be tried. */
 export class TunnelRefused extends Error {
   constructor(
@@ -36,7 +44,8 @@ export function openTunnel(
   pool: UpstreamPool,
   target: Target,
   authority: string,
-  framed = false,
+  /** HTTP/1.1 exchanges framed by this side (see `FRAMING`), served one by one (`PER_REQUEST`). */
+  framed: boolean | 'per-request' = false,
   /** How long the peer may take to answer (it connects to its app first). */
   timeoutMs = 15_000,
   /** How long a new session to the target may take to connect (TrafficPolicy `timeouts.connect`). */
@@ -47,9 +56,11 @@ export function openTunnel(
     let stream: http2.ClientHttp2Stream;
     try {
       stream = pooled.session.request(
-        framed
-          ? { ':method': 'CONNECT', ':authority': authority, [FRAMING]: 'http/1.1' }
-          : { ':method': 'CONNECT', ':authority': authority },
+        framed === 'per-request'
+          ? { ':method': 'CONNECT', ':authority': authority, [FRAMING]: 'http/1.1', [PER_REQUEST]: '1' }
+          : framed
+            ? { ':method': 'CONNECT', ':authority': authority, [FRAMING]: 'http/1.1' }
+            : { ':method': 'CONNECT', ':authority': authority },
       );
     } catch (error) {
       return reject(new TunnelRefused((error as Error).message, true));
@@ -74,6 +85,10 @@ export function openTunnel(
     stream.once('response', (headers) => {
       clearTimeout(timer);
       const status = Number(headers[':status']);
+      // A peer that took no notice of `PER_REQUEST` (it does not say so in its 200) would
+      // carry the requests as bytes: refused as a port that takes no framing from us.
+      if (status === 200 && framed === 'per-request' && headers[PER_REQUEST] !== '1')
+        return fail(new TunnelRefused('the far side does not serve requests one by one', false, true));
       if (status === 200) {
         settled = true;
         return resolve(stream);

@@ -22,6 +22,7 @@ import {
   RequestMetrics,
   type OutboundOptions,
   type RoutedBackend,
+  type UpstreamAnswer,
 } from '@causeway/dataplane';
 import type { ProxyConfig } from '@causeway/discovery';
 import { normalizePath, writeRequestHead, writeResponseHead } from '@causeway/http';
@@ -116,7 +117,12 @@ export class IngressGateway {
       labelNames: ['service', 'response_code'],
       registers: options.registry ? [options.registry] : [],
     });
-    this.outbound = new OutboundProxy(options, this.metrics, new ConnectionMetrics(options.registry));
+    this.outbound = new OutboundProxy(
+      options,
+      this.metrics,
+      new ConnectionMetrics(options.registry),
+      'per-request',
+    );
     this.settings = {
       headerTimeoutMs: options.headerTimeoutMs ?? DEFAULTS.headerTimeoutMs,
       requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
@@ -576,6 +582,9 @@ export class IngressGateway {
       authority,
       headers,
       grpc,
+      // An HTTP/1.1 client's request goes on as HTTP/1.1 in a pooled tunnel (the cheaper path
+      // at both ends); HTTP/2 clients' requests go on as HTTP/2 streams.
+      framed: original instanceof H1Exchange,
       record: (status, grpcStatus, cluster, serviceName) =>
         record(status, grpcStatus, cluster, serviceName, target),
     });
@@ -811,7 +820,7 @@ class EditedExchange implements AppExchange {
     this.inner.fail(status, message, extra);
   }
   relay(
-    upstream: http2.ClientHttp2Stream,
+    upstream: UpstreamAnswer,
     headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
     flags: number,
   ) {
@@ -819,7 +828,7 @@ class EditedExchange implements AppExchange {
     for (const edit of this.edits) applyHeaderEdit(edited, edit);
     return this.inner.relay(upstream, edited, flags);
   }
-  cancelWhenGone(upstream: http2.ClientHttp2Stream): void {
+  cancelWhenGone(upstream: UpstreamAnswer): void {
     this.inner.cancelWhenGone(upstream);
   }
   onClosed(listener: () => void): void {
@@ -862,10 +871,7 @@ class MirrorExchange implements AppExchange {
   fail(): void {
     this.finish();
   }
-  relay(
-    upstream: http2.ClientHttp2Stream,
-    headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader,
-  ) {
+  relay(upstream: UpstreamAnswer, headers: http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader) {
     const status = Number(headers[':status']);
     upstream.resume();
     return new Promise<{ status: number; grpcStatus: string }>((resolve) => {
