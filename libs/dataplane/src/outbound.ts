@@ -748,6 +748,23 @@ export class OutboundProxy implements PolicyHost {
   }
 
   /**
+   * A new tunnel for an upgrade (WebSocket) that the ingress gateway carries whole: served
+   * per request at the far side where it can be (the upgrade authorized, its caller
+   * stated), else framed as the sidecar frames its apps' connections (an h2c app's port,
+   * or a peer that does not serve tunnels per request). Never an idle one: an upgrade is
+   * not sent again when its tunnel turns out to be closing.
+   */
+  async upgradeTunnel(config: ProxyConfig, destination: Destination): Promise<TunnelLease | string> {
+    const targets = this.candidates(config, destination, new Set());
+    if (this.framing === 'per-request' && !this.framingRefused(destination)) {
+      const lease = await this.openTo(config, destination, targets, true);
+      if (lease !== 'l7') return lease;
+    }
+    const lease = await this.openTo(config, destination, targets, true, true);
+    return lease === 'l7' ? `no tunnel to ${destination.service.hostname}` : lease;
+  }
+
+  /**
    * Whether a connection's kept tunnel to `target` stays where it is under a new config (L4
    * balances connections, not requests): the target is still a first choice there, that is a
    * ready local endpoint, or the remote cluster's gateway the balancer takes first while no
@@ -796,6 +813,8 @@ export class OutboundProxy implements PolicyHost {
     destination: Destination,
     targets: readonly Target[],
     framed: boolean,
+    /** How a framed tunnel is opened (see the constructor's `framing`). */
+    framing: true | 'per-request' = this.framing,
   ): Promise<TunnelLease | 'l7' | string> {
     const { service } = destination;
     if (targets.length === 0) return `no ready endpoint of ${service.hostname}`;
@@ -807,7 +826,7 @@ export class OutboundProxy implements PolicyHost {
     const countConnection = counted ? this.connectionCounter(service.hostname) : undefined;
     countConnection?.(1);
     try {
-      return await this.openFirst(config, destination, targets, framed, countConnection);
+      return await this.openFirst(config, destination, targets, framed && framing, countConnection);
     } finally {
       countConnection?.(-1);
     }
@@ -841,7 +860,7 @@ export class OutboundProxy implements PolicyHost {
     config: ProxyConfig,
     destination: Destination,
     targets: readonly Target[],
-    framed: boolean,
+    framed: boolean | 'per-request',
     countConnection: ((delta: number) => void) | undefined,
   ): Promise<TunnelLease | 'l7' | string> {
     const { service, port } = destination;
@@ -855,7 +874,7 @@ export class OutboundProxy implements PolicyHost {
           this.pool,
           target,
           `${service.hostname}:${port}`,
-          framed && this.framing,
+          framed,
           this.timeoutsInForce.tunnelOpenMs,
           timeouts.connectMs,
         );

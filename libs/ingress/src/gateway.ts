@@ -672,9 +672,9 @@ export class IngressGateway {
       exchange.fail(400, `the request cannot be sent on: ${(error as Error).message}`);
       return request.record(400, 'unknown');
     }
-    const lease = await this.outbound.acquireTunnel(config, destination, new Set());
+    const lease = await this.outbound.upgradeTunnel(config, destination);
     if (typeof lease === 'string') {
-      exchange.fail(503, lease === 'l7' ? `no tunnel to ${destination.service.hostname}` : lease);
+      exchange.fail(503, lease);
       return request.record(503, 'unknown');
     }
     if (upgrade.socket.destroyed) return void lease.release(true);
