@@ -1,6 +1,8 @@
-// The README's main command: `npm run demo` runs two clusters in file mode, checks
-// cross-cluster HTTP and gRPC, the caller's identity and failover, shows a live view, and
-// leaves no process behind on Ctrl-C.
+// The README's main command: `npm run demo` runs two clusters in file mode with an ingress
+// gateway, Redis and Prometheus servers, checks the whole scenario (ingress, cross-cluster
+// HTTP and gRPC, the caller's identity, a weighted split, faults masked by retries,
+// failover, an authorization deny, a rate limit, the metrics in Prometheus), shows a live
+// view read from Prometheus, and leaves no process behind on Ctrl-C.
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -47,7 +49,7 @@ const stillRunning = (pid: number, command: string): boolean => {
 for (const mode of ['auto', 'L7'] as const)
   test(
     `the demo (--mode ${mode}) passes every check, shows a live view, and Ctrl-C leaves no process behind`,
-    { timeout: 180_000 },
+    { timeout: 300_000 },
     async () => {
       const child = spawn(process.execPath, [cli, 'demo', '--json', '--mode', mode], {
         stdio: ['ignore', 'pipe', 'pipe'],
@@ -60,10 +62,18 @@ for (const mode of ['auto', 'L7'] as const)
       const started = new Map<number, string>();
       try {
         // With --json the live view goes to stderr: stdout holds the JSON object alone.
+        let promLine: (line: string) => void = () => {};
+        const prometheusLine = new Promise<string>((resolve) => (promLine = resolve));
         const liveLine = new Promise<string>((resolve) =>
           createInterface({ input: child.stderr }).on('line', (line) => {
             stderr += `${line}\n`;
             if (/^\d\d:\d\d:\d\d {2}west\/web -> /.test(line)) resolve(line);
+            // (Rates need two scrapes of live traffic: a line with a route's and a cluster's.)
+            if (
+              /Prometheus: ingress routes [^;]*shop\/storefront#\d+ (?!0\/s)[\d.]+\/s/.test(line) &&
+              /served by [^;]*\b(east|west) (?!0\/s)[\d.]+\/s/.test(line)
+            )
+              promLine(line);
           }),
         );
         const live = await Promise.race([
@@ -71,7 +81,7 @@ for (const mode of ['auto', 'L7'] as const)
           exited.then((code) => `exited ${code}`),
           // (Within the test's own timeout, so that what it started is stopped below.)
           new Promise<string>((resolve) =>
-            setTimeout(() => resolve('no live view within 150 s'), 150_000).unref(),
+            setTimeout(() => resolve('no live view within 240 s'), 240_000).unref(),
           ),
         ]);
         for (const pid of processTree(child.pid!)) started.set(pid, commandOf(pid));
@@ -83,16 +93,34 @@ for (const mode of ['auto', 'L7'] as const)
         assert.deepEqual(
           result.checks.map((check) => [check.name, check.ok]),
           [
+            ['ingress', true],
             ['cross-cluster-http', true],
             ['cross-cluster-grpc', true],
             ['mtls-identity', true],
+            ['weighted-split', true],
+            ['fault-injection', true],
+            ['retries', true],
             ['failover', true],
+            ['authz-deny', true],
+            ['rate-limit', true],
+            ['metrics-scraped', true],
           ],
           JSON.stringify(result.checks),
         );
         assert.equal(result.ok, true);
         assert.equal(stdout.length, 1, `stdout holds more than the JSON object: ${stdout.join('\n')}`);
         assert.ok(started.size > 3, 'the demo processes are not running');
+        // The live view reads the request rates back from the global Prometheus.
+        const fromPrometheus = await Promise.race([
+          prometheusLine,
+          new Promise<string>((resolve) => setTimeout(() => resolve('none within 30 s'), 30_000).unref()),
+        ]);
+        assert.match(fromPrometheus, /success [\d.]+%; p99 [\d.]+ ms/, stderr.slice(-3000));
+        // Every URL it printed answers: the ingress, each Prometheus, the admin ports.
+        const urls = [...stderr.matchAll(/(http:\/\/127\.0\.0\.1:\d+)(\/metrics)?/g)].map((m) => m[0]);
+        assert.ok(urls.length >= 8, stderr.slice(-3000));
+        for (const url of urls)
+          assert.ok((await fetch(url, { headers: { host: 'shop.example.com' } })).status < 500, url);
         child.kill('SIGINT');
         assert.equal(await exited, 0, stderr);
         assert.match(stderr, /stopped; no process left behind/);

@@ -7,7 +7,7 @@ export { withEnv } from './env-vars.ts';
 export { findOnPath, repoRoot } from './binaries.ts';
 export { startNats, type NatsOptions, type NatsServer } from './nats.ts';
 export { startRedis, type RedisServer } from './redis.ts';
-export { startPrometheus } from './prometheus.ts';
+export { startPrometheus, type PrometheusServer, type PromSample } from './prometheus.ts';
 export { eventually, startKubeControlPlane, type KubeControlPlane } from './kube.ts';
 export { kubectl, kubectlBinary, kubectlGet } from './kubectl.ts';
 export { crdDir, installCrds } from './crds.ts';

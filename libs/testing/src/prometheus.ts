@@ -19,7 +19,15 @@ export interface ScrapeJob {
 }
 
 export interface PrometheusOptions {
-  readonly jobs: readonly ScrapeJob[];
+  /** Scrape jobs for a configuration written here (unless `configFile` is given). */
+  readonly jobs?: readonly ScrapeJob[];
+  /**
+   * A configuration file used as it is, instead of `jobs` (one of the repository's, set up
+   * as documented): relative paths in it (file_sd) are read beside it, and `${VAR}` in its
+   * external labels are taken from `env`.
+   */
+  readonly configFile?: string;
+  readonly env?: Readonly<Record<string, string>>;
   /** Scrape and evaluation interval; short by default so tests see samples quickly. */
   readonly scrapeInterval?: string;
   readonly startTimeoutMs?: number;
@@ -57,18 +65,21 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
   const binary = requireSystemServer('prometheus');
   const temp = await makeTempDir('prometheus');
   const interval = options.scrapeInterval ?? '1s';
-  const configFile = path.join(temp.path, 'prometheus.yml');
-  await writeFile(
-    configFile,
-    stringify({
-      global: { scrape_interval: interval, evaluation_interval: interval },
-      scrape_configs: options.jobs.map((job) => ({
-        job_name: job.jobName,
-        metrics_path: job.metricsPath ?? '/metrics',
-        static_configs: [{ targets: [...job.targets], labels: job.labels ?? {} }],
-      })),
-    }),
-  );
+  let configFile = options.configFile;
+  if (!configFile) {
+    configFile = path.join(temp.path, 'prometheus.yml');
+    await writeFile(
+      configFile,
+      stringify({
+        global: { scrape_interval: interval, evaluation_interval: interval },
+        scrape_configs: (options.jobs ?? []).map((job) => ({
+          job_name: job.jobName,
+          metrics_path: job.metricsPath ?? '/metrics',
+          static_configs: [{ targets: [...job.targets], labels: job.labels ?? {} }],
+        })),
+      }),
+    );
+  }
   let port = 0;
   let current: ManagedProcess | undefined;
   await startWithPortRetry(async () => {
@@ -83,7 +94,9 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
           `--web.listen-address=127.0.0.1:${port}`,
           '--storage.tsdb.retention.time=2h',
           '--web.enable-lifecycle',
+          ...(options.configFile ? ['--enable-feature=expand-external-labels'] : []),
         ],
+        ...(options.env ? { env: { ...process.env, ...options.env } } : {}),
         logFile: path.join(temp.path, 'prometheus.log'),
       },
       async () => (await httpGet(`http://127.0.0.1:${port}/-/ready`)).status === 200,
