@@ -10,6 +10,7 @@ import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { test } from 'node:test';
 import { repoRoot } from '@causeway/testing';
+import { federationDashboard, panelQueries } from '@causeway/cli/dashboard';
 
 const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
 
@@ -101,8 +102,11 @@ for (const mode of ['auto', 'L7'] as const)
             ['fault-injection', true],
             ['retries', true],
             ['failover', true],
+            ['outlier-ejection', true],
             ['authz-deny', true],
             ['rate-limit', true],
+            ['circuit-breaker', true],
+            ['eastwest-refusal', true],
             ['metrics-scraped', true],
           ],
           JSON.stringify(result.checks),
@@ -116,6 +120,27 @@ for (const mode of ['auto', 'L7'] as const)
           new Promise<string>((resolve) => setTimeout(() => resolve('none within 30 s'), 30_000).unref()),
         ]);
         assert.match(fromPrometheus, /success [\d.]+%; p99 [\d.]+ ms/, stderr.slice(-3000));
+        // Every panel of the Grafana dashboard has data in the global Prometheus, set up as
+        // infra/prometheus documents it (Grafana's variables stand for all clusters).
+        const global = /Prometheus global +(http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
+        assert.ok(global, stderr.slice(-3000));
+        const empty = new Set(panelQueries(federationDashboard()).map((query) => JSON.stringify(query)));
+        for (let round = 0; round < 60 && empty.size > 0; round++) {
+          for (const key of empty) {
+            const { expr } = JSON.parse(key) as { expr: string };
+            const promql = expr
+              .replaceAll('$cluster', '.*')
+              .replaceAll('$__rate_interval', '1m')
+              .replaceAll('$__range', '5m');
+            const answer = (await (
+              await fetch(`${global}/api/v1/query?query=${encodeURIComponent(promql)}`)
+            ).json()) as { status: string; error?: string; data?: { result: unknown[] } };
+            assert.equal(answer.status, 'success', `${promql}: ${answer.error}`);
+            if ((answer.data?.result.length ?? 0) > 0) empty.delete(key);
+          }
+          if (empty.size > 0) await new Promise((resolve) => setTimeout(resolve, 1_000));
+        }
+        assert.deepEqual([...empty], [], 'dashboard queries with no data in the global Prometheus');
         // Every URL it printed answers: the ingress, each Prometheus, the admin ports.
         const urls = [...stderr.matchAll(/(http:\/\/127\.0\.0\.1:\d+)(\/metrics)?/g)].map((m) => m[0]);
         assert.ok(urls.length >= 8, stderr.slice(-3000));

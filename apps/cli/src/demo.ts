@@ -2,6 +2,7 @@ import { copyFile, mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promise
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
+import tls from 'node:tls';
 import {
   repoRoot,
   startEnvironment,
@@ -16,6 +17,7 @@ import {
   type IngressProcess,
   type SidecarProcess,
 } from './local-federation.ts';
+import { DASHBOARD_FILE } from './dashboard-file.ts';
 import { grpcEchoClient, type EchoReply, type SampleApp } from './sample-apps.ts';
 
 /** One check of the demo scenario. */
@@ -89,6 +91,27 @@ spec:
   targetRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: catalog }]
   faultInjection: { abort: { httpStatus: 503, percentage: 20 } }
   retries: { attempts: 8, retryOn: [5xx], budget: { percent: 100, minRetriesPerSecond: 100 } }
+`;
+
+/**
+ * West's callers eject an endpoint of cart that refuses a connection (for 2 s: its return
+ * is seen at once).
+ */
+const CART_OUTLIERS = `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: cart-outliers, namespace: shop }
+spec:
+  targetRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: cart }]
+  outlierDetection: { consecutiveLocalOriginFailures: 1, baseEjectionTime: 2s, maxEjectionPercent: 100 }
+`;
+
+/** West's callers send till one call at a time. */
+const TILL_BREAKER = `apiVersion: policy.causeway.dev/v1alpha1
+kind: TrafficPolicy
+metadata: { name: till-breaker, namespace: shop }
+spec:
+  targetRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: till }]
+  circuitBreaker: { maxRequests: 1 }
 `;
 
 /** An answer to one HTTP request. */
@@ -205,6 +228,7 @@ export class Demo {
       [
         exportedService('shop', 'cart', 80, 'http'),
         exportedService('shop', 'catalog', 80, 'http'),
+        CART_OUTLIERS,
         ...l7('cart', 'cart'),
         ...l7('catalog', 'catalog'),
       ].join('---\n'),
@@ -362,6 +386,8 @@ export class Demo {
     await this.step(['failover'], () => this.failover(port));
     await this.step(['authz-deny'], () => this.deny());
     await this.step(['rate-limit'], () => this.rateLimit());
+    await this.step(['circuit-breaker'], () => this.breaker());
+    await this.step(['eastwest-refusal'], () => this.stranger());
     await this.step(['metrics-scraped'], () => this.scraped());
   }
 
@@ -434,6 +460,8 @@ export class Demo {
   /** A local cart in west takes the traffic; stopped mid-stream, east takes over; back, west again. */
   private async failover(port: number): Promise<void> {
     this.say('starting a local cart in west: traffic should prefer it...');
+    const ejections = () => counter(this.client!.adminUrl, 'causeway_outlier_ejections_total');
+    const ejectedBefore = await ejections();
     this.westCart = await this.workload('west', 'cart', 'http');
     try {
       await until(async () => {
@@ -486,6 +514,12 @@ export class Demo {
         'failover',
         failures.length === 0 && duringOutage >= 20 && returned,
         `${total} requests while west's cart was stopped and restarted: ${counts.west} answered in west, ${counts.east} in east, ${failures.length} failed${returned ? '; traffic returned to west' : '; traffic did NOT return to west'}${failures.length > 0 ? ` (first failure: ${failures[0]})` : ''}`,
+      );
+      const ejected = (await ejections()) - ejectedBefore;
+      this.check(
+        'outlier-ejection',
+        ejected > 0,
+        `west/web's sidecar ejected the stopped endpoint ${ejected} time(s) (TrafficPolicy outlierDetection; causeway_outlier_ejections_total)`,
       );
     } finally {
       running = false;
@@ -544,6 +578,68 @@ export class Demo {
     );
   }
 
+  /** A circuit breaker lets one call to till through at a time; the others get UNAVAILABLE at once. */
+  private async breaker(): Promise<void> {
+    this.say('a circuit breaker in west: one call at a time to till (maxRequests: 1), 20 at once...');
+    await this.federation!.apply('west', 'breaker.yaml', TILL_BREAKER);
+    const overflow = () => counter(this.client!.adminUrl, 'causeway_circuit_breaker_overflow_total');
+    const before = await overflow();
+    const echo = grpcEchoClient(this.client!.outboundPort, TILL);
+    try {
+      let answered = 0;
+      let refused = 0;
+      await until(async () => {
+        const calls = await Promise.allSettled(Array.from({ length: 20 }, () => echo.say('at once')));
+        answered += calls.filter((call) => call.status === 'fulfilled').length;
+        refused += calls.filter((call) => call.status === 'rejected').length;
+        if ((await overflow()) === before) throw new Error('the circuit breaker never reached west/web');
+      }, 30_000);
+      this.check(
+        'circuit-breaker',
+        answered > 0 && refused > 0,
+        `calls to till from west/web, 20 at a time: ${answered} answered, ${refused} refused at once with UNAVAILABLE (causeway_circuit_breaker_overflow_total +${(await overflow()) - before})`,
+      );
+    } finally {
+      echo.close();
+    }
+  }
+
+  /** A TLS connection to east's east-west gateway naming no exported service is refused and counted. */
+  private async stranger(): Promise<void> {
+    this.say(
+      "a stranger knocks at east's east-west gateway (a TLS connection naming no exported service)...",
+    );
+    const east = this.federation!.cluster('east');
+    const refusals = () => counter(east.gateway.adminUrl, 'causeway_eastwest_refused_total');
+    const before = await refusals();
+    const [host, port] = east.gatewayAddress.split(':') as [string, string];
+    const outcome = await new Promise<string>((resolve) => {
+      const socket = tls.connect({
+        host,
+        port: Number(port),
+        servername: 'stranger.example.com',
+        rejectUnauthorized: false,
+      });
+      socket.setTimeout(5_000, () => socket.destroy(new Error('no answer in 5 s')));
+      socket.once('secureConnect', () => {
+        socket.destroy();
+        resolve('a handshake was completed');
+      });
+      socket.once('error', (error) => resolve(`refused (${error.message})`));
+      socket.once('close', () => resolve('closed before any handshake'));
+    });
+    const counted = await until(async () => {
+      const now = await refusals();
+      if (now === before) throw new Error('the refusal was not counted');
+      return now - before;
+    }, 10_000).catch(() => 0);
+    this.check(
+      'eastwest-refusal',
+      outcome !== 'a handshake was completed' && counted > 0,
+      `TLS to ${east.gatewayAddress} as stranger.example.com: ${outcome}; causeway_eastwest_refused_total +${counted}`,
+    );
+  }
+
   /** The global Prometheus has every cluster's request metrics, the gateway's included. */
   private async scraped(): Promise<void> {
     this.say('reading the metrics back from the global Prometheus (federating east and west)...');
@@ -594,6 +690,9 @@ export class Demo {
       lines.push(`${cluster.name} east-west admin    ${cluster.gateway.adminUrl}/metrics`);
     }
     if (this.ingress) lines.push(`east ingress admin      ${this.ingress.adminUrl}/metrics`);
+    lines.push(
+      `Grafana dashboard       ${path.join(repoRoot, DASHBOARD_FILE)} (data source uid causeway-global: the global Prometheus)`,
+    );
     return lines;
   }
 
