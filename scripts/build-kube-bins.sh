@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver, etcd and kubectl from the Go module proxy into a cache outside the repo.
+# Builds kube-apiserver, etcd and kubectl (and grpcurl, the tests' standard gRPC client) from
+# the Go module proxy into a cache outside the repo.
 # Prints the directory holding the binaries as the last line of stdout.
 # Progress goes to stderr. Re-running with a warm cache returns at once.
 set -euo pipefail
@@ -17,7 +18,9 @@ fi
 
 kube_version="$(awk '$1=="k8s.io/kubernetes"{print $2; exit}' "$src/kube-apiserver/go.mod" | tr -d '\r')"
 etcd_version="$(awk '$1=="go.etcd.io/etcd/server/v3"{print $2; exit}' "$src/etcd/go.mod" | tr -d '\r')"
-key="$(cat "$src"/*/go.mod "$src"/*/go.sum | sha256sum | cut -c1-12)"
+grpcurl_version="$(awk '$1=="github.com/fullstorydev/grpcurl"{print $2; exit}' "$src/grpcurl/go.mod" | tr -d '\r')"
+# (The Kubernetes modules alone name the folder: a new grpcurl is built beside them.)
+key="$(cat "$src"/{etcd,kube-apiserver,kubectl}/go.mod "$src"/{etcd,kube-apiserver,kubectl}/go.sum | sha256sum | cut -c1-12)"
 cache_root="${CAUSEWAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/causeway}"
 out="$cache_root/kube-bin/$kube_version-etcd-$etcd_version-$key"
 mkdir -p "$out"
@@ -25,7 +28,7 @@ mkdir -p "$out"
 build() { # name, module dir, package, ldflags
   local name="$1" dir="$2" pkg="$3" ldflags="$4"
   [[ -x "$out/$name" ]] && return
-  echo "causeway: building $name from $pkg (first build on 2 cores: etcd ~1.5 min, kube-apiserver ~5 min, kubectl ~1.2 min; a warm Go cache makes it seconds)..." >&2
+  echo "causeway: building $name from $pkg (first build on 2 cores: etcd ~1.5 min, kube-apiserver ~5 min, kubectl ~1.2 min, grpcurl ~20 s; a warm Go cache makes it seconds)..." >&2
   local start=$SECONDS
   # go build prints nothing until it is done: show that it is alive.
   (while sleep 30; do echo "causeway: ... still building $name ($((SECONDS - start)) s)" >&2; done) &
@@ -42,4 +45,6 @@ versioned="-s -w -X k8s.io/component-base/version.gitVersion=$kube_version -X k8
 build kube-apiserver "$src/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver "$versioned"
 # kubectl of the same version: what the tests read objects back with (no version skew).
 build kubectl "$src/kubectl" k8s.io/kubernetes/cmd/kubectl "$versioned"
+build "grpcurl-$grpcurl_version" "$src/grpcurl" github.com/fullstorydev/grpcurl/cmd/grpcurl "-s -w"
+ln -sfn "grpcurl-$grpcurl_version" "$out/grpcurl"
 echo "$out"

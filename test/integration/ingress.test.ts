@@ -19,7 +19,7 @@ import { WebSocket } from 'ws';
 import type { IngressProcess, LocalFederation, SidecarProcess } from '@causeway/cli/local-federation';
 import { exportedService } from '@causeway/cli/local-federation';
 import { grpcEchoClient } from '@causeway/cli/sample-apps';
-import { eventually } from '@causeway/testing';
+import { eventually, grpcurl, repoRoot } from '@causeway/testing';
 import { ADMIN_SPELLINGS } from '../support/path-vectors.ts';
 import { closeServers, PUBLIC_GATEWAY, send as sendTo, startEcho } from '../support/ingress.ts';
 import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
@@ -637,6 +637,14 @@ test('GRPCRoute over h2c: a call matched by service and method reaches a Service
   } finally {
     client.close();
   }
+  // grpcurl with the repository's .proto (the route carries Say alone, not reflection).
+  const proto = ['-import-path', path.join(repoRoot, 'apps/cli/proto'), '-proto', 'causeway/demo/echo.proto'];
+  const target = ['-plaintext', '-authority', 'grpc.test', ingress.listeners['80']!];
+  const called = JSON.parse(
+    await grpcurl([...proto, '-d', '{"message":"via grpcurl"}', ...target, 'causeway.demo.Echo/Say']),
+  ) as { cluster: string; message: string };
+  assert.deepEqual([called.cluster, called.message], ['west', 'via grpcurl']);
+  await assert.rejects(grpcurl([...target, 'list']), /does not support the reflection API/);
 });
 
 test('a WebSocket upgrade is routed like a request and carried whole, to another cluster', async () => {

@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import type { LocalFederation } from '@causeway/cli/local-federation';
 import { exportedService, type SidecarProcess } from '@causeway/cli/local-federation';
 import { grpcEchoClient, startHttpEcho, type EchoReply, type SampleApp } from '@causeway/cli/sample-apps';
-import { eventually, freePort } from '@causeway/testing';
+import { eventually, freePort, grpcurl } from '@causeway/testing';
 import { ADMIN_SPELLINGS } from '../support/path-vectors.ts';
 import { startTwoClusters, type TwoClusters } from '../support/two-clusters.ts';
 
@@ -183,6 +183,29 @@ test('gRPC from west reaches a service only east has, and the server sees the ca
   } finally {
     echo.close();
   }
+  // A standard gRPC tool through the mesh: the service described by its server's reflection,
+  // then called, with no .proto at hand.
+  const target = [
+    '-plaintext',
+    '-authority',
+    'till.shop.svc.clusterset.local:9000',
+    `127.0.0.1:${client.outboundPort}`,
+  ];
+  assert.match(await grpcurl([...target, 'list']), /^causeway\.demo\.Echo$/m);
+  assert.match(
+    await grpcurl([...target, 'describe', 'causeway.demo.Echo']),
+    /rpc Say \( \.causeway\.demo\.EchoRequest \)/,
+  );
+  const called = JSON.parse(
+    await grpcurl(['-d', '{"message":"via grpcurl"}', ...target, 'causeway.demo.Echo/Say']),
+  ) as EchoReply;
+  assert.deepEqual(called, {
+    service: 'till',
+    cluster: 'east',
+    instance: 'till-east',
+    caller: WEB,
+    message: 'via grpcurl',
+  });
 });
 
 test('a Service that is not exported is reached by its cluster-local names, and only in its own cluster', async () => {

@@ -75,6 +75,15 @@ spec:
     - matches: [{ path: { type: PathPrefix, value: /limited } }]
       backendRefs: [{ name: cart, port: 80 }]
 ---
+apiVersion: gateway.networking.k8s.io/v1
+kind: GRPCRoute
+metadata: { name: till, namespace: shop }
+spec:
+  parentRefs: [{ name: public, namespace: edge }]
+  hostnames: [grpc.${SHOP}]
+  rules:
+    - backendRefs: [{ group: multicluster.x-k8s.io, kind: ServiceImport, name: till, port: 9000 }]
+---
 apiVersion: policy.causeway.dev/v1alpha1
 kind: RateLimitPolicy
 metadata: { name: per-client, namespace: shop }
@@ -693,6 +702,11 @@ export class Demo {
     lines.push(
       `Grafana dashboard       ${path.join(repoRoot, DASHBOARD_FILE)} (data source uid causeway-global: the global Prometheus)`,
     );
+    if (this.client && this.ingress)
+      lines.push(
+        `gRPC through the mesh:  grpcurl -plaintext -authority ${TILL} 127.0.0.1:${this.client.outboundPort} list`,
+        `gRPC through the ingress: grpcurl -plaintext -authority grpc.${SHOP} -d '{"message":"hi"}' ${this.ingress.listeners['80']} causeway.demo.Echo/Say`,
+      );
     return lines;
   }
 

@@ -1,6 +1,9 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { ReflectionService } from '@grpc/reflection';
 import { WebSocketServer } from 'ws';
 
 /** What a sample app answers: who it is, and who called it (as its sidecar said). */
@@ -88,26 +91,23 @@ export async function startHttpEcho(
   };
 }
 
-const json = {
-  serialize: (value: unknown) => Buffer.from(JSON.stringify(value)),
-  deserialize: (bytes: Buffer) => JSON.parse(bytes.toString('utf8')) as unknown,
-};
+/** The sample service's schema, beside the sources and the bundle alike (apps/cli/proto). */
+const ECHO_PROTO = fileURLToPath(new URL('../proto/causeway/demo/echo.proto', import.meta.url));
 
-const method = (name: string, streams: boolean) => ({
-  path: `/causeway.demo.Echo/${name}`,
-  requestStream: streams,
-  responseStream: streams,
-  requestSerialize: json.serialize,
-  requestDeserialize: json.deserialize,
-  responseSerialize: json.serialize,
-  responseDeserialize: json.deserialize,
-});
+/** The loaded schema: fields as named in the .proto, empty ones left out (an unset `caller` is none). */
+const echoDefinition = protoLoader.loadSync(ECHO_PROTO, { keepCase: true, defaults: false });
 
 /**
- * The sample gRPC service, messages as JSON: `causeway.demo.Echo/Say` (unary) and
- * `causeway.demo.Echo/Chat` (bidirectional streaming: each message is answered as it comes).
+ * The sample gRPC service (`apps/cli/proto/causeway/demo/echo.proto`, protobuf):
+ * `causeway.demo.Echo/Say` (unary) and `causeway.demo.Echo/Chat` (bidirectional streaming:
+ * each message is answered as it comes). Its servers answer reflection, so grpcurl and
+ * other standard tools can call it without the .proto.
  */
-export const ECHO_SERVICE: grpc.ServiceDefinition = { Say: method('Say', false), Chat: method('Chat', true) };
+export const ECHO_SERVICE: grpc.ServiceDefinition = (
+  grpc.loadPackageDefinition(echoDefinition) as unknown as {
+    causeway: { demo: { Echo: { service: grpc.ServiceDefinition } } };
+  }
+).causeway.demo.Echo.service;
 
 /** A gRPC (HTTP/2 cleartext) service that answers `Say` with an {@link EchoReply}. */
 export async function startGrpcEcho(identity: SampleIdentity): Promise<SampleApp> {
@@ -131,6 +131,7 @@ export async function startGrpcEcho(identity: SampleIdentity): Promise<SampleApp
       call.on('end', () => call.end());
     },
   });
+  new ReflectionService(echoDefinition).addToServer(server);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
       error ? reject(error) : resolve(bound),

@@ -72,6 +72,8 @@ export interface KubeBinaries {
   readonly etcd: string;
   /** kubectl of the API server's version (KUBECTL_BIN, else the one built, else PATH's). */
   readonly kubectl: string;
+  /** grpcurl, the standard gRPC command-line client (GRPCURL_BIN, else the one built, else PATH's). */
+  readonly grpcurl: string;
 }
 
 let cachedKubeBinaries: Promise<KubeBinaries> | undefined;
@@ -96,6 +98,8 @@ async function resolveKubeBinaries(): Promise<KubeBinaries> {
     etcd: fromEnvEtcd || path.join(built!, 'etcd'),
     kubectl:
       process.env.KUBECTL_BIN || (built ? path.join(built, 'kubectl') : (findOnPath('kubectl') ?? 'kubectl')),
+    grpcurl:
+      process.env.GRPCURL_BIN || (built ? path.join(built, 'grpcurl') : (findOnPath('grpcurl') ?? 'grpcurl')),
   };
   for (const [variable, file] of [
     ['KUBE_APISERVER_BIN', result.kubeApiserver],

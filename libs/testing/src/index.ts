@@ -10,5 +10,6 @@ export { startRedis, type RedisServer } from './redis.ts';
 export { startPrometheus, type PrometheusServer, type PromSample } from './prometheus.ts';
 export { eventually, startKubeControlPlane, type KubeControlPlane } from './kube.ts';
 export { kubectl, kubectlBinary, kubectlGet } from './kubectl.ts';
+export { grpcurl } from './grpcurl.ts';
 export { crdDir, installCrds } from './crds.ts';
 export { MAX_CLUSTERS, startEnvironment, type Environment } from './environment.ts';
