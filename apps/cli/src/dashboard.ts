@@ -14,7 +14,10 @@ import { PanelBuilder as TimeSeriesPanel } from '@grafana/grafana-foundation-sdk
 
 export { DASHBOARD_FILE } from './dashboard-file.ts';
 
-/** The Prometheus data source the panels read: Grafana's provisioning names it so (infra/grafana). */
+/**
+ * The Prometheus data source the panels read (the global Prometheus):
+ * infra/grafana/provisioning/datasources/causeway.yml provisions it under this uid.
+ */
 const DATASOURCE = { type: 'prometheus', uid: 'causeway-global' };
 
 /** The series of the clusters the `cluster` variable selects. */
@@ -143,18 +146,34 @@ export function federationDashboard(): Dashboard {
     )
     .withRow(new RowBuilder('L4 connections and east-west gateways'))
     .withPanel(
-      series('L4 connections opened', 'Connections carried whole (L4), per cluster and service.', 'cps', [
+      series(
+        'L4 connections opened',
+        'Mesh tunnels opened by callers (L4 connections, and framed HTTP/1.1 tunnels), per cluster and service.',
+        'cps',
         [
-          `sum by (cluster, destination_service) (rate(causeway_tcp_connections_opened_total{${IN}}${RATE}))`,
-          '{{cluster}} {{destination_service}}',
+          [
+            `sum by (cluster, destination_service) (rate(causeway_tcp_connections_opened_total{reporter="source",${IN}}${RATE}))`,
+            '{{cluster}} {{destination_service}}',
+          ],
         ],
-      ]),
+      ),
     )
     .withPanel(
-      series('L4 bytes', 'Bytes of L4 connections, caller to server and back.', 'Bps', [
-        [`sum by (cluster) (rate(causeway_tcp_sent_bytes_total{${IN}}${RATE}))`, 'sent {{cluster}}'],
-        [`sum by (cluster) (rate(causeway_tcp_received_bytes_total{${IN}}${RATE}))`, 'received {{cluster}}'],
-      ]),
+      series(
+        'L4 bytes',
+        'Bytes through mesh tunnels as their callers count them, caller to server and back.',
+        'Bps',
+        [
+          [
+            `sum by (cluster) (rate(causeway_tcp_sent_bytes_total{reporter="source",${IN}}${RATE}))`,
+            'sent {{cluster}}',
+          ],
+          [
+            `sum by (cluster) (rate(causeway_tcp_received_bytes_total{reporter="source",${IN}}${RATE}))`,
+            'received {{cluster}}',
+          ],
+        ],
+      ),
     )
     .withPanel(
       series(

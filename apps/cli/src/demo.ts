@@ -219,6 +219,8 @@ export class Demo {
       workloadGrace: '1s',
       stderr: 'ignore',
     });
+    // Watching from the start: the catalog's first sync (below) is in the metrics too.
+    await this.startPrometheus();
     const l7 = (name: string, service: string) =>
       this.mode === 'L7' ? [pathPolicy('shop', `${name}-l7`, service, 'ALLOW', ['/*'])] : [];
     await this.federation.apply(
@@ -252,12 +254,13 @@ export class Demo {
     await this.workload('east', 'till', 'grpc');
     this.catalog = await this.workload('west', 'catalog', 'http');
     this.client = await this.federation.startSidecar('west', { namespace: 'shop', serviceAccount: 'web' });
+    await this.writeTargets('west');
     this.say("starting east's ingress gateway (rate limits shared through Redis)...");
     this.ingress = await this.federation.startIngressGateway('east', [80], {
       // (A slow moment of a busy machine is no reason to decide locally for a while.)
       redis: { url: this.env.redis!.url, commandTimeout: '2s' },
     });
-    await this.startPrometheus();
+    await this.writeTargets('east');
   }
 
   /** A Prometheus per cluster (scraping its components) and a global one federating them. */
@@ -290,6 +293,12 @@ export class Demo {
       ),
     );
     this.prometheus.set('global', await startPrometheus({ configFile: path.join(dir, 'prometheus.yml') }));
+    // Each cluster's controllers scraped once before anything is exported: the catalog's
+    // first records then show as a change, not as series that were already there.
+    for (const cluster of ['east', 'west'])
+      await this.prometheus
+        .get(cluster)!
+        .waitForQuery('up{component="federation-controller"} == 1', (found) => found.length > 0, 30_000);
   }
 
   /** The scrape targets of a cluster's Prometheus: every component running there now. */
@@ -337,8 +346,12 @@ export class Demo {
     this.say(`${ok ? 'PASS' : 'FAIL'} ${name}: ${detail}`);
   }
 
+  /** Set on Ctrl-C: the steps not begun are left out. */
+  interrupted = false;
+
   /** Runs `step`; a step that throws fails the named checks with its message. */
   private async step(names: readonly string[], step: () => Promise<void>): Promise<void> {
+    if (this.interrupted) return;
     try {
       await step();
     } catch (error) {
@@ -580,8 +593,11 @@ export class Demo {
     const limited = answers.filter((answer) => answer.status === 429);
     this.check(
       'rate-limit',
-      passed === LIMIT &&
-        limited.length === answers.length - LIMIT &&
+      // (Decisions Redis could not answer in time are made by the local limiter, which
+      // allows its own share: each is said in the detail.)
+      (passed === LIMIT || (decidedLocally > 0 && passed <= 2 * LIMIT)) &&
+        limited.length === answers.length - passed &&
+        limited.length > 0 &&
         limited.every((a) => a.headers['retry-after']),
       `${answers.length} requests to /limited: ${passed} answered, ${limited.length} refused with 429 (Retry-After: ${String(limited[0]?.headers['retry-after'] ?? 'none')} s, RateLimit-Policy: ${String(first.headers['ratelimit-policy'])})${decidedLocally > 0 ? `; ${decidedLocally} decided locally (Redis did not answer in time)` : ''}`,
     );
@@ -771,9 +787,15 @@ export async function runDemo(options: {
   const stop = (): Promise<void> => (stopping ??= demo.stop());
   let interrupted = false;
   const onSignal = (): void => {
-    if (interrupted) process.exit(130);
+    // A second Ctrl-C: no more waiting for the step under way, but nothing is left running.
+    if (interrupted) {
+      say('stopping now...');
+      void stop().finally(() => process.exit(130));
+      return;
+    }
     interrupted = true;
-    say('stopping every process...');
+    demo.interrupted = true;
+    say('stopping every process (after the step under way)...');
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
