@@ -8,7 +8,7 @@ import http2 from 'node:http2';
 import { Readable, Writable } from 'node:stream';
 import { BodyTracker, HeadScan, parseResponseHead, writeRequestHead } from '@causeway/http';
 import type { AppExchange } from './exchange.ts';
-import type { ReplayableBody } from './http-util.ts';
+import { fieldsOf, type ReplayableBody } from './http-util.ts';
 import { resultOfAnswer } from './outliers.ts';
 import type { LeaseHandler, TunnelLease } from './outbound.ts';
 import { IDEMPOTENT } from './request-policy.ts';
@@ -122,21 +122,13 @@ export function framedHead(
   };
 }
 
-/** An HTTP/1.1 answer head's fields as HTTP/2-style headers (repeated fields joined, `set-cookie` a list). */
+/** An HTTP/1.1 answer head's fields as HTTP/2-style headers, repeats read as Node reads them. */
 function answerHeaders(
   status: number,
   fields: readonly string[],
 ): http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader {
-  const headers: Record<string, string | string[] | number> = { ':status': status };
-  for (let i = 0; i < fields.length; i += 2) {
-    const name = fields[i]!;
-    const value = fields[i + 1]!;
-    const had = headers[name];
-    if (had === undefined) headers[name] = name === 'set-cookie' ? [value] : value;
-    else if (Array.isArray(had)) had.push(value);
-    else headers[name] = `${String(had)}, ${value}`;
-  }
-  return headers as http2.IncomingHttpHeaders & http2.IncomingHttpStatusHeader;
+  return { ...fieldsOf(fields), ':status': status } as http2.IncomingHttpHeaders &
+    http2.IncomingHttpStatusHeader;
 }
 
 /**
