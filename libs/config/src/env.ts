@@ -1,3 +1,5 @@
+import { ConfigError } from './errors.ts';
+
 /**
  * The one place that reads process.env. Variables are named `CAUSEWAY_<FIELD>` with the
  * field path upper-cased and dots as underscores: `CAUSEWAY_ADMIN_ADDRESS`.
@@ -20,4 +22,53 @@ export function envName(field: string): string {
     .replace(/([a-z])([A-Z])/g, '$1_$2')
     .replace(/\./g, '_')
     .toUpperCase()}`;
+}
+
+/** `${NAME}`, `$$`, or a malformed `${…` (group 1, 2 or neither). */
+const REFERENCE = /\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|(\$)|\{[^}]*\}?)/g;
+
+/**
+ * A settings file's strings with `${NAME}` replaced by the environment variable NAME (what a
+ * Kubernetes pod gets from the downward API or a ConfigMap: its IP, the node's, the cluster's
+ * name), and `$$` by `$`. The file is parsed first, so a value can never add YAML structure.
+ * A variable that is unset or empty, or a malformed reference, is a {@link ConfigError}
+ * naming the field; nothing else is changed (a `$` not followed by `{` or `$` stays).
+ */
+export function expandEnvironment(
+  input: unknown,
+  source: string,
+  env: NodeJS.ProcessEnv = process.env,
+): unknown {
+  const problems: string[] = [];
+  const walk = (value: unknown, path: string): unknown => {
+    if (typeof value === 'string') {
+      if (!value.includes('$')) return value;
+      return value.replace(REFERENCE, (whole, name: string | undefined, dollar: string | undefined) => {
+        if (dollar) return '$';
+        if (name === undefined) {
+          problems.push(
+            `${path || '(root)'}: '${whole}' is not a reference to an environment variable (\${NAME}, or $$ for a $)`,
+          );
+          return whole;
+        }
+        const found = env[name];
+        if (found === undefined || found === '') {
+          problems.push(`${path || '(root)'}: environment variable ${name} is not set`);
+          return whole;
+        }
+        return found;
+      });
+    }
+    if (Array.isArray(value))
+      return value.map((item, index) => walk(item, path ? `${path}.${index}` : String(index)));
+    if (value !== null && typeof value === 'object') {
+      return Object.fromEntries(
+        Object.entries(value).map(([key, item]) => [key, walk(item, path ? `${path}.${key}` : key)]),
+      );
+    }
+    return value;
+  };
+  const expanded = walk(input, '');
+  if (problems.length > 0) throw new ConfigError(source, problems);
+  return expanded;
 }

@@ -1,7 +1,15 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { z } from 'zod';
-import { ConfigError, envName, listenAddress, parseConfig, readEnvironment, splitAddress } from './index.ts';
+import {
+  ConfigError,
+  envName,
+  expandEnvironment,
+  listenAddress,
+  parseConfig,
+  readEnvironment,
+  splitAddress,
+} from './index.ts';
 
 const schema = z.object({
   admin: z.object({ address: listenAddress }),
@@ -55,4 +63,45 @@ test('addresses split into host and port, IPv6 included', () => {
   assert.deepEqual(splitAddress('127.0.0.1:15000'), { host: '127.0.0.1', port: 15000 });
   assert.deepEqual(splitAddress('[::1]:80'), { host: '::1', port: 80 });
   assert.equal(listenAddress.safeParse('no-port').success, false);
+});
+
+test('settings strings take ${NAME} from the environment, field by field', () => {
+  const env = { POD_IP: '10.244.0.7', CLUSTER: 'east', EMPTY: '' };
+  assert.deepEqual(
+    expandEnvironment(
+      {
+        podIp: '${POD_IP}',
+        cluster: '${CLUSTER}',
+        gateways: ['${POD_IP}:15443'],
+        price: '$$5 or $5',
+        port: 80,
+      },
+      'sidecar.yaml',
+      env,
+    ),
+    { podIp: '10.244.0.7', cluster: 'east', gateways: ['10.244.0.7:15443'], price: '$5 or $5', port: 80 },
+  );
+  // A value is text only: what a variable holds never becomes YAML structure or another reference.
+  assert.deepEqual(expandEnvironment({ a: '${X}' }, 'f', { X: '${CLUSTER}\nb: 1' }), {
+    a: '${CLUSTER}\nb: 1',
+  });
+  assert.throws(
+    () =>
+      expandEnvironment(
+        { nats: { url: 'nats://${NATS_HOST}:4222' }, list: ['${EMPTY}', '${oops', '${1X}'] },
+        'c.yaml',
+        env,
+      ),
+    (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.deepEqual(error.problems, [
+        'nats.url: environment variable NATS_HOST is not set',
+        'list.0: environment variable EMPTY is not set',
+        "list.1: '${oops' is not a reference to an environment variable (${NAME}, or $$ for a $)",
+        "list.2: '${1X}' is not a reference to an environment variable (${NAME}, or $$ for a $)",
+      ]);
+      assert.match(error.message, /from c\.yaml/);
+      return true;
+    },
+  );
 });

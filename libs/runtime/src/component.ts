@@ -4,6 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import {
   ConfigError,
   envName,
+  expandEnvironment,
   listenAddress,
   logLevel,
   parseConfig,
@@ -63,7 +64,10 @@ export interface ComponentDefinition<C = undefined> {
   readonly start: (context: ComponentContext<C>) => Promise<RunningComponent>;
 }
 
-/** Reads and validates the YAML settings file; a bad file stops the process with exit 2. */
+/**
+ * Reads the YAML settings file, expands `${NAME}` in its strings from the environment and
+ * validates it; a bad file stops the process with exit 2.
+ */
 async function loadSettings<C>(schema: z.ZodType<C>, file: string, name: string): Promise<C> {
   let raw: unknown;
   try {
@@ -73,7 +77,7 @@ async function loadSettings<C>(schema: z.ZodType<C>, file: string, name: string)
     process.exit(2);
   }
   try {
-    return parseConfig(schema, raw, file);
+    return parseConfig(schema, expandEnvironment(raw, file), file);
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`causeway-${name}: ${error.message}\n`);
