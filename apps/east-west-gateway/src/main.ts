@@ -1,24 +1,9 @@
 import os from 'node:os';
-import { listenAddress, splitAddress, z } from '@causeway/config';
-import { EastWestGateway, proxyIdentitySettings, startProxyIdentity } from '@causeway/dataplane';
+import { splitAddress } from '@causeway/config';
+import { EastWestGateway, startProxyIdentity } from '@causeway/dataplane';
 import type { ProxyConfig } from '@causeway/discovery';
 import { runComponent } from '@causeway/runtime';
-
-const settingsSchema = z
-  .object({
-    ...proxyIdentitySettings,
-    /** Where other clusters connect (the address published as `catalog.gatewayAddresses`). */
-    address: listenAddress.default('0.0.0.0:15443'),
-    maxConnections: z.number().int().min(1).default(10_000),
-    maxConnectionsPerSource: z.number().int().min(1).default(1_000),
-    /** Seconds a passed-through connection may carry nothing before it is closed. */
-    idleTimeoutSeconds: z.number().int().min(1).default(3_600),
-    /** The gateway's identity: `spiffe://<td>/ns/<namespace>/sa/<serviceAccount>`. */
-    namespace: z.string().min(1).default('causeway-system'),
-    serviceAccount: z.string().min(1).default('east-west-gateway'),
-  })
-  .strict();
-type Settings = z.output<typeof settingsSchema>;
+import { settingsSchema, type Settings } from './settings.ts';
 
 await runComponent<Settings>({
   name: 'east-west-gateway',

@@ -15,8 +15,19 @@ import { startCatalogController, type CatalogController } from '@causeway/federa
 import { runComponent } from '@causeway/runtime';
 import { NatsTrustStore, startTrustController, TRUST_BUCKET } from '@causeway/trust';
 import { startControllerServer } from './server.ts';
-import { settingsSchema, type Settings } from './settings.ts';
+import { IN_CLUSTER, settingsSchema, type Settings } from './settings.ts';
 import { catalogStatus } from './status.ts';
+
+/**
+ * A kubeconfig file, or `in-cluster`: the pod's service account (its token and CA, and the
+ * API server from KUBERNETES_SERVICE_HOST/PORT).
+ */
+function loadKubeConfig(setting: string): KubeConfig {
+  const kubeConfig = new KubeConfig();
+  if (setting === IN_CLUSTER) kubeConfig.loadFromCluster();
+  else kubeConfig.loadFromFile(setting);
+  return kubeConfig;
+}
 
 await runComponent<Settings>({
   name: 'federation-controller',
@@ -31,9 +42,10 @@ await runComponent<Settings>({
   start: async ({ settings, logger, registry }) => {
     let proof: ProofMode;
     if (settings.signing.kubeconfig) {
-      const kubeConfig = new KubeConfig();
-      kubeConfig.loadFromFile(settings.signing.kubeconfig);
-      proof = { kind: 'token-review', verifier: new TokenReviewVerifier(kubeConfig) };
+      proof = {
+        kind: 'token-review',
+        verifier: new TokenReviewVerifier(loadKubeConfig(settings.signing.kubeconfig)),
+      };
     } else {
       proof = { kind: 'join-tokens', tokens: settings.signing.joinTokens! };
     }
@@ -169,8 +181,7 @@ await runComponent<Settings>({
               log: (message, fields) => logger.info(fields ?? {}, message),
             });
           } else {
-            importTo = new KubeConfig();
-            importTo.loadFromFile(catalogSettings.kubeconfig!);
+            importTo = loadKubeConfig(catalogSettings.kubeconfig!);
             source = new KubernetesSource(importTo, (error) =>
               logger.warn({ err: error }, 'watch error (restarting the watch)'),
             );

@@ -6,6 +6,9 @@ const dnsLabel = z
   .string()
   .regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS label (a-z, 0-9, -)');
 
+/** The `kubeconfig` value that means the pod's own service account (in a Kubernetes cluster). */
+export const IN_CLUSTER = 'in-cluster';
+
 /** The controller's YAML settings file. */
 export const settingsSchema = z
   .object({
@@ -51,7 +54,7 @@ export const settingsSchema = z
               .strict(),
           )
           .optional(),
-        /** Kubernetes mode: service-account tokens are checked with TokenReview through this kubeconfig. */
+        /** Kubernetes mode: service-account tokens are checked with TokenReview through this kubeconfig (or `in-cluster`). */
         kubeconfig: z.string().min(1).optional(),
       })
       .strict()
@@ -79,7 +82,7 @@ export const settingsSchema = z
      */
     catalog: z
       .object({
-        /** Kubernetes mode: the API server that is watched and that ServiceImports are written to. */
+        /** Kubernetes mode: the API server that is watched and that ServiceImports are written to (a kubeconfig, or `in-cluster`). */
         kubeconfig: z.string().min(1).optional(),
         /** File mode: a folder of Service, ServiceExport, route and policy YAML, watched. */
         directory: z.string().min(1).optional(),
