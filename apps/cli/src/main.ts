@@ -5,6 +5,7 @@ import { envUp, MAX_CLUSTERS } from './env.ts';
 import { natsConfigCommand, natsInitCommand } from './nats-config.ts';
 import { statusCommands } from './status.ts';
 import { trustCommand } from './trust.ts';
+import { workloadCommands } from './workloads.ts';
 
 function clusterCount(value: string): number {
   const count = Number(value);
@@ -112,6 +113,7 @@ program.addCommand(trustCommand());
 program.addCommand(natsConfigCommand());
 program.addCommand(natsInitCommand());
 for (const command of statusCommands()) program.addCommand(command);
+for (const command of workloadCommands()) program.addCommand(command);
 
 try {
   await program.parseAsync(process.argv);

@@ -109,8 +109,15 @@ export const ECHO_SERVICE: grpc.ServiceDefinition = (
   }
 ).causeway.demo.Echo.service;
 
-/** A gRPC (HTTP/2 cleartext) service that answers `Say` with an {@link EchoReply}. */
-export async function startGrpcEcho(identity: SampleIdentity): Promise<SampleApp> {
+/**
+ * A gRPC (HTTP/2 cleartext) service that answers `Say` with an {@link EchoReply}, on `host`
+ * and `port` (any free one by default).
+ */
+export async function startGrpcEcho(
+  identity: SampleIdentity,
+  port = 0,
+  host = '127.0.0.1',
+): Promise<SampleApp> {
   let served = 0;
   const server = new grpc.Server();
   server.addService(ECHO_SERVICE, {
@@ -132,13 +139,15 @@ export async function startGrpcEcho(identity: SampleIdentity): Promise<SampleApp
     },
   });
   new ReflectionService(echoDefinition).addToServer(server);
-  const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
-      error ? reject(error) : resolve(bound),
+  const bound = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(
+      `${host.includes(':') ? `[${host}]` : host}:${port}`,
+      grpc.ServerCredentials.createInsecure(),
+      (error, bound) => (error ? reject(error) : resolve(bound)),
     ),
   );
   return {
-    port,
+    port: bound,
     served: () => served,
     close: () =>
       new Promise<void>((resolve) => {

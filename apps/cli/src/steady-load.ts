@@ -33,6 +33,7 @@ export class SteadyLoad {
   private constructor(
     private readonly options: {
       readonly port: number;
+      readonly host?: string;
       readonly authority: string;
       readonly path?: string;
       readonly ratePerSecond: number;
@@ -41,8 +42,9 @@ export class SteadyLoad {
   ) {}
 
   static start(options: {
-    /** The sidecar's outbound port on 127.0.0.1. */
+    /** The sidecar's outbound port, on `host` (default 127.0.0.1). */
     port: number;
+    host?: string;
     authority: string;
     path?: string;
     /** Default 50. */
@@ -64,7 +66,7 @@ export class SteadyLoad {
       };
       const request = http.get(
         {
-          host: '127.0.0.1',
+          host: this.options.host ?? '127.0.0.1',
           port: this.options.port,
           path: this.options.path ?? '/',
           headers: { host: this.options.authority },
@@ -101,6 +103,18 @@ export class SteadyLoad {
    */
   async settled(): Promise<void> {
     await Promise.all([...this.inFlight]);
+  }
+
+  /**
+   * The summary of the finished requests sent up to `to` (ms since the epoch), which are
+   * then forgotten: what a load that runs for days reports window by window.
+   */
+  take(to = Date.now()): LoadSummary {
+    const summary = this.summary(0, to);
+    const kept = this.samples.filter((s) => s.at > to);
+    this.samples.length = 0;
+    this.samples.push(...kept);
+    return summary;
   }
 
   /** The requests sent from `from` (ms since the epoch) to `to` that have finished. */

@@ -1,0 +1,186 @@
+import os from 'node:os';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { parseDuration } from '@causeway/config';
+import { startGrpcEcho, startHttpEcho, type SampleApp } from './sample-apps.ts';
+import { SteadyLoad } from './steady-load.ts';
+
+const port = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0 || parsed > 65_535)
+    throw new InvalidArgumentError('must be a port (0-65535)');
+  return parsed;
+};
+
+const positive = (value: string): number => {
+  const parsed = Number(value);
+  if (!Number.isFinite(parsed) || parsed <= 0 || parsed > 10_000)
+    throw new InvalidArgumentError('must be a number above 0, at most 10000');
+  return parsed;
+};
+
+const duration = (value: string): number => {
+  try {
+    return parseDuration(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+};
+
+const hostPort = (value: string): { host: string; port: number } => {
+  const match = /^(.+):(\d{1,5})$/.exec(value);
+  if (!match || Number(match[2]) > 65_535 || Number(match[2]) === 0)
+    throw new InvalidArgumentError('must be host:port, e.g. 127.0.0.1:15001');
+  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
+};
+
+/** Runs until SIGTERM or SIGINT, then `stop`; a second signal exits at once. */
+function untilSignal(stop: () => Promise<void>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopping) process.exit(signal === 'SIGINT' ? 130 : 143);
+    stopping = true;
+    void stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`causeway: stopping failed: ${(error as Error).message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+/**
+ * `causeway sample-app`: the demo's sample service as a process (the app container of the
+ * kind set-up): HTTP/1.1 that answers who it is and who called it, and the protobuf gRPC
+ * service with reflection.
+ */
+function sampleAppCommand(): Command {
+  return new Command('sample-app')
+    .description(
+      'the sample service: HTTP/1.1 and gRPC (causeway.demo.Echo, with reflection) answering with its service, cluster and instance, and the caller its sidecar stated; runs until SIGTERM',
+    )
+    .requiredOption('--service <name>', 'the service name it answers with')
+    .requiredOption('--cluster <name>', 'the cluster name it answers with')
+    .option('--instance <name>', 'the instance name it answers with (default: the host name)')
+    .addOption(new Option('--http-port <port>', 'HTTP/1.1 port (0: none)').argParser(port).default(8080))
+    .addOption(new Option('--grpc-port <port>', 'gRPC (h2c) port (0: none)').argParser(port).default(9090))
+    .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .action(
+      async (options: {
+        service: string;
+        cluster: string;
+        instance?: string;
+        httpPort: number;
+        grpcPort: number;
+        host: string;
+      }) => {
+        const identity = {
+          service: options.service,
+          cluster: options.cluster,
+          instance: options.instance ?? os.hostname(),
+        };
+        const apps: Array<{ kind: string; app: SampleApp }> = [];
+        const closeAll = async (): Promise<void> => {
+          await Promise.all(apps.map(({ app }) => app.close()));
+        };
+        try {
+          if (options.httpPort > 0)
+            apps.push({ kind: 'http', app: await startHttpEcho(identity, options.httpPort, options.host) });
+          if (options.grpcPort > 0)
+            apps.push({ kind: 'grpc', app: await startGrpcEcho(identity, options.grpcPort, options.host) });
+        } catch (error) {
+          await closeAll();
+          throw new SampleAppError(`cannot listen on ${options.host}: ${(error as Error).message}`);
+        }
+        if (apps.length === 0)
+          throw new SampleAppError('--http-port and --grpc-port are both 0: nothing to serve');
+        process.stdout.write(
+          `${JSON.stringify({ msg: 'serving', ...identity, ...Object.fromEntries(apps.map(({ kind, app }) => [kind, `${options.host}:${app.port}`])) })}\n`,
+        );
+        untilSignal(closeAll);
+      },
+    );
+}
+
+/**
+ * `causeway load`: a steady rate of HTTP/1.1 GETs through a sidecar's outbound port to one
+ * service, with a line per interval (what the kind set-up's client runs, so that the
+ * dashboard always has traffic).
+ */
+function loadCommand(): Command {
+  return new Command('load')
+    .description(
+      "a steady rate of HTTP GETs to a service through a sidecar's outbound port, a summary line (sent, failed, p99) per interval; runs until SIGTERM",
+    )
+    .requiredOption('--authority <host>', 'the service named in Host, e.g. hello.shop.svc.clusterset.local')
+    .addOption(
+      new Option('--proxy <host:port>', "the sidecar's outbound port")
+        .argParser(hostPort)
+        .default({ host: '127.0.0.1', port: 15001 }, '127.0.0.1:15001'),
+    )
+    .option('--path <path>', 'request path', '/')
+    .addOption(new Option('--rate <n>', 'requests per second').argParser(positive).default(5))
+    .addOption(
+      new Option('--every <duration>', 'how often a summary line is printed')
+        .argParser(duration)
+        .default(10_000, '10s'),
+    )
+    .addOption(new Option('--timeout <duration>', 'per request').argParser(duration).default(5_000, '5s'))
+    .option('--json', 'print each summary as a JSON line')
+    .action(
+      (options: {
+        authority: string;
+        proxy: { host: string; port: number };
+        path: string;
+        rate: number;
+        every: number;
+        timeout: number;
+        json?: boolean;
+      }) => {
+        if (!options.path.startsWith('/'))
+          throw new SampleAppError(`--path must start with / (got '${options.path}')`);
+        const load = SteadyLoad.start({
+          host: options.proxy.host,
+          port: options.proxy.port,
+          authority: options.authority,
+          path: options.path,
+          ratePerSecond: options.rate,
+          timeoutMs: options.timeout,
+        });
+        const report = (summary: ReturnType<SteadyLoad['take']>): void => {
+          const line = { msg: 'load', authority: options.authority, ...summary };
+          process.stdout.write(
+            options.json
+              ? `${JSON.stringify(line)}\n`
+              : `${new Date().toISOString()} ${options.authority}${options.path}: ${summary.sent} sent, ${summary.failed} failed, p99 ${summary.p99Ms} ms${summary.failures.length > 0 ? `; first failures: ${summary.failures.join(' | ')}` : ''}\n`,
+          );
+        };
+        // Each line covers requests sent at least a timeout ago: every one of them has its
+        // answer or has failed by then.
+        let reported = Date.now();
+        const timer = setInterval(() => {
+          const upTo = Date.now() - options.timeout;
+          if (upTo > reported) {
+            report(load.take(upTo));
+            reported = upTo;
+          }
+        }, options.every);
+        untilSignal(async () => {
+          clearInterval(timer);
+          await load.stop();
+          report(load.take(Infinity));
+        });
+      },
+    );
+}
+
+/** A bad argument to a workload command. */
+export class SampleAppError extends Error {
+  readonly code = 'CAUSEWAY_BAD_ARGUMENT';
+}
+
+export function workloadCommands(): Command[] {
+  return [sampleAppCommand(), loadCommand()];
+}
