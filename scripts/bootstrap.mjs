@@ -15,6 +15,7 @@ const DEBIAN_PACKAGES = [
   { bin: 'redis-server', pkg: 'redis-server' },
   { bin: 'prometheus', pkg: 'prometheus' },
   { bin: 'openssl', pkg: 'openssl' },
+  { bin: 'shellcheck', pkg: 'shellcheck' },
 ];
 
 const say = (line) => process.stderr.write(`causeway: ${line}\n`);
@@ -112,10 +113,10 @@ export function ensureKubeBinaries() {
 }
 
 /** Everything, in order: Node, npm packages, Debian packages, Kubernetes binaries. */
-export function bootstrap({ kube = true } = {}) {
+export function bootstrap({ kube = true, servers = true } = {}) {
   checkNode();
   ensureNodeModules();
-  ensureDebianPackages();
+  if (servers) ensureDebianPackages();
   if (kube) ensureKubeBinaries();
 }
 

@@ -8,7 +8,8 @@ import { useProjectNode } from './node-runtime.mjs';
 
 await useProjectNode();
 
-bootstrap({ kube: false });
+// `--no-servers` (the container image): the test servers' Debian packages are not installed.
+bootstrap({ kube: false, servers: !process.argv.includes('--no-servers') });
 const { build } = await import('esbuild');
 
 const typecheck = spawnSync(
