@@ -74,6 +74,8 @@ export interface KubeBinaries {
   readonly kubectl: string;
   /** grpcurl, the standard gRPC command-line client (GRPCURL_BIN, else the one built, else PATH's). */
   readonly grpcurl: string;
+  /** promtool of Prometheus 3 (PROMTOOL_BIN, else the one built, else PATH's). */
+  readonly promtool: string;
 }
 
 let cachedKubeBinaries: Promise<KubeBinaries> | undefined;
@@ -100,6 +102,9 @@ async function resolveKubeBinaries(): Promise<KubeBinaries> {
       process.env.KUBECTL_BIN || (built ? path.join(built, 'kubectl') : (findOnPath('kubectl') ?? 'kubectl')),
     grpcurl:
       process.env.GRPCURL_BIN || (built ? path.join(built, 'grpcurl') : (findOnPath('grpcurl') ?? 'grpcurl')),
+    promtool:
+      process.env.PROMTOOL_BIN ||
+      (built ? path.join(built, 'promtool') : (findOnPath('promtool') ?? 'promtool')),
   };
   for (const [variable, file] of [
     ['KUBE_APISERVER_BIN', result.kubeApiserver],

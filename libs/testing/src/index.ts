@@ -4,7 +4,7 @@
  */
 export { freePort } from './ports.ts';
 export { withEnv } from './env-vars.ts';
-export { findOnPath, repoRoot } from './binaries.ts';
+export { findOnPath, kubeBinaries, repoRoot } from './binaries.ts';
 export { startNats, type NatsOptions, type NatsServer } from './nats.ts';
 export { startRedis, type RedisServer } from './redis.ts';
 export { startPrometheus, type PrometheusServer, type PromSample } from './prometheus.ts';
