@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import { repoRoot } from '@causeway/testing';
+import { repoRoot, withEnv } from '@causeway/testing';
 
 /** A component process started from a settings file, with its JSON log lines collected. */
 export interface ComponentProcess {
@@ -42,22 +42,27 @@ export async function startComponentProcess(
     stderr?: 'inherit' | 'ignore';
     /** Run the bundle from `npm run build` (`apps/<app>/dist/main.js`) instead of the sources. */
     built?: boolean;
+    /** Variables added to this process's environment (what `${NAME}` in the settings reads). */
+    env?: Record<string, string>;
   } = {},
 ): Promise<ComponentProcess> {
   const entry = options.built
     ? [path.join(repoRoot, 'apps', app, 'dist/main.js')]
     : ['--import', 'tsx', path.join(repoRoot, 'apps', app, 'src/main.ts')];
-  const child = spawn(
-    process.execPath,
-    [
-      ...(COMPONENT_NODE_FLAGS[app] ?? []),
-      ...entry,
-      '--config',
-      settingsFile,
-      '--admin-address',
-      '127.0.0.1:0',
-    ],
-    { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'] },
+  // (The child takes this process's environment, with `env` added, when it is spawned.)
+  const child = withEnv(options.env ?? {}, () =>
+    spawn(
+      process.execPath,
+      [
+        ...(COMPONENT_NODE_FLAGS[app] ?? []),
+        ...entry,
+        '--config',
+        settingsFile,
+        '--admin-address',
+        '127.0.0.1:0',
+      ],
+      { stdio: ['ignore', 'pipe', options.stderr ?? 'inherit'] },
+    ),
   );
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   const logs: Array<Record<string, unknown>> = [];
