@@ -8,7 +8,7 @@ import { after, before, test } from 'node:test';
 import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig } from '@kubernetes/client-node';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { CatalogBus } from '@causeway/nats';
-import { KubernetesSource } from '@causeway/cluster';
+import { importedSliceName, KubernetesSource } from '@causeway/cluster';
 import { startCatalogController } from '@causeway/federation';
 import { createRootCa } from '@causeway/pki';
 import { startEnvironment, type Environment } from '@causeway/testing';
@@ -176,6 +176,48 @@ test('an export in east appears as a ServiceImport and a labelled EndpointSlice 
     await eventually('Conflict on east', () => condition('east', 'cart', 'Conflict')),
     'False/NoConflicts',
   );
+});
+
+test("an imported EndpointSlice under an earlier release's name (<service>-<cluster>) is replaced, and a local Service's slice of that name is left alone", async () => {
+  const discovery = kube.get('west')!.makeApiClient(DiscoveryV1Api);
+  await kube
+    .get('west')!
+    .makeApiClient(CoreV1Api)
+    .createNamespace({ body: { metadata: { name: 'shop' } } })
+    .catch(() => undefined);
+  const slice = (name: string, labels: Record<string, string>) => ({
+    metadata: { name, labels },
+    addressType: 'IPv4',
+    endpoints: [{ addresses: ['192.0.2.7'] }],
+    ports: [{ name: 'east-west', port: 15443, protocol: 'TCP' }],
+  });
+  // What an earlier release wrote for depot from east...
+  await discovery.createNamespacedEndpointSlice({
+    namespace: 'shop',
+    body: slice('depot-east', {
+      'multicluster.kubernetes.io/service-name': 'depot',
+      'multicluster.kubernetes.io/source-cluster': 'east',
+      'endpointslice.kubernetes.io/managed-by': 'causeway.dev',
+    }),
+  });
+  // ...and a local Service's slice whose name the old scheme would have taken (depot-north).
+  await discovery.createNamespacedEndpointSlice({
+    namespace: 'shop',
+    body: slice('depot-north', { 'kubernetes.io/service-name': 'depot-north' }),
+  });
+  await exportFrom('east', 'depot', [{ name: 'http', port: 80 }]);
+  await exportFrom('north', 'depot', [{ name: 'http', port: 80 }]);
+  const names = await eventually('depot imported in west under the new names', async () => {
+    const slices = await discovery.listNamespacedEndpointSlice({
+      namespace: 'shop',
+      labelSelector: 'multicluster.kubernetes.io/service-name=depot',
+    });
+    const found = slices.items.map((s) => s.metadata!.name!).sort();
+    return found.length === 2 && !found.includes('depot-east') ? found : undefined;
+  });
+  assert.deepEqual(names, [importedSliceName('depot', 'east'), importedSliceName('depot', 'north')].sort());
+  const local = await discovery.readNamespacedEndpointSlice({ name: 'depot-north', namespace: 'shop' });
+  assert.deepEqual(local.endpoints?.[0]?.addresses, ['192.0.2.7'], 'the local slice is untouched');
 });
 
 test('conflicting ports give the MCS outcome on every cluster, and the newer export gets PortConflict', async () => {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import {
   CoreV1Api,
   CustomObjectsApi,
@@ -18,6 +19,17 @@ const MANAGED_BY = 'causeway.dev';
 export const STALE_CONDITION = 'causeway.dev/Stale';
 
 const code = (error: unknown): number | undefined => (error as { code?: number }).code;
+
+/**
+ * The name of the EndpointSlice that holds `cluster`'s endpoints of an imported service:
+ * both names and a digest of the pair, so that no two pairs share one (`a-b` from `c` and `a`
+ * from `b-c` would, by their names alone) and a slice that Kubernetes made for a local
+ * Service (`<service>-<5 random characters>`) is never taken for it.
+ */
+export function importedSliceName(service: string, cluster: string): string {
+  const digest = createHash('sha256').update(`${service}/${cluster}`).digest('hex').slice(0, 10);
+  return `${`${service}-${cluster}`.slice(0, 253 - digest.length - 1)}-${digest}`;
+}
 
 /** What the writer writes: the merged catalog, the records behind it, and liveness. */
 export interface ImportPlan {
@@ -99,7 +111,8 @@ export function importConditions(
  * Only what the catalog no longer holds (an explicit unexport) is deleted.
  */
 export class ImportWriter {
-  private readonly written = new Map<string, Set<string>>();
+  /** The services (`namespace/name`) written by this writer. */
+  private readonly written = new Set<string>();
   /** What was last written per service, so that an unchanged service is not written again. */
   private readonly writtenState = new Map<string, string>();
   /** Unexported services whose leftover imports were looked for since this writer started. */
@@ -183,38 +196,40 @@ export class ImportWriter {
       const state = JSON.stringify([service, clusters, sources, conditions]);
       if (this.writtenState.get(key) === state) continue;
       // The endpoints of clusters that left go first: once the status says a cluster is
-      // gone (withdrawn, unexported), nothing routes to it any more.
-      const previous = this.written.get(key) ?? new Set<string>();
-      for (const cluster of previous) {
-        if (!clusters.includes(cluster)) await this.deleteSlice(service.namespace, service.name, cluster);
-      }
+      // gone (withdrawn, unexported), nothing routes to it any more. Slices under a name
+      // this writer no longer gives (an earlier release's) go once the new ones are written.
+      const slices = await this.managedSlices(service.namespace, service.name);
+      const sourceOf = (slice: V1EndpointSlice) => slice.metadata?.labels?.[SOURCE_CLUSTER_LABEL] ?? '';
+      await this.deleteSlices(
+        service.namespace,
+        slices.filter((slice) => !clusters.includes(sourceOf(slice))),
+      );
       await this.writeService(service, clusters, sources, conditions);
+      await this.deleteSlices(
+        service.namespace,
+        slices.filter(
+          (slice) =>
+            clusters.includes(sourceOf(slice)) &&
+            slice.metadata?.name !== importedSliceName(service.name, sourceOf(slice)),
+        ),
+      );
       this.writtenState.set(key, state);
-      this.written.set(key, new Set(clusters));
+      this.written.add(key);
     }
     for (const key of plan.unexported ?? []) {
       if (this.swept.has(key) || this.written.has(key) || catalog.has(key)) continue;
       const [namespace, name] = key.split('/') as [string, string];
-      const slices = await this.discovery.listNamespacedEndpointSlice({
-        namespace,
-        labelSelector: `${SERVICE_NAME_LABEL}=${name},${MANAGED_BY_LABEL}=${MANAGED_BY}`,
-      });
-      for (const slice of slices.items)
-        await this.discovery
-          .deleteNamespacedEndpointSlice({ name: slice.metadata!.name!, namespace })
-          .catch((error: unknown) => {
-            if (code(error) !== 404) throw error;
-          });
+      await this.deleteSlices(namespace, await this.managedSlices(namespace, name));
       await this.custom.deleteNamespacedCustomObject({ ...MCS, namespace, name }).catch((error: unknown) => {
         if (code(error) !== 404) throw error;
       });
       this.swept.add(key);
     }
     for (const key of catalog.keys()) this.swept.delete(key);
-    for (const [key, clusters] of [...this.written]) {
+    for (const key of [...this.written]) {
       if (catalog.has(key)) continue;
       const [namespace, name] = key.split('/') as [string, string];
-      for (const cluster of clusters) await this.deleteSlice(namespace, name, cluster);
+      await this.deleteSlices(namespace, await this.managedSlices(namespace, name));
       await this.custom.deleteNamespacedCustomObject({ ...MCS, namespace, name }).catch((error: unknown) => {
         if (code(error) !== 404) throw error;
       });
@@ -295,8 +310,22 @@ export class ImportWriter {
     });
   }
 
-  private sliceName(name: string, cluster: string): string {
-    return `${name}-${cluster}`.slice(0, 253);
+  /** The EndpointSlices this writer made for `namespace/name` (every source cluster's). */
+  private async managedSlices(namespace: string, name: string): Promise<V1EndpointSlice[]> {
+    const list = await this.discovery.listNamespacedEndpointSlice({
+      namespace,
+      labelSelector: `${SERVICE_NAME_LABEL}=${name},${MANAGED_BY_LABEL}=${MANAGED_BY}`,
+    });
+    return list.items;
+  }
+
+  private async deleteSlices(namespace: string, slices: readonly V1EndpointSlice[]): Promise<void> {
+    for (const slice of slices)
+      await this.discovery
+        .deleteNamespacedEndpointSlice({ name: slice.metadata!.name!, namespace })
+        .catch((error: unknown) => {
+          if (code(error) !== 404) throw error;
+        });
   }
 
   private async writeSlice(record: ExportRecord): Promise<void> {
@@ -308,7 +337,7 @@ export class ImportWriter {
     // The API server refuses loopback IPs in EndpointSlices; a gateway on loopback (every
     // cluster on one machine) is written as an FQDN slice, as a hostname gateway would be.
     const isIp = gateways.every((g) => /^\d{1,3}(\.\d{1,3}){3}$/.test(g.host) && !g.host.startsWith('127.'));
-    const name = this.sliceName(record.name, record.cluster);
+    const name = importedSliceName(record.name, record.cluster);
     const body: V1EndpointSlice = {
       metadata: {
         name,
@@ -340,13 +369,5 @@ export class ImportWriter {
       if (code(error) !== 404) throw error;
       await discovery.createNamespacedEndpointSlice({ namespace: record.namespace, body });
     }
-  }
-
-  private async deleteSlice(namespace: string, name: string, cluster: string): Promise<void> {
-    await this.discovery
-      .deleteNamespacedEndpointSlice({ name: this.sliceName(name, cluster), namespace })
-      .catch((error: unknown) => {
-        if (code(error) !== 404) throw error;
-      });
   }
 }

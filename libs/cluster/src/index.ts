@@ -12,6 +12,6 @@ export {
   trafficPolicyIssues,
   type RuleIssue,
 } from './crds/traffic-policy-rules.ts';
-export { ImportWriter, withTransitionTimes } from './import-writer.ts';
+export { ImportWriter, importedSliceName, withTransitionTimes } from './import-writer.ts';
 export { KubernetesSource } from './kubernetes-source.ts';
 export type { ClusterSource, SourceEvent, SourceKind, SourceObject, SourceProblem } from './source.ts';
