@@ -160,6 +160,22 @@ for (const mode of ['auto', 'L7'] as const)
           if (empty.size > 0) await new Promise((resolve) => setTimeout(resolve, 1_000));
         }
         assert.deepEqual([...empty], [], 'dashboard queries with no data in the global Prometheus');
+        // The demo's one east-west refusal has a rate above 0 (its reason is exported from 0).
+        let refusalRate = 0;
+        for (let round = 0; round < 20 && refusalRate === 0; round++) {
+          if (round > 0) await new Promise((resolve) => setTimeout(resolve, 1_000));
+          const range = `start=${Math.floor(testStarted / 1000) - 5}&end=${Math.ceil(Date.now() / 1000)}&step=2`;
+          const answer = (await (
+            await fetch(
+              `${global}/api/v1/query_range?query=${encodeURIComponent('sum(rate(causeway_eastwest_refused_total[1m]))')}&${range}`,
+            )
+          ).json()) as { data?: { result: Array<{ values: Array<[number, string]> }> } };
+          refusalRate = Math.max(
+            0,
+            ...(answer.data?.result[0]?.values ?? []).map(([, value]) => Number(value)),
+          );
+        }
+        assert.ok(refusalRate > 0, 'the east-west refusal shows in its rate panel');
         // Every URL it printed answers: the ingress, each Prometheus, the admin ports.
         const urls = [...stderr.matchAll(/(http:\/\/127\.0\.0\.1:\d+)(\/metrics)?/g)].map((m) => m[0]);
         assert.ok(urls.length >= 8, stderr.slice(-3000));

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import tls from 'node:tls';
-import { probeSni, serviceSni } from '@causeway/dataplane';
+import { probeSni, REFUSAL_REASONS, serviceSni } from '@causeway/dataplane';
 import { DiscoveryClient } from '@causeway/discovery';
 import type { WorkloadCredentials } from '@causeway/identity';
 import {
@@ -250,6 +250,8 @@ test('unexported or unknown SNI, no SNI and malformed ClientHellos reach nothing
   assert.equal(counts.no_sni, 1);
   assert.equal(counts.malformed, 1);
   assert.equal(counts.oversized, 1);
+  // Every reason is exported, from 0 before its first refusal (so a first refusal has a rate).
+  assert.deepEqual(Object.keys(counts).sort(), [...REFUSAL_REASONS].sort());
 });
 
 test('a client without a mesh certificate, or with one from another root, is refused by the endpoint', async () => {

@@ -8,15 +8,17 @@ import { ClientHelloReader, MAX_CLIENT_HELLO } from './client-hello.ts';
 import { parseServiceSni, probeSni } from './names.ts';
 
 /** Why a connection was refused (the `reason` label of the refusal counter). */
-export type RefusalReason =
-  | 'limit'
-  | 'timeout'
-  | 'malformed'
-  | 'oversized'
-  | 'no_sni'
-  | 'not_exported'
-  | 'no_endpoint'
-  | 'probe_unauthenticated';
+export const REFUSAL_REASONS = [
+  'limit',
+  'timeout',
+  'malformed',
+  'oversized',
+  'no_sni',
+  'not_exported',
+  'no_endpoint',
+  'probe_unauthenticated',
+] as const;
+export type RefusalReason = (typeof REFUSAL_REASONS)[number];
 
 export interface EastWestGatewayOptions {
   readonly cluster: string;
@@ -75,6 +77,9 @@ export class EastWestGateway {
       labelNames: ['reason'],
       registers,
     });
+    // Every reason from 0, so that the first refusal is an increase Prometheus can see (a
+    // series that appears at 1 has no rate).
+    for (const reason of REFUSAL_REASONS) this.refused.inc({ reason }, 0);
     this.routed = new Counter({
       name: 'causeway_eastwest_connections_total',
       help: 'Connections the east-west gateway passed through, by destination service.',
