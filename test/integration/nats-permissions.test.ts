@@ -30,6 +30,7 @@ const TD = 'mesh.test';
 
 let dir: string;
 let nats: NatsServer;
+let authConf: string;
 const connections: NatsConnection[] = [];
 const passwords = new Map<string, string>();
 
@@ -52,7 +53,8 @@ before(async () => {
   };
   for (const user of generated.users)
     passwords.set(user.user, (await readFile(user.passwordFile, 'utf8')).trim());
-  nats = await startNats({ extraConfig: await readFile(generated.authConf, 'utf8') });
+  authConf = await readFile(generated.authConf, 'utf8');
+  nats = await startNats({ extraConfig: authConf });
 });
 
 after(async () => {
@@ -70,6 +72,15 @@ async function as(user: string): Promise<NatsConnection> {
 const refused = async (what: string, attempt: () => Promise<unknown>): Promise<void> => {
   await assert.rejects(attempt, `${what} must be refused`);
 };
+
+test('auth.conf holds bcrypt hashes, not the passwords, and the server takes them', async () => {
+  assert.equal(passwords.size, 3);
+  for (const [user, password] of passwords) {
+    assert.ok(!authConf.includes(password), `${user}'s password is in auth.conf`);
+    assert.match(authConf, new RegExp(`user: "${user}",? ?\\s*password: "\\$2[ab]\\$11\\$`));
+  }
+  await (await as('operator')).flush();
+});
 
 test('without a password nobody gets in', async () => {
   await assert.rejects(connect({ servers: nats.url, reconnect: false }), /Authorization Violation/i);
