@@ -9,13 +9,13 @@
 #
 # Environment: CAUSEWAY_KIND_DIR  where the trust root, intermediates and NATS passwords are
 #                                 kept (default ~/.cache/causeway/kind; mode 0700)
-#              CAUSEWAY_IMAGE     the image's name (default causeway:dev)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 work="${CAUSEWAY_KIND_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/causeway/kind}"
-image="${CAUSEWAY_IMAGE:-causeway:dev}"
+# The manifests name this image.
+image=causeway:dev
 trust_domain=mesh.local
 clusters=(east west)
 
@@ -31,15 +31,27 @@ need kind 'https://kind.sigs.k8s.io/docs/user/quick-start/#installation (0.27 or
 need kubectl 'https://kubernetes.io/docs/tasks/tools/ (1.30 or newer)'
 docker info >/dev/null 2>&1 || fail 'docker is installed, but its engine does not answer (is it running? may this user use it?)'
 
+# The work folder: absolute (docker mounts it), outside the repository (whose files go into
+# the image), with no ':' (docker -v would split it there).
+mkdir -p "$work"
+work="$(cd "$work" && pwd)"
+case "$work" in
+  "$root" | "$root"/*) fail "CAUSEWAY_KIND_DIR ($work) must be outside the repository: its files would go into the image" ;;
+  *:*) fail "CAUSEWAY_KIND_DIR ($work) must not contain ':'" ;;
+esac
+chmod 700 "$work"
+
 # kubectl against one cluster.
 k() {
   local cluster=$1
   shift
   kubectl --context "kind-causeway-$cluster" "$@"
 }
-# The CLI from the image, with the work folder mounted at /work.
+# The CLI from the image, with the work folder mounted at /work (:z: relabelled where
+# SELinux is on), on the kind network (where the nodes' NodePorts are).
 cli() {
-  docker run --rm --user "$(id -u):$(id -g)" -v "$work:/work" "$image" /opt/causeway/apps/cli/dist/main.js "$@"
+  docker run --rm --network kind --user "$(id -u):$(id -g)" -v "$work:/work:z" "$image" \
+    /opt/causeway/apps/cli/dist/main.js "$@"
 }
 # A node's address on the kind network, where the other cluster reaches its NodePorts.
 node_ip() {
@@ -59,8 +71,9 @@ remote_endpoint() {
 }
 
 say "1/7 kind clusters"
+existing="$(kind get clusters 2>/dev/null || true)"
 for cluster in "${clusters[@]}"; do
-  if kind get clusters 2>/dev/null | grep -qx "causeway-$cluster"; then
+  if grep -qx "causeway-$cluster" <<<"$existing"; then
     say "    causeway-$cluster exists: kept"
   else
     kind create cluster --name "causeway-$cluster" --config "$here/clusters/$cluster.yaml" --wait 180s
@@ -74,15 +87,18 @@ for cluster in "${clusters[@]}"; do
 done
 
 say "3/7 trust root, intermediates and NATS users in $work (made once, then kept)"
-mkdir -p "$work"
-chmod 700 "$work"
+# Each piece is checked on its own, so an interrupted run is completed by the next one.
 if [ ! -f "$work/trust/bundle.json" ]; then
   cli trust init --dir /work/trust --trust-domain "$trust_domain"
-  for cluster in "${clusters[@]}"; do
-    cli trust issue-intermediate --dir /work/trust --cluster "$cluster"
-  done
 fi
-if [ ! -f "$work/nats/auth.conf" ]; then
+for cluster in "${clusters[@]}"; do
+  if [ ! -f "$work/trust/clusters/$cluster/ca.key" ]; then
+    cli trust issue-intermediate --dir /work/trust --cluster "$cluster"
+  fi
+done
+if [ ! -f "$work/nats/auth.conf" ] || [ ! -f "$work/nats/operator.password" ] ||
+  [ ! -f "$work/nats/east.password" ] || [ ! -f "$work/nats/west.password" ]; then
+  rm -rf "$work/nats"
   mkdir -p "$work/nats"
   cli nats-config --cluster east --cluster west --out /work/nats
 fi
@@ -101,13 +117,20 @@ for cluster in "${clusters[@]}"; do
     put "$cluster" configmap causeway-trust-bundle -n "$namespace" --from-file=bundle.json="$work/trust/bundle.json"
   done
 done
+# (auth.conf holds bcrypt hashes; the operator's password stays in the work folder.)
 put east secret generic nats-auth -n causeway-system --from-file=auth.conf="$work/nats/auth.conf"
-put east secret generic nats-operator -n causeway-system --from-file=password="$work/nats/operator.password"
 
 say "5/7 the manifests (infra/kind/overlays/<cluster>)"
 for cluster in "${clusters[@]}"; do
+  again=false
+  if k "$cluster" get deployment -n causeway-system federation-controller >/dev/null 2>&1; then again=true; fi
   kubectl kustomize --load-restrictor=LoadRestrictionsNone "$here/overlays/$cluster" |
     k "$cluster" apply --server-side --field-manager=causeway-kind --force-conflicts -f - >/dev/null
+  # Running again: the components read their settings and image once, at start.
+  if [ "$again" = true ]; then
+    k "$cluster" rollout restart deployment -n causeway-system -l app.kubernetes.io/name=causeway >/dev/null
+    k "$cluster" rollout restart deployment -n shop >/dev/null
+  fi
 done
 
 say "6/7 the ways between the clusters (node addresses on the kind network)"
@@ -119,9 +142,11 @@ fi
 remote_endpoint west nats client "$east_ip" 30422
 remote_endpoint east prometheus-west http "$west_ip" 30091
 
-say "7/7 waiting for everything to run"
+say "7/7 the buckets (made by the operator the safe way), the trust bundle, and waiting for everything to run"
 k east -n causeway-system rollout status statefulset/nats --timeout=300s
-k east -n causeway-system wait --for=condition=Complete job/nats-init --timeout=300s
+nats_operator=(--nats-url "nats://$east_ip:30422" --nats-user operator --nats-password-file /work/nats/operator.password)
+cli nats-init "${nats_operator[@]}"
+cli trust publish --dir /work/trust "${nats_operator[@]}"
 for cluster in "${clusters[@]}"; do
   for deployment in federation-controller east-west-gateway ingress-gateway redis prometheus; do
     k "$cluster" -n causeway-system rollout status "deployment/$deployment" --timeout=300s

@@ -49,11 +49,52 @@ const CLUSTERS = ['east', 'west'] as const;
 type Cluster = (typeof CLUSTERS)[number];
 const cli = path.join(repoRoot, 'apps/cli/bin/causeway.mjs');
 
-/** What up.sh makes itself: credentials and the trust bundle, never in the repository. */
-const MADE_BY_UP = {
-  Secret: ['causeway-intermediate', 'causeway-nats', 'nats-auth', 'nats-operator'],
-  ConfigMap: ['causeway-trust-bundle'],
-} as const;
+/** What up.sh makes itself (credentials and the trust bundle, never in the repository): where, with which keys. */
+const MADE_BY_UP: ReadonlyArray<{
+  readonly kind: 'Secret' | 'ConfigMap';
+  readonly name: string;
+  readonly clusters: readonly Cluster[];
+  readonly namespaces: readonly string[];
+  readonly keys: readonly string[];
+}> = [
+  {
+    kind: 'Secret',
+    name: 'causeway-intermediate',
+    clusters: ['east', 'west'],
+    namespaces: ['causeway-system'],
+    keys: ['ca.crt', 'ca.key', 'bundle.json'],
+  },
+  {
+    kind: 'Secret',
+    name: 'causeway-nats',
+    clusters: ['east', 'west'],
+    namespaces: ['causeway-system'],
+    keys: ['password'],
+  },
+  {
+    kind: 'Secret',
+    name: 'nats-auth',
+    clusters: ['east'],
+    namespaces: ['causeway-system'],
+    keys: ['auth.conf'],
+  },
+  {
+    kind: 'ConfigMap',
+    name: 'causeway-trust-bundle',
+    clusters: ['east', 'west'],
+    namespaces: ['causeway-system', 'shop'],
+    keys: ['bundle.json'],
+  },
+];
+
+const madeByUp = (cluster: Cluster, namespace: string, kind: string, name: string) =>
+  MADE_BY_UP.find(
+    (made) =>
+      made.kind === kind &&
+      made.name === name &&
+      made.clusters.includes(cluster) &&
+      made.namespaces.includes(namespace),
+  );
 
 /** The app each Causeway component container runs, and its settings schema. */
 const SCHEMAS: Record<string, z.ZodType> = {
@@ -221,11 +262,32 @@ function volumeSources(volume: Volume): Array<{ kind: 'ConfigMap' | 'Secret'; na
   return sources;
 }
 
+/** The file names a volume holds (undefined: a volume that starts empty). */
+function volumeKeys(
+  cluster: Cluster,
+  namespace: string,
+  volume: Volume & { projected?: { sources: Array<{ serviceAccountToken?: { path: string } }> } },
+): Set<string> | undefined {
+  if (!volume.configMap && !volume.secret && !volume.projected) return undefined;
+  const keys = new Set<string>();
+  const add = (kind: 'ConfigMap' | 'Secret', name: string) => {
+    const made = madeByUp(cluster, namespace, kind, name);
+    for (const key of made?.keys ?? Object.keys(find(cluster, kind, namespace, name)?.data ?? {}))
+      keys.add(key);
+  };
+  for (const source of volumeSources(volume)) add(source.kind, source.name);
+  for (const source of volume.projected?.sources ?? [])
+    if (source.serviceAccountToken) keys.add(source.serviceAccountToken.path);
+  return keys;
+}
+
 /** A component's settings file from the overlay: the ConfigMap mounted where --config points. */
 function settingsOf(cluster: Cluster, namespace: string, pod: PodSpec, container: Container) {
   const file = configArgument(container.args ?? []);
   if (!file || !container.image.startsWith('causeway:')) return undefined;
-  const app = /^apps\/([a-z-]+)\/dist\/main\.js$/.exec(container.args?.[0] ?? '')?.[1];
+  const app = (container.args ?? [])
+    .map((arg) => /^apps\/([a-z-]+)\/dist\/main\.js$/.exec(arg)?.[1])
+    .find((found) => found !== undefined);
   assert.ok(app, `${container.name}: --config given, but the app it runs is not apps/<app>/dist/main.js`);
   const mount = (container.volumeMounts ?? []).find((m) => m.mountPath === path.posix.dirname(file));
   assert.ok(mount, `${cluster}: ${container.name}'s settings ${file} are in no mounted volume`);
@@ -329,11 +391,36 @@ test("every Causeway component's settings in the overlays are valid for its app,
           (parsed.nats as { passwordFile?: string } | undefined)?.passwordFile,
           ...Object.values((parsed.trust as Record<string, string> | undefined) ?? {}),
         ].filter((f): f is string => typeof f === 'string');
-        for (const file of files)
-          assert.ok(
-            settings.mounts.some((m) => file === m.mountPath || file.startsWith(`${m.mountPath}/`)),
-            `${source}: ${file} is in none of the container's mounts`,
+        for (const file of files) {
+          const mount = settings.mounts.find(
+            (m) => file === m.mountPath || file.startsWith(`${m.mountPath}/`),
           );
+          assert.ok(mount, `${source}: ${file} is in none of the container's mounts`);
+          // A file in a volume made from a ConfigMap, Secret or token is one of its keys.
+          const keys = volumeKeys(
+            cluster,
+            namespace,
+            (spec.volumes ?? []).find((v) => v.name === mount.name)!,
+          );
+          if (keys && file !== mount.mountPath)
+            assert.ok(
+              keys.has(path.posix.relative(mount.mountPath, file)),
+              `${source}: ${file} is not in its volume (${[...keys].join(', ')})`,
+            );
+        }
+        // Every in-cluster address a setting names is a port of a Service of the overlay.
+        const addresses = JSON.stringify(parsed).matchAll(
+          /[a-z]+:\/\/([a-z0-9-]+)\.([a-z0-9-]+)\.svc(?:\.cluster\.local)?:(\d+)/g,
+        );
+        for (const [address, name, serviceNamespace, port] of addresses) {
+          const service = find(cluster, 'Service', serviceNamespace, name!);
+          assert.ok(
+            (service?.spec as { ports?: Array<{ port: number }> } | undefined)?.ports?.some(
+              (p) => p.port === Number(port),
+            ),
+            `${source}: ${address} is no Service port in the overlay`,
+          );
+        }
         seen.add(settings.app);
       }
     }
@@ -345,40 +432,76 @@ test("every Causeway component's settings in the overlays are valid for its app,
   );
 });
 
-test('every ConfigMap, Secret and service account a pod uses is in the overlay or made by up.sh', async () => {
-  const upScript = await readFile(path.join(KIND, 'up.sh'), 'utf8');
-  for (const [kind, names] of Object.entries(MADE_BY_UP))
-    for (const name of names)
-      assert.match(
-        upScript,
-        new RegExp(`put [a-z"$]+ ${kind === 'Secret' ? 'secret generic' : 'configmap'} ${name} `),
-        `up.sh makes the ${kind} ${name}`,
-      );
+test('every ConfigMap, Secret and service account a pod uses is in the overlay or made by up.sh, and every port it is reached on is its own', async () => {
+  // up.sh makes each of MADE_BY_UP with the keys listed.
+  const commands = (await readFile(path.join(KIND, 'up.sh'), 'utf8')).replaceAll('\\\n', ' ').split('\n');
+  for (const made of MADE_BY_UP) {
+    const command = commands.find(
+      (line) =>
+        line
+          .trim()
+          .startsWith(
+            `put "$cluster" ${made.kind === 'Secret' ? 'secret generic' : 'configmap'} ${made.name} `,
+          ) ||
+        line
+          .trim()
+          .startsWith(`put east ${made.kind === 'Secret' ? 'secret generic' : 'configmap'} ${made.name} `),
+    );
+    assert.ok(command, `up.sh makes the ${made.kind} ${made.name}`);
+    for (const key of made.keys)
+      assert.ok(command.includes(`--from-file=${key}=`), `up.sh puts ${key} in ${made.name}`);
+  }
   for (const cluster of CLUSTERS) {
     for (const { owner, namespace, spec } of podsOf(cluster)) {
       const needed: Array<{ kind: string; name: string }> = (spec.volumes ?? []).flatMap(volumeSources);
-      for (const container of [...(spec.initContainers ?? []), ...spec.containers])
+      const containers = [...(spec.initContainers ?? []), ...spec.containers];
+      for (const container of containers)
         for (const variable of container.env ?? []) {
           if (variable.valueFrom?.configMapKeyRef)
             needed.push({ kind: 'ConfigMap', name: variable.valueFrom.configMapKeyRef.name });
           if (variable.valueFrom?.secretKeyRef)
             needed.push({ kind: 'Secret', name: variable.valueFrom.secretKeyRef.name });
         }
-      for (const { kind, name } of needed) {
-        const made = (MADE_BY_UP[kind as keyof typeof MADE_BY_UP] as readonly string[] | undefined)?.includes(
-          name,
-        );
+      for (const { kind, name } of needed)
         assert.ok(
-          made || find(cluster, kind, namespace, name),
+          madeByUp(cluster, namespace, kind, name) || find(cluster, kind, namespace, name),
           `${cluster}: ${owner} needs the ${kind} ${namespace}/${name}, which neither the overlay nor up.sh makes`,
         );
-      }
       if (spec.serviceAccountName)
         assert.ok(
           find(cluster, 'ServiceAccount', namespace, spec.serviceAccountName),
           `${cluster}: ${owner} runs as ${spec.serviceAccountName}, which the overlay does not make`,
         );
     }
+    // Prometheus scrapes a pod where it says: some container's --admin-address port.
+    for (const object of objectsOf(cluster).filter((o) => o.kind === 'Deployment')) {
+      const template = (
+        object.spec as { template: { metadata: { annotations?: Record<string, string> }; spec: PodSpec } }
+      ).template;
+      const port = template.metadata.annotations?.['causeway.dev/metrics-port'];
+      if (!port) continue;
+      const args = [...(template.spec.initContainers ?? []), ...template.spec.containers].flatMap(
+        (c) => c.args ?? [],
+      );
+      assert.ok(
+        args.includes(`--admin-address=0.0.0.0:${port}`),
+        `${cluster}: ${object.metadata.name} serves no admin port on ${port}`,
+      );
+    }
+    // The sample Services lead to the sidecars' inbound listeners.
+    const sidecar = parseYaml(
+      find(cluster, 'ConfigMap', 'shop', 'causeway-sidecar')!.data!['sidecar.yaml']!,
+    ) as {
+      inbound: Array<{ port: number }>;
+    };
+    for (const service of objectsOf(cluster).filter(
+      (o) => o.kind === 'Service' && o.metadata.namespace === 'shop',
+    ))
+      for (const port of (service.spec as { ports: Array<{ targetPort: number }> }).ports)
+        assert.ok(
+          sidecar.inbound.some((inbound) => inbound.port === port.targetPort),
+          `${cluster}: Service shop/${service.metadata.name} leads to ${port.targetPort}, no sidecar inbound port`,
+        );
   }
 });
 
