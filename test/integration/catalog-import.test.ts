@@ -178,7 +178,7 @@ test('an export in east appears as a ServiceImport and a labelled EndpointSlice 
   );
 });
 
-test("an imported EndpointSlice under an earlier release's name (<service>-<cluster>) is replaced, and a local Service's slice of that name is left alone", async () => {
+test("an imported EndpointSlice under an earlier release's name (<service>-<cluster>) or of another address type is replaced, and a local Service's slice of that name is left alone", async () => {
   const discovery = kube.get('west')!.makeApiClient(DiscoveryV1Api);
   await kube
     .get('west')!
@@ -205,6 +205,16 @@ test("an imported EndpointSlice under an earlier release's name (<service>-<clus
     namespace: 'shop',
     body: slice('depot-north', { 'kubernetes.io/service-name': 'depot-north' }),
   });
+  // ...and north's slice under its new name but of another address type (an IP gateway
+  // before; the gateways here are on loopback, written as FQDN): its type cannot be changed.
+  await discovery.createNamespacedEndpointSlice({
+    namespace: 'shop',
+    body: slice(importedSliceName('depot', 'north'), {
+      'multicluster.kubernetes.io/service-name': 'depot',
+      'multicluster.kubernetes.io/source-cluster': 'north',
+      'endpointslice.kubernetes.io/managed-by': 'causeway.dev',
+    }),
+  });
   await exportFrom('east', 'depot', [{ name: 'http', port: 80 }]);
   await exportFrom('north', 'depot', [{ name: 'http', port: 80 }]);
   const names = await eventually('depot imported in west under the new names', async () => {
@@ -213,7 +223,10 @@ test("an imported EndpointSlice under an earlier release's name (<service>-<clus
       labelSelector: 'multicluster.kubernetes.io/service-name=depot',
     });
     const found = slices.items.map((s) => s.metadata!.name!).sort();
-    return found.length === 2 && !found.includes('depot-east') ? found : undefined;
+    const types = slices.items.map((s) => s.addressType);
+    return found.length === 2 && !found.includes('depot-east') && types.every((t) => t === 'FQDN')
+      ? found
+      : undefined;
   });
   assert.deepEqual(names, [importedSliceName('depot', 'east'), importedSliceName('depot', 'north')].sort());
   const local = await discovery.readNamespacedEndpointSlice({ name: 'depot-north', namespace: 'shop' });

@@ -357,6 +357,13 @@ export class ImportWriter {
     };
     try {
       const existing = await discovery.readNamespacedEndpointSlice({ name, namespace: record.namespace });
+      if (existing.addressType !== body.addressType) {
+        // A slice's addressType cannot change (a gateway moved between an IP and a name):
+        // the slice is made again.
+        await discovery.deleteNamespacedEndpointSlice({ name, namespace: record.namespace });
+        await discovery.createNamespacedEndpointSlice({ namespace: record.namespace, body });
+        return;
+      }
       await discovery.replaceNamespacedEndpointSlice({
         name,
         namespace: record.namespace,
