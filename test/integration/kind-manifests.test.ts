@@ -15,7 +15,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
 import { CoreV1Api } from '@kubernetes/client-node';
-import { parseAllDocuments, parse as parseYaml } from 'yaml';
+import { parseAllDocuments, parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { expandEnvironment, parseConfig, type z } from '@causeway/config';
 import type { TrustDirectory } from '@causeway/pki';
 import {
@@ -39,7 +39,6 @@ import {
   initTrust,
   startComponentProcess,
   workloadCredentials,
-  writeYaml,
   type ComponentProcess,
 } from '../support/controller-process.ts';
 
@@ -558,22 +557,26 @@ test("the federation controller, with the overlay's settings under its own servi
     ).status!.token!;
   const controllerToken = await tokenOf('causeway-system', 'federation-controller');
   const workloadToken = await tokenOf('shop', 'hello', ['causeway']);
-  const kubeconfig = await writeYaml(path.join(dir, 'controller.kubeconfig'), {
-    apiVersion: 'v1',
-    kind: 'Config',
-    clusters: [
-      {
-        name: 'east',
-        cluster: {
-          server: plane.server,
-          'certificate-authority-data': Buffer.from(plane.caCertPem).toString('base64'),
+  const kubeconfig = path.join(dir, 'controller.kubeconfig');
+  await writeFile(
+    kubeconfig,
+    stringifyYaml({
+      apiVersion: 'v1',
+      kind: 'Config',
+      clusters: [
+        {
+          name: 'east',
+          cluster: {
+            server: plane.server,
+            'certificate-authority-data': Buffer.from(plane.caCertPem).toString('base64'),
+          },
         },
-      },
-    ],
-    users: [{ name: 'federation-controller', user: { token: controllerToken } }],
-    contexts: [{ name: 'east', context: { cluster: 'east', user: 'federation-controller' } }],
-    'current-context': 'east',
-  });
+      ],
+      users: [{ name: 'federation-controller', user: { token: controllerToken } }],
+      contexts: [{ name: 'east', context: { cluster: 'east', user: 'federation-controller' } }],
+      'current-context': 'east',
+    }),
+  );
 
   // 3. NATS as up.sh sets it up: per-cluster users, buckets made by the operator, bundle published.
   const natsDir = path.join(dir, 'nats');
@@ -634,10 +637,9 @@ test("the federation controller, with the overlay's settings under its own servi
         : value && typeof value === 'object'
           ? Object.fromEntries(Object.entries(value).map(([k, v]) => [k, relocate(v)]))
           : value;
-  const settingsFile = await writeYaml(
-    path.join(dir, 'federation-controller.yaml'),
-    relocate(parseYaml(settings.text)),
-  );
+  // (Written as rendered: its ${NAME} references are for the controller to expand.)
+  const settingsFile = path.join(dir, 'federation-controller.yaml');
+  await writeFile(settingsFile, stringifyYaml(relocate(parseYaml(settings.text))));
   const env = {
     ...environmentOf('east', 'causeway-system', spec, container),
     CAUSEWAY_NATS_URL: nats.url,

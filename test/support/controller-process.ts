@@ -5,6 +5,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { stringify } from 'yaml';
+import { escapeEnvironment } from '@causeway/config';
 import { CertificateRenewer, type WorkloadCredentials } from '@causeway/identity';
 import { TrustDirectory } from '@causeway/pki';
 import { repoRoot } from '@causeway/testing';
@@ -68,8 +69,9 @@ export interface ControllerProcess extends ComponentProcess {
   readonly signingUrl: string;
 }
 
+/** A settings file, read back as written (a `$` in a path is not taken for a variable). */
 export async function writeYaml(file: string, value: unknown): Promise<string> {
-  await writeFile(file, stringify(value));
+  await writeFile(file, stringify(escapeEnvironment(value)));
   return file;
 }
 

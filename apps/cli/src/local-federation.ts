@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { connect } from '@nats-io/transport-node';
 import { stringify } from 'yaml';
+import { escapeEnvironment } from '@causeway/config';
 import { TrustDirectory } from '@causeway/pki';
 import { freePort } from '@causeway/testing';
 import { NatsTrustStore } from '@causeway/trust';
@@ -283,7 +284,8 @@ export class LocalFederation {
   private async writeSettings(cluster: string, name: string, settings: unknown): Promise<string> {
     const file = path.join(this.options.dir, cluster, `${name}.yaml`);
     await mkdir(path.dirname(file), { recursive: true });
-    await writeFile(file, stringify(settings));
+    // (Written as read: a `$` in a path is not taken for an environment variable.)
+    await writeFile(file, stringify(escapeEnvironment(settings)));
     return file;
   }
 

@@ -72,3 +72,18 @@ export function expandEnvironment(
   if (problems.length > 0) throw new ConfigError(source, problems);
   return expanded;
 }
+
+/**
+ * The inverse of {@link expandEnvironment} for a settings file a program writes: every `$`
+ * in a string doubled, so that a path or a token holding one is read back as it was.
+ */
+export function escapeEnvironment<T>(input: T): T {
+  const walk = (value: unknown): unknown => {
+    if (typeof value === 'string') return value.replaceAll('$', '$$$$');
+    if (Array.isArray(value)) return value.map(walk);
+    if (value !== null && typeof value === 'object')
+      return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, walk(item)]));
+    return value;
+  };
+  return walk(input) as T;
+}

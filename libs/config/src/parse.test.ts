@@ -4,6 +4,7 @@ import { z } from 'zod';
 import {
   ConfigError,
   envName,
+  escapeEnvironment,
   expandEnvironment,
   listenAddress,
   parseConfig,
@@ -104,4 +105,9 @@ test('settings strings take ${NAME} from the environment, field by field', () =>
       return true;
     },
   );
+});
+
+test('a settings file a program writes reads back as written, $ and ${ included', () => {
+  const settings = { tokenFile: '/tmp/a$b/${HOME}/$$', list: ['$', 1, true], nested: { x: 'plain' } };
+  assert.deepEqual(expandEnvironment(escapeEnvironment(settings), 'f', {}), settings);
 });
