@@ -60,37 +60,53 @@ export class SteadyLoad {
   private send(): void {
     const at = Date.now();
     const done = new Promise<void>((resolve) => {
+      let finished = false;
+      const deadline: { timer?: NodeJS.Timeout } = {};
+      // Once per request: a request cut after its head fails on both the request and the
+      // response, and counts once.
       const finish = (status: number, error?: string): void => {
+        if (finished) return;
+        finished = true;
+        clearTimeout(deadline.timer);
         this.samples.push({ at, ms: Date.now() - at, status, ...(error ? { error } : {}) });
         resolve();
       };
-      const request = http.get(
-        {
-          host: this.options.host ?? '127.0.0.1',
-          port: this.options.port,
-          path: this.options.path ?? '/',
-          headers: { host: this.options.authority },
-          agent: this.agent,
-          timeout: this.options.timeoutMs,
-        },
-        (response) => {
-          const status = response.statusCode!;
-          let body = '';
-          response.setEncoding('utf8');
-          // A failure's body says why (the proxies answer in plain text).
-          response.on('data', (chunk: string) => {
-            if (status >= 300 && body.length < 200) body += chunk;
-          });
-          response.on('end', () =>
-            finish(
-              status,
-              status >= 200 && status < 300 ? undefined : `HTTP ${status} ${body.trim().slice(0, 200)}`,
-            ),
-          );
-          response.on('error', (error) => finish(0, error.message));
-        },
+      let request: http.ClientRequest;
+      try {
+        request = http.get(
+          {
+            host: this.options.host ?? '127.0.0.1',
+            port: this.options.port,
+            path: this.options.path ?? '/',
+            headers: { host: this.options.authority },
+            agent: this.agent,
+          },
+          (response) => {
+            const status = response.statusCode!;
+            let body = '';
+            response.setEncoding('utf8');
+            // A failure's body says why (the proxies answer in plain text).
+            response.on('data', (chunk: string) => {
+              if (status >= 300 && body.length < 200) body += chunk;
+            });
+            response.on('end', () =>
+              finish(
+                status,
+                status >= 200 && status < 300 ? undefined : `HTTP ${status} ${body.trim().slice(0, 200)}`,
+              ),
+            );
+            response.on('error', (error) => finish(0, error.message));
+          },
+        );
+      } catch (error) {
+        return finish(0, (error as Error).message);
+      }
+      // The whole exchange, from the moment it is sent (waiting for a socket included), has
+      // the timeout: a trickling answer or a queue behind a hung peer cannot stretch it.
+      deadline.timer = setTimeout(
+        () => request.destroy(new Error(`no answer in ${this.options.timeoutMs} ms`)),
+        this.options.timeoutMs,
       );
-      request.on('timeout', () => request.destroy(new Error(`no answer in ${this.options.timeoutMs} ms`)));
       request.on('error', (error) => finish(0, error.message));
     });
     this.inFlight.add(done);

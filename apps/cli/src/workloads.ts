@@ -11,19 +11,38 @@ const port = (value: string): number => {
   return parsed;
 };
 
-const positive = (value: string): number => {
+/** Requests per second: one timer tick each, so at most 1,000 (and at least one a day). */
+const rate = (value: string): number => {
   const parsed = Number(value);
-  if (!Number.isFinite(parsed) || parsed <= 0 || parsed > 10_000)
-    throw new InvalidArgumentError('must be a number above 0, at most 10000');
+  if (!Number.isFinite(parsed) || parsed < 0.00002 || parsed > 1_000)
+    throw new InvalidArgumentError('must be a number of requests per second from 0.00002 to 1000');
   return parsed;
 };
 
+/** A duration a timer can wait (Node's timers hold at most 2^31 - 1 ms, about 24 days). */
 const duration = (value: string): number => {
+  let parsed: number;
   try {
-    return parseDuration(value);
+    parsed = parseDuration(value);
   } catch (error) {
     throw new InvalidArgumentError((error as Error).message);
   }
+  if (parsed > 2_147_483_647) throw new InvalidArgumentError('must be at most 24d');
+  return parsed;
+};
+
+/** A Host header value: a host name or address, and a port. */
+const authority = (value: string): string => {
+  if (!/^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/.test(value))
+    throw new InvalidArgumentError('must be host or host:port, e.g. hello.shop.svc.clusterset.local');
+  return value;
+};
+
+/** A request path: starts with /, no spaces or control characters. */
+const requestPath = (value: string): string => {
+  if (!/^\/[\x21-\x7e]*$/.test(value))
+    throw new InvalidArgumentError('must start with / and hold no spaces or control characters');
+  return value;
 };
 
 const hostPort = (value: string): { host: string; port: number } => {
@@ -67,6 +86,14 @@ function sampleAppCommand(): Command {
     .addOption(new Option('--http-port <port>', 'HTTP/1.1 port (0: none)').argParser(port).default(8080))
     .addOption(new Option('--grpc-port <port>', 'gRPC (h2c) port (0: none)').argParser(port).default(9090))
     .option('--host <address>', 'address to listen on', '127.0.0.1')
+    .addOption(
+      new Option(
+        '--drain <duration>',
+        'on SIGTERM, keep serving this long (while callers learn the instance is going), then stop',
+      )
+        .argParser(duration)
+        .default(5_000, '5s'),
+    )
     .action(
       async (options: {
         service: string;
@@ -75,6 +102,7 @@ function sampleAppCommand(): Command {
         httpPort: number;
         grpcPort: number;
         host: string;
+        drain: number;
       }) => {
         const identity = {
           service: options.service,
@@ -99,7 +127,11 @@ function sampleAppCommand(): Command {
         process.stdout.write(
           `${JSON.stringify({ msg: 'serving', ...identity, ...Object.fromEntries(apps.map(({ kind, app }) => [kind, `${options.host}:${app.port}`])) })}\n`,
         );
-        untilSignal(closeAll);
+        untilSignal(async () => {
+          process.stdout.write(`${JSON.stringify({ msg: 'draining', ms: options.drain })}\n`);
+          await new Promise((resolve) => setTimeout(resolve, options.drain));
+          await closeAll();
+        });
       },
     );
 }
@@ -114,14 +146,18 @@ function loadCommand(): Command {
     .description(
       "a steady rate of HTTP GETs to a service through a sidecar's outbound port, a summary line (sent, failed, p99) per interval; runs until SIGTERM",
     )
-    .requiredOption('--authority <host>', 'the service named in Host, e.g. hello.shop.svc.clusterset.local')
+    .addOption(
+      new Option('--authority <host>', 'the service named in Host, e.g. hello.shop.svc.clusterset.local')
+        .argParser(authority)
+        .makeOptionMandatory(),
+    )
     .addOption(
       new Option('--proxy <host:port>', "the sidecar's outbound port")
         .argParser(hostPort)
         .default({ host: '127.0.0.1', port: 15001 }, '127.0.0.1:15001'),
     )
-    .option('--path <path>', 'request path', '/')
-    .addOption(new Option('--rate <n>', 'requests per second').argParser(positive).default(5))
+    .addOption(new Option('--path <path>', 'request path').argParser(requestPath).default('/'))
+    .addOption(new Option('--rate <n>', 'requests per second').argParser(rate).default(5))
     .addOption(
       new Option('--every <duration>', 'how often a summary line is printed')
         .argParser(duration)
@@ -139,8 +175,6 @@ function loadCommand(): Command {
         timeout: number;
         json?: boolean;
       }) => {
-        if (!options.path.startsWith('/'))
-          throw new SampleAppError(`--path must start with / (got '${options.path}')`);
         const load = SteadyLoad.start({
           host: options.proxy.host,
           port: options.proxy.port,
