@@ -125,6 +125,17 @@ for (const mode of ['auto', 'L7'] as const)
         // infra/prometheus documents it (Grafana's variables stand for all clusters).
         const global = /Prometheus global +(http:\/\/127\.0\.0\.1:\d+)/.exec(stderr)?.[1];
         assert.ok(global, stderr.slice(-3000));
+        // A query over the demo's run (a rate panel of a burst is 0 once the burst is over).
+        const overTheRun = async (promql: string) =>
+          (await (
+            await fetch(
+              `${global}/api/v1/query_range?query=${encodeURIComponent(promql)}&start=${Math.floor(testStarted / 1000) - 5}&end=${Math.ceil(Date.now() / 1000)}&step=2`,
+            )
+          ).json()) as {
+            status: string;
+            error?: string;
+            data?: { result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> };
+          };
         const empty = new Set(panelQueries(federationDashboard()).map((query) => JSON.stringify(query)));
         for (let round = 0; round < 60 && empty.size > 0; round++) {
           for (const key of empty) {
@@ -133,15 +144,7 @@ for (const mode of ['auto', 'L7'] as const)
               .replaceAll('$cluster', '.*')
               .replaceAll('$__rate_interval', '1m')
               .replaceAll('$__range', '5m');
-            // Over the demo's run (a rate panel of a burst is 0 once the burst is over).
-            const range = `start=${Math.floor(testStarted / 1000) - 5}&end=${Math.ceil(Date.now() / 1000)}&step=2`;
-            const answer = (await (
-              await fetch(`${global}/api/v1/query_range?query=${encodeURIComponent(promql)}&${range}`)
-            ).json()) as {
-              status: string;
-              error?: string;
-              data?: { result: Array<{ metric: Record<string, string>; values: Array<[number, string]> }> };
-            };
+            const answer = await overTheRun(promql);
             assert.equal(answer.status, 'success', `${promql}: ${answer.error}`);
             // Data: a finite value (an empty histogram gives NaN; a counter that appeared with a
             // burst inside one scrape has a rate of 0, which is still its series), and every
@@ -164,12 +167,7 @@ for (const mode of ['auto', 'L7'] as const)
         let refusalRate = 0;
         for (let round = 0; round < 20 && refusalRate === 0; round++) {
           if (round > 0) await new Promise((resolve) => setTimeout(resolve, 1_000));
-          const range = `start=${Math.floor(testStarted / 1000) - 5}&end=${Math.ceil(Date.now() / 1000)}&step=2`;
-          const answer = (await (
-            await fetch(
-              `${global}/api/v1/query_range?query=${encodeURIComponent('sum(rate(causeway_eastwest_refused_total[1m]))')}&${range}`,
-            )
-          ).json()) as { data?: { result: Array<{ values: Array<[number, string]> }> } };
+          const answer = await overTheRun('sum(rate(causeway_eastwest_refused_total[1m]))');
           refusalRate = Math.max(
             0,
             ...(answer.data?.result[0]?.values ?? []).map(([, value]) => Number(value)),

@@ -132,7 +132,13 @@ interface Volume {
   name: string;
   configMap?: { name: string };
   secret?: { secretName: string };
-  projected?: { sources: Array<{ configMap?: { name: string }; secret?: { name: string } }> };
+  projected?: {
+    sources: Array<{
+      configMap?: { name: string };
+      secret?: { name: string };
+      serviceAccountToken?: { path: string };
+    }>;
+  };
 }
 
 interface PodSpec {
@@ -262,11 +268,7 @@ function volumeSources(volume: Volume): Array<{ kind: 'ConfigMap' | 'Secret'; na
 }
 
 /** The file names a volume holds (undefined: a volume that starts empty). */
-function volumeKeys(
-  cluster: Cluster,
-  namespace: string,
-  volume: Volume & { projected?: { sources: Array<{ serviceAccountToken?: { path: string } }> } },
-): Set<string> | undefined {
+function volumeKeys(cluster: Cluster, namespace: string, volume: Volume): Set<string> | undefined {
   if (!volume.configMap && !volume.secret && !volume.projected) return undefined;
   const keys = new Set<string>();
   const add = (kind: 'ConfigMap' | 'Secret', name: string) => {

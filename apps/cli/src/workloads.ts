@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { parseDuration } from '@causeway/config';
+import { listenAddress, parseDuration, splitAddress } from '@causeway/config';
+import { createLogger, onShutdownSignal } from '@causeway/telemetry';
 import { startGrpcEcho, startHttpEcho, type SampleApp } from './sample-apps.ts';
 import { SteadyLoad } from './steady-load.ts';
 
@@ -45,30 +46,16 @@ const requestPath = (value: string): string => {
   return value;
 };
 
+/** An address to connect to: `host:port`, any port but 0. */
 const hostPort = (value: string): { host: string; port: number } => {
-  const match = /^(.+):(\d{1,5})$/.exec(value);
-  if (!match || Number(match[2]) > 65_535 || Number(match[2]) === 0)
+  if (!listenAddress.safeParse(value).success || splitAddress(value).port === 0)
     throw new InvalidArgumentError('must be host:port, e.g. 127.0.0.1:15001');
-  return { host: match[1]!.replace(/^\[(.*)\]$/, '$1'), port: Number(match[2]) };
+  return splitAddress(value);
 };
 
-/** Runs until SIGTERM or SIGINT, then `stop`; a second signal exits at once. */
-function untilSignal(stop: () => Promise<void>): void {
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) process.exit(signal === 'SIGINT' ? 130 : 143);
-    stopping = true;
-    void stop().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        process.stderr.write(`causeway: stopping failed: ${(error as Error).message}\n`);
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-}
+/** Runs until SIGTERM or SIGINT, then `stop` (a second signal exits at once); says so on stderr. */
+const untilSignal = (name: string, stop: () => Promise<void>): void =>
+  onShutdownSignal(createLogger({ component: name, destination: process.stderr }), stop);
 
 /**
  * `causeway sample-app`: the demo's sample service as a process (the app container of the
@@ -127,7 +114,7 @@ function sampleAppCommand(): Command {
         process.stdout.write(
           `${JSON.stringify({ msg: 'serving', ...identity, ...Object.fromEntries(apps.map(({ kind, app }) => [kind, `${options.host}:${app.port}`])) })}\n`,
         );
-        untilSignal(async () => {
+        untilSignal('sample-app', async () => {
           process.stdout.write(`${JSON.stringify({ msg: 'draining', ms: options.drain })}\n`);
           await new Promise((resolve) => setTimeout(resolve, options.drain));
           await closeAll();
@@ -201,7 +188,7 @@ function loadCommand(): Command {
             reported = upTo;
           }
         }, options.every);
-        untilSignal(async () => {
+        untilSignal('load', async () => {
           clearInterval(timer);
           await load.stop();
           report(load.take(Infinity));

@@ -111,9 +111,10 @@ export function importConditions(
  * Only what the catalog no longer holds (an explicit unexport) is deleted.
  */
 export class ImportWriter {
-  /** The services (`namespace/name`) written by this writer. */
-  private readonly written = new Set<string>();
-  /** What was last written per service, so that an unchanged service is not written again. */
+  /**
+   * What was last written per service (`namespace/name`), so that an unchanged service is
+   * not written again; its keys are the services this writer has written.
+   */
   private readonly writtenState = new Map<string, string>();
   /** Unexported services whose leftover imports were looked for since this writer started. */
   private readonly swept = new Set<string>();
@@ -214,10 +215,9 @@ export class ImportWriter {
         ),
       );
       this.writtenState.set(key, state);
-      this.written.add(key);
     }
     for (const key of plan.unexported ?? []) {
-      if (this.swept.has(key) || this.written.has(key) || catalog.has(key)) continue;
+      if (this.swept.has(key) || this.writtenState.has(key) || catalog.has(key)) continue;
       const [namespace, name] = key.split('/') as [string, string];
       await this.deleteSlices(namespace, await this.managedSlices(namespace, name));
       await this.custom.deleteNamespacedCustomObject({ ...MCS, namespace, name }).catch((error: unknown) => {
@@ -226,14 +226,13 @@ export class ImportWriter {
       this.swept.add(key);
     }
     for (const key of catalog.keys()) this.swept.delete(key);
-    for (const key of [...this.written]) {
+    for (const key of [...this.writtenState.keys()]) {
       if (catalog.has(key)) continue;
       const [namespace, name] = key.split('/') as [string, string];
       await this.deleteSlices(namespace, await this.managedSlices(namespace, name));
       await this.custom.deleteNamespacedCustomObject({ ...MCS, namespace, name }).catch((error: unknown) => {
         if (code(error) !== 404) throw error;
       });
-      this.written.delete(key);
       this.writtenState.delete(key);
     }
   }

@@ -27,6 +27,18 @@ export function envName(field: string): string {
 /** `${NAME}`, `$$`, or a malformed `${…` (group 1, 2 or neither). */
 const REFERENCE = /\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|(\$)|\{[^}]*\}?)/g;
 
+/** `value` with each string in it (at any depth) replaced by `change(string, dotted path)`. */
+function mapStrings(value: unknown, change: (text: string, path: string) => string, path = ''): unknown {
+  if (typeof value === 'string') return change(value, path);
+  const at = (key: string | number) => (path ? `${path}.${key}` : String(key));
+  if (Array.isArray(value)) return value.map((item, index) => mapStrings(item, change, at(index)));
+  if (value !== null && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [key, mapStrings(item, change, at(key))]),
+    );
+  return value;
+}
+
 /**
  * A settings file's strings with `${NAME}` replaced by the environment variable NAME (what a
  * Kubernetes pod gets from the downward API or a ConfigMap: its IP, the node's, the cluster's
@@ -40,35 +52,23 @@ export function expandEnvironment(
   env: NodeJS.ProcessEnv = process.env,
 ): unknown {
   const problems: string[] = [];
-  const walk = (value: unknown, path: string): unknown => {
-    if (typeof value === 'string') {
-      if (!value.includes('$')) return value;
-      return value.replace(REFERENCE, (whole, name: string | undefined, dollar: string | undefined) => {
-        if (dollar) return '$';
-        if (name === undefined) {
-          problems.push(
-            `${path || '(root)'}: '${whole}' is not a reference to an environment variable (\${NAME}, or $$ for a $)`,
-          );
-          return whole;
-        }
-        const found = env[name];
-        if (found === undefined || found === '') {
-          problems.push(`${path || '(root)'}: environment variable ${name} is not set`);
-          return whole;
-        }
-        return found;
-      });
-    }
-    if (Array.isArray(value))
-      return value.map((item, index) => walk(item, path ? `${path}.${index}` : String(index)));
-    if (value !== null && typeof value === 'object') {
-      return Object.fromEntries(
-        Object.entries(value).map(([key, item]) => [key, walk(item, path ? `${path}.${key}` : key)]),
-      );
-    }
-    return value;
-  };
-  const expanded = walk(input, '');
+  const expanded = mapStrings(input, (text, path) =>
+    text.replace(REFERENCE, (whole, name: string | undefined, dollar: string | undefined) => {
+      if (dollar) return '$';
+      if (name === undefined) {
+        problems.push(
+          `${path || '(root)'}: '${whole}' is not a reference to an environment variable (\${NAME}, or $$ for a $)`,
+        );
+        return whole;
+      }
+      const found = env[name];
+      if (found === undefined || found === '') {
+        problems.push(`${path || '(root)'}: environment variable ${name} is not set`);
+        return whole;
+      }
+      return found;
+    }),
+  );
   if (problems.length > 0) throw new ConfigError(source, problems);
   return expanded;
 }
@@ -78,12 +78,5 @@ export function expandEnvironment(
  * in a string doubled, so that a path or a token holding one is read back as it was.
  */
 export function escapeEnvironment<T>(input: T): T {
-  const walk = (value: unknown): unknown => {
-    if (typeof value === 'string') return value.replaceAll('$', '$$$$');
-    if (Array.isArray(value)) return value.map(walk);
-    if (value !== null && typeof value === 'object')
-      return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, walk(item)]));
-    return value;
-  };
-  return walk(input) as T;
+  return mapStrings(input, (text) => text.replaceAll('$', '$$$$')) as T;
 }
